@@ -1,0 +1,88 @@
+"""The exceptions rtwidget raises. Catch :class:`RealtimeError` to catch them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class RealtimeError(Exception):
+    """Base class of every error rtwidget raises."""
+
+
+class ConnectionClosed(RealtimeError):
+    """The connection is gone and will not come back (closed by the user, or retries ran out)."""
+
+
+class AuthenticationError(RealtimeError):
+    """The server refused the credentials. Retrying would not help, so the session stops."""
+
+
+class ServerRejected(RealtimeError):
+    """The server refused the connection for a reason other than auth (bad URL, bad request)."""
+
+
+class ToolError(RealtimeError):
+    """A tool could not be defined, or could not be run with the arguments the model gave."""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """One ``error`` event from the server, tied back to the client event that caused it.
+
+    ``caused_by`` is the type of the client event whose ``event_id`` the server echoed, when the
+    session still remembers it.
+    """
+
+    type: str
+    code: str | None
+    message: str
+    param: str | None
+    event_id: str | None
+    caused_by: str | None = None
+    at: float = 0.0
+
+    def __str__(self) -> str:
+        parts = [f"{self.type}"]
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.param:
+            parts.append(f"param={self.param}")
+        if self.caused_by:
+            parts.append(f"caused by {self.caused_by}")
+        if self.event_id:
+            parts.append(f"event_id={self.event_id}")
+        return f"{self.message} ({', '.join(parts)})"
+
+
+class ServerError(RealtimeError):
+    """Raised by calls that wait for an answer when the server answers with an ``error`` event."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(str(info))
+        self.info = info
+
+    @property
+    def code(self) -> str | None:
+        """The server's machine-readable error code."""
+        return self.info.code
+
+
+def error_info_from_event(event: dict[str, Any], caused_by: str | None, at: float) -> ErrorInfo:
+    """Build an :class:`ErrorInfo` from a server ``error`` event, tolerating missing fields."""
+    raw = event.get("error")
+    err: dict[str, Any] = raw if isinstance(raw, dict) else {}
+
+    def text(key: str) -> str | None:
+        value = err.get(key)
+        return None if value is None else str(value)
+
+    return ErrorInfo(
+        type=text("type") or "error",
+        code=text("code"),
+        message=text("message") or "the server reported an error without a message",
+        param=text("param"),
+        event_id=text("event_id"),
+        caused_by=caused_by,
+        at=at,
+    )

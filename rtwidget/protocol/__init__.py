@@ -1,0 +1,24 @@
+"""The Realtime protocol with no I/O: client event builders and the conversation state machine."""
+
+from . import client_events as events
+from .audio import SAMPLE_RATE, AudioFormatError, decode_audio, encode_audio, to_pcm16
+from .client_events import NOT_GIVEN, merge_session, session_config
+from .conversation import BETA_ALIASES, Conversation, Item, LogEntry, Response, Update
+
+__all__ = [
+    "BETA_ALIASES",
+    "NOT_GIVEN",
+    "SAMPLE_RATE",
+    "AudioFormatError",
+    "Conversation",
+    "Item",
+    "LogEntry",
+    "Response",
+    "Update",
+    "decode_audio",
+    "encode_audio",
+    "events",
+    "merge_session",
+    "session_config",
+    "to_pcm16",
+]

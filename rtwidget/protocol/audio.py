@@ -1,0 +1,72 @@
+"""PCM16 helpers shared by the client, the widget and the local server (pure, no I/O)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 24_000
+"""The Realtime protocol's audio rate: PCM16 little-endian, mono, 24 kHz."""
+
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+
+
+class AudioFormatError(ValueError):
+    """Audio that cannot be PCM16 mono: odd byte count, wrong dtype or shape, bad base64."""
+
+
+def to_pcm16(audio: Any) -> bytes:
+    """Return ``audio`` as PCM16 little-endian bytes.
+
+    Accepts bytes-like PCM16 (an even number of bytes), numpy int16 arrays, and float arrays in
+    [-1, 1] (clipped; NaN and infinities become silence). Anything else raises
+    :class:`AudioFormatError` naming what was found.
+    """
+    if isinstance(audio, (bytes, bytearray, memoryview)):
+        data = bytes(audio)
+        if len(data) % 2:
+            raise AudioFormatError(
+                f"PCM16 audio needs an even number of bytes, got {len(data)}"
+            )
+        return data
+    if isinstance(audio, np.ndarray):
+        if audio.ndim != 1:
+            raise AudioFormatError(f"mono audio needs a 1-D array, got shape {audio.shape}")
+        if audio.dtype == np.int16:
+            return audio.astype("<i2", copy=False).tobytes()
+        if np.issubdtype(audio.dtype, np.floating):
+            clean = np.nan_to_num(audio.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            return (np.clip(clean, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        raise AudioFormatError(f"audio arrays must be int16 or float, got {audio.dtype}")
+    raise AudioFormatError(f"audio must be bytes or a numpy array, got {type(audio).__name__}")
+
+
+def encode_audio(pcm: bytes) -> str:
+    """Base64 text of PCM16 bytes, as the wire carries it."""
+    return base64.b64encode(pcm).decode("ascii")
+
+
+def decode_audio(text: Any) -> bytes:
+    """PCM16 bytes from the wire's base64 text; :class:`AudioFormatError` if it is not that."""
+    if not isinstance(text, str):
+        raise AudioFormatError(f"audio must be a base64 string, got {type(text).__name__}")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AudioFormatError(f"audio is not valid base64: {exc}") from None
+    if len(data) % 2:
+        raise AudioFormatError(f"PCM16 audio needs an even number of bytes, got {len(data)}")
+    return data
+
+
+def duration_ms(n_bytes: int, rate: int = SAMPLE_RATE) -> float:
+    """Milliseconds of PCM16 mono audio in ``n_bytes`` bytes."""
+    return n_bytes / 2 / rate * 1000.0
+
+
+def bytes_for_ms(ms: float, rate: int = SAMPLE_RATE) -> int:
+    """Byte count (even) of ``ms`` milliseconds of PCM16 mono audio."""
+    return round(ms * rate / 1000.0) * 2

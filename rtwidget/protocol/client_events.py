@@ -1,0 +1,377 @@
+"""Builders for every client event of the Realtime protocol (pure: dicts in, dicts out).
+
+Every builder returns a JSON-ready ``dict`` with a fresh ``event_id`` so that an ``error`` event
+from the server can be tied back to the event that caused it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from .audio import SAMPLE_RATE, encode_audio, to_pcm16
+
+
+class _NotGiven:
+    """Marks a keyword the caller did not pass (``None`` is a real value: it disables VAD)."""
+
+    _instance: _NotGiven | None = None
+
+    def __new__(cls) -> _NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN: Any = _NotGiven()
+"""Default of optional keywords: the field is left out of the event."""
+
+Modality = Literal["text", "audio"]
+
+_prefix = os.urandom(4).hex()
+_counter = itertools.count(1)
+
+
+def new_event_id() -> str:
+    """A client event id, unique within this process."""
+    return f"evt_{_prefix}{next(_counter):08d}"
+
+
+def new_item_id() -> str:
+    """A client-chosen conversation item id (at most 32 characters, as the protocol allows)."""
+    return f"item_{_prefix}{next(_counter):08d}"
+
+
+def _event(kind: str, **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": kind, "event_id": new_event_id()}
+    event.update({k: v for k, v in fields.items() if v is not NOT_GIVEN})
+    return event
+
+
+# --- session configuration -------------------------------------------------------------------
+
+
+def audio_format(fmt: Any = "pcm16", rate: int = SAMPLE_RATE) -> dict[str, Any]:
+    """An audio format object. ``fmt`` may be a dict (used as is), ``"pcm16"``/``"audio/pcm"``,
+    ``"g711_ulaw"``/``"audio/pcmu"`` or ``"g711_alaw"``/``"audio/pcma"``."""
+    if isinstance(fmt, Mapping):
+        return dict(fmt)
+    names = {
+        "pcm16": "audio/pcm",
+        "audio/pcm": "audio/pcm",
+        "g711_ulaw": "audio/pcmu",
+        "audio/pcmu": "audio/pcmu",
+        "g711_alaw": "audio/pcma",
+        "audio/pcma": "audio/pcma",
+    }
+    if fmt not in names:
+        raise ValueError(f"unknown audio format {fmt!r}; expected one of {sorted(names)}")
+    out: dict[str, Any] = {"type": names[fmt]}
+    if out["type"] == "audio/pcm":
+        out["rate"] = rate
+    return out
+
+
+def turn_detection(
+    kind: Literal["server_vad", "semantic_vad"] = "server_vad",
+    *,
+    threshold: float | None = None,
+    prefix_padding_ms: int | None = None,
+    silence_duration_ms: int | None = None,
+    eagerness: Literal["low", "medium", "high", "auto"] | None = None,
+    create_response: bool | None = None,
+    interrupt_response: bool | None = None,
+    idle_timeout_ms: int | None = None,
+) -> dict[str, Any]:
+    """A ``turn_detection`` object; keywords left at ``None`` are left to the server."""
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"turn_detection threshold must be in [0, 1], got {threshold}")
+    fields = {
+        "type": kind,
+        "threshold": threshold,
+        "prefix_padding_ms": prefix_padding_ms,
+        "silence_duration_ms": silence_duration_ms,
+        "eagerness": eagerness,
+        "create_response": create_response,
+        "interrupt_response": interrupt_response,
+        "idle_timeout_ms": idle_timeout_ms,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def tool_choice_value(choice: Any) -> Any:
+    """Normalise ``tool_choice``: ``"auto"``, ``"none"``, ``"required"``, a function name, or an
+    object ``{"type": "function", "name": ...}``."""
+    if isinstance(choice, Mapping):
+        if choice.get("type") != "function" or not isinstance(choice.get("name"), str):
+            raise ValueError(f"tool_choice object must be {{type: function, name}}, got {choice}")
+        return dict(choice)
+    if choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, str) and choice:
+        return {"type": "function", "name": choice}
+    raise ValueError(f"tool_choice must be auto, none, required or a tool name, got {choice!r}")
+
+
+def _max_tokens(value: Any) -> Any:
+    if value == "inf":
+        return "inf"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_output_tokens must be a positive int or 'inf', got {value!r}")
+    return value
+
+
+def _modalities(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value)
+    bad = [m for m in items if m not in ("text", "audio")]
+    if not items or bad:
+        raise ValueError(f"output_modalities must be 'text' and/or 'audio', got {value!r}")
+    return items
+
+
+def session_config(
+    *,
+    model: str = NOT_GIVEN,
+    instructions: str = NOT_GIVEN,
+    output_modalities: Sequence[Modality] | Modality = NOT_GIVEN,
+    temperature: float = NOT_GIVEN,
+    max_output_tokens: int | Literal["inf"] = NOT_GIVEN,
+    tools: Sequence[Mapping[str, Any]] = NOT_GIVEN,
+    tool_choice: Any = NOT_GIVEN,
+    voice: str = NOT_GIVEN,
+    tts_model: str = NOT_GIVEN,
+    speed: float = NOT_GIVEN,
+    input_format: Any = NOT_GIVEN,
+    output_format: Any = NOT_GIVEN,
+    turn_detection: Mapping[str, Any] | str | None = NOT_GIVEN,
+    transcription: Mapping[str, Any] | str | None = NOT_GIVEN,
+    noise_reduction: Mapping[str, Any] | str | None = NOT_GIVEN,
+    extra: Mapping[str, Any] = NOT_GIVEN,
+) -> dict[str, Any]:
+    """The ``session`` object of a ``session.update``, holding only the fields given.
+
+    ``model`` is a provider model id (``"openai/gpt-4.1-nano"``) or an Inworld router
+    (``"inworld/<router-id>"``); ``tts_model`` and ``voice`` go to ``audio.output``;
+    ``turn_detection`` is ``"server_vad"``, ``"semantic_vad"``, a full object, or ``None`` to turn
+    server VAD off. ``extra`` is merged in last, untouched, for provider-specific data.
+    """
+    session: dict[str, Any] = {"type": "realtime"}
+    if model is not NOT_GIVEN:
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"model must be a non-empty string, got {model!r}")
+        session["model"] = model
+    if instructions is not NOT_GIVEN:
+        session["instructions"] = str(instructions)
+    if output_modalities is not NOT_GIVEN:
+        session["output_modalities"] = _modalities(output_modalities)
+    if temperature is not NOT_GIVEN:
+        session["temperature"] = float(temperature)
+    if max_output_tokens is not NOT_GIVEN:
+        session["max_output_tokens"] = _max_tokens(max_output_tokens)
+    if tools is not NOT_GIVEN:
+        session["tools"] = [dict(t) for t in tools]
+    if tool_choice is not NOT_GIVEN:
+        session["tool_choice"] = tool_choice_value(tool_choice)
+
+    audio_in: dict[str, Any] = {}
+    if input_format is not NOT_GIVEN:
+        audio_in["format"] = audio_format(input_format)
+    if turn_detection is not NOT_GIVEN:
+        if isinstance(turn_detection, str):
+            audio_in["turn_detection"] = {"type": turn_detection}
+        else:
+            audio_in["turn_detection"] = None if turn_detection is None else dict(turn_detection)
+    if transcription is not NOT_GIVEN:
+        if isinstance(transcription, str):
+            audio_in["transcription"] = {"model": transcription}
+        else:
+            audio_in["transcription"] = None if transcription is None else dict(transcription)
+    if noise_reduction is not NOT_GIVEN:
+        if isinstance(noise_reduction, str):
+            audio_in["noise_reduction"] = {"type": noise_reduction}
+        else:
+            audio_in["noise_reduction"] = (
+                None if noise_reduction is None else dict(noise_reduction)
+            )
+
+    audio_out: dict[str, Any] = {}
+    if output_format is not NOT_GIVEN:
+        audio_out["format"] = audio_format(output_format)
+    if voice is not NOT_GIVEN:
+        audio_out["voice"] = str(voice)
+    if tts_model is not NOT_GIVEN:
+        audio_out["model"] = str(tts_model)
+    if speed is not NOT_GIVEN:
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
+            raise ValueError(f"speed must be a positive number, got {speed!r}")
+        audio_out["speed"] = float(speed)
+
+    audio: dict[str, Any] = {}
+    if audio_in:
+        audio["input"] = audio_in
+    if audio_out:
+        audio["output"] = audio_out
+    if audio:
+        session["audio"] = audio
+    if extra is not NOT_GIVEN:
+        session = merge_session(session, extra)
+    return session
+
+
+def merge_session(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply a partial session object to a full one: objects merge key by key, anything else
+    (lists, scalars, ``None``) replaces."""
+    out = dict(base)
+    for key, value in patch.items():
+        old = out.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            out[key] = merge_session(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def session_update(session: Mapping[str, Any]) -> dict[str, Any]:
+    """``session.update`` carrying a (partial) session object from :func:`session_config`."""
+    return _event("session.update", session=dict(session))
+
+
+# --- input audio buffer -------------------------------------------------------------------------
+
+
+def input_audio_append(audio: Any) -> dict[str, Any]:
+    """``input_audio_buffer.append`` for PCM16 24 kHz mono audio (bytes or a numpy array)."""
+    return _event("input_audio_buffer.append", audio=encode_audio(to_pcm16(audio)))
+
+
+def input_audio_commit() -> dict[str, Any]:
+    """``input_audio_buffer.commit``: end the user's turn by hand (when server VAD is off)."""
+    return _event("input_audio_buffer.commit")
+
+
+def input_audio_clear() -> dict[str, Any]:
+    """``input_audio_buffer.clear``: drop audio appended but not committed."""
+    return _event("input_audio_buffer.clear")
+
+
+# --- conversation items ---------------------------------------------------------------------------
+
+
+def text_message(
+    text: str, role: Literal["user", "assistant", "system"] = "user", item_id: str | None = None
+) -> dict[str, Any]:
+    """A message item holding one text part (``output_text`` for the assistant)."""
+    part_type = "output_text" if role == "assistant" else "input_text"
+    item: dict[str, Any] = {
+        "type": "message",
+        "role": role,
+        "content": [{"type": part_type, "text": str(text)}],
+    }
+    if item_id:
+        item["id"] = item_id
+    return item
+
+
+def audio_message(
+    audio: Any, transcript: str | None = None, item_id: str | None = None
+) -> dict[str, Any]:
+    """A user message item holding one pre-recorded ``input_audio`` part (PCM16 24 kHz)."""
+    part: dict[str, Any] = {"type": "input_audio", "audio": encode_audio(to_pcm16(audio))}
+    if transcript is not None:
+        part["transcript"] = transcript
+    item: dict[str, Any] = {"type": "message", "role": "user", "content": [part]}
+    if item_id:
+        item["id"] = item_id
+    return item
+
+
+def function_call_output(call_id: str, output: str, item_id: str | None = None) -> dict[str, Any]:
+    """A ``function_call_output`` item answering the call ``call_id``."""
+    item: dict[str, Any] = {"type": "function_call_output", "call_id": call_id, "output": output}
+    if item_id:
+        item["id"] = item_id
+    return item
+
+
+def item_create(
+    item: Mapping[str, Any], previous_item_id: str | None = NOT_GIVEN
+) -> dict[str, Any]:
+    """``conversation.item.create``; ``previous_item_id=None`` inserts at the start."""
+    return _event("conversation.item.create", previous_item_id=previous_item_id, item=dict(item))
+
+
+def item_retrieve(item_id: str) -> dict[str, Any]:
+    """``conversation.item.retrieve``: ask the server for its copy of an item."""
+    return _event("conversation.item.retrieve", item_id=item_id)
+
+
+def item_delete(item_id: str) -> dict[str, Any]:
+    """``conversation.item.delete``."""
+    return _event("conversation.item.delete", item_id=item_id)
+
+
+def item_truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> dict[str, Any]:
+    """``conversation.item.truncate``: the assistant audio after ``audio_end_ms`` was not heard."""
+    if audio_end_ms < 0:
+        raise ValueError(f"audio_end_ms must be >= 0, got {audio_end_ms}")
+    return _event(
+        "conversation.item.truncate",
+        item_id=item_id,
+        content_index=int(content_index),
+        audio_end_ms=int(audio_end_ms),
+    )
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+def response_create(
+    *,
+    instructions: str = NOT_GIVEN,
+    output_modalities: Sequence[Modality] | Modality = NOT_GIVEN,
+    tools: Sequence[Mapping[str, Any]] = NOT_GIVEN,
+    tool_choice: Any = NOT_GIVEN,
+    max_output_tokens: int | Literal["inf"] = NOT_GIVEN,
+    conversation: Literal["auto", "none"] = NOT_GIVEN,
+    input: Sequence[Mapping[str, Any]] = NOT_GIVEN,
+    metadata: Mapping[str, str] = NOT_GIVEN,
+    voice: str = NOT_GIVEN,
+) -> dict[str, Any]:
+    """``response.create`` with optional per-response overrides."""
+    response: dict[str, Any] = {}
+    if instructions is not NOT_GIVEN:
+        response["instructions"] = str(instructions)
+    if output_modalities is not NOT_GIVEN:
+        response["output_modalities"] = _modalities(output_modalities)
+    if tools is not NOT_GIVEN:
+        response["tools"] = [dict(t) for t in tools]
+    if tool_choice is not NOT_GIVEN:
+        response["tool_choice"] = tool_choice_value(tool_choice)
+    if max_output_tokens is not NOT_GIVEN:
+        response["max_output_tokens"] = _max_tokens(max_output_tokens)
+    if conversation is not NOT_GIVEN:
+        response["conversation"] = conversation
+    if input is not NOT_GIVEN:
+        response["input"] = [dict(i) for i in input]
+    if metadata is not NOT_GIVEN:
+        response["metadata"] = dict(metadata)
+    if voice is not NOT_GIVEN:
+        response["audio"] = {"output": {"voice": str(voice)}}
+    if response:
+        return _event("response.create", response=response)
+    return _event("response.create")
+
+
+def response_cancel(response_id: str | None = None) -> dict[str, Any]:
+    """``response.cancel``; without an id the server cancels the response in progress."""
+    if response_id:
+        return _event("response.cancel", response_id=response_id)
+    return _event("response.cancel")

@@ -1,0 +1,160 @@
+"""Where a session connects and how it authenticates.
+
+Keys are read here and nowhere else, and an :class:`Endpoint` never shows its key: not in its
+``repr``, not in exceptions. Precedence: an explicit argument, then the environment, then the
+embedded local server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+ProviderName = Literal["inworld", "openai", "url", "local"]
+
+INWORLD_URL = "wss://api.inworld.ai/api/v1/realtime/session"
+OPENAI_URL = "wss://api.openai.com/v1/realtime"
+DEFAULT_OPENAI_MODEL = "gpt-realtime"
+
+ENV_KEYS: dict[str, str] = {"inworld": "INWORLD_API_KEY", "openai": "OPENAI_API_KEY"}
+
+
+class Secret:
+    """A credential that shows as ``'***'`` wherever it is printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for building a request header."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A resolved provider: the URL to dial and the headers to send, built per connection.
+
+    ``session_key`` is Inworld's client-chosen session id; when ``None`` a fresh one is made for
+    every connection.
+    """
+
+    provider: ProviderName
+    url: str
+    secret: Secret | None = field(default=None, repr=False)
+    auth_scheme: Literal["basic", "bearer", "none"] = "none"
+    extra_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    dialect: Literal["ga", "beta"] = "ga"
+    session_key: str | None = None
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def connect_url(self, new_key: Callable[[], str] = lambda: uuid.uuid4().hex) -> str:
+        """The URL for one connection attempt."""
+        params = dict(self.query)
+        if self.provider == "inworld":
+            params = {"key": self.session_key or new_key(), "protocol": "realtime", **params}
+        if not params:
+            return self.url
+        parts = urlsplit(self.url)
+        query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+    def headers(self) -> dict[str, str]:
+        """Request headers for one connection attempt, with the credential."""
+        out = dict(self.extra_headers)
+        if self.secret:
+            value = self.secret.reveal()
+            out["Authorization"] = f"Basic {value}" if self.auth_scheme == "basic" else (
+                f"Bearer {value}"
+            )
+        if self.provider == "openai" and self.dialect == "beta":
+            out["OpenAI-Beta"] = "realtime=v1"
+        return out
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether the URL points at this machine."""
+        host = urlsplit(self.url).hostname or ""
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+    def describe(self) -> str:
+        """Provider and URL, never the key: safe to show in a widget or a log."""
+        return f"{self.provider} {self.url}"
+
+
+def _key(explicit: str | None, env_name: str) -> Secret | None:
+    value = explicit if explicit is not None else os.environ.get(env_name)
+    return Secret(value) if value else None
+
+
+def resolve(
+    provider: str | None = None,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    model: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    dialect: Literal["ga", "beta"] = "ga",
+    session_key: str | None = None,
+) -> Endpoint:
+    """Pick the endpoint: an explicit ``provider``/``url`` wins, then ``INWORLD_API_KEY``, then
+    ``OPENAI_API_KEY``, then ``RTWIDGET_URL``; with none of them, ``local`` (the embedded
+    server, whose URL the session fills in when it starts it)."""
+    name = (provider or "").lower() or None
+    if name is None:
+        if url:
+            name = "url"
+        elif os.environ.get("INWORLD_API_KEY"):
+            name = "inworld"
+        elif os.environ.get("OPENAI_API_KEY"):
+            name = "openai"
+        elif os.environ.get("RTWIDGET_URL"):
+            name, url = "url", os.environ["RTWIDGET_URL"]
+        else:
+            name = "local"
+    extra = dict(headers or {})
+    if name == "inworld":
+        return Endpoint(
+            "inworld",
+            url or INWORLD_URL,
+            _key(api_key, ENV_KEYS["inworld"]),
+            "basic",
+            extra,
+            dialect,
+            session_key,
+        )
+    if name == "openai":
+        plain = (model or DEFAULT_OPENAI_MODEL).removeprefix("openai/")
+        return Endpoint(
+            "openai",
+            url or OPENAI_URL,
+            _key(api_key, ENV_KEYS["openai"]),
+            "bearer",
+            extra,
+            dialect,
+            query={"model": plain},
+        )
+    if name == "url":
+        if not url:
+            raise ValueError("provider 'url' needs url=")
+        secret = Secret(api_key) if api_key else None
+        return Endpoint("url", url, secret, "bearer" if secret else "none", extra, dialect)
+    if name == "local":
+        secret = Secret(api_key) if api_key else None
+        return Endpoint(
+            "local", url or "", secret, "bearer" if secret else "none", extra, dialect
+        )
+    raise ValueError(f"unknown provider {provider!r}; expected inworld, openai, url or local")

@@ -1,0 +1,238 @@
+"""The local Realtime server: a real WebSocket server on 127.0.0.1 speaking the protocol.
+
+Start it in-process (``await server.start()`` on your loop, or ``server.start_in_thread()``),
+from the command line (``python -m rtwidget.server``), or let a session start the shared one
+(:func:`shared_local_server`) when no API key is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .connection import Connection, ServerOptions
+from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
+from .vad import EnergyVad, Vad, VadSettings
+
+log = logging.getLogger("rtwidget.server")
+
+PATHS = ("/", "/v1/realtime", "/api/v1/realtime/session")
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What a client sent when it connected (for tests of provider URLs and auth schemes).
+    Credentials are reduced to their scheme; the secret itself is never kept."""
+
+    path: str
+    query: dict[str, list[str]]
+    auth_scheme: str | None
+    header_names: frozenset[str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _safe_headers(headers: Headers) -> dict[str, str]:
+    secret = {"authorization", "api-key", "x-api-key", "cookie"}
+    return {k.lower(): v for k, v in headers.raw_items() if k.lower() not in secret}
+
+
+class LocalServer:
+    """A Realtime server on ``host:port`` (port 0 picks a free one).
+
+    ``engine`` writes the replies (default: :class:`ScriptedReplyEngine`, which echoes);
+    ``synthesizer`` voices them (default: :class:`ToneSynthesizer`); ``transcriber`` turns user
+    audio into text when given. ``token``, when set, is required from clients as
+    ``Authorization: Bearer <token>`` (or ``Basic``, or a ``token`` query parameter).
+    ``pace`` waits that many seconds between streamed deltas, to give clients time to cancel.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        engine: ReplyEngine | None = None,
+        synthesizer: Synthesizer | None = None,
+        transcriber: Transcriber | None = None,
+        vad_factory: Callable[[VadSettings], Vad] = EnergyVad,
+        token: str | None = None,
+        max_message_bytes: int = 15 * 1024 * 1024,
+        pace: float = 0.0,
+        model: str = "local/scripted",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.options = ServerOptions(
+            engine=engine or ScriptedReplyEngine(),
+            synthesizer=synthesizer or ToneSynthesizer(),
+            transcriber=transcriber,
+            vad_factory=vad_factory,
+            max_message_bytes=max_message_bytes,
+            pace=pace,
+            model=model,
+        )
+        self._token = token
+        self.handshakes: list[Handshake] = []
+        self.connections: set[Connection] = set()
+        self._server: Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}/v1/realtime"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is accepting connections."""
+        return self._server is not None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<LocalServer {self.url} {state}, {len(self.connections)} connection(s)>"
+
+    # --- lifecycle on the caller's loop --------------------------------------------------------
+
+    async def start(self) -> LocalServer:
+        """Bind and start serving on the running loop."""
+        if self._server is not None:
+            return self
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            max_size=max(self.options.max_message_bytes * 4, 1 << 20),
+            compression=None,
+            ping_interval=20,
+            ping_timeout=20,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        log.info("local Realtime server on %s", self.url)
+        return self
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close(close_connections=True)
+        await server.wait_closed()
+
+    # --- lifecycle on a thread of its own -----------------------------------------------------
+
+    def start_in_thread(self) -> LocalServer:
+        """Start on a private event-loop thread; returns once the port is bound."""
+        if self._thread is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="rtwidget-local-server",
+                                  daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=30)
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=5)
+            loop.close()
+            raise
+        self._loop, self._thread = loop, thread
+        return self
+
+    def stop_in_thread(self) -> None:
+        """Stop a server started with :meth:`start_in_thread`, joining its thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> LocalServer:
+        return self.start_in_thread()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_in_thread()
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def _authorized(self, request: Request, query: dict[str, list[str]]) -> bool:
+        if self._token is None:
+            return True
+        offered = query.get("token", [""])[0]
+        auth = request.headers.get("Authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() in ("bearer", "basic") and value:
+            offered = value.strip()
+        return hmac.compare_digest(offered.encode(), self._token.encode())
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        query = parse_qs(parts.query)
+        auth = request.headers.get("Authorization")
+        self.handshakes.append(Handshake(
+            path=parts.path,
+            query={k: v for k, v in query.items() if k != "token"},
+            auth_scheme=auth.partition(" ")[0] if auth else None,
+            header_names=frozenset(k.lower() for k in request.headers),
+            headers=_safe_headers(request.headers),
+        ))
+        del self.handshakes[:-100]
+        if parts.path.rstrip("/") not in {p.rstrip("/") for p in PATHS}:
+            return connection.respond(HTTPStatus.NOT_FOUND,
+                                      f"no Realtime endpoint at {parts.path}; use /v1/realtime\n")
+        if not self._authorized(request, query):
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        def abort() -> None:
+            ws.transport.abort()
+
+        conn = Connection(self.options, ws.send, abort)
+        self.connections.add(conn)
+        try:
+            await conn.start()
+            async for raw in ws:
+                await conn.receive(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.connections.discard(conn)
+            await conn.close()
+
+
+_shared: LocalServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_local_server(**options: Any) -> LocalServer:
+    """The process-wide local server sessions use when no provider is configured; started on
+    first use on a free port of 127.0.0.1 and stopped when the interpreter exits."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            _shared = LocalServer(**options).start_in_thread()
+            atexit.register(_shared.stop_in_thread)
+        return _shared

@@ -1,0 +1,888 @@
+"""Realtime sessions over WebSocket: :class:`AsyncRealtimeSession` for code with its own event
+loop, and :class:`RealtimeSession`, which runs one on a private thread so that audio, keepalives
+and tool calls keep flowing while a notebook cell is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+
+from .errors import (
+    AuthenticationError,
+    ConnectionClosed,
+    ErrorInfo,
+    ServerError,
+    ServerRejected,
+    error_info_from_event,
+)
+from .protocol import events
+from .protocol.audio import to_pcm16
+from .protocol.client_events import NOT_GIVEN, merge_session, session_config
+from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
+from .providers import Endpoint, resolve
+
+log = logging.getLogger("rtwidget.session")
+
+T = TypeVar("T")
+Listener = Callable[[dict[str, Any]], Any]
+AudioListener = Callable[[str, bytes], Any]
+Predicate = Callable[[dict[str, Any]], bool]
+
+_FATAL_CLOSE = {1002, 1003, 1007, 1008, 1010, 4001, 4003, 4401, 4403}
+_AUTH_CLOSE = {1008, 4001, 4003, 4401, 4403}
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How to retry a dropped connection: exponential backoff with full jitter.
+
+    The n-th wait is uniform in ``[0, min(max_delay, base_delay * 2**n)]``; after
+    ``max_attempts`` failed attempts in a row the session gives up.
+    """
+
+    base_delay: float = 0.5
+    max_delay: float = 15.0
+    max_attempts: int = 10
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before attempt number ``attempt`` (0-based)."""
+        return rng() * min(self.max_delay, self.base_delay * 2**attempt)
+
+
+NO_RECONNECT = Reconnect(max_attempts=0)
+
+
+def _classify_handshake(exc: BaseException) -> Exception | None:
+    """A final exception for handshake failures that retrying cannot fix, else ``None``."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return AuthenticationError(
+                f"the server refused the credentials (HTTP {status}); check the API key"
+            )
+        if status in (400, 404, 405, 410, 426):
+            return ServerRejected(f"the server refused the connection (HTTP {status})")
+    return None
+
+
+def _predicate(match: str | Predicate) -> Predicate:
+    if not isinstance(match, str):
+        return match
+    kind = BETA_ALIASES.get(match, match)
+
+    def same_type(ev: dict[str, Any]) -> bool:
+        return BETA_ALIASES.get(ev.get("type", ""), ev.get("type")) == kind
+
+    return same_type
+
+
+class AsyncRealtimeSession:
+    """A Realtime session on the caller's event loop.
+
+    ``config`` keywords are those of :func:`rtwidget.protocol.session_config` (``model``,
+    ``instructions``, ``voice``, ``tts_model``, ``turn_detection``, ``tools``...). They are sent
+    after ``session.created`` and sent again after every reconnect, together with the
+    conversation so far, so the server picks up where it left off.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint | None = None,
+        *,
+        reconnect: Reconnect = Reconnect(),
+        restore_history: bool = True,
+        open_timeout: float = 10.0,
+        max_message_bytes: int = 16 * 1024 * 1024,
+        conversation: Conversation | None = None,
+        **config: Any,
+    ) -> None:
+        self.endpoint = endpoint or resolve()
+        self.reconnect = reconnect
+        self.restore_history = restore_history
+        self.open_timeout = open_timeout
+        self.max_message_bytes = max_message_bytes
+        self.conversation = conversation or Conversation()
+        self.config: dict[str, Any] = session_config(**config) if config else {}
+        self.dropped_audio_frames = 0
+        self.reconnects = 0
+        self._ws: ClientConnection | None = None
+        self._listeners: dict[str, list[Listener]] = {}
+        self._audio_listeners: list[AudioListener] = []
+        self._waiters: list[tuple[Predicate, asyncio.Future[dict[str, Any]]]] = []
+        self._outbox: deque[dict[str, Any]] = deque()
+        self._wake: asyncio.Event | None = None
+        self._ready: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+        self._fatal: Exception | None = None
+        self._first_error: asyncio.Future[None] | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open and configured right now."""
+        return self._ready is not None and self._ready.is_set()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session has ended (closed by the user or by a final error)."""
+        return self._closing or self._fatal is not None
+
+    async def connect(self) -> None:
+        """Open the connection, wait for ``session.created`` and apply the configuration.
+
+        Transient failures are retried under the :class:`Reconnect` policy; a refused key raises
+        :class:`AuthenticationError` at once.
+        """
+        if self._runner is not None:
+            return
+        if not self.endpoint.url:
+            from .server import shared_local_server
+
+            server = await asyncio.to_thread(shared_local_server)
+            self.endpoint = resolve("local", url=server.url)
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._first_error = loop.create_future()
+        self._runner = asyncio.create_task(self._run(), name="rtwidget-session")
+        ready: asyncio.Future[Any] = asyncio.ensure_future(self._ready.wait())
+        first_error: asyncio.Future[Any] = self._first_error
+        try:
+            await asyncio.wait({ready, first_error}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+        if self._first_error.done() and self._first_error.exception() is not None:
+            await self.close()
+            raise self._first_error.exception()  # type: ignore[misc]
+
+    async def close(self) -> None:
+        """Close the connection and stop; nothing is left running."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), timeout=2)
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._runner
+        self._fail_waiters(ConnectionClosed("the session was closed"))
+
+    async def __aenter__(self) -> AsyncRealtimeSession:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- events in ---------------------------------------------------------------------------
+
+    def on(self, event_type: str, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(event)`` on the session's loop for each server event of this type
+        (GA or beta name; ``"*"`` for all). Returns a function that unsubscribes."""
+        kind = BETA_ALIASES.get(event_type, event_type)
+        self._listeners.setdefault(kind, []).append(callback)
+
+        def off() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.get(kind, []).remove(callback)
+
+        return off
+
+    def on_audio(self, callback: AudioListener) -> Callable[[], None]:
+        """Call ``callback(item_id, pcm16_bytes)`` for every received assistant audio delta."""
+        self._audio_listeners.append(callback)
+        return lambda: self._audio_listeners.remove(callback)
+
+    async def wait_for(
+        self, match: str | Predicate, timeout: float | None = 30.0
+    ) -> dict[str, Any]:
+        """Wait for the next server event of a type (or matching a predicate) and return it.
+
+        Only events arriving after the call count; see :meth:`expect` to subscribe before
+        sending whatever causes the event."""
+        return await self.expect(match, timeout)
+
+    def expect(
+        self, match: str | Predicate, timeout: float | None = 30.0
+    ) -> Coroutine[Any, Any, dict[str, Any]]:
+        """Subscribe now, await later: returns a coroutine that yields the first matching
+        event received from this moment on (so a fast answer cannot slip past)."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closing:
+            raise ConnectionClosed("the session is closed")
+        predicate = _predicate(match)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        entry = (predicate, future)
+        self._waiters.append(entry)
+        return self._await_waiter(entry, timeout)
+
+    async def _await_waiter(
+        self, entry: tuple[Predicate, asyncio.Future[dict[str, Any]]], timeout: float | None
+    ) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(entry[1], timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no matching server event within {timeout} s") from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    # --- events out --------------------------------------------------------------------------
+
+    def send_nowait(self, event: dict[str, Any]) -> None:
+        """Queue a client event. While disconnected, audio appends are dropped (and counted)
+        and every other event waits for the next connection."""
+        if self._closing or self._fatal is not None:
+            raise ConnectionClosed("the session is closed")
+        if not self.connected and event.get("type") == "input_audio_buffer.append":
+            self.dropped_audio_frames += 1
+            return
+        self._outbox.append(event)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def send(self, event: dict[str, Any]) -> None:
+        """Queue a client event (see :meth:`send_nowait`)."""
+        self.send_nowait(event)
+
+    async def request(
+        self, event: dict[str, Any], match: Predicate, timeout: float | None = 30.0
+    ) -> dict[str, Any]:
+        """Send ``event`` and wait for the answer ``match`` accepts; an ``error`` event naming
+        this ``event_id`` raises :class:`ServerError` instead."""
+        event_id = event["event_id"]
+
+        def answer(ev: dict[str, Any]) -> bool:
+            if ev.get("type") == "error":
+                err = ev.get("error")
+                return isinstance(err, dict) and err.get("event_id") == event_id
+            return match(ev)
+
+        waiter = self.expect(answer, timeout)
+        try:
+            self.send_nowait(event)
+        except Exception:
+            waiter.close()
+            raise
+        result = await waiter
+        if result.get("type") == "error":
+            info = self.conversation.errors[-1] if self.conversation.errors else None
+            if info is None or info.event_id != event_id:
+                info = error_info_from_event(result, event.get("type"), 0.0)
+            raise ServerError(info)
+        return result
+
+    async def update(self, **config: Any) -> dict[str, Any]:
+        """Change the session (partial update) and return the server's session object."""
+        patch = session_config(**config)
+        self.config = merge_session(self.config, patch)
+        answer = await self.request(
+            events.session_update(patch), lambda ev: ev.get("type") == "session.updated"
+        )
+        session = answer.get("session")
+        return session if isinstance(session, dict) else {}
+
+    async def send_text(
+        self, text: str, *, respond: bool = True, role: str = "user"
+    ) -> str:
+        """Add a text message (and ask for a response); returns the new item's id."""
+        item_id = events.new_item_id()
+        self.send_nowait(events.item_create(events.text_message(text, role, item_id)))  # type: ignore[arg-type]
+        if respond:
+            self.send_nowait(events.response_create())
+        return item_id
+
+    async def send_audio_item(
+        self, audio: Any, *, transcript: str | None = None, respond: bool = True
+    ) -> str:
+        """Add a pre-recorded user audio message (PCM16 24 kHz); returns the item id."""
+        item_id = events.new_item_id()
+        self.send_nowait(events.item_create(events.audio_message(audio, transcript, item_id)))
+        if respond:
+            self.send_nowait(events.response_create())
+        return item_id
+
+    def append_audio(self, audio: Any) -> None:
+        """Stream microphone audio (PCM16 24 kHz mono) into the input buffer."""
+        self.send_nowait(events.input_audio_append(to_pcm16(audio)))
+
+    async def ask(self, text: str, timeout: float = 60.0) -> str:
+        """Send a text turn and return the reply's text once the model has finished, tool
+        calls included."""
+        done = self.expect(self._is_final_response, timeout)
+        await self.send_text(text)
+        event = await done
+        response = self.conversation.responses.get(event["response"]["id"])
+        return self.reply_text(response) if response is not None else ""
+
+    def _is_final_response(self, event: dict[str, Any]) -> bool:
+        """A ``response.done`` after which no tool call is left for the session to answer."""
+        if event.get("type") != "response.done" or not isinstance(event.get("response"), dict):
+            return False
+        response = self.conversation.responses.get(event["response"].get("id", ""))
+        if response is None or response.status != "completed" or not self._tools_handled():
+            return True
+        items = (self.conversation.get(i) for i in response.item_ids)
+        return not any(i is not None and i.type == "function_call" for i in items)
+
+    def _tools_handled(self) -> bool:
+        """Whether something answers tool calls (the tool runner, added by the tools layer)."""
+        return False
+
+    def reply_text(self, response: Response) -> str:
+        """The text (or audio transcript) of a response's messages."""
+        texts = []
+        for item_id in response.item_ids:
+            item = self.conversation.get(item_id)
+            if item is not None and item.type == "message":
+                texts.append(item.display_text)
+        return "".join(texts)
+
+    async def create_response(self, **overrides: Any) -> str:
+        """Ask for a response, with optional per-response overrides; returns the event id."""
+        event = events.response_create(**overrides)
+        self.send_nowait(event)
+        return str(event["event_id"])
+
+    async def cancel(self, response_id: str | None = None) -> None:
+        """Cancel the response in progress (or the one named)."""
+        self.send_nowait(events.response_cancel(response_id))
+
+    async def commit_audio(self) -> None:
+        """End the user's audio turn by hand (when server VAD is off)."""
+        self.send_nowait(events.input_audio_commit())
+
+    async def clear_audio(self) -> None:
+        """Drop audio appended but not yet committed."""
+        self.send_nowait(events.input_audio_clear())
+
+    async def retrieve(self, item_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The server's copy of an item."""
+        answer = await self.request(
+            events.item_retrieve(item_id),
+            lambda ev: ev.get("type") == "conversation.item.retrieved"
+            and isinstance(ev.get("item"), dict)
+            and ev["item"].get("id") == item_id,
+            timeout,
+        )
+        return dict(answer["item"])
+
+    async def delete(self, item_id: str, timeout: float = 30.0) -> None:
+        """Delete an item on the server (and so in the local conversation)."""
+        await self.request(
+            events.item_delete(item_id),
+            lambda ev: ev.get("type") == "conversation.item.deleted"
+            and ev.get("item_id") == item_id,
+            timeout,
+        )
+
+    async def truncate(
+        self, item_id: str, audio_end_ms: int, content_index: int = 0, timeout: float = 30.0
+    ) -> None:
+        """Tell the server the assistant's audio after ``audio_end_ms`` was never heard."""
+        await self.request(
+            events.item_truncate(item_id, audio_end_ms, content_index),
+            lambda ev: ev.get("type") == "conversation.item.truncated"
+            and ev.get("item_id") == item_id,
+            timeout,
+        )
+
+    # --- the connection loop -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._ready is not None and self._first_error is not None
+        attempt = 0
+        ever_connected = False
+        while not self._closing:
+            try:
+                await self._connect_once(first=not ever_connected)
+                ever_connected = True
+                attempt = 0
+                await self._pump()
+                if self._closing:
+                    break
+                reason: BaseException | str = "the server closed the connection"
+                code = self._ws.close_code if self._ws is not None else None
+                if code in _FATAL_CLOSE:
+                    raise self._close_error(code)
+            except asyncio.CancelledError:
+                raise
+            except (AuthenticationError, ServerRejected) as exc:
+                self._finish(exc)
+                return
+            except (OSError, InvalidHandshake, TimeoutError, websockets.ConnectionClosed,
+                    ConnectionError) as exc:
+                final = _classify_handshake(exc)
+                if final is not None:
+                    self._finish(final)
+                    return
+                reason = exc
+            finally:
+                self._ready.clear()
+                self._ws = None
+            if self._closing:
+                break
+            abandoned = self.conversation.abandon_in_progress("connection_lost")
+            for response in abandoned:
+                self._dispatch_local("response.done", {"response": {
+                    "id": response.id, "status": "failed", "status_details":
+                    response.status_details}})
+            if attempt >= self.reconnect.max_attempts:
+                self._finish(ConnectionClosed(
+                    f"gave up after {attempt} reconnect attempts; last failure: {reason}"
+                ))
+                return
+            delay = self.reconnect.delay(attempt)
+            attempt += 1
+            log.warning("connection lost (%s); reconnecting in %.2f s (attempt %d)",
+                        reason, delay, attempt)
+            self._dispatch_local("rtwidget.reconnecting", {"attempt": attempt, "delay": delay,
+                                                         "reason": str(reason)})
+            await asyncio.sleep(delay)
+
+    def _close_error(self, code: int) -> Exception:
+        if code in _AUTH_CLOSE:
+            return AuthenticationError(f"the server closed the session for auth (code {code})")
+        return ServerRejected(f"the server closed the session (code {code}); retrying would "
+                              "repeat the failure")
+
+    def _finish(self, exc: Exception) -> None:
+        self._fatal = exc
+        assert self._first_error is not None
+        if not self._first_error.done():
+            self._first_error.set_exception(exc)
+            self._first_error.exception()
+        self._fail_waiters(exc)
+        self._dispatch_local("rtwidget.closed", {"reason": str(exc)})
+        log.error("session ended: %s", exc)
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        for _, future in list(self._waiters):
+            if not future.done():
+                future.set_exception(exc)
+
+    async def _connect_once(self, *, first: bool) -> None:
+        assert self._ready is not None
+        ws = await connect(
+            self.endpoint.connect_url(),
+            additional_headers=self.endpoint.headers(),
+            open_timeout=self.open_timeout,
+            max_size=self.max_message_bytes,
+            compression=None,
+            proxy=None if self.endpoint.is_loopback else True,
+            ping_interval=20,
+            ping_timeout=20,
+        )
+        self._ws = ws
+        created = await asyncio.wait_for(self._recv_until_created(ws), self.open_timeout)
+        self.conversation.apply(created, 0)
+        self._dispatch(created, Update(type="session.created"))
+        if not first:
+            self.reconnects += 1
+        if self.config:
+            await self._send_now(ws, events.session_update(self.config))
+        if not first and self.restore_history:
+            for item in self._history_items():
+                await self._send_now(ws, events.item_create(item))
+        self._ready.set()
+        if not first:
+            self._dispatch_local("rtwidget.reconnected", {"reconnects": self.reconnects})
+
+    async def _recv_until_created(self, ws: ClientConnection) -> dict[str, Any]:
+        while True:
+            raw = await ws.recv()
+            event = self._decode(raw)
+            if event is None:
+                continue
+            if event.get("type") == "session.created":
+                return event
+            self._handle(event, len(raw))
+
+    def _history_items(self) -> list[dict[str, Any]]:
+        """The conversation so far as items to re-create after a reconnect: messages as text
+        (audio as its transcript), function calls and outputs as they were, same ids."""
+        items: list[dict[str, Any]] = []
+        for item in self.conversation:
+            if item.type == "message" and item.role in ("user", "assistant", "system"):
+                text = item.display_text
+                if text:
+                    items.append(events.text_message(text, item.role, item.id))  # type: ignore[arg-type]
+            elif item.type == "function_call" and item.call_id and item.name:
+                items.append({"type": "function_call", "id": item.id, "call_id": item.call_id,
+                              "name": item.name, "arguments": item.arguments or "{}"})
+            elif item.type == "function_call_output" and item.call_id:
+                items.append(events.function_call_output(item.call_id, item.output or "",
+                                                         item.id))
+        return items
+
+    async def _send_now(self, ws: ClientConnection, event: dict[str, Any]) -> None:
+        text = json.dumps(event, separators=(",", ":"))
+        await ws.send(text)
+        self.conversation.record_sent(event, len(text))
+
+    async def _pump(self) -> None:
+        ws = self._ws
+        assert ws is not None and self._wake is not None
+        writer = asyncio.create_task(self._write(ws))
+        try:
+            async for raw in ws:
+                event = self._decode(raw)
+                if event is not None:
+                    self._handle(event, len(raw))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+
+    async def _write(self, ws: ClientConnection) -> None:
+        assert self._wake is not None
+        while True:
+            while self._outbox:
+                event = self._outbox[0]
+                await self._send_now(ws, event)
+                self._outbox.popleft()
+            self._wake.clear()
+            if self._outbox:
+                continue
+            await self._wake.wait()
+
+    def _decode(self, raw: str | bytes) -> dict[str, Any] | None:
+        try:
+            event = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.conversation.problems.append(f"server sent a message that is not JSON: {exc}")
+            return None
+        if not isinstance(event, dict):
+            self.conversation.problems.append("server sent JSON that is not an object")
+            return None
+        return event
+
+    def _handle(self, event: dict[str, Any], size: int) -> None:
+        update = self.conversation.apply(event, size)
+        self._dispatch(event, update)
+
+    def _dispatch_local(self, kind: str, fields: dict[str, Any]) -> None:
+        """Tell listeners about something the session itself did (reconnects, closing)."""
+        event = {"type": kind, **fields}
+        self._dispatch(event, Update(type=kind, known=False))
+
+    def _dispatch(self, event: dict[str, Any], update: Update) -> None:
+        kind = BETA_ALIASES.get(update.type, update.type)
+        if update.audio is not None and update.item is not None:
+            for audio_cb in list(self._audio_listeners):
+                self._safely(audio_cb, update.item.id, update.audio)
+        for cb in (*self._listeners.get(kind, ()), *self._listeners.get("*", ())):
+            self._safely(cb, event)
+        for predicate, future in list(self._waiters):
+            if not future.done():
+                try:
+                    matched = predicate(event)
+                except Exception:
+                    matched = False
+                if matched:
+                    future.set_result(event)
+
+    def _listener_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("an async session listener raised; the session goes on",
+                      exc_info=task.exception())
+
+    def _safely(self, callback: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = callback(*args)
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)
+                self._background.add(task)
+                task.add_done_callback(self._listener_done)
+        except Exception:
+            log.exception("a session listener raised; the session goes on")
+
+
+class Expectation:
+    """An event a :class:`RealtimeSession` is already listening for (see
+    :meth:`RealtimeSession.expect`)."""
+
+    def __init__(
+        self, session: RealtimeSession, waiter: Coroutine[Any, Any, dict[str, Any]]
+    ) -> None:
+        self._session = session
+        self._waiter: Coroutine[Any, Any, dict[str, Any]] | None = waiter
+
+    def wait(self) -> dict[str, Any]:
+        """Block until the event arrives (or the timeout given to ``expect`` passes)."""
+        if self._waiter is None:
+            raise RuntimeError("this expectation was already waited for")
+        waiter, self._waiter = self._waiter, None
+        return self._session._run(waiter)
+
+
+class RealtimeSession:
+    """A Realtime session with a blocking API, safe to call from any thread.
+
+    It owns an event loop on a daemon thread, so streaming goes on while notebook cells run.
+    Use it as a context manager or call :meth:`close`; either leaves no thread or socket behind.
+
+    >>> with RealtimeSession(instructions="Be brief.") as s:   # doctest: +SKIP
+    ...     s.ask("What is the capital of France?")
+    """
+
+    def __init__(
+        self,
+        provider: str | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        endpoint: Endpoint | None = None,
+        connect: bool = True,
+        reconnect: Reconnect = Reconnect(),
+        restore_history: bool = True,
+        open_timeout: float = 10.0,
+        **config: Any,
+    ) -> None:
+        if endpoint is None:
+            endpoint = resolve(provider, url=url, api_key=api_key, headers=headers,
+                               model=config.get("model"))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="rtwidget-session-loop", daemon=True
+        )
+        self._thread.start()
+        self.aio = AsyncRealtimeSession(
+            endpoint,
+            reconnect=reconnect,
+            restore_history=restore_history,
+            open_timeout=open_timeout,
+            **config,
+        )
+        if connect:
+            try:
+                self.connect()
+            except BaseException:
+                self._stop_loop()
+                raise
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "this blocking call was made on the session's own thread (from a listener); "
+                "use session.aio and await it instead"
+            )
+        if not self._thread.is_alive():
+            coro.close()
+            raise ConnectionClosed("the session is closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.aio.closed:
+            raise ConnectionClosed("the session is closed")
+        self._loop.call_soon_threadsafe(self._guard, fn, *args)
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("dropped a client event that could not be queued")
+
+    def _stop_loop(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    # --- public API --------------------------------------------------------------------------
+
+    @property
+    def conversation(self) -> Conversation:
+        """The conversation state (items, responses, errors, event log)."""
+        return self.aio.conversation
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where the session connects (never shows the key)."""
+        return self.aio.endpoint
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open right now."""
+        return self.aio.connected
+
+    @property
+    def errors(self) -> list[ErrorInfo]:
+        """Every ``error`` event received, oldest first."""
+        return list(self.aio.conversation.errors)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The session configuration as last sent (re-applied after each reconnect)."""
+        return dict(self.aio.config)
+
+    def connect(self) -> None:
+        """Connect (done by the constructor unless ``connect=False``)."""
+        self._run(self.aio.connect())
+
+    def close(self) -> None:
+        """Close the connection and stop the session's thread."""
+        if self._loop.is_closed():
+            return
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._run(self.aio.close(), timeout=10)
+        self._stop_loop()
+
+    def __enter__(self) -> RealtimeSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else ("closed" if self.aio.closed else "connecting")
+        return f"<RealtimeSession {self.endpoint.describe()} {state}>"
+
+    def on(self, event_type: str, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(event)`` (on the session's thread) for each event of this type, or
+        ``"*"`` for every event. Returns a function that unsubscribes."""
+        return self.aio.on(event_type, callback)
+
+    def on_audio(self, callback: AudioListener) -> Callable[[], None]:
+        """Call ``callback(item_id, pcm16_bytes)`` for every assistant audio delta."""
+        return self.aio.on_audio(callback)
+
+    def wait_for(self, match: str | Predicate, timeout: float = 30.0) -> dict[str, Any]:
+        """Block until a server event of this type (or matching the predicate) arrives.
+
+        Only events arriving after the call count; to wait for the answer to something you
+        send, use the blocking methods below, which subscribe before sending.
+        """
+        return self._run(self.aio.wait_for(match, timeout))
+
+    def expect(self, match: str | Predicate, timeout: float = 30.0) -> Expectation:
+        """Subscribe now to the next event of this type (or matching the predicate); call
+        ``.wait()`` on the result after sending whatever should cause it.
+
+        >>> done = session.expect("response.done")          # doctest: +SKIP
+        >>> session.say("Hi!")
+        >>> done.wait()["response"]["status"]
+        'completed'
+        """
+
+        async def subscribe() -> Coroutine[Any, Any, dict[str, Any]]:
+            return self.aio.expect(match, timeout)
+
+        return Expectation(self, self._run(subscribe()))
+
+    def update(self, **config: Any) -> dict[str, Any]:
+        """Partially update the session (model, instructions, voice, tools...) and return the
+        session as the server now has it."""
+        return self._run(self.aio.update(**config))
+
+    def say(self, text: str, *, respond: bool = True) -> str:
+        """Add a user text turn and ask for a reply; returns the item id at once."""
+        return self._run(self.aio.send_text(text, respond=respond))
+
+    send_text = say
+
+    def ask(self, text: str, timeout: float = 60.0) -> str:
+        """Send a text turn and block until the reply is complete; returns its text."""
+        return self._run(self.aio.ask(text, timeout))
+
+    def send_audio(self, audio: Any) -> None:
+        """Stream microphone audio (PCM16 24 kHz mono bytes or a numpy array); never blocks."""
+        pcm = to_pcm16(audio)
+        self._soon(self.aio.send_nowait, events.input_audio_append(pcm))
+
+    def send_audio_item(
+        self, audio: Any, *, transcript: str | None = None, respond: bool = True
+    ) -> str:
+        """Add a pre-recorded audio message and ask for a reply; returns its item id."""
+        return self._run(self.aio.send_audio_item(audio, transcript=transcript, respond=respond))
+
+    def commit_audio(self) -> None:
+        """End the user's audio turn by hand (when server VAD is off)."""
+        self._run(self.aio.commit_audio())
+
+    def clear_audio(self) -> None:
+        """Drop audio appended but not yet committed."""
+        self._run(self.aio.clear_audio())
+
+    def create_response(self, **overrides: Any) -> str:
+        """Ask the model to respond now, with optional per-response overrides."""
+        return self._run(self.aio.create_response(**overrides))
+
+    def cancel(self, response_id: str | None = None) -> None:
+        """Cancel the response in progress."""
+        self._run(self.aio.cancel(response_id))
+
+    def retrieve(self, item_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The server's copy of an item."""
+        return self._run(self.aio.retrieve(item_id, timeout))
+
+    def delete(self, item_id: str, timeout: float = 30.0) -> None:
+        """Delete an item, on the server and locally."""
+        self._run(self.aio.delete(item_id, timeout))
+
+    def truncate(
+        self, item_id: str, audio_end_ms: int, content_index: int = 0, timeout: float = 30.0
+    ) -> None:
+        """Mark the assistant audio after ``audio_end_ms`` as never heard."""
+        self._run(self.aio.truncate(item_id, audio_end_ms, content_index, timeout))
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Send a raw client event (it gets an ``event_id`` if it has none)."""
+        event = dict(event)
+        event.setdefault("event_id", events.new_event_id())
+        self._soon(self.aio.send_nowait, event)
+
+    def call(self, fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
+        """Run ``await fn()`` on the session's loop and return its result (for extensions)."""
+
+        async def runner() -> T:
+            return await fn()
+
+        return self._run(runner(), timeout)
+
+
+__all__ = [
+    "NOT_GIVEN",
+    "NO_RECONNECT",
+    "AsyncRealtimeSession",
+    "Expectation",
+    "RealtimeSession",
+    "Reconnect",
+]

@@ -1,0 +1,107 @@
+"""One fixture starts the local server on a free port of 127.0.0.1; sessions connect to it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from rtwidget import RealtimeSession, Reconnect
+from rtwidget.protocol.audio import SAMPLE_RATE
+from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine, ToneSynthesizer
+
+RULES = [
+    Rule(r"weather in (?P<city>\w+)", calls=[("get_weather", {"city": "{city}"})]),
+    Rule(r"compare (\w+) and (\w+)",
+         calls=[("get_weather", {"city": "{0}"}), ("get_weather", {"city": "{1}"})]),
+    Rule(r"long story", say=" ".join(f"Sentence number {i} of the story." for i in range(60))),
+    Rule(r"drop", say="I will stop talking right about now, sorry.", drop=True),
+]
+
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]},
+}
+
+FAST_RETRY = Reconnect(base_delay=0.05, max_delay=0.2, max_attempts=5)
+
+
+@pytest.fixture
+def engine() -> ScriptedReplyEngine:
+    """The deterministic reply engine, scripted with the rules above."""
+    return ScriptedReplyEngine(rules=RULES)
+
+
+@pytest.fixture
+def server(engine: ScriptedReplyEngine) -> Iterator[LocalServer]:
+    """A real local Realtime server on 127.0.0.1 (free port), stopped after the test."""
+    with LocalServer(engine=engine) as srv:
+        yield srv
+
+
+@pytest.fixture
+def session(server: LocalServer) -> Iterator[RealtimeSession]:
+    """A session on the local server, text replies, fast reconnects."""
+    with RealtimeSession("local", url=server.url, reconnect=FAST_RETRY,
+                         output_modalities=["text"]) as s:
+        yield s
+
+
+class RawClient:
+    """A bare WebSocket client for protocol-level tests: send JSON, read events."""
+
+    def __init__(self, url: str) -> None:
+        self._connect = connect(url, max_size=None)
+        self.ws: ClientConnection = self._connect.__enter__()
+        self.seen: list[dict[str, Any]] = []
+        created = self.next()
+        assert created["type"] == "session.created"
+
+    def send(self, event: Any) -> None:
+        self.ws.send(event if isinstance(event, (str, bytes)) else json.dumps(event))
+
+    def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        event: dict[str, Any] = json.loads(self.ws.recv(timeout=timeout))
+        self.seen.append(event)
+        return event
+
+    def until(self, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+        while True:
+            event = self.next(timeout)
+            if event["type"] == kind:
+                return event
+
+    def close(self) -> None:
+        self._connect.__exit__(None, None, None)
+
+
+@pytest.fixture
+def raw(server: LocalServer) -> Iterator[RawClient]:
+    """A bare protocol client connected to the local server."""
+    client = RawClient(server.url)
+    yield client
+    client.close()
+
+
+def utterance(words: str = "hello there how are you today", lead_ms: int = 400,
+              tail_ms: int = 900, seed: int = 7) -> bytes:
+    """PCM16 24 kHz: quiet room noise, a voiced stretch, quiet again."""
+    rng = np.random.default_rng(seed)
+    voiced = np.frombuffer(ToneSynthesizer().synthesize(words, None, 1.0), dtype="<i2")
+    noise = lambda ms: rng.normal(0, 30, SAMPLE_RATE * ms // 1000)  # noqa: E731
+    audio = np.concatenate([noise(lead_ms), voiced + rng.normal(0, 30, voiced.size),
+                            noise(tail_ms)])
+    return np.clip(audio, -32768, 32767).astype("<i2").tobytes()
+
+
+def frames(pcm: bytes, ms: int = 20) -> list[bytes]:
+    """``pcm`` cut into frames of ``ms`` milliseconds."""
+    size = SAMPLE_RATE * 2 * ms // 1000
+    return [pcm[i : i + size] for i in range(0, len(pcm), size)]
