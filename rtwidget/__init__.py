@@ -1,8 +1,13 @@
 """rtwidget: a live voice agent in a Jupyter notebook, over the Realtime WebSocket protocol.
 
 >>> import rtwidget as rt                                # doctest: +SKIP
+>>> @rt.tool
+... def add(a: int, b: int) -> int:
+...     '''Add two numbers.'''
+...     return a + b
 >>> with rt.RealtimeSession(instructions="Be brief.") as session:
-...     print(session.ask("Hello!"))
+...     print(session.ask("What is 2 + 3?"))
+...     session.df
 
 With no API key in the environment, sessions connect to the embedded local server.
 """
@@ -18,14 +23,25 @@ from .errors import (
     ServerRejected,
     ToolError,
 )
+from .frame import COLUMNS, LiveView
+from .frame import load as load_conversation
 from .protocol import Conversation, Item, Response
 from .providers import Endpoint, Secret, resolve
 from .server import LocalServer
-from .session import NO_RECONNECT, AsyncRealtimeSession, RealtimeSession, Reconnect
+from .session import (
+    NO_RECONNECT,
+    AsyncRealtimeSession,
+    Expectation,
+    RealtimeSession,
+    Reconnect,
+)
+from .tool_registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
+from .tool_runner import ToolResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "COLUMNS",
     "NO_RECONNECT",
     "AsyncRealtimeSession",
     "AuthenticationError",
@@ -33,7 +49,9 @@ __all__ = [
     "Conversation",
     "Endpoint",
     "ErrorInfo",
+    "Expectation",
     "Item",
+    "LiveView",
     "LocalServer",
     "RealtimeError",
     "RealtimeSession",
@@ -42,7 +60,15 @@ __all__ = [
     "Secret",
     "ServerError",
     "ServerRejected",
+    "Tool",
     "ToolError",
+    "ToolRegistry",
+    "ToolResult",
+    "ToolSet",
     "__version__",
+    "build_tool",
+    "load_conversation",
     "resolve",
+    "tool",
+    "tools",
 ]

@@ -14,8 +14,10 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
@@ -28,11 +30,14 @@ from .errors import (
     ServerRejected,
     error_info_from_event,
 )
+from .frame import FrameCache, LiveView, events_frame, export
 from .protocol import events
 from .protocol.audio import to_pcm16
 from .protocol.client_events import NOT_GIVEN, merge_session, session_config
 from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
 from .providers import Endpoint, resolve
+from .tool_registry import ToolSet
+from .tool_runner import ToolResult, ToolRunner
 
 log = logging.getLogger("rtwidget.session")
 
@@ -93,9 +98,14 @@ class AsyncRealtimeSession:
     """A Realtime session on the caller's event loop.
 
     ``config`` keywords are those of :func:`rtwidget.protocol.session_config` (``model``,
-    ``instructions``, ``voice``, ``tts_model``, ``turn_detection``, ``tools``...). They are sent
-    after ``session.created`` and sent again after every reconnect, together with the
+    ``instructions``, ``voice``, ``tts_model``, ``turn_detection``, ``tool_choice``...). They
+    are sent after ``session.created`` and sent again after every reconnect, together with the
     conversation so far, so the server picks up where it left off.
+
+    ``tools`` chooses what the model may call: by default every tool in :data:`rtwidget.tools`
+    (kept current as tools are defined); or a :class:`~rtwidget.tool_registry.ToolRegistry`; or a
+    list of functions, tool names and raw definitions (dicts, whose calls you answer yourself);
+    or ``False`` for none. ``run_tools=False`` leaves every call to you.
     """
 
     def __init__(
@@ -107,6 +117,9 @@ class AsyncRealtimeSession:
         open_timeout: float = 10.0,
         max_message_bytes: int = 16 * 1024 * 1024,
         conversation: Conversation | None = None,
+        tools: Any = None,
+        run_tools: bool = True,
+        max_tool_rounds: int = 8,
         **config: Any,
     ) -> None:
         self.endpoint = endpoint or resolve()
@@ -125,11 +138,18 @@ class AsyncRealtimeSession:
         self._outbox: deque[dict[str, Any]] = deque()
         self._wake: asyncio.Event | None = None
         self._ready: asyncio.Event | None = None
-        self._runner: asyncio.Task[None] | None = None
         self._closing = False
         self._fatal: Exception | None = None
         self._first_error: asyncio.Future[None] | None = None
         self._background: set[asyncio.Future[Any]] = set()
+        self.run_tools = run_tools
+        self.max_tool_rounds = max_tool_rounds
+        self.toolset = ToolSet(tools)
+        self._task: asyncio.Task[None] | None = None
+        self._runner: ToolRunner | None = None
+        self._registry_off: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.frames = FrameCache(self.conversation, lambda: self.tool_results)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -149,7 +169,7 @@ class AsyncRealtimeSession:
         Transient failures are retried under the :class:`Reconnect` policy; a refused key raises
         :class:`AuthenticationError` at once.
         """
-        if self._runner is not None:
+        if self._task is not None:
             return
         if not self.endpoint.url:
             from .server import shared_local_server
@@ -157,10 +177,12 @@ class AsyncRealtimeSession:
             server = await asyncio.to_thread(shared_local_server)
             self.endpoint = resolve("local", url=server.url)
         loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._start_tools()
         self._wake = asyncio.Event()
         self._ready = asyncio.Event()
         self._first_error = loop.create_future()
-        self._runner = asyncio.create_task(self._run(), name="rtwidget-session")
+        self._task = asyncio.create_task(self._run(), name="rtwidget-session")
         ready: asyncio.Future[Any] = asyncio.ensure_future(self._ready.wait())
         first_error: asyncio.Future[Any] = self._first_error
         try:
@@ -180,11 +202,59 @@ class AsyncRealtimeSession:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), timeout=2)
-        if self._runner is not None and not self._runner.done():
-            self._runner.cancel()
+        self._stop_tools()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._runner
+                await self._task
         self._fail_waiters(ConnectionClosed("the session was closed"))
+
+    # --- tools -------------------------------------------------------------------------------
+
+    def _start_tools(self) -> None:
+        defs = self.toolset.definitions()
+        if defs or "tools" in self.config:
+            self.config["tools"] = defs
+        if self.run_tools and self._runner is None:
+            self._runner = ToolRunner(self, self.toolset, self.max_tool_rounds)
+        self._watch_registry()
+
+    def _watch_registry(self) -> None:
+        if self._registry_off is not None:
+            self._registry_off()
+            self._registry_off = None
+        registry = self.toolset.registry
+        if registry is None:
+            return
+
+        def changed(_: object) -> None:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._tools_changed)
+
+        self._registry_off = registry.subscribe(changed)
+
+    def _stop_tools(self) -> None:
+        if self._registry_off is not None:
+            self._registry_off()
+            self._registry_off = None
+        if self._runner is not None:
+            self._runner.detach()
+            self._runner = None
+
+    def _tools_changed(self) -> None:
+        """A tool was defined, redefined or removed: send the new list if it differs."""
+        defs = self.toolset.definitions()
+        if defs == self.config.get("tools", []) or self.closed:
+            return
+        self.config["tools"] = defs
+        if self.connected:
+            self.send_nowait(events.session_update({"type": "realtime", "tools": defs}))
+
+    @property
+    def tool_results(self) -> dict[str, ToolResult]:
+        """Finished tool calls by ``call_id``."""
+        return dict(self._runner.results) if self._runner is not None else {}
 
     async def __aenter__(self) -> AsyncRealtimeSession:
         await self.connect()
@@ -294,6 +364,12 @@ class AsyncRealtimeSession:
 
     async def update(self, **config: Any) -> dict[str, Any]:
         """Change the session (partial update) and return the server's session object."""
+        if "tools" in config:
+            self.toolset = ToolSet(config.pop("tools"))
+            if self._runner is not None:
+                self._runner.toolset = self.toolset
+            self._watch_registry()
+            config["tools"] = self.toolset.definitions()
         patch = session_config(**config)
         self.config = merge_session(self.config, patch)
         answer = await self.request(
@@ -340,14 +416,12 @@ class AsyncRealtimeSession:
         if event.get("type") != "response.done" or not isinstance(event.get("response"), dict):
             return False
         response = self.conversation.responses.get(event["response"].get("id", ""))
-        if response is None or response.status != "completed" or not self._tools_handled():
+        runner = self._runner
+        if response is None or response.status != "completed" or runner is None:
             return True
         items = (self.conversation.get(i) for i in response.item_ids)
-        return not any(i is not None and i.type == "function_call" for i in items)
-
-    def _tools_handled(self) -> bool:
-        """Whether something answers tool calls (the tool runner, added by the tools layer)."""
-        return False
+        return not any(i is not None and i.type == "function_call" and runner.handles(i.name)
+                       for i in items)
 
     def reply_text(self, response: Response) -> str:
         """The text (or audio transcript) of a response's messages."""
@@ -751,6 +825,37 @@ class RealtimeSession:
     def config(self) -> dict[str, Any]:
         """The session configuration as last sent (re-applied after each reconnect)."""
         return dict(self.aio.config)
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """The conversation as a DataFrame, one row per item (columns: ``rtwidget.frame.COLUMNS``;
+        built when asked for, cached until the next change)."""
+        return self.aio.frames.get()
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """The raw event log as a DataFrame: direction, type, time, size, payload."""
+        return events_frame(self.conversation)
+
+    def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
+        """Show the DataFrame's last ``rows`` rows and redraw them in place as the talk goes on,
+        at most ``max_rate`` times a second. ``.stop()`` on the result freezes it."""
+        return LiveView(self.aio.frames, lambda cb: self.on("*", cb), rows, max_rate)
+
+    def export(self, path: str | Path) -> Path:
+        """Write the conversation DataFrame to ``.parquet``, ``.json`` or ``.jsonl``; read it
+        back with :func:`rtwidget.load_conversation`."""
+        return export(self.df, path)
+
+    @property
+    def tools(self) -> ToolSet:
+        """The tools this session offers (change them with ``update(tools=...)``)."""
+        return self.aio.toolset
+
+    @property
+    def tool_results(self) -> dict[str, ToolResult]:
+        """Finished tool calls by ``call_id``: output, error, duration."""
+        return self.aio.tool_results
 
     def connect(self) -> None:
         """Connect (done by the constructor unless ``connect=False``)."""

@@ -105,3 +105,13 @@ def frames(pcm: bytes, ms: int = 20) -> list[bytes]:
     """``pcm`` cut into frames of ``ms`` milliseconds."""
     size = SAMPLE_RATE * 2 * ms // 1000
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+@pytest.fixture(autouse=True)
+def _empty_default_registry() -> Iterator[None]:
+    """Tests that use ``@rt.tool`` leave the default registry as they found it (empty)."""
+    import rtwidget
+
+    rtwidget.tools.clear()
+    yield
+    rtwidget.tools.clear()

@@ -191,6 +191,8 @@ class Conversation:
         self._items: dict[str, Item] = {}
         self._order: list[str] = []
         self._by_call: dict[str, str] = {}
+        self._outputs: dict[str, str] = {}
+        self._sent_audio: dict[str, int] = {}
         self._sent: OrderedDict[str, str] = OrderedDict()
         self._speech: dict[str, tuple[int | None, int | None, float | None]] = {}
         self._handlers: dict[str, Callable[[dict[str, Any], str], Update]] = {
@@ -236,11 +238,12 @@ class Conversation:
 
     def __iter__(self) -> Iterator[Item]:
         """Items in conversation order, deleted ones left out."""
-        return (self._items[i] for i in self._order if not self._items[i].deleted)
+        order = list(self._order)  # a copy: the session's thread may be appending
+        return (self._items[i] for i in order if not self._items[i].deleted)
 
     def all_items(self) -> list[Item]:
         """Every item in conversation order, deleted ones included."""
-        return [self._items[i] for i in self._order]
+        return [self._items[i] for i in list(self._order)]
 
     def get(self, item_id: str) -> Item | None:
         """The item with this id, or ``None``."""
@@ -253,10 +256,9 @@ class Conversation:
 
     def output_for(self, call_id: str) -> Item | None:
         """The ``function_call_output`` item answering ``call_id``, or ``None``."""
-        for item in reversed(self.all_items()):
-            if item.type == "function_call_output" and item.call_id == call_id:
-                return item
-        return None
+        item_id = self._outputs.get(call_id)
+        item = self._items.get(item_id) if item_id else None
+        return item if item is not None and not item.deleted else None
 
     def last_response(self) -> Response | None:
         """The newest response, or ``None``."""
@@ -272,6 +274,15 @@ class Conversation:
             self._sent[event_id] = kind
             if len(self._sent) > 10_000:
                 self._sent.popitem(last=False)
+        if kind == "conversation.item.create":
+            item = _dict(event.get("item"))
+            audio = sum(len(a) * 3 // 4 - a[-2:].count("=") for a in (
+                _dict(p).get("audio") for p in _list(item.get("content"))) if isinstance(a, str))
+            item_id = _str(item.get("id"))
+            if audio and item_id:
+                self._sent_audio[item_id] = audio
+                if len(self._sent_audio) > 1000:
+                    self._sent_audio.pop(next(iter(self._sent_audio)))
         self.log.append(LogEntry("out", kind, self.clock(), size, summarise(event)))
 
     def caused_by(self, event_id: str | None) -> str | None:
@@ -339,6 +350,7 @@ class Conversation:
                 self._order.insert(self._order.index(previous) + 1, item_id)
         else:
             self._order.append(item_id)
+        item.audio_in_bytes = self._sent_audio.pop(item_id, 0)
         speech = self._speech.pop(item_id, None)
         if speech:
             item.speech_started_ms, item.speech_stopped_ms, item.speech_stopped_at = speech
@@ -363,6 +375,8 @@ class Conversation:
                 setattr(item, attr, value)
         if item.call_id and item.type == "function_call":
             self._by_call[item.call_id] = item.id
+        if item.call_id and item.type == "function_call_output":
+            self._outputs[item.call_id] = item.id
         arguments = data.get("arguments")
         if isinstance(arguments, str) and (arguments or final):
             item.arguments = arguments
@@ -613,7 +627,7 @@ class Conversation:
         if call_id:
             item.call_id = call_id
             self._by_call[call_id] = item.id
-        return Update(type=kind, item=item)
+        return Update(type=kind, item=item, response=self._mark_first(item, event, "first_text_at"))
 
     def _on_args_done(self, event: dict[str, Any], kind: str) -> Update:
         item = self._item_for(event)

@@ -129,13 +129,16 @@ class Transcriber(Protocol):
 class Rule:
     """When the newest user text matches ``pattern``: say ``say`` (a template that may use the
     regex groups as ``{0}``, ``{1}``... and named groups), and/or call ``calls`` — a list of
-    ``(tool name, arguments)`` whose argument values are templates too. ``drop`` cuts the
-    connection after the first words (fault injection)."""
+    ``(tool name, arguments)`` whose argument values are templates too; arguments given as a
+    string are sent as they are (malformed JSON included). Calls go only to tools the response
+    may use, unless ``unchecked`` (to test clients against a model inventing a tool). ``drop``
+    cuts the connection after the first words (fault injection)."""
 
     pattern: str
     say: str | None = None
-    calls: Sequence[tuple[str, dict[str, Any]]] = ()
+    calls: Sequence[tuple[str, dict[str, Any] | str]] = ()
     drop: bool = False
+    unchecked: bool = False
 
 
 @dataclass
@@ -143,7 +146,8 @@ class ScriptedReplyEngine:
     """A deterministic reply engine for tests and demos: replies come from rules, not a model.
 
     - After tool outputs, it says ``after_tool`` with ``{output}`` (the outputs joined).
-    - ``tool_choice="required"`` with no matching rule calls the first tool with ``{}``.
+    - ``tool_choice="required"`` (or a named function) with no matching rule calls the first
+      allowed tool with ``{}``.
     - Otherwise it echoes: ``fallback`` with ``{text}`` (the user's words, or a description of
       their audio when there is no transcript).
 
@@ -185,15 +189,20 @@ class ScriptedReplyEngine:
             if rule.drop:
                 chunks.insert(min(2, len(chunks)), DropConnection())
             for name, args in rule.calls:
-                if name in allowed:
-                    rendered = {
-                        k: self._render(v, match) if isinstance(v, str) else v
-                        for k, v in args.items()
-                    }
-                    chunks.append(ToolCall(name, json.dumps(rendered)))
+                if name not in allowed and not rule.unchecked:
+                    continue
+                if isinstance(args, str):
+                    chunks.append(ToolCall(name, args))
+                    continue
+                rendered = {
+                    k: self._render(v, match) if isinstance(v, str) else v
+                    for k, v in args.items()
+                }
+                chunks.append(ToolCall(name, json.dumps(rendered)))
             if chunks:
                 return chunks
-        if context.tool_choice == "required" and allowed:
+        forced = context.tool_choice == "required" or isinstance(context.tool_choice, dict)
+        if forced and allowed:
             return [ToolCall(allowed[0], "{}")]
         return _words(self._render(self.fallback, None, text=heard))
 

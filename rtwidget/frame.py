@@ -1,0 +1,262 @@
+"""The conversation as a pandas DataFrame: one row per item, in conversation order.
+
+Events update the :class:`~rtwidget.protocol.Conversation` in O(1); the DataFrame is built on
+demand and cached until the conversation changes. :data:`COLUMNS` lists every column with its
+dtype and meaning (the README's table comes from it).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .protocol.audio import duration_ms
+from .protocol.conversation import Conversation, Item, Response
+
+UTC_TIME = "datetime64[us, UTC]"
+
+COLUMNS: dict[str, tuple[str, str]] = {
+    "item_id": ("string", "the item's id (the server's, or the one the client chose)"),
+    "position": ("Int64", "0-based place in the conversation"),
+    "response_id": ("string", "the response that produced the item (assistant items)"),
+    "role": ("string", "user, assistant, system, or tool for function call outputs"),
+    "type": ("string", "message, function_call or function_call_output"),
+    "status": ("string", "in_progress, completed, incomplete"),
+    "text": ("string", "the text, or the audio transcript"),
+    "audio_in_s": ("float64", "seconds of user audio"),
+    "audio_out_s": ("float64", "seconds of assistant audio heard (truncation applied)"),
+    "truncated_ms": ("Int64", "where the assistant audio was cut (barge-in), if it was"),
+    "tool_name": ("string", "the function called"),
+    "arguments": ("string", "the call's arguments, JSON text"),
+    "output": ("string", "the function's output as sent to the model"),
+    "error": ("string", "what went wrong: tool errors, failed transcription"),
+    "tool_s": ("float64", "seconds the tool ran"),
+    "created_at": (UTC_TIME, "when the item appeared"),
+    "completed_at": (UTC_TIME, "when it was complete"),
+    "ttft_s": ("float64", "response created → first text/transcript/arguments delta"),
+    "ttfa_s": ("float64", "response created → first audio delta"),
+    "input_tokens": ("Int64", "the response's input tokens (on its first item only)"),
+    "output_tokens": ("Int64", "the response's output tokens (on its first item only)"),
+    "total_tokens": ("Int64", "the response's total tokens (on its first item only)"),
+}
+
+EVENT_COLUMNS: dict[str, tuple[str, str]] = {
+    "direction": ("string", "in (server → client) or out"),
+    "type": ("string", "the event type"),
+    "at": (UTC_TIME, "when it was sent or received"),
+    "size": ("Int64", "bytes on the wire"),
+    "payload": ("object", "the event, audio replaced by its byte count"),
+}
+
+ToolInfo = Mapping[str, Any]
+
+
+def _seconds(start: float | None, end: float | None) -> float:
+    if start is None or end is None:
+        return np.nan
+    return max(0.0, end - start)
+
+
+def _row(position: int, item: Item, response: Response | None, first_of_response: bool,
+         call: Item | None, tool: Any) -> tuple[Any, ...]:
+    role = item.role or ("tool" if item.type == "function_call_output" else
+                         "assistant" if item.type == "function_call" else None)
+    audio_in = item.audio_in_bytes / 48000.0
+    if not audio_in and item.speech_started_ms is not None and item.speech_stopped_ms is not None:
+        audio_in = max(0, item.speech_stopped_ms - item.speech_started_ms) / 1000.0
+    audio_out = duration_ms(item.audio_out_bytes) / 1000.0
+    if item.truncated_ms is not None:
+        audio_out = min(audio_out, item.truncated_ms / 1000.0)
+    error = item.error
+    if error is None and call is not None:
+        error = call.error
+    usage = response.usage if response is not None and first_of_response else {}
+    return (
+        item.id,
+        position,
+        item.response_id,
+        role,
+        item.type,
+        item.status,
+        item.display_text if item.type == "message" else None,
+        audio_in,
+        audio_out,
+        item.truncated_ms,
+        item.name if item.type == "function_call" else (call.name if call else None),
+        item.arguments if item.type == "function_call" else None,
+        item.output,
+        error,
+        getattr(tool, "seconds", np.nan) if tool is not None else np.nan,
+        item.created_at,
+        item.completed_at,
+        _seconds(response.created_at, response.first_text_at)
+        if response is not None and first_of_response else np.nan,
+        _seconds(response.created_at, response.first_audio_at)
+        if response is not None and first_of_response else np.nan,
+        usage.get("input_tokens"),
+        usage.get("output_tokens"),
+        usage.get("total_tokens"),
+    )
+
+
+def _typed(rows: list[tuple[Any, ...]], columns: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(rows, columns=list(columns))
+    return coerce(df, columns)
+
+
+def coerce(df: pd.DataFrame, columns: Mapping[str, tuple[str, str]] = COLUMNS) -> pd.DataFrame:
+    """Give ``df`` the documented dtypes (used after loading an export too)."""
+    out = df.copy() if not df.empty else pd.DataFrame({c: [] for c in columns})
+    for name, (dtype, _) in columns.items():
+        if name not in out:
+            out[name] = None
+        col = out[name]
+        if dtype == UTC_TIME:
+            if pd.api.types.is_numeric_dtype(col):
+                stamps = pd.to_datetime(col, unit="s", utc=True)
+            else:
+                stamps = pd.to_datetime(col, utc=True, format="ISO8601")
+            out[name] = stamps.astype(pd.api.types.pandas_dtype(UTC_TIME))
+        elif dtype == "object":
+            out[name] = col.astype(object)
+        else:
+            if dtype == "Int64":
+                col = pd.to_numeric(col, errors="coerce")
+            out[name] = col.astype(pd.api.types.pandas_dtype(dtype))
+    return out[list(columns)]
+
+
+def conversation_frame(
+    conversation: Conversation,
+    tool_results: ToolInfo | None = None,
+    include_deleted: bool = False,
+) -> pd.DataFrame:
+    """The conversation as a DataFrame with the :data:`COLUMNS` (see the module docstring)."""
+    items = conversation.all_items() if include_deleted else list(conversation)
+    seen_responses: set[str] = set()
+    rows = []
+    for position, item in enumerate(items):
+        response = conversation.responses.get(item.response_id) if item.response_id else None
+        first = response is not None and response.id not in seen_responses
+        if response is not None:
+            seen_responses.add(response.id)
+        call = conversation.by_call_id(item.call_id) if item.call_id and \
+            item.type == "function_call_output" else None
+        tool = (tool_results or {}).get(item.call_id or "") if item.call_id else None
+        rows.append(_row(position, item, response, first, call, tool))
+    return _typed(rows, COLUMNS)
+
+
+def events_frame(conversation: Conversation) -> pd.DataFrame:
+    """The event log as a DataFrame (:data:`EVENT_COLUMNS`); audio is summarised, not kept."""
+    rows = [(e.direction, e.type, e.at, e.size, e.payload) for e in list(conversation.log)]
+    return _typed(rows, EVENT_COLUMNS)
+
+
+class FrameCache:
+    """Builds the DataFrame only when the conversation changed since the last build."""
+
+    def __init__(self, conversation: Conversation,
+                 tool_results: Callable[[], ToolInfo] | None = None) -> None:
+        self.conversation = conversation
+        self.tool_results = tool_results
+        self._version = -1
+        self._frame: pd.DataFrame | None = None
+        self._lock = threading.Lock()
+        self.builds = 0
+
+    def get(self) -> pd.DataFrame:
+        """The current DataFrame (a copy, safe to modify)."""
+        with self._lock:
+            version = self.conversation.version
+            if self._frame is None or version != self._version:
+                results = self.tool_results() if self.tool_results else None
+                self._frame = conversation_frame(self.conversation, results)
+                self._version = version
+                self.builds += 1
+            return self._frame.copy()
+
+
+def export(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a conversation DataFrame to ``.parquet`` or ``.json`` (JSON Lines for ``.jsonl``)."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".parquet":
+        df.to_parquet(target, index=False)
+    elif suffix in (".json", ".jsonl"):
+        df.to_json(target, orient="records", date_format="iso", lines=suffix == ".jsonl",
+                   date_unit="us")
+    else:
+        raise ValueError(f"export to .parquet, .json or .jsonl, not {suffix or 'no suffix'!r}")
+    return target
+
+
+def load(path: str | Path) -> pd.DataFrame:
+    """Read back a conversation written by :func:`export`, with the documented dtypes."""
+    source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix == ".parquet":
+        df = pd.read_parquet(source)
+    elif suffix in (".json", ".jsonl"):
+        records = [json.loads(line) for line in source.read_text().splitlines() if line.strip()] \
+            if suffix == ".jsonl" else json.loads(source.read_text() or "[]")
+        df = pd.DataFrame.from_records(records)
+    else:
+        raise ValueError(f"load a .parquet, .json or .jsonl file, not {suffix!r}")
+    return coerce(df, COLUMNS)
+
+
+class LiveView:
+    """A DataFrame display that redraws in place as the conversation changes, at most
+    ``max_rate`` times a second however fast events arrive. Call :meth:`stop` to freeze it."""
+
+    def __init__(self, frames: FrameCache, subscribe: Callable[[Callable[[Any], None]],
+                 Callable[[], None]], rows: int = 20, max_rate: float = 4.0,
+                 display: Callable[..., Any] | None = None) -> None:
+        from IPython.display import display as ipy_display
+
+        self.frames = frames
+        self.rows = rows
+        self.interval = 1.0 / max_rate
+        self.redraws = 0
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        show = display or ipy_display
+        self._handle = show(self._view(), display_id=True)
+        self._off = subscribe(self._changed)
+
+    def _view(self) -> pd.DataFrame:
+        return self.frames.get().tail(self.rows)
+
+    def _changed(self, _: Any = None) -> None:
+        with self._lock:
+            if self._timer is not None:
+                return
+            wait = max(0.0, self._last + self.interval - time.monotonic())
+            self._timer = threading.Timer(wait, self._redraw)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _redraw(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        self.redraws += 1
+        if self._handle is not None:
+            self._handle.update(self._view())
+
+    def stop(self) -> None:
+        """Stop redrawing (the last state stays on screen)."""
+        self._off()
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None

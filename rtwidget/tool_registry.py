@@ -1,0 +1,451 @@
+"""Notebook functions as tools the model can call.
+
+>>> import rtwidget as rt
+>>> @rt.tool
+... def get_horoscope(sign: str) -> str:
+...     '''Today's horoscope for an astrological sign.
+...
+...     Args:
+...         sign: The sign, e.g. Aquarius.
+...     '''
+...     return f"{sign}: next Tuesday you will befriend a baby otter."
+
+The JSON Schema comes from the signature (through pydantic) and the parameter descriptions from
+the docstring (Google, NumPy or reST style). The function stays a plain function; defining it
+again in a later cell replaces the tool, and live sessions send the new definition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import inspect
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_type_hints, overload
+
+import docstring_parser
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from .errors import ToolError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call, with its JSON Schema and how to run it."""
+
+    name: str
+    description: str
+    fn: Callable[..., Any]
+    parameters: dict[str, Any]
+    timeout: float = DEFAULT_TIMEOUT
+    strict: bool = False
+    _model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
+    _positional: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether calling the function returns a coroutine (it then runs on the session's
+        loop; plain functions run in a worker thread)."""
+        return inspect.iscoroutinefunction(self.fn)
+
+    def definition(self) -> dict[str, Any]:
+        """The entry for the session's ``tools`` list."""
+        return {"type": "function", "name": self.name, "description": self.description,
+                "parameters": copy.deepcopy(self.parameters)}
+
+    def parse(self, arguments: str | dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Validate the model's arguments (a JSON string or a dict) against the signature.
+
+        Raises :class:`ToolError` naming every field that is wrong.
+        """
+        if self._model is None:
+            raise ToolError(f"tool {self.name!r} has no argument model")
+        try:
+            if isinstance(arguments, str):
+                validated = self._model.model_validate_json(arguments or "{}")
+            else:
+                validated = self._model.model_validate(arguments)
+        except ValidationError as exc:
+            raise ToolError(f"invalid arguments for {self.name}: {_describe(exc)}") from None
+        values = {name: getattr(validated, name) for name in type(validated).model_fields}
+        args = [values.pop(name) for name in self._positional]
+        return args, values
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "arguments"
+        if err["type"] == "json_invalid":
+            parts.append(f"not valid JSON ({err['msg']})")
+        else:
+            parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _clean_schema(node: Any, in_properties: bool = False) -> Any:
+    """Drop pydantic's generated titles (noise for the model) but keep everything else."""
+    if isinstance(node, dict):
+        return {k: _clean_schema(v, k == "properties") for k, v in node.items()
+                if not (k == "title" and isinstance(v, str) and not in_properties)}
+    if isinstance(node, list):
+        return [_clean_schema(v) for v in node]
+    return node
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``$ref`` to ``$defs`` by the definitions themselves, so that servers and small
+    models that do not follow references see the whole shape. Recursive types keep ``$defs``."""
+    defs = schema.get("$defs")
+    if not defs:
+        return schema
+
+    def resolve(node: Any, trail: tuple[str, ...]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name in trail:
+                    raise RecursionError(name)
+                extra = {k: v for k, v in node.items() if k != "$ref"}
+                return {**resolve(defs[name], (*trail, name)), **extra}
+            return {k: resolve(v, trail) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [resolve(v, trail) for v in node]
+        return node
+
+    try:
+        out: dict[str, Any] = resolve(schema, ())
+        return out
+    except RecursionError:
+        return schema
+
+
+def _hints(fn: Callable[..., Any], tool_name: str) -> dict[str, Any]:
+    """Resolved annotations; one that cannot be resolved is reported with its parameter."""
+    try:
+        return get_type_hints(fn, include_extras=True)
+    except Exception:
+        pass
+    namespace = dict(getattr(fn, "__globals__", {}))
+    with contextlib.suppress(TypeError, ValueError):
+        namespace.update(inspect.getclosurevars(fn).nonlocals)
+    hints: dict[str, Any] = {}
+    for pname, param in inspect.signature(fn).parameters.items():
+        annotation = param.annotation
+        if annotation is param.empty:
+            continue
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)  # the function's own annotation text
+            except Exception as exc:
+                raise ToolError(f"tool {tool_name}: parameter '{pname}' has annotation "
+                                f"{param.annotation!r}, which cannot be resolved ({exc})") from None
+        hints[pname] = annotation
+    return hints
+
+
+def build_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    strict: bool = False,
+) -> Tool:
+    """Make a :class:`Tool` from a function; raises :class:`ToolError` for a signature that cannot
+    be expressed as JSON Schema, naming the parameter."""
+    if not callable(fn):
+        raise ToolError(f"a tool must be a function, got {type(fn).__name__}")
+    tool_name = name or getattr(fn, "__name__", "")
+    if not tool_name or not tool_name.replace("_", "a").replace("-", "a").isalnum():
+        raise ToolError(f"tool name {tool_name!r} must be letters, digits, '_' or '-'")
+    if timeout <= 0:
+        raise ToolError(f"tool {tool_name}: timeout must be positive, got {timeout}")
+    doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+    param_docs = {p.arg_name: (p.description or "").strip() for p in doc.params}
+    summary = "\n\n".join(s for s in (doc.short_description, doc.long_description) if s)
+    hints = _hints(fn, tool_name)
+    fields: dict[str, Any] = {}
+    positional: list[str] = []
+    for pname, param in inspect.signature(fn).parameters.items():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ToolError(f"tool {tool_name}: parameter '{pname}' is *args/**kwargs; tools "
+                            "need named parameters the model can fill in")
+        annotation = hints.get(pname, Any)
+        try:
+            TypeAdapter(annotation).json_schema()
+        except Exception as exc:
+            raise ToolError(
+                f"tool {tool_name}: parameter '{pname}' has type {annotation!r}, which cannot be "
+                f"expressed as JSON Schema ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            ) from None
+        info = Field(
+            default=... if param.default is param.empty else param.default,
+            description=param_docs.get(pname) or None,
+        )
+        fields[pname] = (annotation, info)
+        if param.kind == param.POSITIONAL_ONLY:
+            positional.append(pname)
+    config = ConfigDict(extra="forbid" if strict else "ignore", arbitrary_types_allowed=False)
+    try:
+        model = create_model(f"{tool_name}_arguments", __config__=config, **fields)
+        schema = model.model_json_schema()
+    except Exception as exc:
+        raise ToolError(f"tool {tool_name}: cannot build its argument schema: {exc}") from None
+    schema = _inline_refs(_clean_schema(schema))
+    schema.setdefault("properties", {})
+    schema["type"] = "object"
+    if strict:
+        schema["additionalProperties"] = False
+    return Tool(
+        name=tool_name,
+        description=(description if description is not None else summary).strip(),
+        fn=fn,
+        parameters=schema,
+        timeout=float(timeout),
+        strict=strict,
+        _model=model,
+        _positional=tuple(positional),
+    )
+
+
+Listener = Callable[["ToolRegistry"], None]
+
+
+class ToolRegistry:
+    """A set of tools by name. :data:`rtwidget.tools` is the default one that ``@rt.tool`` fills.
+
+    Registering a tool under a name that exists replaces it (redefining a function in a later
+    cell does this); sessions using the registry are told and send the new ``tools``.
+    """
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    @overload
+    def register(self, fn: F, /) -> F: ...
+
+    @overload
+    def register(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        strict: bool = False,
+    ) -> Callable[[F], F]: ...
+
+    def register(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        strict: bool = False,
+    ) -> Any:
+        """Register ``fn`` as a tool and return it unchanged. Works bare (``@registry.register``)
+        and with options (``@registry.register(timeout=5)``)."""
+
+        def add(f: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(build_tool(f, name=name, description=description, timeout=timeout,
+                                strict=strict))
+            return f
+
+        return add if fn is None else add(fn)
+
+    tool = register
+
+    def add(self, tool: Tool) -> Tool:
+        """Add (or replace) a ready-made :class:`Tool`."""
+        with self._lock:
+            self._tools[tool.name] = tool
+        self._changed()
+        return tool
+
+    def unregister(self, tool: str | Callable[..., Any]) -> None:
+        """Remove a tool by name or by function; a name that is not there raises ``KeyError``."""
+        with self._lock:
+            if isinstance(tool, str):
+                names = [tool] if tool in self._tools else []
+            else:
+                names = [n for n, t in self._tools.items() if t.fn is tool]
+            if not names:
+                raise KeyError(f"no tool {getattr(tool, '__name__', tool)!r} in this registry")
+            for n in names:
+                del self._tools[n]
+        self._changed()
+
+    def get(self, name: str) -> Tool | None:
+        """The tool with this name, or ``None``."""
+        return self._tools.get(name)
+
+    def __getitem__(self, name: str) -> Tool:
+        return self._tools[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(list(self._tools.values()))
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    @property
+    def names(self) -> list[str]:
+        """Tool names, in registration order."""
+        return list(self._tools)
+
+    def definitions(self) -> list[dict[str, Any]]:
+        """The ``tools`` list for ``session.update``."""
+        return [t.definition() for t in self]
+
+    def frame(self) -> pd.DataFrame:
+        """The tools as a DataFrame: name, description, parameters, timeout, async."""
+        return pd.DataFrame(
+            [{"name": t.name, "description": t.description,
+              "parameters": ", ".join(t.parameters.get("properties", {})),
+              "timeout_s": t.timeout, "async": t.is_async} for t in self],
+            columns=["name", "description", "parameters", "timeout_s", "async"],
+        )
+
+    def clear(self) -> None:
+        """Remove every tool."""
+        with self._lock:
+            self._tools.clear()
+        self._changed()
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(registry)`` after every change; returns the unsubscribe function."""
+        self._listeners.append(listener)
+
+        def off() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return off
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            listener(self)
+
+    def __repr__(self) -> str:
+        return f"<ToolRegistry {self.names}>"
+
+
+tools = ToolRegistry()
+"""The default registry: ``@rt.tool`` adds to it, and sessions use it unless told otherwise."""
+
+tool = tools.register
+"""Register a function in the default registry (bare or with options)."""
+
+
+class ToolSet:
+    """The tools one session offers: a live registry, a fixed selection, or both, plus raw
+    definitions (dicts) whose calls the caller answers itself."""
+
+    def __init__(self, spec: Any = None) -> None:
+        self.registry: ToolRegistry | None = None
+        self.fixed: dict[str, Tool] = {}
+        self.raw: list[dict[str, Any]] = []
+        if spec is None:
+            self.registry = tools
+        elif isinstance(spec, ToolRegistry):
+            self.registry = spec
+        elif spec is False:
+            pass
+        elif isinstance(spec, (str, Tool, dict)) or callable(spec):
+            self._add_all([spec])
+        elif isinstance(spec, Iterable):
+            self._add_all(spec)
+        else:
+            raise ToolError(f"tools must be a registry, a list of functions/names/definitions, "
+                            f"or None; got {type(spec).__name__}")
+
+    def _add_all(self, specs: Iterable[Any]) -> None:
+        for spec in specs:
+            if isinstance(spec, Tool):
+                self.fixed[spec.name] = spec
+            elif isinstance(spec, dict):
+                if not isinstance(spec.get("name"), str):
+                    raise ToolError(f"a tool definition needs a 'name': {spec!r:.80}")
+                self.raw.append({"type": "function", **spec})
+            elif isinstance(spec, str):
+                found = tools.get(spec)
+                if found is None:
+                    raise ToolError(f"no tool named {spec!r} in rtwidget.tools; known: "
+                                    f"{tools.names}")
+                self.fixed[spec] = found
+            elif callable(spec):
+                registered = next((t for t in tools if t.fn is spec), None)
+                built = registered or build_tool(spec)
+                self.fixed[built.name] = built
+            else:
+                raise ToolError(f"cannot use {spec!r:.60} as a tool")
+
+    def get(self, name: str) -> Tool | None:
+        """The runnable tool with this name, or ``None``."""
+        if name in self.fixed:
+            return self.fixed[name]
+        return self.registry.get(name) if self.registry is not None else None
+
+    def handled_elsewhere(self, name: str) -> bool:
+        """Whether ``name`` is a raw definition the caller answers."""
+        return any(d.get("name") == name for d in self.raw)
+
+    def definitions(self) -> list[dict[str, Any]]:
+        """The session's ``tools`` list."""
+        runnable: dict[str, Tool] = {}
+        if self.registry is not None:
+            runnable.update({t.name: t for t in self.registry})
+        runnable.update(self.fixed)
+        return [t.definition() for t in runnable.values()] + [dict(d) for d in self.raw]
+
+    def __bool__(self) -> bool:
+        return bool(self.definitions())
+
+
+async def call_tool(tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Run a tool under its timeout: coroutines on the current loop, plain functions on a
+    daemon thread (a thread cannot be killed, so a sync tool that overruns is abandoned, not
+    stopped; its result is dropped)."""
+    if tool.is_async:
+        return await asyncio.wait_for(tool.fn(*args, **kwargs), tool.timeout)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            result = tool.fn(*args, **kwargs)
+        except BaseException as exc:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(settle, False, exc)
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(settle, True, result)
+
+    threading.Thread(target=work, name=f"rtwidget-tool-{tool.name}", daemon=True).start()
+    return await asyncio.wait_for(future, tool.timeout)
