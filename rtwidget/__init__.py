@@ -37,6 +37,15 @@ from .session import (
 )
 from .tool_registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
 from .tool_runner import ToolResult
+from .widget import VoiceChat, chat
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext rtwidget``: registers ``%rtchat`` and ``%rttools``."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
 
 __version__ = "0.1.0"
 
@@ -65,9 +74,12 @@ __all__ = [
     "ToolRegistry",
     "ToolResult",
     "ToolSet",
+    "VoiceChat",
     "__version__",
     "build_tool",
+    "chat",
     "load_conversation",
+    "load_ipython_extension",
     "resolve",
     "tool",
     "tools",

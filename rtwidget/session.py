@@ -6,6 +6,7 @@ and tool calls keep flowing while a notebook cell is busy.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -144,7 +145,8 @@ class AsyncRealtimeSession:
         self._background: set[asyncio.Future[Any]] = set()
         self.run_tools = run_tools
         self.max_tool_rounds = max_tool_rounds
-        self.toolset = ToolSet(tools)
+        self.toolset = tools if isinstance(tools, ToolSet) else ToolSet(tools)
+        self._restore_first = restore_history and len(self.conversation) > 0
         self._task: asyncio.Task[None] | None = None
         self._runner: ToolRunner | None = None
         self._registry_off: Callable[[], None] | None = None
@@ -575,7 +577,7 @@ class AsyncRealtimeSession:
             self.reconnects += 1
         if self.config:
             await self._send_now(ws, events.session_update(self.config))
-        if not first and self.restore_history:
+        if (not first and self.restore_history) or (first and self._restore_first):
             for item in self._history_items():
                 await self._send_now(ws, events.item_create(item))
         self._ready.set()
@@ -860,6 +862,11 @@ class RealtimeSession:
     def connect(self) -> None:
         """Connect (done by the constructor unless ``connect=False``)."""
         self._run(self.aio.connect())
+
+    def connect_in_background(self) -> concurrent.futures.Future[None]:
+        """Start connecting and return at once; the future holds the outcome. Events sent
+        meanwhile wait for the connection (audio appends are dropped until it is up)."""
+        return asyncio.run_coroutine_threadsafe(self.aio.connect(), self._loop)
 
     def close(self) -> None:
         """Close the connection and stop the session's thread."""

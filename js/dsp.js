@@ -1,0 +1,199 @@
+// Pure audio helpers shared by the worklets and the main thread; unit-tested with node --test.
+
+export const TARGET_RATE = 24000;
+
+/** Float samples in [-1, 1] to PCM16; NaN becomes silence, overs clip. */
+export function floatToPcm16(input, out = new Int16Array(input.length)) {
+  for (let i = 0; i < input.length; i++) {
+    let s = input[i];
+    if (!(s === s)) s = 0; // NaN
+    s = s < -1 ? -1 : s > 1 ? 1 : s;
+    out[i] = s < 0 ? Math.round(s * 32768) : Math.round(s * 32767);
+  }
+  return out;
+}
+
+/** PCM16 to float samples in [-1, 1). */
+export function pcm16ToFloat(input, out = new Float32Array(input.length)) {
+  for (let i = 0; i < input.length; i++) out[i] = input[i] / 32768;
+  return out;
+}
+
+/** Root-mean-square level of float samples. */
+export function rms(samples) {
+  let sum = 0;
+  for (let i = 0; i < samples.length; i++) sum += samples[i] * samples[i];
+  return samples.length ? Math.sqrt(sum / samples.length) : 0;
+}
+
+/**
+ * Streaming resampler: any input rate to `outRate`, block by block, keeping its phase across
+ * blocks. Downsampling first runs a windowed-sinc low-pass at the output Nyquist so speech
+ * energy above 12 kHz does not fold back; then linear interpolation picks the samples.
+ */
+export class Resampler {
+  constructor(inRate, outRate = TARGET_RATE, taps = 31) {
+    if (!(inRate > 0) || !(outRate > 0)) throw new RangeError(`bad rates ${inRate} → ${outRate}`);
+    this.inRate = inRate;
+    this.outRate = outRate;
+    this.step = inRate / outRate;
+    this.pos = 0; // position of the next output sample, in input samples, relative to `hist`
+    this.kernel = inRate > outRate ? lowpass(taps, (0.5 * outRate) / inRate * 0.9) : null;
+    this.fir = this.kernel ? new Float32Array(this.kernel.length - 1) : null;
+    this.prev = 0; // last filtered sample of the previous block
+  }
+
+  _filter(input) {
+    if (!this.kernel) return input;
+    const k = this.kernel;
+    const n = k.length;
+    const buf = new Float32Array(this.fir.length + input.length);
+    buf.set(this.fir);
+    buf.set(input, this.fir.length);
+    const out = new Float32Array(input.length);
+    for (let i = 0; i < input.length; i++) {
+      let acc = 0;
+      for (let j = 0; j < n; j++) acc += k[j] * buf[i + j];
+      out[i] = acc;
+    }
+    this.fir = buf.slice(buf.length - (n - 1));
+    return out;
+  }
+
+  /** Resample one block; returns a Float32Array (possibly empty). */
+  process(input) {
+    const x = this._filter(input);
+    const out = [];
+    // index -1 is the last sample of the previous block (this.prev)
+    while (this.pos < x.length - 1) {
+      const i = Math.floor(this.pos);
+      const frac = this.pos - i;
+      const a = i < 0 ? this.prev : x[i];
+      const b = x[i + 1];
+      out.push(a + (b - a) * frac);
+      this.pos += this.step;
+    }
+    this.pos -= x.length;
+    if (x.length) this.prev = x[x.length - 1];
+    return Float32Array.from(out);
+  }
+}
+
+function lowpass(taps, cutoff) {
+  // cutoff as a fraction of the input rate; Blackman-windowed sinc, unity gain at DC
+  const k = new Float32Array(taps);
+  const m = (taps - 1) / 2;
+  let sum = 0;
+  for (let i = 0; i < taps; i++) {
+    const x = i - m;
+    const sinc = x === 0 ? 2 * cutoff : Math.sin(2 * Math.PI * cutoff * x) / (Math.PI * x);
+    const w = 0.42 - 0.5 * Math.cos((2 * Math.PI * i) / (taps - 1)) +
+      0.08 * Math.cos((4 * Math.PI * i) / (taps - 1));
+    k[i] = sinc * w;
+    sum += k[i];
+  }
+  for (let i = 0; i < taps; i++) k[i] /= sum;
+  return k;
+}
+
+/** Collects samples and hands out fixed-size PCM16 frames. */
+export class Framer {
+  constructor(size) {
+    this.size = size;
+    this.buf = new Int16Array(size);
+    this.fill = 0;
+  }
+
+  /** Add float samples; returns the finished frames (each a fresh Int16Array). */
+  push(samples) {
+    const frames = [];
+    let i = 0;
+    while (i < samples.length) {
+      const n = Math.min(this.size - this.fill, samples.length - i);
+      floatToPcm16(samples.subarray(i, i + n), this.buf.subarray(this.fill, this.fill + n));
+      this.fill += n;
+      i += n;
+      if (this.fill === this.size) {
+        frames.push(this.buf);
+        this.buf = new Int16Array(this.size);
+        this.fill = 0;
+      }
+    }
+    return frames;
+  }
+}
+
+/**
+ * The playback queue: chunks per item, a prebuffer before starting (and after an underrun),
+ * exact accounting of the samples actually rendered per item, and an instant flush.
+ */
+export class JitterBuffer {
+  constructor(prebuffer) {
+    this.prebuffer = prebuffer; // samples to hold before starting
+    this.chunks = []; // {item, data: Float32Array, offset}
+    this.queued = 0;
+    this.buffering = true;
+    this.ended = new Set(); // items whose last chunk has arrived
+    this.played = new Map(); // item -> samples rendered
+    this.underruns = 0;
+    this.current = null;
+  }
+
+  push(item, data) {
+    if (!data.length) return;
+    this.chunks.push({ item, data, offset: 0 });
+    this.queued += data.length;
+  }
+
+  end(item) {
+    this.ended.add(item);
+  }
+
+  /** Fill `out` (a Float32Array); returns the items that started playing in this call. */
+  render(out) {
+    out.fill(0);
+    const started = [];
+    if (this.buffering) {
+      const last = this.chunks.length ? this.chunks[this.chunks.length - 1].item : null;
+      if (this.queued >= this.prebuffer || (last !== null && this.ended.has(last))) {
+        this.buffering = false;
+      } else {
+        return started;
+      }
+    }
+    let i = 0;
+    while (i < out.length && this.chunks.length) {
+      const c = this.chunks[0];
+      if (c.item !== this.current) {
+        this.current = c.item;
+        if (!this.played.has(c.item)) started.push(c.item);
+      }
+      const n = Math.min(out.length - i, c.data.length - c.offset);
+      out.set(c.data.subarray(c.offset, c.offset + n), i);
+      c.offset += n;
+      i += n;
+      this.queued -= n;
+      this.played.set(c.item, (this.played.get(c.item) || 0) + n);
+      if (c.offset === c.data.length) this.chunks.shift();
+    }
+    if (i < out.length && !this.chunks.length) {
+      const ended = this.current !== null && this.ended.has(this.current);
+      if (!ended && i > 0) this.underruns++;
+      this.buffering = true;
+    }
+    return started;
+  }
+
+  /** Drop everything queued; returns {item, played} for the item that was playing. */
+  flush() {
+    const item = this.current;
+    this.chunks = [];
+    this.queued = 0;
+    this.buffering = true;
+    return { item, played: item === null ? 0 : this.played.get(item) || 0 };
+  }
+
+  get playing() {
+    return !this.buffering && this.queued > 0;
+  }
+}

@@ -1,0 +1,109 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { floatToPcm16, Framer, JitterBuffer, pcm16ToFloat, Resampler, rms } from "../dsp.js";
+
+function sine(freq, rate, seconds, amp = 0.5) {
+  const out = new Float32Array(Math.round(rate * seconds));
+  for (let i = 0; i < out.length; i++) out[i] = amp * Math.sin((2 * Math.PI * freq * i) / rate);
+  return out;
+}
+
+function resampleInBlocks(input, inRate, outRate, block = 128) {
+  const r = new Resampler(inRate, outRate);
+  const parts = [];
+  for (let i = 0; i < input.length; i += block) parts.push(r.process(input.subarray(i, i + block)));
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  const out = new Float32Array(total);
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
+
+function zeroCrossingHz(x, rate) {
+  let n = 0;
+  for (let i = 1; i < x.length; i++) if ((x[i - 1] < 0) !== (x[i] < 0)) n++;
+  return (n / 2) / (x.length / rate);
+}
+
+test("float to PCM16 clips, rounds and turns NaN into silence", () => {
+  const pcm = floatToPcm16(Float32Array.from([0, 1, -1, 2, -2, NaN, 0.5]));
+  assert.deepEqual([...pcm], [0, 32767, -32768, 32767, -32768, 0, 16384]);
+  const back = pcm16ToFloat(pcm);
+  assert.ok(Math.abs(back[6] - 0.5) < 1e-4);
+});
+
+for (const inRate of [48000, 44100, 16000, 24000]) {
+  test(`resampler ${inRate} → 24000 keeps pitch and length across 128-sample blocks`, () => {
+    const input = sine(440, inRate, 1.0);
+    const out = resampleInBlocks(input, inRate, 24000);
+    assert.ok(Math.abs(out.length - 24000) <= 2, `length ${out.length}`);
+    const hz = zeroCrossingHz(out.subarray(2400), 24000);
+    assert.ok(Math.abs(hz - 440) < 3, `frequency ${hz}`);
+    assert.ok(Math.abs(rms(out.subarray(2400)) - 0.5 / Math.SQRT2) < 0.02);
+  });
+}
+
+test("downsampling filters content above the new Nyquist instead of folding it back", () => {
+  const out = resampleInBlocks(sine(18000, 48000, 0.5), 48000, 24000);
+  // an 18 kHz tone would alias to 6 kHz at full strength without the low-pass
+  assert.ok(rms(out.subarray(1000)) < 0.05, `aliased level ${rms(out)}`);
+});
+
+test("framer hands out fixed 40 ms frames and keeps the remainder", () => {
+  const f = new Framer(960);
+  assert.equal(f.push(new Float32Array(900)).length, 0);
+  const frames = f.push(new Float32Array(1100));
+  assert.equal(frames.length, 2);
+  assert.ok(frames.every((fr) => fr.length === 960));
+  assert.equal(f.fill, 80);
+});
+
+test("jitter buffer waits for the prebuffer, then plays and counts samples per item", () => {
+  const jb = new JitterBuffer(256);
+  const out = new Float32Array(128);
+  jb.push("a", new Float32Array(200).fill(0.5));
+  assert.deepEqual(jb.render(out), []);
+  assert.equal(out[0], 0);
+  jb.push("a", new Float32Array(200).fill(0.5));
+  assert.deepEqual(jb.render(out), ["a"]);
+  assert.equal(out[127], 0.5);
+  jb.render(out);
+  jb.render(out);
+  assert.equal(jb.played.get("a"), 384);
+});
+
+test("an item's end releases a short tail without waiting for the prebuffer", () => {
+  const jb = new JitterBuffer(2400);
+  const out = new Float32Array(128);
+  jb.push("a", new Float32Array(100).fill(0.1));
+  jb.render(out);
+  assert.equal(jb.played.get("a"), undefined);
+  jb.end("a");
+  jb.render(out);
+  assert.equal(jb.played.get("a"), 100);
+  assert.equal(jb.underruns, 0);
+});
+
+test("running dry mid-item counts an underrun and buffers again", () => {
+  const jb = new JitterBuffer(128);
+  const out = new Float32Array(128);
+  jb.push("a", new Float32Array(192));
+  jb.render(out);
+  jb.render(out);
+  assert.equal(jb.underruns, 1);
+  assert.equal(jb.buffering, true);
+});
+
+test("flush drops the queue and reports what was played of the current item", () => {
+  const jb = new JitterBuffer(128);
+  const out = new Float32Array(128);
+  jb.push("a", new Float32Array(24000));
+  jb.render(out);
+  jb.render(out);
+  const { item, played } = jb.flush();
+  assert.equal(item, "a");
+  assert.equal(played, 256);
+  jb.render(out);
+  assert.equal(jb.played.get("a"), 256);
+  assert.equal(jb.queued, 0);
+});

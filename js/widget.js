@@ -1,0 +1,386 @@
+// The voice chat widget: mic capture and playback (initialize, once per model) and the UI
+// (render, once per view). Audio travels as binary comm buffers both ways.
+import CAPTURE_SRC from "worklet:capture";
+import PLAYER_SRC from "worklet:player";
+
+const ENGINES = new Map(); // widget key -> Engine, shared by initialize and every render
+const BUSY_FRAMES = 25; // unacknowledged 40 ms frames (1 s) before we say the kernel is busy
+
+function moduleUrl(src) {
+  return URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
+}
+
+async function addWorklet(ctx, src) {
+  const url = moduleUrl(src);
+  try {
+    await ctx.audioWorklet.addModule(url);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+/** Why the mic cannot work here, or null. */
+export function micProblem(win = globalThis) {
+  if (!win.isSecureContext) {
+    return "The microphone needs a secure page: open JupyterLab over https or at localhost " +
+      "(an SSH tunnel works). Plain http to another host has no mic and no audio worklets.";
+  }
+  if (!win.navigator || !win.navigator.mediaDevices || !win.navigator.mediaDevices.getUserMedia) {
+    return "This page has no microphone API (VS Code notebooks do not allow the mic).";
+  }
+  if (!win.AudioWorkletNode) return "This browser has no AudioWorklet support.";
+  return null;
+}
+
+export function micErrorText(err) {
+  const name = err && err.name;
+  if (name === "NotAllowedError" || name === "SecurityError") {
+    return "Microphone permission was denied. Allow it in the browser's site settings and " +
+      "press the mic button again.";
+  }
+  if (name === "NotFoundError" || name === "OverconstrainedError") {
+    return "No microphone was found. Plug one in and press the mic button again.";
+  }
+  if (name === "NotReadableError") return "The microphone is in use by another program.";
+  return `The microphone could not start: ${err && err.message ? err.message : err}`;
+}
+
+/** Audio and state shared by every view of one widget model. */
+export class Engine {
+  constructor(model, env = globalThis) {
+    this.model = model;
+    this.env = env;
+    this.listeners = new Set();
+    this.rows = new Map();
+    this.seq = 0;
+    this.acked = 0;
+    this.micOn = false;
+    this.headphones = false;
+    this.level = 0;
+    this.playing = false;
+    this.message = "";
+    this.stats = { framesSent: 0, bytesSent: 0, pushedBytes: 0, started: 0, playedMs: 0,
+                   flushes: 0, underruns: 0 };
+    this.pending = [];
+    this.playerReady = null;
+  }
+
+  emit() {
+    for (const fn of this.listeners) fn();
+  }
+
+  get busy() {
+    return this.micOn && this.seq - this.acked > BUSY_FRAMES;
+  }
+
+  onMessage(msg, buffers) {
+    switch (msg.type) {
+      case "audio":
+        if (buffers && buffers.length) this.push(msg.item_id, buffers[0]);
+        break;
+      case "audio_done":
+        this.post({ type: "end", item: msg.item_id });
+        break;
+      case "flush":
+        this.flush(msg.reason || "server");
+        break;
+      case "rows":
+        for (const row of msg.rows) this.rows.set(row.id, row);
+        for (const id of msg.removed || []) this.rows.delete(id);
+        if (msg.reset) {
+          const keep = new Set(msg.rows.map((r) => r.id));
+          for (const id of [...this.rows.keys()]) if (!keep.has(id)) this.rows.delete(id);
+        }
+        this.emit();
+        break;
+      case "ack":
+        this.acked = Math.max(this.acked, msg.seq);
+        this.emit();
+        break;
+    }
+  }
+
+  post(msg, transfer) {
+    if (this.player) this.player.port.postMessage(msg, transfer || []);
+    else this.pending.push([msg, transfer]);
+  }
+
+  async ensurePlayback() {
+    if (!this.playerReady) this.playerReady = this._startPlayback();
+    return this.playerReady;
+  }
+
+  async _startPlayback() {
+    const AC = this.env.AudioContext || this.env.webkitAudioContext;
+    const ctx = new AC({ sampleRate: 24000, latencyHint: "interactive" });
+    this.playCtx = ctx;
+    await addWorklet(ctx, PLAYER_SRC);
+    const node = new this.env.AudioWorkletNode(ctx, "rt-player", {
+      numberOfInputs: 0, outputChannelCount: [1], processorOptions: { prebufferMs: 100 },
+    });
+    node.connect(ctx.destination);
+    node.port.onmessage = (e) => this.onPlayer(e.data);
+    this.player = node;
+    for (const [msg, transfer] of this.pending.splice(0)) node.port.postMessage(msg, transfer || []);
+    if (ctx.state !== "running") await ctx.resume();
+  }
+
+  push(itemId, view) {
+    // copy out of the message's buffer, then transfer the copy to the worklet
+    const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength).slice();
+    this.stats.pushedBytes += bytes.byteLength;
+    this.post({ type: "push", item: itemId, buf: bytes.buffer }, [bytes.buffer]);
+    if (!this.player) this.ensurePlayback().catch((e) => this.fail(String(e)));
+  }
+
+  flush(reason) {
+    this.stats.flushes++;
+    this.post({ type: "flush", reason });
+  }
+
+  onPlayer(msg) {
+    if (msg.type === "started") {
+      this.stats.started++;
+      this.model.send({ type: "playback_started", item_id: msg.item });
+    } else if (msg.type === "progress") {
+      this.stats.playedMs = msg.played / 24;
+      this.stats.underruns = msg.underruns;
+      if (msg.playing !== this.playing) {
+        this.playing = msg.playing;
+        this.gate(this.playing && !this.headphones);
+        this.emit();
+      }
+    } else if (msg.type === "flushed") {
+      this.playing = false;
+      this.gate(false);
+      const latency = Math.round(((this.playCtx && this.playCtx.outputLatency) || 0) * 1000);
+      const ms = Math.max(0, Math.floor(msg.played / 24) - latency);
+      if (msg.item !== null) {
+        this.model.send({ type: "played", item_id: msg.item, audio_end_ms: ms, reason: msg.reason });
+      }
+      this.emit();
+    }
+  }
+
+  gate(on) {
+    if (this.capture) this.capture.port.postMessage({ type: "gate", on });
+  }
+
+  async startMic() {
+    const problem = micProblem(this.env);
+    if (problem) return this.fail(problem);
+    await this.ensurePlayback();
+    let stream;
+    try {
+      stream = await this.env.navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true,
+                 autoGainControl: true },
+      });
+    } catch (err) {
+      return this.fail(micErrorText(err));
+    }
+    const AC = this.env.AudioContext || this.env.webkitAudioContext;
+    const ctx = new AC({ latencyHint: "interactive" }); // the device rate; the worklet resamples
+    await addWorklet(ctx, CAPTURE_SRC);
+    const source = ctx.createMediaStreamSource(stream);
+    const node = new this.env.AudioWorkletNode(ctx, "rt-capture", {
+      processorOptions: { frameMs: 40 },
+    });
+    const sink = ctx.createGain();
+    sink.gain.value = 0;
+    source.connect(node).connect(sink).connect(ctx.destination);
+    node.port.onmessage = (e) => this.onFrame(e.data);
+    Object.assign(this, { micCtx: ctx, micStream: stream, capture: node, micOn: true });
+    this.message = "";
+    this.model.send({ type: "mic", on: true, rate: ctx.sampleRate });
+    this.emit();
+  }
+
+  onFrame(msg) {
+    if (msg.type !== "frame" || !this.micOn) return;
+    this.level = msg.level;
+    this.seq++;
+    this.stats.framesSent++;
+    this.stats.bytesSent += msg.buf.byteLength;
+    this.model.send({ type: "audio", seq: this.seq }, undefined, [msg.buf]);
+    if (this.seq % 5 === 0) this.emit();
+  }
+
+  stopMic() {
+    if (this.micStream) for (const t of this.micStream.getTracks()) t.stop();
+    if (this.micCtx) this.micCtx.close();
+    Object.assign(this, { micCtx: null, micStream: null, capture: null, micOn: false, level: 0 });
+    this.model.send({ type: "mic", on: false });
+    this.emit();
+  }
+
+  fail(text) {
+    this.message = text;
+    this.model.send({ type: "client_error", message: text });
+    this.emit();
+  }
+
+  destroy() {
+    this.stopMic();
+    if (this.playCtx) this.playCtx.close();
+  }
+}
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null) el.append(c);
+  return el;
+}
+
+function rowElement(row) {
+  const el = h("div", { class: `rtw-row rtw-${row.role || "system"} rtw-${row.kind}` });
+  el.dataset.id = row.id;
+  if (row.kind === "function_call" || row.kind === "function_call_output") {
+    const head = row.kind === "function_call" ? `ƒ ${row.name}(${row.arguments || ""})` :
+      `→ ${row.name || "tool"}`;
+    el.append(h("div", { class: "rtw-tool-head" }, head));
+    if (row.kind === "function_call_output") {
+      el.append(h("div", { class: row.error ? "rtw-tool-error" : "rtw-tool-output" },
+                  row.error || row.output || ""));
+    }
+  } else {
+    const who = row.role === "user" ? "you" : row.role === "assistant" ? "agent" : row.role;
+    const audio = row.seconds ? `(${row.seconds.toFixed(1)} s of audio)` : "";
+    el.append(h("span", { class: "rtw-who" }, who), h("span", { class: "rtw-text" },
+      row.text || (row.status === "in_progress" ? "…" : audio)));
+  }
+  if (row.status === "incomplete") el.classList.add("rtw-cut");
+  return el;
+}
+
+function render({ model, el }) {
+  const engine = ENGINES.get(model.get("_key"));
+  const state = h("span", { class: "rtw-state" });
+  const meter = h("span", { class: "rtw-meter" }, h("span", { class: "rtw-meter-fill" }));
+  const micBtn = h("button", { class: "rtw-mic", type: "button", onclick: () => {
+    if (engine.micOn) engine.stopMic();
+    else engine.startMic().catch((e) => engine.fail(String(e)));
+  } });
+  const stopBtn = h("button", { class: "rtw-stop", type: "button", title: "Stop the agent",
+    onclick: () => { engine.flush("user"); model.send({ type: "interrupt" }); } }, "■ Stop");
+  const connBtn = h("button", { class: "rtw-conn", type: "button", onclick: () => {
+    model.send({ type: model.get("status") === "closed" ? "connect" : "disconnect" });
+  } });
+  const phones = h("input", { type: "checkbox", onchange: () => {
+    engine.headphones = phones.checked;
+  } });
+  const provider = h("span", { class: "rtw-provider" });
+  const notice = h("div", { class: "rtw-notice" });
+  const error = h("div", { class: "rtw-error", role: "alert" });
+  const transcript = h("div", { class: "rtw-transcript", "aria-live": "polite" });
+  const input = h("input", { type: "text", class: "rtw-text-input",
+                             placeholder: "Type a message and press Enter" });
+  const submit = () => {
+    const text = input.value.trim();
+    if (!text) return;
+    engine.ensurePlayback().catch(() => {});
+    model.send({ type: "text", text });
+    input.value = "";
+  };
+  // keys typed here are ours: JupyterLab's command-mode shortcuts must not see them
+  input.addEventListener("keydown", (e) => {
+    e.stopPropagation();
+    if (e.key === "Enter") {
+      e.preventDefault();
+      submit();
+    }
+  });
+  const form = h("form", { class: "rtw-form", onsubmit: (e) => { e.preventDefault(); submit(); } },
+    input, h("button", { type: "submit" }, "Send"));
+  const root = h("div", { class: "rtw" },
+    h("div", { class: "rtw-bar" }, connBtn, micBtn, stopBtn, meter, state,
+      h("label", { class: "rtw-phones", title: "With headphones the mic stays open while " +
+        "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), provider),
+    notice, error, transcript, form);
+  el.append(root);
+
+  const rowEls = new Map();
+  function update() {
+    const status = model.get("status");
+    const busy = engine.busy;
+    const label = status !== "connected" ? status :
+      busy ? "kernel busy" : engine.playing ? "speaking" : model.get("phase") || "idle";
+    state.textContent = label;
+    root.dataset.state = label;
+    root.dataset.status = status;
+    Object.assign(root.dataset, {
+      framesSent: engine.stats.framesSent, pushedBytes: engine.stats.pushedBytes,
+      playedMs: Math.round(engine.stats.playedMs), started: engine.stats.started,
+      micOn: engine.micOn,
+    });
+    micBtn.textContent = engine.micOn ? "● Mic on" : "Start mic";
+    micBtn.classList.toggle("rtw-on", engine.micOn);
+    connBtn.textContent = status === "closed" ? "Connect" : "Disconnect";
+    meter.firstChild.style.width = `${Math.min(100, Math.round(engine.level * 400))}%`;
+    provider.textContent = model.get("provider");
+    notice.textContent = [model.get("notice"), engine.playing && !engine.headphones && engine.micOn ?
+      "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : ""]
+      .filter(Boolean).join(" ");
+    error.textContent = engine.message || model.get("error");
+    const atBottom = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 4;
+    for (const [id, row] of engine.rows) {
+      const fresh = rowElement(row);
+      const old = rowEls.get(id);
+      if (old) {
+        if (old.innerHTML !== fresh.innerHTML || old.className !== fresh.className) {
+          old.replaceWith(fresh);
+          rowEls.set(id, fresh);
+        }
+      } else {
+        transcript.append(fresh);
+        rowEls.set(id, fresh);
+      }
+    }
+    for (const [id, node] of rowEls) {
+      if (!engine.rows.has(id)) {
+        node.remove();
+        rowEls.delete(id);
+      }
+    }
+    const ordered = [...engine.rows.values()].sort((a, b) => a.pos - b.pos);
+    ordered.forEach((row, i) => {
+      const node = rowEls.get(row.id);
+      if (transcript.children[i] !== node) transcript.insertBefore(node, transcript.children[i] || null);
+    });
+    if (atBottom) transcript.scrollTop = transcript.scrollHeight;
+  }
+  engine.listeners.add(update);
+  const onChange = () => update();
+  for (const name of ["status", "phase", "provider", "notice", "error"]) {
+    model.on(`change:${name}`, onChange);
+  }
+  update();
+  root.dataset.ready = "true";
+  return () => {
+    engine.listeners.delete(update);
+    for (const name of ["status", "phase", "provider", "notice", "error"]) {
+      model.off(`change:${name}`, onChange);
+    }
+  };
+}
+
+function initialize({ model }) {
+  const engine = new Engine(model);
+  const key = model.get("_key");
+  ENGINES.set(key, engine);
+  const onMsg = (msg, buffers) => engine.onMessage(msg, buffers);
+  model.on("msg:custom", onMsg);
+  model.send({ type: "ready" });
+  return () => {
+    model.off("msg:custom", onMsg);
+    engine.destroy();
+    ENGINES.delete(key);
+  };
+}
+
+export default { initialize, render };

@@ -1,0 +1,354 @@
+"""The voice chat widget: the browser's mic and speaker, bound to a :class:`RealtimeSession`.
+
+Audio travels as binary comm buffers both ways. Messages from the browser arrive on whichever
+thread the kernel uses for comms; they are handed to the session's own loop at once. Everything
+the widget sends and every trait it changes after start-up comes from the session's loop thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import pandas as pd
+import traitlets
+
+from .frame import LiveView
+from .protocol import events
+from .session import RealtimeSession
+
+log = logging.getLogger("rtwidget.widget")
+
+STATIC = Path(__file__).parent / "static"
+ACK_EVERY = 10
+ROW_INTERVAL = 0.15
+LOCAL_NOTICE = ("No INWORLD_API_KEY or OPENAI_API_KEY in the environment: talking to the "
+                "embedded local server.")
+
+
+class VoiceChat(anywidget.AnyWidget):
+    """A voice chat cell: start the mic and talk, type, watch the transcript and tool calls.
+
+    Create it with :func:`rtwidget.chat` or ``%rtchat``. ``chat.df`` is the conversation as a
+    DataFrame, ``chat.say(text)`` adds a typed turn from code, ``chat.session`` is the
+    :class:`RealtimeSession` underneath.
+    """
+
+    _esm = STATIC / "widget.js"
+    _css = STATIC / "widget.css"
+
+    _key = traitlets.Unicode().tag(sync=True)
+    status = traitlets.Unicode("connecting").tag(sync=True)
+    phase = traitlets.Unicode("idle").tag(sync=True)
+    provider = traitlets.Unicode("").tag(sync=True)
+    notice = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
+        super().__init__(_key=uuid.uuid4().hex, **kwargs)
+        self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
+                      "truncations": 0}
+        self._front_ready = threading.Event()
+        self._dirty: set[str] = set()
+        self._flush_pending = False
+        self._mic_on = False
+        self._offs: list[Any] = []
+        self.on_msg(self._on_msg)
+        self._bind(session)
+        if connect:
+            self._connect()
+
+    # --- the session ---------------------------------------------------------------------------
+
+    def _bind(self, session: RealtimeSession) -> None:
+        for off in self._offs:
+            off()
+        self.session = session
+        self._offs = [session.on("*", self._on_event), session.on_audio(self._on_audio)]
+        endpoint = session.endpoint
+        self.provider = endpoint.describe() if endpoint.url else f"{endpoint.provider} (starting)"
+        self.notice = LOCAL_NOTICE if endpoint.provider == "local" and not endpoint.url else ""
+
+    def _connect(self) -> None:
+        self.status = "connecting"
+        self.error = ""
+        future = self.session.connect_in_background()
+
+        def done(f: Any) -> None:
+            exc = f.exception()
+            if exc is not None:
+                self.status = "closed"
+                self.error = f"Could not connect: {exc}"
+            else:
+                self.status = "connected"
+                self._show_provider()
+                self._schedule_rows(reset=True)
+
+        future.add_done_callback(done)
+
+    def _show_provider(self) -> None:
+        model = self.session.conversation.session.get("model") or self.session.config.get("model")
+        described = self.session.endpoint.describe()
+        self.provider = f"{described} · {model}" if model else described
+
+    # --- messages from the browser (comm thread) -------------------------------------------------
+
+    def _on_msg(self, _: Any, content: dict[str, Any], buffers: list[memoryview]) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        try:
+            if kind == "audio":
+                self._on_mic_frame(content, buffers)
+            elif kind == "ready":
+                self._front_ready.set()
+                self._schedule_rows(reset=True)
+            elif kind == "text":
+                text = str(content.get("text", "")).strip()
+                if text:
+                    self.session.say(text)
+            elif kind == "played":
+                self._on_played(str(content.get("item_id", "")), content.get("audio_end_ms"))
+            elif kind == "interrupt":
+                self._cancel_in_progress()
+            elif kind == "mic":
+                self._mic_on = bool(content.get("on"))
+                self._call_on_loop(self._set_phase, "listening" if self._mic_on else "idle")
+            elif kind == "disconnect":
+                threading.Thread(target=self._disconnect, daemon=True).start()
+            elif kind == "connect":
+                threading.Thread(target=self._reconnect, daemon=True).start()
+            elif kind == "client_error":
+                log.warning("widget: %s", content.get("message"))
+            elif kind == "playback_started":
+                pass
+            else:
+                log.warning("widget: ignored a message of unknown type %r", kind)
+        except Exception as exc:
+            log.exception("widget: failed on a %r message", kind)
+            self._call_on_loop(self._set_error, f"{type(exc).__name__}: {exc}")
+
+    def _on_mic_frame(self, content: dict[str, Any], buffers: list[memoryview]) -> None:
+        if not buffers:
+            return
+        pcm = bytes(buffers[0])
+        if not pcm or len(pcm) % 2:
+            self.stats["bad_frames"] += 1
+            return
+        self.stats["frames_in"] += 1
+        self.stats["bytes_in"] += len(pcm)
+        if self.session.connected:
+            self.session.send_audio(pcm)
+        seq = content.get("seq")
+        if isinstance(seq, int) and seq % ACK_EVERY == 0:
+            self.send({"type": "ack", "seq": seq})
+
+    def _on_played(self, item_id: str, audio_end_ms: Any) -> None:
+        """The browser stopped playing ``item_id`` after ``audio_end_ms``: cut the rest."""
+        item = self.session.conversation.get(item_id)
+        if item is None or not isinstance(audio_end_ms, (int, float)):
+            return
+        received_ms = item.audio_out_bytes // 48
+        end_ms = int(max(0, min(audio_end_ms, received_ms)))
+        self._cancel_in_progress()
+        if end_ms < received_ms or item.status == "in_progress":
+            self.stats["truncations"] += 1
+            self.session.send(events.item_truncate(item_id, end_ms))
+
+    def _cancel_in_progress(self) -> None:
+        response = self.session.conversation.last_response()
+        if response is not None and response.status == "in_progress":
+            self.session.send(events.response_cancel(response.id))
+
+    def _disconnect(self) -> None:
+        self.session.close()
+        self._call_on_loop_or_now(lambda: setattr(self, "status", "closed"))
+
+    def _reconnect(self) -> None:
+        old = self.session
+        fresh = RealtimeSession(endpoint=old.endpoint, connect=False, reconnect=old.aio.reconnect,
+                                conversation=old.conversation, tools=old.aio.toolset)
+        fresh.aio.config = dict(old.aio.config)
+        self._bind(fresh)
+        self._connect()
+
+    # --- events from the session (its loop thread) ----------------------------------------------
+
+    def _call_on_loop(self, fn: Any, *args: Any) -> None:
+        loop = self.session._loop
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _call_on_loop_or_now(self, fn: Any) -> None:
+        if self.session._loop.is_closed():
+            fn()
+        else:
+            self._call_on_loop(fn)
+
+    def _set_phase(self, phase: str) -> None:
+        if self.phase != phase:
+            self.phase = phase
+
+    def _set_error(self, text: str) -> None:
+        self.error = text
+
+    def _on_audio(self, item_id: str, pcm: bytes) -> None:
+        if self._front_ready.is_set():
+            self.stats["audio_out"] += 1
+            self.send({"type": "audio", "item_id": item_id}, buffers=[pcm])
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type", "")
+        if kind == "input_audio_buffer.speech_started":
+            self._set_phase("hearing you")
+            if self._front_ready.is_set():
+                self.send({"type": "flush", "reason": "speech"})
+        elif kind in ("input_audio_buffer.speech_stopped", "response.created"):
+            self._set_phase("thinking")
+        elif kind in ("response.output_audio.delta", "response.audio.delta",
+                      "response.output_text.delta", "response.text.delta"):
+            self._set_phase("speaking")
+        elif kind in ("response.output_audio.done", "response.audio.done"):
+            if self._front_ready.is_set():
+                self.send({"type": "audio_done", "item_id": event.get("item_id")})
+        elif kind == "response.done":
+            self._set_phase("listening" if self._mic_on else "idle")
+        elif kind == "session.created" or kind == "session.updated":
+            self._show_provider()
+        elif kind == "rtwidget.reconnecting":
+            self.status = "reconnecting"
+        elif kind == "rtwidget.reconnected":
+            self.status = "connected"
+        elif kind == "rtwidget.closed":
+            self.status = "closed"
+            self.error = str(event.get("reason", ""))
+        elif kind == "error":
+            info = self.session.conversation.errors[-1] if self.session.conversation.errors \
+                else None
+            self.error = str(info) if info else "the server reported an error"
+        self._mark(event)
+
+    def _mark(self, event: dict[str, Any]) -> None:
+        conv = self.session.conversation
+        ids: list[str] = []
+        for key in ("item_id",):
+            if isinstance(event.get(key), str):
+                ids.append(event[key])
+        for key in ("item",):
+            item = event.get(key)
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                ids.append(item["id"])
+        response = event.get("response")
+        if isinstance(response, dict) and event.get("type") == "response.done":
+            known = conv.responses.get(str(response.get("id")))
+            if known is not None:
+                ids.extend(known.item_ids)
+            ids.extend(i.id for i in conv if i.type == "function_call_output")
+        if ids:
+            self._dirty.update(ids)
+            self._schedule_rows()
+
+    def _schedule_rows(self, reset: bool = False) -> None:
+        if reset:
+            self._call_on_loop_or_now(lambda: self._flush_rows(reset=True))
+            return
+        if self._flush_pending:
+            return
+        self._flush_pending = True
+        self.session._loop.call_later(ROW_INTERVAL, self._flush_rows)
+
+    def _flush_rows(self, reset: bool = False) -> None:
+        self._flush_pending = False
+        if not self._front_ready.is_set():
+            return
+        conv = self.session.conversation
+        if reset:
+            items = list(conv)
+            removed: list[str] = []
+        else:
+            dirty, self._dirty = self._dirty, set()
+            found = [conv.get(i) for i in dirty]
+            items = [i for i in found if i is not None and not i.deleted]
+            removed = [i.id for i in found if i is not None and i.deleted]
+        positions = {item.id: pos for pos, item in enumerate(conv)}
+        rows = [self._row(item, positions.get(item.id, 0)) for item in items]
+        if rows or removed or reset:
+            self.send({"type": "rows", "rows": rows, "removed": removed, "reset": reset})
+
+    def _row(self, item: Any, pos: int) -> dict[str, Any]:
+        name = item.name
+        if item.type == "function_call_output" and item.call_id:
+            call = self.session.conversation.by_call_id(item.call_id)
+            name = call.name if call is not None else None
+            error = call.error if call is not None else None
+        else:
+            error = item.error
+        return {"id": item.id, "role": item.role or ("tool" if item.type ==
+                "function_call_output" else "assistant"), "kind": item.type,
+                "text": item.display_text, "status": item.status, "name": name,
+                "arguments": item.arguments, "output": item.output, "error": error,
+                "pos": pos, "seconds": self._seconds(item)}
+
+    @staticmethod
+    def _seconds(item: Any) -> float:
+        if item.audio_in_bytes:
+            return float(item.audio_in_seconds)
+        if item.speech_started_ms is not None and item.speech_stopped_ms is not None:
+            return max(0, item.speech_stopped_ms - item.speech_started_ms) / 1000.0
+        return float(item.audio_out_seconds)
+
+    # --- the API users touch ------------------------------------------------------------------
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """The conversation as a DataFrame (see ``rtwidget.COLUMNS``)."""
+        return self.session.df
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """The raw event log as a DataFrame."""
+        return self.session.events
+
+    def say(self, text: str, *, respond: bool = True) -> str:
+        """A typed turn from code; returns the new item's id."""
+        return self.session.say(text, respond=respond)
+
+    def ask(self, text: str, timeout: float = 60.0) -> str:
+        """A typed turn that waits for the reply's text."""
+        return self.session.ask(text, timeout)
+
+    def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
+        """A DataFrame view that redraws in place as the talk goes on."""
+        return self.session.live(rows, max_rate)
+
+    def close(self) -> None:
+        """End the session and the widget."""
+        for off in self._offs:
+            off()
+        self.session.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<VoiceChat {self.session!r}>"
+
+
+def chat(
+    provider: str | None = None,
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    headers: dict[str, str] | None = None,
+    tools: Any = None,
+    **config: Any,
+) -> VoiceChat:
+    """Show a voice chat bound to a new session; returns the widget.
+
+    ``config`` keywords are those of :class:`RealtimeSession` (``model``, ``instructions``,
+    ``voice``, ``tts_model``, ``output_modalities``, ``turn_detection``, ``tool_choice``...).
+    With no API key in the environment it talks to the embedded local server.
+    """
+    session = RealtimeSession(provider, url=url, api_key=api_key, headers=headers, tools=tools,
+                              connect=False, **config)
+    return VoiceChat(session)

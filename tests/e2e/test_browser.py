@@ -1,0 +1,218 @@
+"""End to end: a real JupyterLab, a real headless Chromium with a fake microphone playing a
+speech WAV made here with espeak-ng, driven by Playwright. Loopback only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ESPEAK = shutil.which("espeak-ng")
+REQUIRED = os.environ.get("RTWIDGET_REQUIRE_E2E") == "1"
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+
+if not (CHROMIUM and ESPEAK):
+    if REQUIRED:
+        raise RuntimeError("the end-to-end test needs chromium and espeak-ng (apt-get install "
+                           "chromium espeak-ng); .ci/run installs them")
+    pytest.skip("chromium or espeak-ng is not installed", allow_module_level=True)
+
+pytestmark = pytest.mark.timeout(300)
+
+NOTEBOOK_CELLS = [
+    """%load_ext rtwidget
+import json
+import rtwidget as rt
+from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
+
+@rt.tool
+def what_time() -> str:
+    \"\"\"The time right now.\"\"\"
+    return "half past ten"
+
+rules = [Rule(r"time", calls=[("what_time", {})])]
+server = LocalServer(engine=ScriptedReplyEngine(rules=rules)).start_in_thread()""",
+    "%rtchat --url {server.url} --name chat --voice test",
+    """df = chat.df
+facts = {
+    "stats": chat.stats,
+    "rows": json.loads(df[["role", "type", "text", "audio_in_s", "audio_out_s", "output"]]
+                       .to_json(orient="records")),
+    "tool_results": [r.output for r in chat.session.tool_results.values()],
+    "state": chat.get_state(),
+}
+json.dump(facts, open("facts.json", "w"), default=str)""",
+]
+
+
+RUN_CELL = """async (index) => {
+    const app = window.jupyterapp;
+    const panel = app.shell.currentWidget;
+    await panel.sessionContext.ready;
+    panel.content.activeCellIndex = index;
+    await app.commands.execute("notebook:run-cell");
+}"""
+
+
+def run_cell(page: Any, index: int) -> None:
+    """Run one cell through JupyterLab's own command (no key presses, no focus races)."""
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                           " && window.jupyterapp.shell.currentWidget.content", timeout=60_000)
+    page.evaluate(RUN_CELL, index)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def speech_wav(path: Path) -> None:
+    """Two sentences of espeak-ng speech, padded with quiet, as 48 kHz mono PCM16."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run([ESPEAK, "-s", "150", "-w", str(raw),
+                    "Hello there. I would like to hear a short story about the sea."],
+                   check=True)
+    with wave.open(str(raw)) as w:
+        rate = w.getframerate()
+        speech = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    t_out = np.arange(int(len(speech) * 48000 / rate)) / 48000
+    speech = np.interp(t_out, np.arange(len(speech)) / rate, speech)
+    quiet = np.zeros(int(48000 * 1.5))
+    audio = np.concatenate([quiet, speech, quiet, quiet])
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(np.clip(audio, -32768, 32767).astype("<i2").tobytes())
+
+
+def notebook(path: Path) -> None:
+    cells = [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [],
+              "execution_count": None, "id": f"c{i}"} for i, src in enumerate(NOTEBOOK_CELLS)]
+    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {
+        "name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}))
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    root = tmp_path / "lab"
+    root.mkdir()
+    notebook(root / "voice.ipynb")
+    port = free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "INWORLD_API_KEY": "",
+           "OPENAI_API_KEY": ""}
+    log = open(tmp_path / "lab.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
+         "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.ip=127.0.0.1",
+         f"--port={port}", f"--ServerApp.root_dir={root}",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/status", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("JupyterLab did not start:\n" +
+                                   (tmp_path / "lab.log").read_text()[-3000:]) from None
+            time.sleep(0.5)
+    try:
+        yield url, root
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, root = lab
+    wav = tmp_path / "speech.wav"
+    speech_wav(wav)
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}",
+            "--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        try:
+            page.goto(f"{url}/lab/tree/voice.ipynb?reset", timeout=60_000)
+            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
+                                   timeout=90_000)
+            run_cell(page, 0)
+            run_cell(page, 1)
+            widget = page.locator(".rtw[data-ready=true]")
+            widget.wait_for(timeout=60_000)
+            page.wait_for_selector('.rtw[data-status="connected"]', timeout=30_000)
+
+            page.locator(".rtw-mic").click()
+            # the fake mic talks; the server's VAD answers with audio the player must play
+            page.wait_for_function(
+                "() => { const w = document.querySelector('.rtw');"
+                " return w && +w.dataset.framesSent > 50 && +w.dataset.playedMs > 200; }",
+                timeout=60_000)
+
+            page.locator(".rtw-text-input").fill("what time is it")
+            page.locator(".rtw-text-input").press("Enter")
+            page.wait_for_selector(".rtw-function_call_output .rtw-tool-output",
+                                   timeout=30_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
+                ".some(e => e.textContent.includes('half past ten'))", timeout=30_000)
+            widget.screenshot(path=str(OUTPUT / "widget.png"))
+            played = float(widget.get_attribute("data-played-ms") or 0)
+            started = int(widget.get_attribute("data-started") or 0)
+
+            run_cell(page, 2)
+            facts_path = root / "facts.json"
+            deadline = time.monotonic() + 30
+            while not facts_path.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            facts = json.loads(facts_path.read_text())
+        except Exception:
+            page.screenshot(path=str(OUTPUT / "failure.png"))
+            (OUTPUT / "console.log").write_text("\n".join(console))
+            raise
+        finally:
+            browser.close()
+
+    stats = facts["stats"]
+    assert stats["frames_in"] > 50 and stats["bad_frames"] == 0
+    assert stats["bytes_in"] == stats["frames_in"] * 1920  # 40 ms PCM16 at 24 kHz
+    users = [r for r in facts["rows"] if r["role"] == "user"]
+    assert any(r["audio_in_s"] > 1.0 for r in users), facts["rows"]  # a spoken turn
+    assert "half past ten" in facts["tool_results"]
+    assert any(r["type"] == "function_call_output" for r in facts["rows"])
+    assert played > 200 and started >= 1
+    assert stats["audio_out"] > 0
+    assert "sk-" not in json.dumps(facts["state"])

@@ -1,0 +1,168 @@
+"""The widget's message handling without a browser: the comm is the kernel-less DummyComm and
+the browser's messages are fed through the widget's own handler."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import frames, utterance
+
+import rtwidget as rt
+from rtwidget.magics import chat_kwargs
+from rtwidget.server import LocalServer
+
+
+class FakeBrowser:
+    """Plays the front end: sends custom messages in, records what the widget sends out."""
+
+    def __init__(self, widget: rt.VoiceChat) -> None:
+        self.widget = widget
+        self.sent: list[tuple[dict[str, Any], list[bytes]]] = []
+        original = widget.comm.send
+
+        def capture(data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
+            if isinstance(data, dict) and data.get("method") == "custom":
+                self.sent.append((data["content"], [bytes(b) for b in buffers or []]))
+            return original(data=data, metadata=metadata, buffers=buffers)
+
+        widget.comm.send = capture
+
+    def message(self, content: dict[str, Any], buffers: list[bytes] = ()) -> None:  # type: ignore[assignment]
+        self.widget._handle_msg({"content": {"data": {"method": "custom", "content": content}},
+                                 "buffers": [memoryview(b) for b in buffers]})
+
+    def of_type(self, kind: str) -> list[tuple[dict[str, Any], list[bytes]]]:
+        return [m for m in list(self.sent) if m[0].get("type") == kind]
+
+    def wait(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            time.sleep(0.02)
+        raise AssertionError("the widget did not get there in time")
+
+
+@pytest.fixture
+def widget(server: LocalServer) -> Iterator[tuple[rt.VoiceChat, FakeBrowser]]:
+    chat = rt.chat("local", url=server.url)
+    browser = FakeBrowser(chat)
+    browser.wait(lambda: chat.status == "connected")
+    browser.message({"type": "ready"})
+    yield chat, browser
+    chat.close()
+
+
+def test_no_secret_or_audio_in_widget_state(server: LocalServer) -> None:
+    server_with_token = server  # the key is sent only as a header, never as state
+    chat = rt.chat("local", url=server_with_token.url, api_key="sk-very-secret")
+    state = chat.get_state()
+    assert "sk-very-secret" not in repr(state) and "sk-very-secret" not in repr(chat)
+    chat.close()
+
+
+def test_typed_turn_streams_rows_and_audio_to_the_browser(widget) -> None:
+    chat, browser = widget
+    browser.message({"type": "text", "text": "Hello widget."})
+    browser.wait(lambda: chat.session.conversation.last_response() and
+                 chat.session.conversation.last_response().status == "completed")
+    audio = browser.wait(lambda: browser.of_type("audio"))
+    assert all(len(bufs[0]) > 0 and len(bufs[0]) % 2 == 0 for _, bufs in audio)
+    assert browser.wait(lambda: browser.of_type("audio_done"))
+    rows = browser.wait(lambda: [r for m, _ in browser.of_type("rows") for r in m["rows"]
+                                 if r["role"] == "assistant" and r["status"] == "completed"])
+    assert rows[-1]["text"] == "You said: Hello widget."
+    assert list(chat.df["text"]) == ["Hello widget.", "You said: Hello widget."]
+    assert chat.status == "connected" and "local" in chat.provider
+
+
+def test_mic_frames_reach_the_server_and_are_acknowledged(widget) -> None:
+    chat, browser = widget
+    browser.message({"type": "mic", "on": True})
+    for seq, frame in enumerate(frames(utterance(), ms=40), start=1):
+        browser.message({"type": "audio", "seq": seq}, [frame])
+    browser.wait(lambda: chat.session.conversation.last_response() and
+                 chat.session.conversation.last_response().status == "completed")
+    assert chat.stats["bad_frames"] == 0 and chat.stats["frames_in"] > 40
+    assert [m["seq"] for m, _ in browser.of_type("ack")][:2] == [10, 20]
+    assert browser.of_type("flush"), "speech_started must stop playback in the browser"
+    user = chat.df.iloc[0]
+    assert user["role"] == "user" and user["audio_in_s"] > 1.0
+
+
+def test_broken_frames_are_counted_and_dropped(widget) -> None:
+    chat, browser = widget
+    browser.message({"type": "audio", "seq": 1}, [b"\x01\x02\x03"])
+    browser.message({"type": "audio", "seq": 2}, [])
+    browser.message({"type": "no-such-message"})
+    assert chat.stats["bad_frames"] == 1 and chat.stats["frames_in"] == 0
+    assert chat.ask("still working?") == "You said: still working?"
+
+
+def test_barge_in_truncates_at_the_played_position(engine) -> None:
+    with LocalServer(engine=engine, pace=0.02) as srv:
+        chat = rt.chat("local", url=srv.url)
+        browser = FakeBrowser(chat)
+        browser.wait(lambda: chat.status == "connected")
+        browser.message({"type": "ready"})
+        chat.say("tell me a long story")
+        first = browser.wait(lambda: browser.of_type("audio"))
+        item_id = first[0][0]["item_id"]
+        browser.wait(lambda: len(browser.of_type("audio")) >= 5)
+        truncated = chat.session.expect("conversation.item.truncated")
+        browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 250,
+                         "reason": "user"})
+        assert truncated.wait()["audio_end_ms"] == 250
+        done = chat.session.conversation.last_response()
+        browser.wait(lambda: done.status == "cancelled")
+        row = chat.df.iloc[-1]
+        assert row["truncated_ms"] == 250 and row["audio_out_s"] == pytest.approx(0.25)
+        chat.close()
+
+
+def test_rerender_gets_the_whole_transcript_again(widget) -> None:
+    chat, browser = widget
+    chat.ask("one")
+    chat.ask("two")
+    browser.sent.clear()
+    browser.message({"type": "ready"})  # a page reload: a fresh front end says ready
+    resets = browser.wait(lambda: [m for m, _ in browser.of_type("rows") if m["reset"]])
+    assert [r["text"] for r in resets[-1]["rows"]] == ["one", "You said: one", "two",
+                                                        "You said: two"]
+
+
+def test_disconnect_and_connect_keep_the_conversation(widget) -> None:
+    chat, browser = widget
+    chat.ask("before")
+    browser.message({"type": "disconnect"})
+    browser.wait(lambda: chat.status == "closed")
+    browser.message({"type": "connect"})
+    browser.wait(lambda: chat.status == "connected")
+    assert chat.ask("after") == "You said: after"
+    assert list(chat.df["text"])[:2] == ["before", "You said: before"]
+    assert chat.session.retrieve(chat.df["item_id"].iloc[0])["content"][0]["text"] == "before"
+
+
+def test_connection_failure_shows_in_the_widget(server: LocalServer) -> None:
+    bad = server.url.replace("/v1/realtime", "/nowhere")
+    chat = rt.chat("local", url=bad, reconnect=rt.NO_RECONNECT)
+    browser = FakeBrowser(chat)
+    browser.wait(lambda: chat.status == "closed")
+    assert "Could not connect" in chat.error
+    chat.close()
+
+
+def test_rtchat_options_parse_into_chat_keywords() -> None:
+    name, kwargs = chat_kwargs('--name talk --model openai/gpt-4.1-nano --voice Dennis '
+                               '--tts-model inworld-tts-1.5-max --instructions "Be kind." '
+                               '--modalities audio,text --tools a,b --max-output-tokens 200')
+    assert name == "talk"
+    assert kwargs == {"model": "openai/gpt-4.1-nano", "voice": "Dennis",
+                      "tts_model": "inworld-tts-1.5-max", "instructions": "Be kind.",
+                      "output_modalities": ["audio", "text"], "tools": ["a", "b"],
+                      "max_output_tokens": 200}
+    assert chat_kwargs("--tools none")[1]["tools"] is False
