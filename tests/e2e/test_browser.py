@@ -46,6 +46,7 @@ def what_time() -> str:
 rules = [Rule(r"time", calls=[("what_time", {})])]
 server = LocalServer(engine=ScriptedReplyEngine(rules=rules)).start_in_thread()""",
     "%rtchat --url {server.url} --name chat --voice test",
+    "import time\ntime.sleep(4)  # a busy cell: the widget must say so",
     """df = chat.df
 facts = {
     "stats": chat.stats,
@@ -63,7 +64,7 @@ RUN_CELL = """async (index) => {
     const panel = app.shell.currentWidget;
     await panel.sessionContext.ready;
     panel.content.activeCellIndex = index;
-    await app.commands.execute("notebook:run-cell");
+    app.commands.execute("notebook:run-cell");  // not awaited: it resolves when the cell ends
 }"""
 
 
@@ -190,10 +191,22 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
                 "() => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
                 ".some(e => e.textContent.includes('half past ten'))", timeout=30_000)
             widget.screenshot(path=str(OUTPUT / "widget.png"))
+            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                          " {theme: 'JupyterLab Dark'})")
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                                   timeout=20_000)
+            page.wait_for_timeout(500)
+            widget.screenshot(path=str(OUTPUT / "widget-dark.png"))
             played = float(widget.get_attribute("data-played-ms") or 0)
             started = int(widget.get_attribute("data-started") or 0)
 
-            run_cell(page, 2)
+            run_cell(page, 2)  # blocks the kernel for 4 s while the mic streams
+            page.wait_for_selector('.rtw[data-state="kernel busy"]', timeout=10_000)
+            page.wait_for_function(
+                "() => document.querySelector('.rtw').dataset.state !== 'kernel busy'",
+                timeout=20_000)
+
+            run_cell(page, 3)
             facts_path = root / "facts.json"
             deadline = time.monotonic() + 30
             while not facts_path.exists() and time.monotonic() < deadline:

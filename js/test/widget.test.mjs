@@ -1,0 +1,67 @@
+// Main-thread pieces of the widget that need no browser: mic diagnostics and message handling.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { build } from "esbuild";
+
+const bundled = await build({
+  entryPoints: [new URL("../widget.js", import.meta.url).pathname], bundle: true, write: false,
+  format: "esm", plugins: [{ name: "w", setup(b) {
+    b.onResolve({ filter: /^worklet:/ }, (a) => ({ path: a.path, namespace: "w" }));
+    b.onLoad({ filter: /.*/, namespace: "w" }, () => ({ contents: "", loader: "text" }));
+  } }],
+});
+const mod = await import(`data:text/javascript,${encodeURIComponent(bundled.outputFiles[0].text)}`);
+
+test("an insecure page, a missing API and a denied mic each get a plain message", () => {
+  assert.match(mod.micProblem({ isSecureContext: false }), /secure page.*https.*localhost/);
+  assert.match(mod.micProblem({ isSecureContext: true, navigator: {} }), /no microphone API/);
+  const ok = { isSecureContext: true, AudioWorkletNode: class {},
+               navigator: { mediaDevices: { getUserMedia() {} } } };
+  assert.equal(mod.micProblem(ok), null);
+  assert.match(mod.micErrorText({ name: "NotAllowedError" }), /permission was denied/);
+  assert.match(mod.micErrorText({ name: "NotFoundError" }), /No microphone was found/);
+  assert.match(mod.micErrorText({ name: "NotReadableError" }), /in use/);
+});
+
+function fakeModel() {
+  const sent = [];
+  return { sent, get: () => "", send: (msg, cb, buffers) => sent.push([msg, buffers]) };
+}
+
+test("rows are kept per item, removed on request, and reset on a snapshot", () => {
+  const engine = new mod.Engine(fakeModel(), {});
+  let redraws = 0;
+  engine.listeners.add(() => redraws++);
+  engine.onMessage({ type: "rows", rows: [{ id: "a", pos: 0 }, { id: "b", pos: 1 }] });
+  engine.onMessage({ type: "rows", rows: [{ id: "a", pos: 0, text: "hi" }], removed: ["b"] });
+  assert.deepEqual([...engine.rows.keys()], ["a"]);
+  assert.equal(engine.rows.get("a").text, "hi");
+  engine.onMessage({ type: "rows", rows: [{ id: "c", pos: 0 }], reset: true });
+  assert.deepEqual([...engine.rows.keys()], ["c"]);
+  assert.equal(redraws, 3);
+});
+
+test("the kernel counts as busy once a second of mic frames is unacknowledged", () => {
+  const engine = new mod.Engine(fakeModel(), {});
+  engine.micOn = true;
+  engine.seq = 20;
+  engine.onMessage({ type: "ack", seq: 10 });
+  assert.equal(engine.busy, false);
+  engine.seq = 40;
+  assert.equal(engine.busy, true);
+  engine.onMessage({ type: "ack", seq: 40 });
+  assert.equal(engine.busy, false);
+});
+
+test("audio for the player is queued until the player exists, copied out of the message", () => {
+  const engine = new mod.Engine(fakeModel(), {});
+  engine.ensurePlayback = async () => {};
+  const bytes = new Uint8Array([1, 0, 2, 0]);
+  engine.onMessage({ type: "audio", item_id: "i1" }, [new DataView(bytes.buffer)]);
+  assert.equal(engine.pending.length, 1);
+  const [msg] = engine.pending[0];
+  assert.equal(msg.type, "push");
+  assert.deepEqual([...new Uint8Array(msg.buf)], [1, 0, 2, 0]);
+  assert.notEqual(msg.buf, bytes.buffer);
+  assert.equal(engine.stats.pushedBytes, 4);
+});
