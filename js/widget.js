@@ -316,7 +316,7 @@ function render({ model, el }) {
     Object.assign(root.dataset, {
       framesSent: engine.stats.framesSent, pushedBytes: engine.stats.pushedBytes,
       playedMs: Math.round(engine.stats.playedMs), started: engine.stats.started,
-      micOn: engine.micOn,
+      micOn: engine.micOn, acked: engine.acked,
     });
     micBtn.textContent = engine.micOn ? "● Mic on" : "Start mic";
     micBtn.classList.toggle("rtw-on", engine.micOn);
