@@ -86,6 +86,10 @@ class VoiceChat(anywidget.AnyWidget):
             else:
                 self.status = "connected"
                 self._show_provider()
+                if self.notice == LOCAL_NOTICE:
+                    from .server import shared_local_server
+
+                    self.notice = f"{LOCAL_NOTICE} ({shared_local_server().description})"
                 self._schedule_rows(reset=True)
 
         future.add_done_callback(done)

@@ -1,17 +1,18 @@
-# Sourced by scripts/test: Debian packages the browser test needs, installed when missing.
-need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
-command -v node >/dev/null 2>&1 || need+=(nodejs npm)
-if [ ${#need[@]} -gt 0 ]; then
+# Sourced by the scripts: install missing Debian packages. Usage: need_packages cmd:package ...
+need_packages() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "missing ${need[*]} and no apt-get to install them" >&2
-    else
-        SUDO=""
-        [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
-        echo "== installing ${need[*]}"
-        $SUDO apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-            "${need[@]}" >/dev/null
+        echo "missing ${missing[*]} and no apt-get to install them; install them by hand" >&2
+        return 1
     fi
-fi
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+    echo "== installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}

@@ -1,6 +1,6 @@
 """The embedded local Realtime server (see :class:`LocalServer`)."""
 
-from .app import PATHS, Handshake, LocalServer, shared_local_server
+from .app import PATHS, Handshake, LocalServer, offline_server, shared_local_server
 from .engines import (
     DropConnection,
     ReplyContext,
@@ -14,18 +14,24 @@ from .engines import (
     Transcriber,
     Turn,
 )
-from .vad import EnergyVad, Vad, VadEvent, VadSettings
+from .speech import EngineUnavailable, EspeakSynthesizer, PocketsphinxTranscriber
+from .vad import VADS, EnergyVad, SileroVad, Vad, VadEvent, VadSettings, WebRtcVad
 
 __all__ = [
     "PATHS",
+    "VADS",
     "DropConnection",
     "EnergyVad",
+    "EngineUnavailable",
+    "EspeakSynthesizer",
     "Handshake",
     "LocalServer",
+    "PocketsphinxTranscriber",
     "ReplyContext",
     "ReplyEngine",
     "Rule",
     "ScriptedReplyEngine",
+    "SileroVad",
     "Synthesizer",
     "TextDelta",
     "ToneSynthesizer",
@@ -35,5 +41,7 @@ __all__ = [
     "Vad",
     "VadEvent",
     "VadSettings",
+    "WebRtcVad",
+    "offline_server",
     "shared_local_server",
 ]

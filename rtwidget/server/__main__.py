@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 
-from .app import LocalServer
+from .app import LocalServer, offline_server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="require this token from clients (env RTWIDGET_SERVER_TOKEN)")
     parser.add_argument("--pace", type=float, default=0.0,
                         help="seconds between streamed deltas (default 0)")
+    parser.add_argument("--scripted", action="store_true",
+                        help="deterministic scripted replies and tones, no offline engines")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -31,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("binding beyond loopback needs --token (or RTWIDGET_SERVER_TOKEN)")
 
     async def run() -> None:
-        server = await LocalServer(args.host, args.port, token=args.token,
-                                   pace=args.pace).start()
-        print(f"rtwidget local Realtime server on {server.url}", flush=True)
+        if args.scripted:
+            server = LocalServer(args.host, args.port, token=args.token, pace=args.pace)
+        else:
+            server = offline_server(args.host, args.port, token=args.token, pace=args.pace)
+        await server.start()
+        print(f"rtwidget local Realtime server on {server.url} ({server.description})",
+              flush=True)
         try:
             await asyncio.Event().wait()
         finally:

@@ -26,7 +26,7 @@ from websockets.http11 import Request, Response
 
 from .connection import Connection, ServerOptions
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
-from .vad import EnergyVad, Vad, VadSettings
+from .vad import VADS, EnergyVad, Vad, VadSettings
 
 log = logging.getLogger("rtwidget.server")
 
@@ -68,23 +68,29 @@ class LocalServer:
         engine: ReplyEngine | None = None,
         synthesizer: Synthesizer | None = None,
         transcriber: Transcriber | None = None,
-        vad_factory: Callable[[VadSettings], Vad] = EnergyVad,
+        vad_factory: Callable[[VadSettings], Vad] | str = EnergyVad,
         token: str | None = None,
         max_message_bytes: int = 15 * 1024 * 1024,
         pace: float = 0.0,
         model: str = "local/scripted",
+        engines: dict[str, ReplyEngine] | None = None,
+        description: str = "",
     ) -> None:
         self.host = host
         self.port = port
+        default_vad = VADS[vad_factory] if isinstance(vad_factory, str) else vad_factory
         self.options = ServerOptions(
-            engine=engine or ScriptedReplyEngine(),
+            engine=engine or (engines or {}).get(model) or ScriptedReplyEngine(),
             synthesizer=synthesizer or ToneSynthesizer(),
             transcriber=transcriber,
-            vad_factory=vad_factory,
+            vad_factory=default_vad,
             max_message_bytes=max_message_bytes,
             pace=pace,
             model=model,
+            engines=dict(engines or {}),
+            vads=dict(VADS),
         )
+        self.description = description or "scripted replies, tones"
         self._token = token
         self.handshakes: list[Handshake] = []
         self.connections: set[Connection] = set()
@@ -227,12 +233,31 @@ _shared: LocalServer | None = None
 _shared_lock = threading.Lock()
 
 
+def offline_server(host: str = "127.0.0.1", port: int = 0, **options: Any) -> LocalServer:
+    """A local server with the best offline engines installed (``rtwidget[local]``: SmolLM2 on
+    llama.cpp, eSpeak NG, PocketSphinx, Silero VAD); what is missing falls back to the scripted
+    engine, tones and the energy VAD, and the server's ``description`` says which."""
+    from .defaults import best_available
+
+    found = best_available()
+    for reason in found.missing:
+        log.warning("local server: %s", reason)
+    settings: dict[str, Any] = {
+        "engines": found.engines, "model": found.model, "synthesizer": found.synthesizer,
+        "transcriber": found.transcriber, "vad_factory": found.vad,
+        "description": found.describe(),
+    }
+    settings.update(options)
+    return LocalServer(host, port, **settings)
+
+
 def shared_local_server(**options: Any) -> LocalServer:
-    """The process-wide local server sessions use when no provider is configured; started on
-    first use on a free port of 127.0.0.1 and stopped when the interpreter exits."""
+    """The process-wide local server sessions use when no provider is configured (see
+    :func:`offline_server`); started on first use on a free port of 127.0.0.1 and stopped
+    when the interpreter exits."""
     global _shared
     with _shared_lock:
         if _shared is None or not _shared.running:
-            _shared = LocalServer(**options).start_in_thread()
+            _shared = offline_server(**options).start_in_thread()
             atexit.register(_shared.stop_in_thread)
         return _shared

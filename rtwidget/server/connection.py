@@ -63,6 +63,8 @@ class ServerOptions:
     synthesizer: Synthesizer
     transcriber: Transcriber | None = None
     vad_factory: Callable[[VadSettings], Vad] = EnergyVad
+    engines: dict[str, ReplyEngine] = field(default_factory=dict)
+    vads: dict[str, Callable[[VadSettings], Vad]] = field(default_factory=dict)
     model: str = "local/scripted"
     voice: str = "default"
     max_message_bytes: int = 15 * 1024 * 1024
@@ -219,6 +221,7 @@ class Connection:
         self._buffer_start_ms = 0
         self._appended_ms = 0
         self._vad: Vad | None = None
+        self._vad_factory: Callable[[VadSettings], Vad] | None = None
         self._vad_origin_ms = 0
         self._speech: tuple[str, int] | None = None
         self.response: _Response | None = None
@@ -300,8 +303,10 @@ class Connection:
             prefix_padding_ms=int(td.get("prefix_padding_ms", 300)),
             silence_duration_ms=int(td.get("silence_duration_ms", 500)),
         )
-        if self._vad is None:
-            self._vad = self.options.vad_factory(settings)
+        factory = self.options.vads.get(str(td.get("engine")), self.options.vad_factory)
+        if self._vad is None or factory is not self._vad_factory:
+            self._vad = factory(settings)
+            self._vad_factory = factory
             self._vad_origin_ms = self._appended_ms
         else:
             self._vad.settings = settings
@@ -396,7 +401,7 @@ class Connection:
         self._buffer_start_ms = self._appended_ms
         self._speech = None
         if self._vad is not None:
-            self._vad = self.options.vad_factory(self._vad.settings)
+            self._vad = (self._vad_factory or self.options.vad_factory)(self._vad.settings)
             self._vad_origin_ms = self._appended_ms
         await self._commit(pcm, item_id)
         return None
@@ -406,7 +411,7 @@ class Connection:
         self._buffer_start_ms = self._appended_ms
         self._speech = None
         if self._vad is not None:
-            self._vad = self.options.vad_factory(self._vad.settings)
+            self._vad = (self._vad_factory or self.options.vad_factory)(self._vad.settings)
             self._vad_origin_ms = self._appended_ms
         await self.emit({"type": "input_audio_buffer.cleared"})
         return None
@@ -649,7 +654,8 @@ class Connection:
         try:
             await self.emit({"type": "response.created", "response": response.public()})
             context = self._context(response)
-            async for chunk in self.options.engine.reply(context):
+            engine = self.options.engines.get(context.model, self.options.engine)
+            async for chunk in engine.reply(context):
                 if isinstance(chunk, DropConnection):
                     self._abort()
                     return

