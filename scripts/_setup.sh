@@ -6,7 +6,7 @@ PY="${PYTHON:-python3}"
 source "$ROOT/scripts/_system.sh"
 # llama-cpp-python (in the "local" extra) compiles llama.cpp when it installs
 case "${RTWIDGET_EXTRAS:-dev}" in *local*) need_packages cmake:cmake g++:g++ ;; esac
-"$PY" -c "import venv, ensurepip" 2>/dev/null || need_packages "python3:python3-venv"
+"$PY" -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
