@@ -168,3 +168,26 @@ def test_transcription_without_an_engine_fails_clearly(server: LocalServer,
             s.send_audio(frame)
         error = failed.wait()["error"]
     assert error["code"] == "no_transcriber" and "rtwidget[local]" in error["message"]
+
+
+def test_cancel_stops_generation_and_audio_within_one_chunk(offline: LocalServer,
+                                                            voice: EspeakSynthesizer) -> None:
+    llama = offline.options.engines["local/smollm2"]
+    with LocalServer(engines={"local/smollm2": llama}, model="local/smollm2", synthesizer=voice,
+                     pace=0.05) as srv, rt.RealtimeSession("local", url=srv.url) as s:
+        audio_after_cancel: list[int] = []
+        cancelled = {"sent": False}
+        s.on("response.output_audio.delta",
+             lambda ev: audio_after_cancel.append(1) if cancelled["sent"] else None)
+        first_audio = s.expect("response.output_audio.delta", timeout=30)
+        s.say("Tell me a long story about a dragon who learns to sing, with many details.")
+        first_audio.wait()
+        done = s.expect("response.done")
+        cancelled["sent"] = True
+        s.cancel()
+        response = done.wait()["response"]
+        assert response["status"] == "cancelled"
+        assert len(audio_after_cancel) <= 1
+        # the model stopped generating: its lock is free again right away
+        assert llama._lock.acquire(timeout=2)
+        llama._lock.release()
