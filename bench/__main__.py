@@ -9,21 +9,32 @@ import platform
 import sys
 from pathlib import Path
 
-from . import frame
+from rtwidget.server import EngineUnavailable
+
+from . import frame, offline
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
+    parser.add_argument("--only", choices=["frame", "offline"], help="run one section")
     args = parser.parse_args()
     machine = {"python": sys.version.split()[0], "platform": platform.platform(),
                "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
     print(f"machine: {machine}")
     results = {"machine": machine}
-    figures = frame.run(args.quick)
-    results["frame"] = figures
-    print(frame.report(figures))
+    for name, section in (("frame", frame), ("offline", offline)):
+        if args.only and args.only != name:
+            continue
+        try:
+            figures = section.run(args.quick)
+        except (ImportError, EngineUnavailable) as exc:
+            print(f"\n{name}: skipped ({exc})")
+            continue
+        results[name] = figures
+        print()
+        print(section.report(figures))
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {args.out}")
     return 0
