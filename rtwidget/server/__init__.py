@@ -1,6 +1,7 @@
 """The embedded local Realtime server (see :class:`LocalServer`)."""
 
 from .app import PATHS, Handshake, LocalServer, offline_server, shared_local_server
+from .chat_api import ChatCompletionsReplyEngine
 from .engines import (
     DropConnection,
     ReplyContext,
@@ -20,6 +21,7 @@ from .vad import VADS, EnergyVad, SileroVad, Vad, VadEvent, VadSettings, WebRtcV
 __all__ = [
     "PATHS",
     "VADS",
+    "ChatCompletionsReplyEngine",
     "DropConnection",
     "EnergyVad",
     "EngineUnavailable",

@@ -1,0 +1,96 @@
+"""Forwarding replies to an OpenAI-compatible chat-completions server: llama.cpp's own server,
+started here on 127.0.0.1 with the SmolLM2 GGUF."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+import rtwidget as rt
+from rtwidget.server import LocalServer
+from rtwidget.server.engines import ReplyContext, Turn
+
+if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("fastapi") is None:
+    if os.environ.get("RTWIDGET_REQUIRE_E2E") == "1":
+        raise RuntimeError("llama-cpp-python[server] is not installed")
+    pytest.skip("llama-cpp-python[server] is not installed", allow_module_level=True)
+
+from rtwidget.server.chat_api import ChatCompletionsReplyEngine, chat_request
+from rtwidget.server.llm import smollm2_path
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("llama") / "server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model",
+                             str(smollm2_path()), "--host", "127.0.0.1", "--port", str(port),
+                             "--n_ctx", "2048"], stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/models", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("llama_cpp.server did not start") from None
+            time.sleep(0.3)
+    yield base
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def test_a_text_turn_streams_through_the_chat_endpoint(chat_server: str) -> None:
+    engine = ChatCompletionsReplyEngine(chat_server, model="smollm2")
+    with LocalServer(engine=engine) as srv, rt.RealtimeSession(
+        "local", url=srv.url, output_modalities=["text"], instructions="Answer briefly."
+    ) as s:
+        deltas: list[dict] = []
+        s.on("response.output_text.delta", deltas.append)
+        reply = s.ask("What is the capital of France?")
+    assert reply.strip() and len(deltas) > 2
+
+
+def test_an_unreachable_endpoint_fails_the_response_clearly() -> None:
+    engine = ChatCompletionsReplyEngine("http://127.0.0.1:9/v1")
+    with LocalServer(engine=engine) as srv, rt.RealtimeSession(
+        "local", url=srv.url, output_modalities=["text"]
+    ) as s:
+        done = s.expect("response.done")
+        s.say("hello?")
+        response = done.wait()["response"]
+        assert response["status"] == "failed"
+        assert "onnect" in response["status_details"]["error"]["message"]
+        again = s.expect("response.done")  # the session and the server carry on
+        s.say("still here?")
+        assert again.wait()["response"]["status"] == "failed" and s.connected
+
+
+def test_history_and_tools_map_to_chat_completions() -> None:
+    tool = {"type": "function", "name": "get_weather", "description": "Weather.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    ctx = ReplyContext(instructions="Be brief.", tools=[tool], tool_choice={
+        "type": "function", "name": "get_weather"}, max_output_tokens=50, history=[
+        Turn("user", "message", "weather in Rome?"),
+        Turn("assistant", "function_call", name="get_weather", arguments='{"city":"Rome"}',
+             call_id="c1"),
+        Turn("tool", "function_call_output", output="sunny", call_id="c1")])
+    body = chat_request(ctx, "m")
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "tool"]
+    assert body["messages"][3] == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
+    assert body["tools"][0]["function"]["name"] == "get_weather"
+    assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert body["max_tokens"] == 50 and body["stream"] is True
