@@ -282,7 +282,12 @@ class AsyncRealtimeSession:
     def on_audio(self, callback: AudioListener) -> Callable[[], None]:
         """Call ``callback(item_id, pcm16_bytes)`` for every received assistant audio delta."""
         self._audio_listeners.append(callback)
-        return lambda: self._audio_listeners.remove(callback)
+
+        def off() -> None:
+            with contextlib.suppress(ValueError):
+                self._audio_listeners.remove(callback)
+
+        return off
 
     async def wait_for(
         self, match: str | Predicate, timeout: float | None = 30.0
@@ -747,6 +752,8 @@ class RealtimeSession:
             target=self._loop.run_forever, name="rtwidget-session-loop", daemon=True
         )
         self._thread.start()
+        self._audio_out: deque[dict[str, Any]] = deque()
+        self._audio_wake = False
         self.aio = AsyncRealtimeSession(
             endpoint,
             reconnect=reconnect,
@@ -935,9 +942,19 @@ class RealtimeSession:
         return self._run(self.aio.ask(text, timeout))
 
     def send_audio(self, audio: Any) -> None:
-        """Stream microphone audio (PCM16 24 kHz mono bytes or a numpy array); never blocks."""
-        pcm = to_pcm16(audio)
-        self._soon(self.aio.send_nowait, events.input_audio_append(pcm))
+        """Stream microphone audio (PCM16 24 kHz mono bytes or a numpy array); never blocks.
+
+        The event is built here (validation and base64 off the session's loop); frames that
+        arrive while the loop is busy cross over together, with one wake-up."""
+        self._audio_out.append(events.input_audio_append(audio))
+        if not self._audio_wake:
+            self._audio_wake = True
+            self._soon(self._drain_audio)
+
+    def _drain_audio(self) -> None:
+        self._audio_wake = False
+        while self._audio_out:
+            self.aio.send_nowait(self._audio_out.popleft())
 
     def send_audio_item(
         self, audio: Any, *, transcript: str | None = None, respond: bool = True

@@ -331,6 +331,7 @@ class VoiceChat(anywidget.AnyWidget):
         """End the session and the widget."""
         for off in self._offs:
             off()
+        self._offs = []
         self.session.close()
         super().close()
 
