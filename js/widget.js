@@ -275,6 +275,9 @@ function render({ model, el }) {
     engine.headphones = phones.checked;
   } });
   const provider = h("span", { class: "rtw-provider" });
+  const voicePick = h("select", { class: "rtw-voice", title: "Voice", onchange: () => {
+    model.send({ type: "voice", voice: voicePick.value });
+  } });
   const notice = h("div", { class: "rtw-notice" });
   const error = h("div", { class: "rtw-error", role: "alert" });
   const transcript = h("div", { class: "rtw-transcript", "aria-live": "polite" });
@@ -300,7 +303,8 @@ function render({ model, el }) {
   const root = h("div", { class: "rtw" },
     h("div", { class: "rtw-bar" }, connBtn, micBtn, stopBtn, meter, state,
       h("label", { class: "rtw-phones", title: "With headphones the mic stays open while " +
-        "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), provider),
+        "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick,
+      provider),
     notice, error, transcript, form);
   el.append(root);
 
@@ -323,6 +327,14 @@ function render({ model, el }) {
     connBtn.textContent = status === "closed" ? "Connect" : "Disconnect";
     meter.firstChild.style.width = `${Math.min(100, Math.round(engine.level * 400))}%`;
     provider.textContent = model.get("provider");
+    const names = model.get("voices") || [];
+    if (voicePick.options.length !== names.length) {
+      voicePick.replaceChildren(...names.map((n) => h("option", { value: n }, n)));
+    }
+    voicePick.style.display = names.length ? "" : "none";
+    if (model.get("voice") && voicePick.value !== model.get("voice")) {
+      voicePick.value = model.get("voice");
+    }
     notice.textContent = [model.get("notice"), engine.playing && !engine.headphones && engine.micOn ?
       "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : ""]
       .filter(Boolean).join(" ");
@@ -356,14 +368,14 @@ function render({ model, el }) {
   }
   engine.listeners.add(update);
   const onChange = () => update();
-  for (const name of ["status", "phase", "provider", "notice", "error"]) {
+  for (const name of ["status", "phase", "provider", "notice", "error", "voices", "voice"]) {
     model.on(`change:${name}`, onChange);
   }
   update();
   root.dataset.ready = "true";
   return () => {
     engine.listeners.delete(update);
-    for (const name of ["status", "phase", "provider", "notice", "error"]) {
+    for (const name of ["status", "phase", "provider", "notice", "error", "voices", "voice"]) {
       model.off(`change:${name}`, onChange);
     }
   };

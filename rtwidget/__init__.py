@@ -37,6 +37,7 @@ from .session import (
 )
 from .tool_registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
 from .tool_runner import ToolResult
+from .voices import voices
 from .widget import VoiceChat, chat
 
 
@@ -83,4 +84,5 @@ __all__ = [
     "resolve",
     "tool",
     "tools",
+    "voices",
 ]

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-ProviderName = Literal["inworld", "openai", "url", "local"]
+ProviderName = Literal["inworld", "openai", "azure", "url", "local"]
 
 INWORLD_URL = "wss://api.inworld.ai/api/v1/realtime/session"
 OPENAI_URL = "wss://api.openai.com/v1/realtime"
 DEFAULT_OPENAI_MODEL = "gpt-realtime"
 
-ENV_KEYS: dict[str, str] = {"inworld": "INWORLD_API_KEY", "openai": "OPENAI_API_KEY"}
+ENV_KEYS: dict[str, str] = {"inworld": "INWORLD_API_KEY", "openai": "OPENAI_API_KEY",
+                            "azure": "AZURE_OPENAI_API_KEY"}
+AZURE_API_VERSION = "2025-04-01-preview"
 
 
 class Secret:
@@ -55,7 +57,7 @@ class Endpoint:
     provider: ProviderName
     url: str
     secret: Secret | None = field(default=None, repr=False)
-    auth_scheme: Literal["basic", "bearer", "none"] = "none"
+    auth_scheme: Literal["basic", "bearer", "api-key", "none"] = "none"
     extra_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     dialect: Literal["ga", "beta"] = "ga"
     session_key: str | None = None
@@ -77,9 +79,11 @@ class Endpoint:
         out = dict(self.extra_headers)
         if self.secret:
             value = self.secret.reveal()
-            out["Authorization"] = f"Basic {value}" if self.auth_scheme == "basic" else (
-                f"Bearer {value}"
-            )
+            if self.auth_scheme == "api-key":
+                out["api-key"] = value
+            else:
+                scheme = "Basic" if self.auth_scheme == "basic" else "Bearer"
+                out["Authorization"] = f"{scheme} {value}"
         if self.provider == "openai" and self.dialect == "beta":
             out["OpenAI-Beta"] = "realtime=v1"
         return out
@@ -109,6 +113,8 @@ def resolve(
     headers: Mapping[str, str] | None = None,
     dialect: Literal["ga", "beta"] = "ga",
     session_key: str | None = None,
+    deployment: str | None = None,
+    api_version: str | None = None,
 ) -> Endpoint:
     """Pick the endpoint: an explicit ``provider``/``url`` wins, then ``INWORLD_API_KEY``, then
     ``OPENAI_API_KEY``, then ``RTWIDGET_URL``; with none of them, ``local`` (the embedded
@@ -147,6 +153,19 @@ def resolve(
             dialect,
             query={"model": plain},
         )
+    if name == "azure":
+        base = url or os.environ.get("AZURE_OPENAI_ENDPOINT", "")
+        if not base:
+            raise ValueError("provider 'azure' needs url= (https://<resource>.openai.azure.com) "
+                             "or AZURE_OPENAI_ENDPOINT")
+        parts = urlsplit(base)
+        scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+        path = parts.path if parts.path.endswith("/realtime") else "/openai/realtime"
+        target = deployment or (model or "").removeprefix("azure/") or DEFAULT_OPENAI_MODEL
+        return Endpoint("azure", urlunsplit((scheme, parts.netloc, path, "", "")),
+                        _key(api_key, ENV_KEYS["azure"]), "api-key", extra, dialect,
+                        query={"api-version": api_version or AZURE_API_VERSION,
+                               "deployment": target})
     if name == "url":
         if not url:
             raise ValueError("provider 'url' needs url=")
@@ -157,4 +176,5 @@ def resolve(
         return Endpoint(
             "local", url or "", secret, "bearer" if secret else "none", extra, dialect
         )
-    raise ValueError(f"unknown provider {provider!r}; expected inworld, openai, url or local")
+    raise ValueError(f"unknown provider {provider!r}; expected inworld, openai, azure, url or "
+                     "local")

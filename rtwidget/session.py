@@ -36,6 +36,7 @@ from .protocol import events
 from .protocol.audio import to_pcm16
 from .protocol.client_events import NOT_GIVEN, merge_session, session_config
 from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
+from .protocol.dialects import to_beta
 from .providers import Endpoint, resolve
 from .tool_registry import ToolSet
 from .tool_runner import ToolResult, ToolRunner
@@ -617,7 +618,8 @@ class AsyncRealtimeSession:
         return items
 
     async def _send_now(self, ws: ClientConnection, event: dict[str, Any]) -> None:
-        text = json.dumps(event, separators=(",", ":"))
+        wire = to_beta(event) if self.endpoint.dialect == "beta" else event
+        text = json.dumps(wire, separators=(",", ":"))
         await ws.send(text)
         self.conversation.record_sent(event, len(text))
 
@@ -753,6 +755,7 @@ class RealtimeSession:
         )
         self._thread.start()
         self._audio_out: deque[dict[str, Any]] = deque()
+        self._voices: dict[str, pd.DataFrame] = {}
         self._audio_wake = False
         self.aio = AsyncRealtimeSession(
             endpoint,
@@ -834,6 +837,16 @@ class RealtimeSession:
     def config(self) -> dict[str, Any]:
         """The session configuration as last sent (re-applied after each reconnect)."""
         return dict(self.aio.config)
+
+    def voices(self, language: str | None = None) -> pd.DataFrame:
+        """The voices this session's provider offers (name, display name, language,
+        description, tags); fetched once per session and language, then cached."""
+        from .voices import list_voices
+
+        key = language or ""
+        if key not in self._voices:
+            self._voices[key] = list_voices(self.endpoint, language)
+        return self._voices[key].copy()
 
     @property
     def df(self) -> pd.DataFrame:

@@ -47,6 +47,8 @@ class VoiceChat(anywidget.AnyWidget):
     provider = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
+    voices = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    voice = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(_key=uuid.uuid4().hex, **kwargs)
@@ -86,6 +88,7 @@ class VoiceChat(anywidget.AnyWidget):
             else:
                 self.status = "connected"
                 self._show_provider()
+                threading.Thread(target=self._load_voices, daemon=True).start()
                 if self.notice == LOCAL_NOTICE:
                     from .server import shared_local_server
 
@@ -93,6 +96,23 @@ class VoiceChat(anywidget.AnyWidget):
                 self._schedule_rows(reset=True)
 
         future.add_done_callback(done)
+
+    def _load_voices(self) -> None:
+        """Fill the voice picker (the session caches the list); a failure only logs."""
+        try:
+            names = [str(n) for n in self.session.voices()["name"]]
+        except Exception as exc:
+            log.info("no voice list for the picker: %s", exc)
+            return
+        current = (self.session.config.get("audio", {}).get("output", {}).get("voice")
+                   or self.session.conversation.session.get("audio", {}).get("output", {})
+                   .get("voice") or "")
+
+        def apply() -> None:
+            self.voices = names
+            self.voice = str(current)
+
+        self._call_on_loop(apply)
 
     def _show_provider(self) -> None:
         model = self.session.conversation.session.get("model") or self.session.config.get("model")
@@ -126,6 +146,11 @@ class VoiceChat(anywidget.AnyWidget):
                 threading.Thread(target=self._reconnect, daemon=True).start()
             elif kind == "client_error":
                 log.warning("widget: %s", content.get("message"))
+            elif kind == "voice":
+                name = str(content.get("voice", ""))
+                if name:
+                    self.session.update(voice=name)
+                    self._call_on_loop(lambda: setattr(self, "voice", name))
             elif kind == "playback_started":
                 pass
             else:

@@ -33,12 +33,19 @@ def test_columns_and_dtypes_are_the_documented_ones(session: rt.RealtimeSession)
 
 
 def test_order_follows_previous_item_id(session: rt.RealtimeSession) -> None:
-    session.say("first", respond=False)
-    session.say("third", respond=False)
-    first = session.df["item_id"].iloc[0]
-    done = session.expect("conversation.item.done")
-    session.send(events.item_create(events.text_message("second"), previous_item_id=first))
-    done.wait()
+    def added(item_id: str) -> Any:
+        return session.expect(lambda ev: ev.get("type") == "conversation.item.done"
+                              and ev["item"]["id"] == item_id)
+
+    waits = [added("item_first"), added("item_third")]
+    for text in ("first", "third"):
+        session.send(events.item_create(events.text_message(text, item_id=f"item_{text}")))
+    for wait in waits:
+        wait.wait()
+    second = added("item_second")
+    session.send(events.item_create(events.text_message("second", item_id="item_second"),
+                                    previous_item_id="item_first"))
+    second.wait()
     assert list(session.df["text"]) == ["first", "second", "third"]
 
 
@@ -49,12 +56,13 @@ def test_rows_grow_while_the_reply_streams() -> None:
     ) as s:
         third = s.expect(lambda ev: ev.get("type") == "response.output_text.delta"
                          and ev.get("delta") == "three ")
+        done = s.expect("response.done")
         s.say("count")
         third.wait()
         row = s.df.iloc[-1]
         assert row["status"] == "in_progress" and row["text"].startswith("one two three")
         assert len(row["text"].split()) < 10
-        s.wait_for("response.done")
+        done.wait()
         assert s.df.iloc[-1]["text"] == "one two three four five six seven eight nine ten"
 
 

@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextlib
 import hmac
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from .vad import VADS, EnergyVad, Vad, VadSettings
 
 log = logging.getLogger("rtwidget.server")
 
-PATHS = ("/", "/v1/realtime", "/api/v1/realtime/session")
+PATHS = ("/", "/v1/realtime", "/api/v1/realtime/session", "/openai/realtime")
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class LocalServer:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() in ("bearer", "basic") and value:
             offered = value.strip()
+        offered = request.headers.get("api-key", offered)  # Azure's header
         return hmac.compare_digest(offered.encode(), self._token.encode())
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -205,12 +207,29 @@ class LocalServer:
             headers=_safe_headers(request.headers),
         ))
         del self.handshakes[:-100]
+        if parts.path.rstrip("/") == "/voices/v1/voices":
+            return self._voices(connection, request, query)
         if parts.path.rstrip("/") not in {p.rstrip("/") for p in PATHS}:
             return connection.respond(HTTPStatus.NOT_FOUND,
                                       f"no Realtime endpoint at {parts.path}; use /v1/realtime\n")
         if not self._authorized(request, query):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
         return None
+
+    def _voices(self, connection: ServerConnection, request: Request,
+                query: dict[str, list[str]]) -> Response:
+        """Inworld's List Voices call, answered with this server's own voices."""
+        from ..voices import inworld_shape
+
+        if not self._authorized(request, query):
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
+        rows = self.options.synthesizer.voices()
+        wanted = query.get("langCode", [""])[0].lower().replace("_", "-")
+        if wanted:
+            rows = [r for r in rows if str(r.get("language", "")).lower().startswith(wanted)]
+        response = connection.respond(HTTPStatus.OK, json.dumps(inworld_shape(rows)))
+        response.headers["Content-Type"] = "application/json"
+        return response
 
     async def _handle(self, ws: ServerConnection) -> None:
         def abort() -> None:
