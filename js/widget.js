@@ -62,6 +62,8 @@ export class Engine {
     this.stats = { framesSent: 0, bytesSent: 0, pushedBytes: 0, started: 0, playedMs: 0,
                    flushes: 0, underruns: 0 };
     this.pending = [];
+    this.voices = [];
+    this.voice = "";
     this.playerReady = null;
   }
 
@@ -91,6 +93,11 @@ export class Engine {
           const keep = new Set(msg.rows.map((r) => r.id));
           for (const id of [...this.rows.keys()]) if (!keep.has(id)) this.rows.delete(id);
         }
+        this.emit();
+        break;
+      case "voices":
+        this.voices = msg.names || [];
+        this.voice = msg.current || "";
         this.emit();
         break;
       case "ack":
@@ -276,6 +283,7 @@ function render({ model, el }) {
   } });
   const provider = h("span", { class: "rtw-provider" });
   const voicePick = h("select", { class: "rtw-voice", title: "Voice", onchange: () => {
+    engine.voice = voicePick.value;
     model.send({ type: "voice", voice: voicePick.value });
   } });
   const notice = h("div", { class: "rtw-notice" });
@@ -327,14 +335,12 @@ function render({ model, el }) {
     connBtn.textContent = status === "closed" ? "Connect" : "Disconnect";
     meter.firstChild.style.width = `${Math.min(100, Math.round(engine.level * 400))}%`;
     provider.textContent = model.get("provider");
-    const names = model.get("voices") || [];
+    const names = engine.voices;
     if (voicePick.options.length !== names.length) {
       voicePick.replaceChildren(...names.map((n) => h("option", { value: n }, n)));
+      if (names.includes(engine.voice)) voicePick.value = engine.voice;
     }
     voicePick.style.display = names.length ? "" : "none";
-    if (model.get("voice") && voicePick.value !== model.get("voice")) {
-      voicePick.value = model.get("voice");
-    }
     notice.textContent = [model.get("notice"), engine.playing && !engine.headphones && engine.micOn ?
       "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : ""]
       .filter(Boolean).join(" ");
@@ -368,14 +374,14 @@ function render({ model, el }) {
   }
   engine.listeners.add(update);
   const onChange = () => update();
-  for (const name of ["status", "phase", "provider", "notice", "error", "voices", "voice"]) {
+  for (const name of ["status", "phase", "provider", "notice", "error"]) {
     model.on(`change:${name}`, onChange);
   }
   update();
   root.dataset.ready = "true";
   return () => {
     engine.listeners.delete(update);
-    for (const name of ["status", "phase", "provider", "notice", "error", "voices", "voice"]) {
+    for (const name of ["status", "phase", "provider", "notice", "error"]) {
       model.off(`change:${name}`, onChange);
     }
   };

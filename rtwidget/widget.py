@@ -47,8 +47,6 @@ class VoiceChat(anywidget.AnyWidget):
     provider = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
-    voices = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    voice = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(_key=uuid.uuid4().hex, **kwargs)
@@ -58,6 +56,7 @@ class VoiceChat(anywidget.AnyWidget):
         self._dirty: set[str] = set()
         self._flush_pending = False
         self._mic_on = False
+        self._voices: dict[str, Any] | None = None
         self._offs: list[Any] = []
         self.on_msg(self._on_msg)
         self._bind(session)
@@ -108,11 +107,12 @@ class VoiceChat(anywidget.AnyWidget):
                    or self.session.conversation.session.get("audio", {}).get("output", {})
                    .get("voice") or "")
 
-        def apply() -> None:
-            self.voices = names
-            self.voice = str(current)
+        self._voices = {"type": "voices", "names": names, "current": str(current)}
+        self._call_on_loop(self._send_voices)
 
-        self._call_on_loop(apply)
+    def _send_voices(self) -> None:
+        if self._voices is not None and self._front_ready.is_set():
+            self.send(self._voices)
 
     def _show_provider(self) -> None:
         model = self.session.conversation.session.get("model") or self.session.config.get("model")
@@ -129,6 +129,7 @@ class VoiceChat(anywidget.AnyWidget):
             elif kind == "ready":
                 self._front_ready.set()
                 self._schedule_rows(reset=True)
+                self._call_on_loop(self._send_voices)
             elif kind == "text":
                 text = str(content.get("text", "")).strip()
                 if text:
@@ -150,7 +151,6 @@ class VoiceChat(anywidget.AnyWidget):
                 name = str(content.get("voice", ""))
                 if name:
                     self.session.update(voice=name)
-                    self._call_on_loop(lambda: setattr(self, "voice", name))
             elif kind == "playback_started":
                 pass
             else:

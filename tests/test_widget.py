@@ -166,3 +166,12 @@ def test_rtchat_options_parse_into_chat_keywords() -> None:
                       "output_modalities": ["audio", "text"], "tools": ["a", "b"],
                       "max_output_tokens": 200}
     assert chat_kwargs("--tools none")[1]["tools"] is False
+
+
+def test_voice_picker_gets_the_voices_and_changes_the_voice(widget) -> None:
+    chat, browser = widget
+    (message, _), *_ = browser.wait(lambda: browser.of_type("voices"))
+    assert message["names"] == ["tone"]
+    updated = chat.session.expect("session.updated")
+    browser.message({"type": "voice", "voice": "tone"})
+    assert updated.wait()["session"]["audio"]["output"]["voice"] == "tone"

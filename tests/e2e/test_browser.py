@@ -188,6 +188,7 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
             widget.wait_for(timeout=60_000)
             page.wait_for_selector('.rtw[data-status="connected"]', timeout=30_000)
 
+            page.wait_for_selector(".rtw-voice option", state="attached", timeout=20_000)
             page.locator(".rtw-mic").click()
             # the fake mic talks; the server's VAD answers with audio the player must play
             page.wait_for_function(
