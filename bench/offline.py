@@ -116,7 +116,7 @@ def _first_audio(spoken: dict[str, bytes], quick: bool) -> float:
 
     gaps = []
     with offline_server() as server:
-        for text, pcm in list(spoken.items())[: 2 if quick else None]:
+        for pcm in list(spoken.values())[: 2 if quick else None]:
             audio = _padded(pcm, tail_ms=2500)
             end_byte = (500 + _speech_end_ms(pcm)) * 48
             with rt.RealtimeSession("local", url=server.url, tools=False,
@@ -131,7 +131,6 @@ def _first_audio(spoken: dict[str, bytes], quick: bool) -> float:
                     time.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
                 first.wait()
                 gaps.append((time.perf_counter() - (sent_end or start)) * 1000)
-                del text
     return statistics.median(gaps)
 
 

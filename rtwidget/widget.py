@@ -152,7 +152,7 @@ class VoiceChat(anywidget.AnyWidget):
                 if name:
                     self.session.update(voice=name)
             elif kind == "playback_started":
-                pass
+                pass  # known; per-turn playback latency is not recorded yet
             else:
                 log.warning("widget: ignored a message of unknown type %r", kind)
         except Exception as exc:
