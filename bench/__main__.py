@@ -11,20 +11,23 @@ from pathlib import Path
 
 from rtwidget.server import EngineUnavailable
 
-from . import client, frame, offline
+from . import browser, client, frame, offline
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
-    parser.add_argument("--only", choices=["client", "frame", "offline"], help="run one section")
+    parser.add_argument("--only", choices=["browser", "client", "frame", "offline"],
+                        help="run one section")
     args = parser.parse_args()
     machine = {"python": sys.version.split()[0], "platform": platform.platform(),
                "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
     print(f"machine: {machine}")
     results = {"machine": machine}
-    for name, section in (("client", client), ("frame", frame), ("offline", offline)):
+    sections = (("client", client), ("frame", frame), ("offline", offline),
+                ("browser", browser))
+    for name, section in sections:
         if args.only and args.only != name:
             continue
         try:

@@ -148,7 +148,8 @@ export class Engine {
   onPlayer(msg) {
     if (msg.type === "started") {
       this.stats.started++;
-      this.model.send({ type: "playback_started", item_id: msg.item });
+      this.model.send({ type: "playback_started", item_id: msg.item,
+                        t: performance.timeOrigin + performance.now() });
     } else if (msg.type === "progress") {
       this.stats.playedMs = msg.played / 24;
       this.stats.underruns = msg.underruns;
@@ -209,7 +210,8 @@ export class Engine {
     this.seq++;
     this.stats.framesSent++;
     this.stats.bytesSent += msg.buf.byteLength;
-    this.model.send({ type: "audio", seq: this.seq }, undefined, [msg.buf]);
+    const t = performance.timeOrigin + performance.now(); // wall clock, ms
+    this.model.send({ type: "audio", seq: this.seq, t }, undefined, [msg.buf]);
     if (this.seq % 5 === 0) this.emit();
   }
 

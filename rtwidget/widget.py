@@ -8,8 +8,11 @@ the widget sends and every trait it changes after start-up comes from the sessio
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
+import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,9 @@ class VoiceChat(anywidget.AnyWidget):
         self._flush_pending = False
         self._mic_on = False
         self._voices: dict[str, Any] | None = None
+        self._first_audio_sent: dict[str, float] = {}
+        self._latency: dict[str, deque[float]] = {
+            "frame_ms": deque(maxlen=2000), "playback_start_ms": deque(maxlen=200)}
         self._offs: list[Any] = []
         self.on_msg(self._on_msg)
         self._bind(session)
@@ -152,7 +158,9 @@ class VoiceChat(anywidget.AnyWidget):
                 if name:
                     self.session.update(voice=name)
             elif kind == "playback_started":
-                pass  # known; per-turn playback latency is not recorded yet
+                sent = self._first_audio_sent.get(str(content.get("item_id")))
+                if sent is not None and isinstance(content.get("t"), (int, float)):
+                    self._latency["playback_start_ms"].append(content["t"] - sent * 1000)
             else:
                 log.warning("widget: ignored a message of unknown type %r", kind)
         except Exception as exc:
@@ -168,6 +176,9 @@ class VoiceChat(anywidget.AnyWidget):
             return
         self.stats["frames_in"] += 1
         self.stats["bytes_in"] += len(pcm)
+        sent_at = content.get("t")
+        if isinstance(sent_at, (int, float)):
+            self._latency["frame_ms"].append(time.time() * 1000 - sent_at)
         if self.session.connected:
             self.session.send_audio(pcm)
         seq = content.get("seq")
@@ -226,6 +237,10 @@ class VoiceChat(anywidget.AnyWidget):
     def _on_audio(self, item_id: str, pcm: bytes) -> None:
         if self._front_ready.is_set():
             self.stats["audio_out"] += 1
+            if item_id not in self._first_audio_sent:
+                self._first_audio_sent[item_id] = time.time()
+                if len(self._first_audio_sent) > 500:
+                    self._first_audio_sent.pop(next(iter(self._first_audio_sent)))
             self.send({"type": "audio", "item_id": item_id}, buffers=[pcm])
 
     def _on_event(self, event: dict[str, Any]) -> None:
@@ -329,6 +344,19 @@ class VoiceChat(anywidget.AnyWidget):
         return float(item.audio_out_seconds)
 
     # --- the API users touch ------------------------------------------------------------------
+
+    def latency(self) -> dict[str, float]:
+        """Medians, in ms, of the browser path, measured with the browser's and the kernel's
+        wall clocks (same machine, or synchronised clocks): ``frame_ms`` from a mic frame
+        leaving the browser to the kernel taking it, ``playback_start_ms`` from the kernel
+        sending an item's first audio to the browser playing its first sample (an item waits
+        while earlier audio still plays, so ``first_playback_start_ms``, with an idle player,
+        is the path itself)."""
+        out = {name: float(statistics.median(values)) if values else float("nan")
+               for name, values in self._latency.items()}
+        starts = self._latency["playback_start_ms"]
+        out["first_playback_start_ms"] = float(starts[0]) if starts else float("nan")
+        return out
 
     @property
     def df(self) -> pd.DataFrame:

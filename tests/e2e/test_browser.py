@@ -54,6 +54,8 @@ facts = {
                        .to_json(orient="records")),
     "tool_results": [r.output for r in chat.session.tool_results.values()],
     "state": chat.get_state(),
+    "latency": chat.latency(),
+    "playback_starts": list(chat._latency["playback_start_ms"]),
 }
 json.dump(facts, open("facts.json", "w"), default=str)""",
 ]
@@ -236,6 +238,9 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
         finally:
             browser.close()
 
+    (OUTPUT / "browser-latency.json").write_text(json.dumps(facts["latency"]))
+    assert 0 <= facts["latency"]["frame_ms"] < 5000
+    assert 0 <= facts["latency"]["playback_start_ms"] < 5000
     stats = facts["stats"]
     assert stats["frames_in"] > 50 and stats["bad_frames"] == 0
     assert stats["bytes_in"] == stats["frames_in"] * 1920  # 40 ms PCM16 at 24 kHz
