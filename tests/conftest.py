@@ -115,3 +115,33 @@ def _empty_default_registry() -> Iterator[None]:
     rtwidget.tools.clear()
     yield
     rtwidget.tools.clear()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_serving(url: str, proc: Any, timeout: float, log: Any = None) -> None:
+    """Poll ``url`` until a child server answers; kill it and fail (with its log's tail) if it
+    exits or the time runs out."""
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                tail = Path(log).read_text()[-3000:] if log else ""
+                raise RuntimeError(f"{proc.args[1:4]} did not start serving {url}\n{tail}") \
+                    from None
+            time.sleep(0.3)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from conftest import free_port, wait_until_serving
 
 import rtwidget as rt
 from rtwidget.server import LocalServer
@@ -29,24 +27,13 @@ from rtwidget.server.llm import smollm2_path
 
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = open(tmp_path_factory.mktemp("llama") / "server.log", "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model",
                              str(smollm2_path()), "--host", "127.0.0.1", "--port", str(port),
                              "--n_ctx", "2048"], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/models", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("llama_cpp.server did not start") from None
-            time.sleep(0.3)
+    wait_until_serving(f"{base}/models", proc, 60)
     yield base
     proc.terminate()
     proc.wait(10)

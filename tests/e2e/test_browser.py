@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import free_port, wait_until_serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ESPEAK = shutil.which("espeak-ng")
@@ -89,12 +88,6 @@ def run_cell(page: Any, index: int) -> None:
     page.evaluate(RUN_CELL, index)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def speech_wav(path: Path) -> None:
     """Two sentences of espeak-ng speech, padded with quiet, as 48 kHz mono PCM16."""
     raw = path.with_suffix(".raw.wav")
@@ -141,17 +134,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
          "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True"],
         stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/status", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("JupyterLab did not start:\n" +
-                                   (tmp_path / "lab.log").read_text()[-3000:]) from None
-            time.sleep(0.5)
+    wait_until_serving(f"{url}/api/status", proc, 90, tmp_path / "lab.log")
     try:
         yield url, root
     finally:
