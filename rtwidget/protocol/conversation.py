@@ -283,7 +283,13 @@ class Conversation:
                 self._sent_audio[item_id] = audio
                 if len(self._sent_audio) > 1000:
                     self._sent_audio.pop(next(iter(self._sent_audio)))
-        self.log.append(LogEntry("out", kind, self.clock(), size, summarise(event)))
+        if kind == "input_audio_buffer.append" and isinstance(event.get("audio"), str):
+            audio = event["audio"]
+            payload = {"type": kind, "event_id": event_id,
+                       "audio": f"<audio: {len(audio) * 3 // 4} bytes>"}
+        else:
+            payload = summarise(event)
+        self.log.append(LogEntry("out", kind, self.clock(), size, payload))
 
     def caused_by(self, event_id: str | None) -> str | None:
         """The type of the client event sent with ``event_id``, if still remembered."""
