@@ -68,9 +68,7 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
          call: Item | None, tool: Any) -> tuple[Any, ...]:
     role = item.role or ("tool" if item.type == "function_call_output" else
                          "assistant" if item.type == "function_call" else None)
-    audio_in = item.audio_in_bytes / 48000.0
-    if not audio_in and item.speech_started_ms is not None and item.speech_stopped_ms is not None:
-        audio_in = max(0, item.speech_stopped_ms - item.speech_started_ms) / 1000.0
+    audio_in = item.audio_in_seconds
     audio_out = duration_ms(item.audio_out_bytes) / 1000.0
     if item.truncated_ms is not None:
         audio_out = min(audio_out, item.truncated_ms / 1000.0)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -37,7 +36,7 @@ from .protocol import events
 from .protocol.audio import to_pcm16
 from .protocol.client_events import NOT_GIVEN, merge_session, session_config
 from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
-from .protocol.dialects import to_beta
+from .protocol.dialects import encode
 from .providers import Endpoint, resolve
 from .tool_registry import ToolSet
 from .tool_runner import ToolResult, ToolRunner
@@ -49,7 +48,6 @@ Listener = Callable[[dict[str, Any]], Any]
 AudioListener = Callable[[str, bytes], Any]
 Predicate = Callable[[dict[str, Any]], bool]
 
-_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _FATAL_CLOSE = {1002, 1003, 1007, 1008, 1010, 4001, 4003, 4401, 4403}
 _AUTH_CLOSE = {1008, 4001, 4003, 4401, 4403}
 
@@ -85,19 +83,6 @@ def _classify_handshake(exc: BaseException) -> Exception | None:
         if status in (400, 404, 405, 410, 426):
             return ServerRejected(f"the server refused the connection (HTTP {status})")
     return None
-
-
-def _append_text(event: dict[str, Any]) -> str | None:
-    """The wire text of a plain ``input_audio_buffer.append`` (same in both dialects), built
-    directly; ``None`` for anything else, which goes through ``json.dumps``."""
-    if event.get("type") != "input_audio_buffer.append" or len(event) != 3:
-        return None
-    event_id, audio = event.get("event_id"), event.get("audio")
-    if not (isinstance(event_id, str) and isinstance(audio, str)):
-        return None
-    if not _PLAIN_ID.fullmatch(event_id) or '"' in audio or "\\" in audio:
-        return None
-    return f'{{"type":"input_audio_buffer.append","event_id":"{event_id}","audio":"{audio}"}}'
 
 
 def _predicate(match: str | Predicate) -> Predicate:
@@ -633,10 +618,7 @@ class AsyncRealtimeSession:
         return items
 
     async def _send_now(self, ws: ClientConnection, event: dict[str, Any]) -> None:
-        text = _append_text(event)  # the event sent 50 times a second, without json.dumps
-        if text is None:
-            wire = to_beta(event) if self.endpoint.dialect == "beta" else event
-            text = json.dumps(wire, separators=(",", ":"))
+        text = encode(event, self.endpoint.dialect)
         await ws.send(text)
         self.conversation.record_sent(event, len(text))
 

@@ -275,21 +275,17 @@ class VoiceChat(anywidget.AnyWidget):
         self._mark(event)
 
     def _mark(self, event: dict[str, Any]) -> None:
-        conv = self.session.conversation
         ids: list[str] = []
-        for key in ("item_id",):
-            if isinstance(event.get(key), str):
-                ids.append(event[key])
-        for key in ("item",):
-            item = event.get(key)
-            if isinstance(item, dict) and isinstance(item.get("id"), str):
-                ids.append(item["id"])
+        if isinstance(event.get("item_id"), str):
+            ids.append(event["item_id"])
+        item = event.get("item")
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            ids.append(item["id"])
         response = event.get("response")
         if isinstance(response, dict) and event.get("type") == "response.done":
-            known = conv.responses.get(str(response.get("id")))
+            known = self.session.conversation.responses.get(str(response.get("id")))
             if known is not None:
                 ids.extend(known.item_ids)
-            ids.extend(i.id for i in conv if i.type == "function_call_output")
         if ids:
             self._dirty.update(ids)
             self._schedule_rows()
@@ -337,11 +333,7 @@ class VoiceChat(anywidget.AnyWidget):
 
     @staticmethod
     def _seconds(item: Any) -> float:
-        if item.audio_in_bytes:
-            return float(item.audio_in_seconds)
-        if item.speech_started_ms is not None and item.speech_stopped_ms is not None:
-            return max(0, item.speech_stopped_ms - item.speech_started_ms) / 1000.0
-        return float(item.audio_out_seconds)
+        return float(item.audio_in_seconds or item.audio_out_seconds)
 
     # --- the API users touch ------------------------------------------------------------------
 

@@ -32,3 +32,17 @@ def test_response_create_and_assistant_items_in_beta_shape() -> None:
     assert item["item"]["content"] == [{"type": "text", "text": "earlier answer"}]
     append = events.input_audio_append(b"\x00\x00")
     assert to_beta(append) == append
+
+
+def test_encode_writes_appends_directly_and_everything_else_with_json() -> None:
+    import json
+
+    from rtwidget.protocol.dialects import encode
+
+    append = events.input_audio_append(b"\x01\x02" * 480)
+    assert encode(append) == json.dumps(append, separators=(",", ":"))
+    assert encode(append, "beta") == encode(append)
+    odd = {**append, "event_id": 'quote"inside'}
+    assert json.loads(encode(odd)) == odd  # not plain: falls back to json.dumps
+    update = events.session_update(session_config(voice="ash"))
+    assert json.loads(encode(update, "beta"))["session"] == {"voice": "ash"}

@@ -58,8 +58,7 @@ def widget(server: LocalServer) -> Iterator[tuple[rt.VoiceChat, FakeBrowser]]:
 
 
 def test_no_secret_or_audio_in_widget_state(server: LocalServer) -> None:
-    server_with_token = server  # the key is sent only as a header, never as state
-    chat = rt.chat("local", url=server_with_token.url, api_key="sk-very-secret")
+    chat = rt.chat("local", url=server.url, api_key="sk-very-secret")  # sent as a header only
     state = chat.get_state()
     assert "sk-very-secret" not in repr(state) and "sk-very-secret" not in repr(chat)
     chat.close()

@@ -91,8 +91,13 @@ class Item:
 
     @property
     def audio_in_seconds(self) -> float:
-        """Seconds of user audio in this item."""
-        return duration_ms(self.audio_in_bytes) / 1000.0
+        """Seconds of user audio in this item: the audio sent, or for a turn the server cut
+        from streamed audio, the span its VAD reported."""
+        if self.audio_in_bytes:
+            return duration_ms(self.audio_in_bytes) / 1000.0
+        if self.speech_started_ms is not None and self.speech_stopped_ms is not None:
+            return max(0, self.speech_stopped_ms - self.speech_started_ms) / 1000.0
+        return 0.0
 
     @property
     def audio_out_seconds(self) -> float:
@@ -139,8 +144,16 @@ class Update:
     known: bool = True
 
 
+def b64_bytes(text: str) -> int:
+    """How many bytes a base64 string decodes to (without decoding it)."""
+    return len(text) * 3 // 4 - text[-2:].count("=")
+
+
 def summarise(event: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``event`` safe to keep in a log: base64 audio becomes a byte count."""
+    if event.get("type") == "input_audio_buffer.append" and isinstance(event.get("audio"), str):
+        # the event sent 50 times a second: the same result, without the general search
+        return dict(event, audio=f"<audio: {b64_bytes(event['audio'])} bytes>")
     needs = any(isinstance(event.get(k), str) and len(event[k]) > 64 for k in _AUDIO_FIELDS)
     item = event.get("item")
     nested = isinstance(item, dict) and any(
@@ -152,12 +165,12 @@ def summarise(event: dict[str, Any]) -> dict[str, Any]:
     for key in _AUDIO_FIELDS:
         value = out.get(key)
         if isinstance(value, str) and len(value) > 64:
-            out[key] = f"<audio: {len(value) * 3 // 4} bytes>"
+            out[key] = f"<audio: {b64_bytes(value)} bytes>"
     if nested:
         parts = []
         for part in _list(item.get("content")) if isinstance(item, dict) else []:
             if isinstance(part, dict) and isinstance(part.get("audio"), str):
-                part = dict(part, audio=f"<audio: {len(part['audio']) * 3 // 4} bytes>")
+                part = dict(part, audio=f"<audio: {b64_bytes(part['audio'])} bytes>")
             parts.append(part)
         out["item"] = dict(item, content=parts) if isinstance(item, dict) else item
     return out
@@ -276,19 +289,14 @@ class Conversation:
                 self._sent.popitem(last=False)
         if kind == "conversation.item.create":
             item = _dict(event.get("item"))
-            audio = sum(len(a) * 3 // 4 - a[-2:].count("=") for a in (
-                _dict(p).get("audio") for p in _list(item.get("content"))) if isinstance(a, str))
+            audio = sum(b64_bytes(a) for a in (_dict(p).get("audio")
+                        for p in _list(item.get("content"))) if isinstance(a, str))
             item_id = _str(item.get("id"))
             if audio and item_id:
                 self._sent_audio[item_id] = audio
                 if len(self._sent_audio) > 1000:
                     self._sent_audio.pop(next(iter(self._sent_audio)))
-        if kind == "input_audio_buffer.append" and isinstance(event.get("audio"), str):
-            audio = event["audio"]
-            payload = {"type": kind, "event_id": event_id,
-                       "audio": f"<audio: {len(audio) * 3 // 4} bytes>"}
-        else:
-            payload = summarise(event)
+        payload = summarise(event)
         self.log.append(LogEntry("out", kind, self.clock(), size, payload))
 
     def caused_by(self, event_id: str | None) -> str | None:
@@ -402,7 +410,7 @@ class Conversation:
                 transcripts.append(transcript)
             audio = part.get("audio")
             if isinstance(audio, str):
-                audio_bytes += len(audio) * 3 // 4 - audio[-2:].count("=")
+                audio_bytes += b64_bytes(audio)
         if texts and (final or not item.text):
             item.text = "".join(texts)
         if transcripts and (final or not item.transcript):

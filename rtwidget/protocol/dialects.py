@@ -4,7 +4,9 @@ builders produce. Server events need no translation: the Conversation reads both
 from __future__ import annotations
 
 import copy
-from typing import Any
+import json
+import re
+from typing import Any, Literal
 
 _FORMATS = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
 
@@ -58,3 +60,20 @@ def to_beta(event: dict[str, Any]) -> dict[str, Any]:
     if kind == "conversation.item.create" and isinstance(event.get("item"), dict):
         return {**event, "item": _item(event["item"])}
     return copy.copy(event)
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def encode(event: dict[str, Any], dialect: Literal["ga", "beta"] = "ga") -> str:
+    """The text frame for a client event in ``dialect``. A plain
+    ``input_audio_buffer.append`` (the same in both dialects, sent 50 times a second) is
+    written directly; everything else goes through ``json.dumps``."""
+    if event.get("type") == "input_audio_buffer.append" and len(event) == 3:
+        event_id, audio = event.get("event_id"), event.get("audio")
+        if (isinstance(event_id, str) and isinstance(audio, str)
+                and _PLAIN_ID.fullmatch(event_id) and '"' not in audio and "\\" not in audio):
+            return ('{"type":"input_audio_buffer.append","event_id":"' + event_id
+                    + '","audio":"' + audio + '"}')
+    wire = to_beta(event) if dialect == "beta" else event
+    return json.dumps(wire, separators=(",", ":"))

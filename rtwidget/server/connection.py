@@ -697,12 +697,11 @@ class Connection:
         with contextlib.suppress(ConnectionClosed):
             await self.emit({"type": "response.done", "response": response.public()})
 
-    def _spend(self, response: _Response, tokens: int, audio_ms: int = 0) -> None:
+    def _spend(self, response: _Response, tokens: int) -> None:
         limit = response.config.get("max_output_tokens")
         if isinstance(limit, int) and response.text_tokens + tokens > limit:
             raise _Cut
         response.text_tokens += tokens
-        response.audio_tokens += audio_ms // 50
 
     async def _new_output(self, response: _Response, data: dict[str, Any]) -> _Item:
         item = _Item({"id": _new_id("item"), "object": "realtime.item", "status": "in_progress",

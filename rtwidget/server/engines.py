@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -152,12 +153,13 @@ class ScriptedReplyEngine:
       their audio when there is no transcript).
 
     Words are streamed one delta at a time; ``max_output_tokens`` cuts the reply.
+    ``calls_seen`` keeps the newest 50 contexts it answered, for tests to inspect.
     """
 
     rules: Sequence[Rule] = ()
     fallback: str = "You said: {text}"
     after_tool: str = "The tool returned {output}."
-    calls_seen: list[ReplyContext] = field(default_factory=list)
+    calls_seen: deque[ReplyContext] = field(default_factory=lambda: deque(maxlen=50))
 
     def _render(self, template: str, match: re.Match[str] | None, **extra: str) -> str:
         groups: Sequence[str] = match.groups(default="") if match else ()
@@ -279,5 +281,3 @@ def iter_chunks(data: bytes, size: int) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
 
-
-EngineFactory = Callable[[], ReplyEngine]
