@@ -12,9 +12,11 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ._util import table
@@ -53,23 +55,27 @@ def _story(minutes: float) -> str:
 # --- rtwidget ---------------------------------------------------------------------------------
 
 
-def rtwidget_send(url: str, frames: int) -> float:
+def rtwidget_send(url: str, frames: int, record: Path | None = None) -> float:
     import rtwidget as rt
 
-    with rt.RealtimeSession("local", url=url, turn_detection=None, tools=False) as s:
+    with rt.RealtimeSession("local", url=url, turn_detection=None, tools=False,
+                            record=record) as s:
         def work() -> None:
             for _ in range(frames):
                 s.send_audio(FRAME)
             s.commit_audio()
             s.wait_for("input_audio_buffer.committed", timeout=600)
+            s.close()  # the recording, if any, is written to the end
 
         return _cpu(work)
 
 
-def rtwidget_receive(url: str, minutes: float) -> tuple[float, int]:
+def rtwidget_receive(url: str, minutes: float, record: Path | None = None
+                     ) -> tuple[float, int]:
     import rtwidget as rt
 
-    with rt.RealtimeSession("local", url=url, turn_detection=None, tools=False) as s:
+    with rt.RealtimeSession("local", url=url, turn_detection=None, tools=False,
+                            record=record) as s:
         s.conversation.keep_audio = False
         count = 0
 
@@ -79,7 +85,12 @@ def rtwidget_receive(url: str, minutes: float) -> tuple[float, int]:
 
         s.on_audio(on_audio)
         text = _story(minutes)
-        return _cpu(lambda: s.ask(text, timeout=600)), count
+
+        def work() -> None:
+            s.ask(text, timeout=600)
+            s.close()
+
+        return _cpu(work), count
 
 
 # --- the floor --------------------------------------------------------------------------------
@@ -162,12 +173,17 @@ def run(quick: bool = False) -> dict[str, Any]:
     minutes = 2.0 if quick else 10.0
     frames = int(minutes * 60 * 50)
     repeats = 1 if quick else 3
-    send: dict[str, list[float]] = {"floor": [], "rtwidget": [], "openai": []}
-    receive: dict[str, list[float]] = {"floor": [], "rtwidget": [], "openai": []}
-    with server_process() as url:
-        for _ in range(repeats):
+    send: dict[str, list[float]] = {"floor": [], "rtwidget": [], "recording": [], "openai": []}
+    receive: dict[str, list[float]] = {"floor": [], "rtwidget": [], "recording": [],
+                                       "openai": []}
+    recorded_bytes: list[int] = []
+    with server_process() as url, tempfile.TemporaryDirectory() as tmp:
+        for run_index in range(repeats):
             send["floor"].append(_cpu(lambda: asyncio.run(_floor_send(url, frames))) / frames)
             send["rtwidget"].append(rtwidget_send(url, frames) / frames)
+            folder = Path(tmp) / f"send-{run_index}"
+            send["recording"].append(rtwidget_send(url, frames, folder) / frames)
+            recorded_bytes.append(sum(f.stat().st_size for f in folder.iterdir()))
             send["openai"].append(_cpu(lambda: asyncio.run(_openai_send(url, frames))) / frames)
             for who, fn in (("floor", _floor_receive), ("openai", _openai_receive)):
                 box: list[int] = []
@@ -175,9 +191,13 @@ def run(quick: bool = False) -> dict[str, Any]:
                 receive[who].append(cpu / max(1, box[0]))
             cpu, n = rtwidget_receive(url, minutes)
             receive["rtwidget"].append(cpu / max(1, n))
+            cpu, n = rtwidget_receive(url, minutes, Path(tmp) / f"receive-{run_index}")
+            receive["recording"].append(cpu / max(1, n))
         widget = widget_paths(url, frames, minutes)
         tools = tool_overhead(url, 3 if quick else 10)
-    out: dict[str, Any] = {"audio_minutes": minutes, "widget": widget, "tools": tools}
+    out: dict[str, Any] = {"audio_minutes": minutes, "widget": widget, "tools": tools,
+                           "recording_mb_per_audio_minute":
+                           statistics.median(recorded_bytes) / minutes / 1e6}
     for kind, data in (("send", send), ("receive", receive)):
         med = {k: statistics.median(v) * 1e6 for k, v in data.items()}
         out[kind] = {"us_per_event": med,
@@ -188,8 +208,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> str:
     rows = []
     for kind, label in (("send", "send one 20 ms frame"), ("receive", "receive one 100 ms delta")):
-        for who in ("floor", "rtwidget", "openai"):
-            rows.append([label if who == "floor" else "", who,
+        for who in ("floor", "rtwidget", "recording", "openai"):
+            rows.append([label if who == "floor" else "",
+                         "rtwidget, recording" if who == "recording" else who,
                          f"{results[kind]['us_per_event'][who]:.1f}",
                          f"{results[kind]['ratio_to_floor'][who]:.2f}x"])
     main = table(f"Client CPU per event ({results['audio_minutes']:g} min of audio each way, "
@@ -200,6 +221,8 @@ def report(results: dict[str, Any]) -> str:
         ["mic frame: widget handler → socket (CPU)", f"{w['mic_frame_us']:.1f} µs"],
         ["audio delta: socket → widget message (CPU)", f"{w['audio_delta_us']:.1f} µs"],
         ["live talk, 50 frames + 10 deltas a second", f"{live:.2f} % of one core"],
+        ["a recording of streamed mic audio, on disk",
+         f"{results['recording_mb_per_audio_minute']:.2f} MB per minute"],
         [f"no-op tool, call → result, sync ({t['sync_calls']} calls)", f"{t['sync_us']:.0f} µs"],
         [f"no-op tool, call → result, async ({t['async_calls']} calls)",
          f"{t['async_us']:.0f} µs"],

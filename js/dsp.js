@@ -197,3 +197,45 @@ export class JitterBuffer {
     return !this.buffering && this.queued > 0;
   }
 }
+
+/** A Hann-windowed linear sweep from `f0` to `f1` Hz: the latency probe's test signal. */
+export function chirp(rate, ms = 60, f0 = 800, f1 = 6000, amp = 0.6) {
+  const n = Math.round((rate * ms) / 1000);
+  const out = new Float32Array(n);
+  const seconds = n / rate;
+  for (let i = 0; i < n; i++) {
+    const t = i / rate;
+    const phase = 2 * Math.PI * (f0 * t + ((f1 - f0) * t * t) / (2 * seconds));
+    const w = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (n - 1));
+    out[i] = amp * w * Math.sin(phase);
+  }
+  return out;
+}
+
+/**
+ * Where `template` starts in `signal`: the lag with the highest normalised cross-correlation.
+ * Returns {index, score} (score in [0, 1]) or null when nothing scores `minScore` — noise alone
+ * scores about 1/sqrt(template length), a clear echo well above 0.3.
+ */
+export function findChirp(signal, template, minScore = 0.3) {
+  const n = template.length;
+  if (signal.length < n) return null;
+  let tplEnergy = 0;
+  for (let j = 0; j < n; j++) tplEnergy += template[j] * template[j];
+  let windowEnergy = 0;
+  for (let j = 0; j < n; j++) windowEnergy += signal[j] * signal[j];
+  let best = null;
+  for (let lag = 0; lag + n <= signal.length; lag++) {
+    if (lag > 0) {
+      const gone = signal[lag - 1];
+      const added = signal[lag + n - 1];
+      windowEnergy += added * added - gone * gone;
+    }
+    if (windowEnergy <= 1e-12) continue;
+    let dot = 0;
+    for (let j = 0; j < n; j++) dot += signal[lag + j] * template[j];
+    const score = Math.abs(dot) / Math.sqrt(tplEnergy * windowEnergy);
+    if (!best || score > best.score) best = { index: lag, score };
+  }
+  return best && best.score >= minScore ? best : null;
+}

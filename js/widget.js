@@ -2,9 +2,13 @@
 // (render, once per view). Audio travels as binary comm buffers both ways.
 import CAPTURE_SRC from "worklet:capture";
 import PLAYER_SRC from "worklet:player";
+import PROBE_SRC from "worklet:probe";
+import { chirp, findChirp } from "./dsp.js";
 
 const ENGINES = new Map(); // widget key -> Engine, shared by initialize and every render
 const BUSY_FRAMES = 25; // unacknowledged 40 ms frames (1 s) before we say the kernel is busy
+const PROBE_AT_S = 0.3; // the chirp plays this long after the probe starts listening
+const PROBE_LISTEN_MS = 1500;
 
 function moduleUrl(src) {
   return URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
@@ -104,6 +108,10 @@ export class Engine {
         this.acked = Math.max(this.acked, msg.seq);
         this.emit();
         break;
+      case "probe":
+        this.probe().catch((e) => this.model.send({ type: "probe_result", heard: false,
+                                                     error: String(e) }));
+        break;
     }
   }
 
@@ -148,8 +156,11 @@ export class Engine {
   onPlayer(msg) {
     if (msg.type === "started") {
       this.stats.started++;
+      // the worklet rendered the item's first sample; the device adds its output latency
+      const ctx = this.player.context;
+      const deviceMs = ((ctx.outputLatency || 0) + (ctx.baseLatency || 0)) * 1000;
       this.model.send({ type: "playback_started", item_id: msg.item,
-                        t: performance.timeOrigin + performance.now() });
+                        t: performance.timeOrigin + performance.now(), device_ms: deviceMs });
     } else if (msg.type === "progress") {
       this.stats.playedMs = msg.played / 24;
       this.stats.underruns = msg.underruns;
@@ -204,8 +215,80 @@ export class Engine {
     this.emit();
   }
 
+  /**
+   * The browser's own audio round trip: play a chirp, listen for it on the mic (no echo
+   * cancellation, or it would be removed), and time the echo on the audio clock. Reports what
+   * the browser says of its latencies too. Mic frames are not sent while it runs.
+   */
+  async probe() {
+    const result = { type: "probe_result", heard: false };
+    const problem = micProblem(this.env);
+    if (problem) return this.model.send({ ...result, error: problem });
+    if (this.probing) return;
+    this.probing = true;
+    this.emit();
+    let stream = null;
+    let ctx = null;
+    try {
+      stream = await this.env.navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false,
+                 autoGainControl: false },
+      });
+      const AC = this.env.AudioContext || this.env.webkitAudioContext;
+      ctx = new AC({ latencyHint: "interactive" });
+      await addWorklet(ctx, PROBE_SRC);
+      const source = ctx.createMediaStreamSource(stream);
+      const recorder = new this.env.AudioWorkletNode(ctx, "rt-probe");
+      const sink = ctx.createGain();
+      sink.gain.value = 0;
+      source.connect(recorder).connect(sink).connect(ctx.destination);
+      const blocks = [];
+      recorder.port.onmessage = (e) => blocks.push(e.data);
+      if (ctx.state !== "running") await ctx.resume();
+      const tpl = chirp(ctx.sampleRate);
+      const buffer = ctx.createBuffer(1, tpl.length, ctx.sampleRate);
+      buffer.copyToChannel(tpl, 0);
+      const player = ctx.createBufferSource();
+      player.buffer = buffer;
+      player.connect(ctx.destination);
+      const startAt = ctx.currentTime + PROBE_AT_S;
+      player.start(startAt);
+      await new Promise((done) => setTimeout(done, PROBE_LISTEN_MS));
+      recorder.port.postMessage({ type: "stop" });
+      const settings = stream.getAudioTracks()[0].getSettings ?
+        stream.getAudioTracks()[0].getSettings() : {};
+      Object.assign(result, {
+        rate: ctx.sampleRate,
+        output_ms: ((ctx.outputLatency || 0) + (ctx.baseLatency || 0)) * 1000,
+        input_ms: typeof settings.latency === "number" ? settings.latency * 1000 : null,
+      });
+      if (blocks.length) {
+        const first = blocks[0].frame;
+        const total = blocks[blocks.length - 1].frame + blocks[blocks.length - 1].buf.length - first;
+        const samples = new Float32Array(total);
+        for (const b of blocks) samples.set(b.buf, b.frame - first);
+        const found = findChirp(samples, tpl);
+        if (found) {
+          const lag = first + found.index - startAt * ctx.sampleRate;
+          Object.assign(result, { heard: lag >= 0, roundtrip_ms: (lag / ctx.sampleRate) * 1000,
+                                  score: found.score });
+        }
+      }
+    } catch (err) {
+      result.error = micErrorText(err);
+    } finally {
+      if (stream) for (const t of stream.getTracks()) t.stop();
+      if (ctx) ctx.close();
+      this.probing = false;
+    }
+    this.probeResult = result;
+    this.model.send(result);
+    this.emit();
+    return result;
+  }
+
   onFrame(msg) {
-    if (msg.type !== "frame" || !this.micOn) return;
+    if (msg.type !== "frame" || !this.micOn || this.probing) return;
     this.level = msg.level;
     this.seq++;
     this.stats.framesSent++;
@@ -246,6 +329,18 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** One line on the latency probe: running, its result, or why it heard nothing. */
+export function probeText(engine) {
+  if (engine.probing) return "Measuring the audio round trip…";
+  const r = engine.probeResult;
+  if (!r) return "";
+  const out = r.output_ms != null ? ` (the browser reports ${Math.round(r.output_ms)} ms ` +
+    "output latency)" : "";
+  if (r.heard) return `Audio round trip: ${Math.round(r.roundtrip_ms)} ms${out}.`;
+  if (r.error) return `Latency probe: ${r.error}`;
+  return `The probe's chirp was not heard back (headphones, or muted speakers?)${out}.`;
+}
+
 function rowElement(row) {
   const el = h("div", { class: `rtw-row rtw-${row.role || "system"} rtw-${row.kind}` });
   el.dataset.id = row.id;
@@ -277,6 +372,10 @@ function render({ model, el }) {
   } });
   const stopBtn = h("button", { class: "rtw-stop", type: "button", title: "Stop the agent",
     onclick: () => { engine.flush("user"); model.send({ type: "interrupt" }); } }, "■ Stop");
+  const probeBtn = h("button", { class: "rtw-probe", type: "button",
+    title: "Measure this browser's audio round trip: plays a short chirp and listens for it " +
+      "(use speakers; headphones keep the chirp from the mic)",
+    onclick: () => { engine.probe().catch((e) => engine.fail(String(e))); } }, "⏱ Latency");
   const connBtn = h("button", { class: "rtw-conn", type: "button", onclick: () => {
     model.send({ type: model.get("status") === "closed" ? "connect" : "disconnect" });
   } });
@@ -314,7 +413,7 @@ function render({ model, el }) {
     h("div", { class: "rtw-bar" }, connBtn, micBtn, stopBtn, meter, state,
       h("label", { class: "rtw-phones", title: "With headphones the mic stays open while " +
         "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick,
-      provider),
+      probeBtn, provider),
     notice, error, transcript, form);
   el.append(root);
 
@@ -344,8 +443,9 @@ function render({ model, el }) {
     }
     voicePick.style.display = names.length ? "" : "none";
     notice.textContent = [model.get("notice"), engine.playing && !engine.headphones && engine.micOn ?
-      "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : ""]
-      .filter(Boolean).join(" ");
+      "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : "",
+      probeText(engine)].filter(Boolean).join(" ");
+    probeBtn.disabled = !!engine.probing;
     error.textContent = engine.message || model.get("error");
     const atBottom = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 4;
     for (const [id, row] of engine.rows) {

@@ -25,8 +25,11 @@ from .errors import (
 )
 from .frame import COLUMNS, LiveView
 from .frame import load as load_conversation
+from .latency import plot_latency, turn_latency
 from .protocol import Conversation, Item, Response
 from .providers import Endpoint, Secret, resolve
+from .recording import Recording, load_recording
+from .replay import Replay, diff
 from .server import LocalServer
 from .session import (
     NO_RECONNECT,
@@ -66,6 +69,8 @@ __all__ = [
     "RealtimeError",
     "RealtimeSession",
     "Reconnect",
+    "Recording",
+    "Replay",
     "Response",
     "Secret",
     "ServerError",
@@ -79,10 +84,14 @@ __all__ = [
     "__version__",
     "build_tool",
     "chat",
+    "diff",
     "load_conversation",
     "load_ipython_extension",
+    "load_recording",
+    "plot_latency",
     "resolve",
     "tool",
     "tools",
+    "turn_latency",
     "voices",
 ]

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,13 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "completed_at": (UTC_TIME, "when it was complete"),
     "ttft_s": ("float64", "response created → first text/transcript/arguments delta"),
     "ttfa_s": ("float64", "response created → first audio delta"),
+    "speech_end_at": (UTC_TIME, "user rows: end of the turn — when the last sample of speech "
+                      "was sent (by the server VAD's end), else when the text was sent"),
+    "vad_s": ("float64", "user rows: speech end → the server's speech_stopped received"),
+    "transcript_s": ("float64", "user rows: speech end → the transcript of it received"),
+    "response_s": ("float64", "user rows: turn end → first delta of any reply to it"),
+    "audio_s": ("float64", "user rows: turn end → first reply audio received in the kernel"),
+    "played_s": ("float64", "user rows: turn end → first reply sample played in the browser"),
     "input_tokens": ("Int64", "the response's input tokens (on its first item only)"),
     "output_tokens": ("Int64", "the response's output tokens (on its first item only)"),
     "total_tokens": ("Int64", "the response's total tokens (on its first item only)"),
@@ -55,20 +63,46 @@ EVENT_COLUMNS: dict[str, tuple[str, str]] = {
     "payload": ("object", "the event, audio replaced by its byte count"),
 }
 
-ToolInfo = Mapping[str, Any]
-
-
 def _seconds(start: float | None, end: float | None) -> float:
     if start is None or end is None:
         return np.nan
     return max(0.0, end - start)
 
 
+@dataclass
+class _Turn:
+    """When the stages of one user turn's reply first happened (see the ``*_s`` columns)."""
+
+    response: float | None = None
+    audio: float | None = None
+    played: float | None = None
+
+    def saw(self, item: Item, response: Response | None) -> None:
+        firsts = [t for t in (item.first_text_at, item.first_audio_at) if t is not None]
+        if response is not None:
+            firsts += [t for t in (response.first_text_at, response.first_audio_at)
+                       if t is not None]
+        self.response = min([*firsts, *_present(self.response)], default=None)
+        self.audio = min([*_present(item.first_audio_at), *_present(self.audio)], default=None)
+        self.played = min([*_present(item.played_at), *_present(self.played)], default=None)
+
+
+def _present(value: float | None) -> list[float]:
+    return [] if value is None else [value]
+
+
+def _turn_end(item: Item) -> float | None:
+    if item.speech_end_at is not None:
+        return item.speech_end_at
+    if item.speech_stopped_at is not None:
+        return item.speech_stopped_at
+    return item.sent_at if item.sent_at is not None else item.created_at
+
+
 def _row(position: int, item: Item, response: Response | None, first_of_response: bool,
-         call: Item | None, tool: Any) -> tuple[Any, ...]:
+         call: Item | None, tool: Mapping[str, Any] | None) -> list[Any]:
     role = item.role or ("tool" if item.type == "function_call_output" else
                          "assistant" if item.type == "function_call" else None)
-    audio_in = item.audio_in_seconds
     audio_out = duration_ms(item.audio_out_bytes) / 1000.0
     if item.truncated_ms is not None:
         audio_out = min(audio_out, item.truncated_ms / 1000.0)
@@ -76,7 +110,8 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
     if error is None and call is not None:
         error = call.error
     usage = response.usage if response is not None and first_of_response else {}
-    return (
+    seconds = tool.get("seconds") if tool is not None else None
+    return [
         item.id,
         position,
         item.response_id,
@@ -84,27 +119,44 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
         item.type,
         item.status,
         item.display_text if item.type == "message" else None,
-        audio_in,
+        item.audio_in_seconds,
         audio_out,
         item.truncated_ms,
         item.name if item.type == "function_call" else (call.name if call else None),
         item.arguments if item.type == "function_call" else None,
         item.output,
         error,
-        getattr(tool, "seconds", np.nan) if tool is not None else np.nan,
+        float(seconds) if isinstance(seconds, (int, float)) else np.nan,
         item.created_at,
         item.completed_at,
         _seconds(response.created_at, response.first_text_at)
         if response is not None and first_of_response else np.nan,
         _seconds(response.created_at, response.first_audio_at)
         if response is not None and first_of_response else np.nan,
+        None, np.nan, np.nan, np.nan, np.nan, np.nan,  # the turn's latency, filled in later
         usage.get("input_tokens"),
         usage.get("output_tokens"),
         usage.get("total_tokens"),
-    )
+    ]
 
 
-def _typed(rows: list[tuple[Any, ...]], columns: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
+_TURN_AT = list(COLUMNS).index("speech_end_at")
+
+
+def _fill_turn(row: list[Any], user: Item, turn: _Turn) -> None:
+    end = _turn_end(user)
+    spoken = user.speech_stopped_at is not None
+    row[_TURN_AT:_TURN_AT + 6] = [
+        end,
+        _seconds(end, user.speech_stopped_at) if spoken else np.nan,
+        _seconds(end, user.transcript_done_at) if spoken else np.nan,
+        _seconds(end, turn.response),
+        _seconds(end, turn.audio),
+        _seconds(end, turn.played),
+    ]
+
+
+def _typed(rows: list[Any], columns: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
     df = pd.DataFrame.from_records(rows, columns=list(columns))
     return coerce(df, columns)
 
@@ -131,15 +183,18 @@ def coerce(df: pd.DataFrame, columns: Mapping[str, tuple[str, str]] = COLUMNS) -
     return out[list(columns)]
 
 
-def conversation_frame(
-    conversation: Conversation,
-    tool_results: ToolInfo | None = None,
-    include_deleted: bool = False,
-) -> pd.DataFrame:
-    """The conversation as a DataFrame with the :data:`COLUMNS` (see the module docstring)."""
+def conversation_frame(conversation: Conversation, include_deleted: bool = False) -> pd.DataFrame:
+    """The conversation as a DataFrame with the :data:`COLUMNS` (see the module docstring).
+
+    A user message and the items after it, up to the next user message, are one turn; the
+    user's row carries the turn's latency, each stage timed from the end of the user's turn.
+    """
     items = conversation.all_items() if include_deleted else list(conversation)
     seen_responses: set[str] = set()
-    rows = []
+    rows: list[list[Any]] = []
+    turn_row: list[Any] | None = None
+    user: Item | None = None
+    turn = _Turn()
     for position, item in enumerate(items):
         response = conversation.responses.get(item.response_id) if item.response_id else None
         first = response is not None and response.id not in seen_responses
@@ -147,8 +202,17 @@ def conversation_frame(
             seen_responses.add(response.id)
         call = conversation.by_call_id(item.call_id) if item.call_id and \
             item.type == "function_call_output" else None
-        tool = (tool_results or {}).get(item.call_id or "") if item.call_id else None
-        rows.append(_row(position, item, response, first, call, tool))
+        tool = conversation.tool_outcomes.get(item.call_id) if item.call_id else None
+        row = _row(position, item, response, first, call, tool)
+        rows.append(row)
+        if item.role == "user" and item.type == "message":
+            if turn_row is not None and user is not None:
+                _fill_turn(turn_row, user, turn)
+            turn_row, user, turn = row, item, _Turn()
+        elif user is not None:
+            turn.saw(item, response)
+    if turn_row is not None and user is not None:
+        _fill_turn(turn_row, user, turn)
     return _typed(rows, COLUMNS)
 
 
@@ -161,10 +225,8 @@ def events_frame(conversation: Conversation) -> pd.DataFrame:
 class FrameCache:
     """Builds the DataFrame only when the conversation changed since the last build."""
 
-    def __init__(self, conversation: Conversation,
-                 tool_results: Callable[[], ToolInfo] | None = None) -> None:
+    def __init__(self, conversation: Conversation) -> None:
         self.conversation = conversation
-        self.tool_results = tool_results
         self._version = -1
         self._frame: pd.DataFrame | None = None
         self._lock = threading.Lock()
@@ -175,8 +237,7 @@ class FrameCache:
         with self._lock:
             version = self.conversation.version
             if self._frame is None or version != self._version:
-                results = self.tool_results() if self.tool_results else None
-                self._frame = conversation_frame(self.conversation, results)
+                self._frame = conversation_frame(self.conversation)
                 self._version = version
                 self.builds += 1
             return self._frame.copy()

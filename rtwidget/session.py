@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib.metadata
 import json
 import logging
 import random
 import threading
+import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -38,6 +41,7 @@ from .protocol.client_events import NOT_GIVEN, merge_session, session_config
 from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
 from .protocol.dialects import encode
 from .providers import Endpoint, resolve
+from .recording import Recorder
 from .tool_registry import ToolSet
 from .tool_runner import ToolResult, ToolRunner
 
@@ -85,6 +89,13 @@ def _classify_handshake(exc: BaseException) -> Exception | None:
     return None
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("rtwidget")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _predicate(match: str | Predicate) -> Predicate:
     if not isinstance(match, str):
         return match
@@ -108,6 +119,9 @@ class AsyncRealtimeSession:
     (kept current as tools are defined); or a :class:`~rtwidget.tool_registry.ToolRegistry`; or a
     list of functions, tool names and raw definitions (dicts, whose calls you answer yourself);
     or ``False`` for none. ``run_tools=False`` leaves every call to you.
+
+    ``record`` writes the session to a folder (:mod:`rtwidget.recording`): a path, or ``True``
+    for a new folder under ``recordings/``. Load it back with :func:`rtwidget.load_recording`.
     """
 
     def __init__(
@@ -122,9 +136,11 @@ class AsyncRealtimeSession:
         tools: Any = None,
         run_tools: bool = True,
         max_tool_rounds: int = 8,
+        record: str | Path | bool | None = None,
         **config: Any,
     ) -> None:
         self.endpoint = endpoint or resolve()
+        self.record = record
         self.reconnect = reconnect
         self.restore_history = restore_history
         self.open_timeout = open_timeout
@@ -152,7 +168,8 @@ class AsyncRealtimeSession:
         self._runner: ToolRunner | None = None
         self._registry_off: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.frames = FrameCache(self.conversation, lambda: self.tool_results)
+        self.frames = FrameCache(self.conversation)
+        self.recorder: Recorder | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -182,6 +199,8 @@ class AsyncRealtimeSession:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._start_tools()
+        if self.record and self.recorder is None:
+            self.recorder = self._open_recorder()
         self._wake = asyncio.Event()
         self._ready = asyncio.Event()
         self._first_error = loop.create_future()
@@ -211,6 +230,21 @@ class AsyncRealtimeSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         self._fail_waiters(ConnectionClosed("the session was closed"))
+        if self.recorder is not None:
+            self.recorder.meta["config"] = self.config
+            await asyncio.to_thread(self.recorder.close)
+
+    def _open_recorder(self) -> Recorder:
+        folder = Path(self.record) if isinstance(self.record, (str, Path)) else \
+            Path("recordings") / (time.strftime("%Y%m%d-%H%M%S", time.gmtime()) +
+                                  f"-{uuid.uuid4().hex[:6]}")
+        endpoint = self.endpoint
+        secrets = [endpoint.secret.reveal()] if endpoint.secret else []
+        secrets += list(endpoint.extra_headers.values())
+        meta = {"endpoint": {"provider": endpoint.provider, "url": endpoint.describe(),
+                             "dialect": endpoint.dialect},
+                "config": self.config, "rtwidget": _version()}
+        return Recorder(folder, meta, secrets)
 
     # --- tools -------------------------------------------------------------------------------
 
@@ -524,11 +558,14 @@ class AsyncRealtimeSession:
                 self._ws = None
             if self._closing:
                 break
-            abandoned = self.conversation.abandon_in_progress("connection_lost")
-            for response in abandoned:
-                self._dispatch_local("response.done", {"response": {
-                    "id": response.id, "status": "failed", "status_details":
-                    response.status_details}})
+            abandoned = [r for r in self.conversation.responses.values()
+                         if r.status == "in_progress"]
+            self.note("rtwidget.connection_lost", reason="connection_lost", detail=str(reason))
+            for response in abandoned:  # listeners waiting on these must not wait forever
+                done = {"type": "response.done", "response": {
+                    "id": response.id, "status": "failed",
+                    "status_details": response.status_details}}
+                self._dispatch(done, Update(type="response.done", known=False))
             if attempt >= self.reconnect.max_attempts:
                 self._finish(ConnectionClosed(
                     f"gave up after {attempt} reconnect attempts; last failure: {reason}"
@@ -538,8 +575,7 @@ class AsyncRealtimeSession:
             attempt += 1
             log.warning("connection lost (%s); reconnecting in %.2f s (attempt %d)",
                         reason, delay, attempt)
-            self._dispatch_local("rtwidget.reconnecting", {"attempt": attempt, "delay": delay,
-                                                         "reason": str(reason)})
+            self.note("rtwidget.reconnecting", attempt=attempt, delay=delay, reason=str(reason))
             await asyncio.sleep(delay)
 
     def _close_error(self, code: int) -> Exception:
@@ -555,7 +591,7 @@ class AsyncRealtimeSession:
             self._first_error.set_exception(exc)
             self._first_error.exception()
         self._fail_waiters(exc)
-        self._dispatch_local("rtwidget.closed", {"reason": str(exc)})
+        self.note("rtwidget.closed", reason=str(exc))
         log.error("session ended: %s", exc)
 
     def _fail_waiters(self, exc: Exception) -> None:
@@ -577,8 +613,7 @@ class AsyncRealtimeSession:
         )
         self._ws = ws
         created = await asyncio.wait_for(self._recv_until_created(ws), self.open_timeout)
-        self.conversation.apply(created, 0)
-        self._dispatch(created, Update(type="session.created"))
+        self._handle(created, 0)
         if not first:
             self.reconnects += 1
         if self.config:
@@ -588,7 +623,7 @@ class AsyncRealtimeSession:
                 await self._send_now(ws, events.item_create(item))
         self._ready.set()
         if not first:
-            self._dispatch_local("rtwidget.reconnected", {"reconnects": self.reconnects})
+            self.note("rtwidget.reconnected", reconnects=self.reconnects)
 
     async def _recv_until_created(self, ws: ClientConnection) -> dict[str, Any]:
         while True:
@@ -621,6 +656,8 @@ class AsyncRealtimeSession:
         text = encode(event, self.endpoint.dialect)
         await ws.send(text)
         self.conversation.record_sent(event, len(text))
+        if self.recorder is not None:
+            self.recorder.write("out", event, self.conversation.now, len(text))
 
     async def _pump(self) -> None:
         ws = self._ws
@@ -663,12 +700,18 @@ class AsyncRealtimeSession:
 
     def _handle(self, event: dict[str, Any], size: int) -> None:
         update = self.conversation.apply(event, size)
+        if self.recorder is not None:
+            self.recorder.write("in", event, self.conversation.now, size)
         self._dispatch(event, update)
 
-    def _dispatch_local(self, kind: str, fields: dict[str, Any]) -> None:
-        """Tell listeners about something the session itself did (reconnects, closing)."""
+    def note(self, kind: str, **fields: Any) -> None:
+        """Log, record and announce something the client itself did or saw (``rtwidget.*``
+        events: a tool's result, playback starting, a reconnect). Call it on the loop."""
         event = {"type": kind, **fields}
-        self._dispatch(event, Update(type=kind, known=False))
+        update = self.conversation.note(event)
+        if self.recorder is not None:
+            self.recorder.write("local", event, self.conversation.now, 0)
+        self._dispatch(event, update)
 
     def _dispatch(self, event: dict[str, Any], update: Update) -> None:
         kind = BETA_ALIASES.get(update.type, update.type)
@@ -743,6 +786,7 @@ class RealtimeSession:
         reconnect: Reconnect = Reconnect(),
         restore_history: bool = True,
         open_timeout: float = 10.0,
+        record: str | Path | bool | None = None,
         **config: Any,
     ) -> None:
         if endpoint is None:
@@ -761,6 +805,7 @@ class RealtimeSession:
             reconnect=reconnect,
             restore_history=restore_history,
             open_timeout=open_timeout,
+            record=record,
             **config,
         )
         if connect:
@@ -1003,6 +1048,11 @@ class RealtimeSession:
     ) -> None:
         """Mark the assistant audio after ``audio_end_ms`` as never heard."""
         self._run(self.aio.truncate(item_id, audio_end_ms, content_index, timeout))
+
+    def note(self, kind: str, **fields: Any) -> None:
+        """Log and record something the client saw (an ``rtwidget.*`` event; see
+        :meth:`AsyncRealtimeSession.note`), from any thread."""
+        self._soon(lambda: self.aio.note(kind, **fields))
 
     def send(self, event: dict[str, Any]) -> None:
         """Send a raw client event (it gets an ``event_id`` if it has none)."""

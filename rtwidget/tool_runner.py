@@ -117,10 +117,8 @@ class ToolRunner:
         result = ToolResult(call_id, name, arguments, output, error, kind, started,
                             time.perf_counter() - clock)
         self.results[call_id] = result
-        item = self.session.conversation.by_call_id(call_id)
-        if item is not None:
-            item.error = error
-        self.session.conversation.version += 1
+        self.session.note("rtwidget.tool_result", call_id=call_id, name=name,
+                          seconds=result.seconds, error=error, error_type=kind)
         return result
 
     def _on_response_done(self, event: dict[str, Any]) -> None:

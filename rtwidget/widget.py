@@ -62,8 +62,11 @@ class VoiceChat(anywidget.AnyWidget):
         self._voices: dict[str, Any] | None = None
         self._first_audio_sent: dict[str, float] = {}
         self._latency: dict[str, deque[float]] = {
-            "frame_ms": deque(maxlen=2000), "playback_start_ms": deque(maxlen=200)}
+            "frame_ms": deque(maxlen=2000), "playback_start_ms": deque(maxlen=200),
+            "device_out_ms": deque(maxlen=200)}
         self._offs: list[Any] = []
+        self.probe: dict[str, Any] = {}
+        self._probe_done = threading.Event()
         self.on_msg(self._on_msg)
         self._bind(session)
         if connect:
@@ -157,10 +160,11 @@ class VoiceChat(anywidget.AnyWidget):
                 name = str(content.get("voice", ""))
                 if name:
                     self.session.update(voice=name)
+            elif kind == "probe_result":
+                self._on_probe(content)
             elif kind == "playback_started":
-                sent = self._first_audio_sent.get(str(content.get("item_id")))
-                if sent is not None and isinstance(content.get("t"), (int, float)):
-                    self._latency["playback_start_ms"].append(content["t"] - sent * 1000)
+                self._on_playback_started(str(content.get("item_id")), content.get("t"),
+                                          content.get("device_ms"))
             else:
                 log.warning("widget: ignored a message of unknown type %r", kind)
         except Exception as exc:
@@ -184,6 +188,23 @@ class VoiceChat(anywidget.AnyWidget):
         seq = content.get("seq")
         if isinstance(seq, int) and seq % ACK_EVERY == 0:
             self.send({"type": "ack", "seq": seq})
+
+    def _on_playback_started(self, item_id: str, at_ms: Any, device_ms: Any) -> None:
+        """The browser played the first sample of ``item_id`` at ``at_ms`` (its wall clock)."""
+        if not isinstance(at_ms, (int, float)):
+            return
+        if isinstance(device_ms, (int, float)) and 0 <= device_ms < 10_000:
+            self._latency["device_out_ms"].append(float(device_ms))
+        sent = self._first_audio_sent.get(item_id)
+        if sent is not None:
+            self._latency["playback_start_ms"].append(at_ms - sent * 1000)
+        self.session.note("rtwidget.playback_started", item_id=item_id, at=at_ms / 1000)
+
+    def _on_probe(self, content: dict[str, Any]) -> None:
+        fields = ("heard", "roundtrip_ms", "output_ms", "input_ms", "rate", "score", "error")
+        self.probe = {k: content.get(k) for k in fields if content.get(k) is not None}
+        self._probe_done.set()
+        self.session.note("rtwidget.latency_probe", **self.probe)
 
     def _on_played(self, item_id: str, audio_end_ms: Any) -> None:
         """The browser stopped playing ``item_id`` after ``audio_end_ms``: cut the rest."""
@@ -343,12 +364,28 @@ class VoiceChat(anywidget.AnyWidget):
         leaving the browser to the kernel taking it, ``playback_start_ms`` from the kernel
         sending an item's first audio to the browser playing its first sample (an item waits
         while earlier audio still plays, so ``first_playback_start_ms``, with an idle player,
-        is the path itself)."""
+        is the path itself); ``device_out_ms``, the output latency the browser reports; and
+        ``device_roundtrip_ms`` from :meth:`probe_latency`."""
         out = {name: float(statistics.median(values)) if values else float("nan")
                for name, values in self._latency.items()}
         starts = self._latency["playback_start_ms"]
         out["first_playback_start_ms"] = float(starts[0]) if starts else float("nan")
+        out["device_roundtrip_ms"] = float(self.probe.get("roundtrip_ms", float("nan")))
         return out
+
+    def probe_latency(self, timeout: float = 15.0) -> dict[str, Any]:
+        """Measure the browser's own audio round trip (the ⏱ button does the same): the page
+        plays a short chirp and listens for it on the mic. Returns ``heard``, and when heard
+        ``roundtrip_ms`` (output + input latency of this device), plus what the browser reports
+        (``output_ms``, ``input_ms``) or an ``error``. Needs speakers the mic can hear."""
+        if not self._front_ready.is_set():
+            raise RuntimeError("the widget is not on screen yet: display it first")
+        self._probe_done.clear()
+        self.send({"type": "probe"})
+        if not self._probe_done.wait(timeout):
+            raise TimeoutError(f"the browser sent no probe result within {timeout:g} s "
+                               "(press ⏱ Latency; the result lands in chat.probe)")
+        return dict(self.probe)
 
     @property
     def df(self) -> pd.DataFrame:

@@ -165,6 +165,9 @@ def test_rtchat_options_parse_into_chat_keywords() -> None:
                       "output_modalities": ["audio", "text"], "tools": ["a", "b"],
                       "max_output_tokens": 200}
     assert chat_kwargs("--tools none")[1]["tools"] is False
+    assert chat_kwargs("--record")[1]["record"] is True
+    assert chat_kwargs("--record runs/one")[1]["record"] == "runs/one"
+    assert "record" not in chat_kwargs("")[1]
 
 
 def test_voice_picker_gets_the_voices_and_changes_the_voice(widget) -> None:

@@ -107,3 +107,31 @@ test("flush drops the queue and reports what was played of the current item", ()
   assert.equal(jb.played.get("a"), 256);
   assert.equal(jb.queued, 0);
 });
+
+test("the probe finds its chirp's echo to the sample, through noise and attenuation", async () => {
+  const { chirp, findChirp } = await import("../dsp.js");
+  const rate = 48000;
+  const tpl = chirp(rate);
+  for (const delay of [0, 1234, 9000, 30000]) {
+    const signal = new Float32Array(rate); // one second of room noise
+    let seed = delay + 1;
+    const noise = () => ((seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5) * 0.05;
+    for (let i = 0; i < signal.length; i++) signal[i] = noise();
+    for (let i = 0; i < tpl.length; i++) signal[delay + i] += 0.1 * tpl[i]; // a quiet echo
+    const found = findChirp(signal, tpl);
+    assert.ok(found, `echo at ${delay} found`);
+    assert.ok(Math.abs(found.index - delay) <= 1, `found at ${found.index}, placed at ${delay}`);
+    assert.ok(found.score > 0.5);
+  }
+});
+
+test("the probe reports nothing when only noise or silence came back", async () => {
+  const { chirp, findChirp } = await import("../dsp.js");
+  const tpl = chirp(48000);
+  let seed = 99;
+  const noise = Float32Array.from({ length: 48000 },
+    () => ((seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5) * 0.5);
+  assert.equal(findChirp(noise, tpl), null);
+  assert.equal(findChirp(new Float32Array(48000), tpl), null);
+  assert.equal(findChirp(new Float32Array(10), tpl), null);
+});

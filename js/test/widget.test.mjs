@@ -65,3 +65,20 @@ test("audio for the player is queued until the player exists, copied out of the 
   assert.notEqual(msg.buf, bytes.buffer);
   assert.equal(engine.stats.pushedBytes, 4);
 });
+
+test("the latency probe says what it measured, or why it could not", async () => {
+  assert.equal(mod.probeText({}), "");
+  assert.match(mod.probeText({ probing: true }), /Measuring/);
+  assert.match(mod.probeText({ probeResult: { heard: true, roundtrip_ms: 142.4, output_ms: 21 } }),
+               /round trip: 142 ms \(the browser reports 21 ms output latency\)/);
+  assert.match(mod.probeText({ probeResult: { heard: false, output_ms: 21 } }), /not heard back/);
+  // a page without a mic answers the kernel's request with the reason, and sends no frames
+  const model = fakeModel();
+  const engine = new mod.Engine(model, { isSecureContext: false });
+  engine.onMessage({ type: "probe" });
+  await new Promise((done) => setTimeout(done, 0));
+  const [[result]] = model.sent;
+  assert.equal(result.type, "probe_result");
+  assert.equal(result.heard, false);
+  assert.match(result.error, /secure page/);
+});

@@ -8,6 +8,8 @@ cannot be understood is recorded in :attr:`Conversation.problems`.
 
 from __future__ import annotations
 
+import bisect
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
@@ -29,6 +31,7 @@ BETA_ALIASES: dict[str, str] = {
 """Older (beta) server event names and the GA names they mean."""
 
 _AUDIO_FIELDS = ("audio", "delta")
+_MAX_TIMELINE = 100_000  # mic chunks remembered (about half an hour at 50 a second)
 
 
 def _str(value: Any) -> str | None:
@@ -81,7 +84,10 @@ class Item:
     speech_started_ms: int | None = None
     speech_stopped_ms: int | None = None
     speech_stopped_at: float | None = None
+    speech_end_at: float | None = None
+    sent_at: float | None = None
     transcript_done_at: float | None = None
+    played_at: float | None = None
     audio: bytearray | None = None
 
     @property
@@ -207,7 +213,13 @@ class Conversation:
         self._outputs: dict[str, str] = {}
         self._sent_audio: dict[str, int] = {}
         self._sent: OrderedDict[str, str] = OrderedDict()
-        self._speech: dict[str, tuple[int | None, int | None, float | None]] = {}
+        self._sent_at: dict[str, float] = {}
+        self._speech: dict[str, dict[str, Any]] = {}
+        self._mic_bytes = 0
+        self._mic_timeline: list[tuple[int, float]] = []
+        self._timeline_floor = 0
+        self.tool_outcomes: dict[str, dict[str, Any]] = {}
+        self.now = clock()
         self._handlers: dict[str, Callable[[dict[str, Any], str], Update]] = {
             "session.created": self._on_session,
             "session.updated": self._on_session,
@@ -281,7 +293,14 @@ class Conversation:
 
     def record_sent(self, event: dict[str, Any], size: int) -> None:
         """Log a client event and remember its ``event_id`` to explain later errors."""
+        self.now = self.clock()
         kind = str(event.get("type", "?"))
+        if kind == "input_audio_buffer.append" and isinstance(event.get("audio"), str):
+            self._mic_bytes += b64_bytes(event["audio"])
+            self._mic_timeline.append((self._mic_bytes, self.now))
+            if len(self._mic_timeline) > _MAX_TIMELINE:
+                self._timeline_floor = self._mic_timeline[_MAX_TIMELINE // 2 - 1][0]
+                del self._mic_timeline[:_MAX_TIMELINE // 2]
         event_id = event.get("event_id")
         if isinstance(event_id, str):
             self._sent[event_id] = kind
@@ -296,8 +315,12 @@ class Conversation:
                 self._sent_audio[item_id] = audio
                 if len(self._sent_audio) > 1000:
                     self._sent_audio.pop(next(iter(self._sent_audio)))
+            if item_id:
+                self._sent_at[item_id] = self.now
+                if len(self._sent_at) > 1000:
+                    self._sent_at.pop(next(iter(self._sent_at)))
         payload = summarise(event)
-        self.log.append(LogEntry("out", kind, self.clock(), size, payload))
+        self.log.append(LogEntry("out", kind, self.now, size, payload))
 
     def caused_by(self, event_id: str | None) -> str | None:
         """The type of the client event sent with ``event_id``, if still remembered."""
@@ -310,8 +333,8 @@ class Conversation:
             return Update(type="?", known=False)
         raw_type = event.get("type")
         kind = raw_type if isinstance(raw_type, str) else "?"
-        now = self.clock()
-        self.log.append(LogEntry("in", kind, now, size, summarise(event)))
+        self.now = self.clock()
+        self.log.append(LogEntry("in", kind, self.now, size, summarise(event)))
         handler = self._handlers.get(BETA_ALIASES.get(kind, kind))
         if handler is None:
             self.unknown_events += 1
@@ -320,9 +343,35 @@ class Conversation:
         self.version += 1
         return update
 
+    def note(self, event: dict[str, Any]) -> Update:
+        """Consume one event the client itself produced (``rtwidget.*``): a tool's result, the
+        browser starting to play an item, a lost connection. Logged as ``local``; like
+        :meth:`apply`, it never raises."""
+        self.now = self.clock()
+        kind = str(event.get("type", "?"))
+        self.log.append(LogEntry("local", kind, self.now, 0, event))
+        if kind == "rtwidget.tool_result":
+            call_id = _str(event.get("call_id"))
+            if call_id:
+                self.tool_outcomes[call_id] = event
+                call = self.by_call_id(call_id)
+                if call is not None:
+                    call.error = _str(event.get("error"))
+        elif kind == "rtwidget.playback_started":
+            item = self._items.get(_str(event.get("item_id")) or "")
+            at = event.get("at")
+            if item is not None and isinstance(at, (int, float)) and item.played_at is None:
+                item.played_at = float(at)
+        elif kind == "rtwidget.connection_lost":
+            self.abandon_in_progress(str(event.get("reason", "connection_lost")))
+        else:
+            return Update(type=kind, known=False)
+        self.version += 1
+        return Update(type=kind)
+
     def abandon_in_progress(self, reason: str) -> list[Response]:
         """Mark responses still in progress as failed (the connection carrying them is gone)."""
-        now = self.clock()
+        now = self.now
         abandoned = []
         for response in self.responses.values():
             if response.status != "in_progress":
@@ -350,7 +399,7 @@ class Conversation:
         item = self._items.get(item_id)
         if item is not None:
             return item
-        item = Item(id=item_id, created_at=self.clock())
+        item = Item(id=item_id, created_at=self.now)
         self._items[item_id] = item
         if previous == "<absent>" or not self._order:
             self._order.append(item_id)
@@ -365,9 +414,9 @@ class Conversation:
         else:
             self._order.append(item_id)
         item.audio_in_bytes = self._sent_audio.pop(item_id, 0)
-        speech = self._speech.pop(item_id, None)
-        if speech:
-            item.speech_started_ms, item.speech_stopped_ms, item.speech_stopped_at = speech
+        item.sent_at = self._sent_at.pop(item_id, None)
+        for attr, value in self._speech.pop(item_id, {}).items():
+            setattr(item, attr, value)
         return item
 
     def _item_for(self, event: dict[str, Any]) -> Item | None:
@@ -418,12 +467,15 @@ class Conversation:
         if audio_bytes and item.role == "user":
             item.audio_in_bytes = max(item.audio_in_bytes, audio_bytes)
         if item.status in ("completed", "incomplete") and item.completed_at is None:
-            item.completed_at = self.clock()
+            item.completed_at = self.now
 
     def _on_ignored(self, event: dict[str, Any], kind: str) -> Update:
         return Update(type=kind)
 
     def _on_session(self, event: dict[str, Any], kind: str) -> Update:
+        if kind == "session.created":  # a new connection: its audio buffer starts empty
+            self._mic_bytes = self._timeline_floor = 0
+            self._mic_timeline.clear()
         session = _dict(event.get("session"))
         if session:
             self.session = session
@@ -459,27 +511,39 @@ class Conversation:
         return Update(type=kind, item=item)
 
     def _on_speech_started(self, event: dict[str, Any], kind: str) -> Update:
-        item_id = _str(event.get("item_id"))
-        start = _int(event.get("audio_start_ms"))
-        if item_id and item_id in self._items:
-            self._items[item_id].speech_started_ms = start
-        elif item_id:
-            self._speech[item_id] = (start, None, None)
+        self._speech_fact(event, speech_started_ms=_int(event.get("audio_start_ms")))
         return Update(type=kind)
 
     def _on_speech_stopped(self, event: dict[str, Any], kind: str) -> Update:
-        item_id = _str(event.get("item_id"))
         end = _int(event.get("audio_end_ms"))
-        now = self.clock()
-        if item_id and item_id in self._items:
-            item = self._items[item_id]
-            item.speech_stopped_ms, item.speech_stopped_at = end, now
-        elif item_id:
-            start = self._speech.get(item_id, (None, None, None))[0]
-            self._speech[item_id] = (start, end, now)
-            if len(self._speech) > 1000:
-                self._speech.pop(next(iter(self._speech)))
+        self._speech_fact(event, speech_stopped_ms=end, speech_stopped_at=self.now,
+                          speech_end_at=self._sent_time(end))
         return Update(type=kind)
+
+    def _speech_fact(self, event: dict[str, Any], **facts: Any) -> None:
+        """VAD facts about an item, kept until the item itself arrives if it has not yet."""
+        item_id = _str(event.get("item_id"))
+        if not item_id:
+            return
+        item = self._items.get(item_id)
+        if item is not None:
+            for attr, value in facts.items():
+                setattr(item, attr, value)
+            return
+        self._speech.setdefault(item_id, {}).update(facts)
+        if len(self._speech) > 1000:
+            self._speech.pop(next(iter(self._speech)))
+
+    def _sent_time(self, audio_ms: int | None) -> float | None:
+        """When the client sent the mic audio reaching ``audio_ms`` into this connection's
+        buffer: the end of the user's speech by the client's clock, before any VAD delay."""
+        if audio_ms is None or not self._mic_timeline:
+            return None
+        target = audio_ms * 48  # bytes of PCM16 24 kHz
+        index = bisect.bisect_left(self._mic_timeline, (target, -math.inf))
+        if index >= len(self._mic_timeline) or target <= self._timeline_floor:
+            return None
+        return self._mic_timeline[index][1]
 
     def _on_input_transcript(self, event: dict[str, Any], kind: str) -> Update:
         item = self._item_for(event)
@@ -489,7 +553,7 @@ class Conversation:
             item.transcript += _str(event.get("delta")) or ""
         else:
             item.transcript = _str(event.get("transcript")) or item.transcript
-            item.transcript_done_at = self.clock()
+            item.transcript_done_at = self.now
         return Update(type=kind, item=item)
 
     def _on_input_failed(self, event: dict[str, Any], kind: str) -> Update:
@@ -506,7 +570,7 @@ class Conversation:
             return None
         response = self.responses.get(response_id)
         if response is None:
-            response = Response(id=response_id, created_at=self.clock())
+            response = Response(id=response_id, created_at=self.now)
             self.responses[response_id] = response
         return response
 
@@ -527,7 +591,7 @@ class Conversation:
         response.status = _str(data.get("status")) or "completed"
         response.status_details = _dict(data.get("status_details")) or None
         response.usage = _dict(data.get("usage"))
-        response.done_at = self.clock()
+        response.done_at = self.now
         for out in _list(data.get("output")):
             out = _dict(out)
             item_id = _str(out.get("id"))
@@ -571,7 +635,7 @@ class Conversation:
         return Update(type=kind, item=item)
 
     def _mark_first(self, item: Item, event: dict[str, Any], attr: str) -> Response | None:
-        now = self.clock()
+        now = self.now
         if getattr(item, attr) is None:
             setattr(item, attr, now)
         response = self._response(event)
@@ -664,7 +728,7 @@ class Conversation:
 
     def _on_error(self, event: dict[str, Any], kind: str) -> Update:
         event_id = _str(_dict(event.get("error")).get("event_id"))
-        info = error_info_from_event(event, self.caused_by(event_id), self.clock())
+        info = error_info_from_event(event, self.caused_by(event_id), self.now)
         self.errors.append(info)
         if len(self.errors) > 1000:
             del self.errors[:500]

@@ -30,6 +30,7 @@ if not (CHROMIUM and ESPEAK):
     pytest.skip("chromium or espeak-ng is not installed", allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(300)
+KEY = "sk-e2e-" + os.urandom(12).hex()  # the server's token: it must never be written down
 
 NOTEBOOK_CELLS = [
     """%load_ext rtwidget
@@ -43,8 +44,17 @@ def what_time() -> str:
     return "half past ten"
 
 rules = [Rule(r"time", calls=[("what_time", {})])]
-server = LocalServer(engine=ScriptedReplyEngine(rules=rules)).start_in_thread()""",
-    "%rtchat --url {server.url} --name chat --voice test",
+try:  # the offline ear, so the spoken turn has a transcript and its latency a stage for it
+    from rtwidget.server import PocketsphinxTranscriber
+    ear = PocketsphinxTranscriber()
+except Exception:
+    ear = None
+import os
+server = LocalServer(engine=ScriptedReplyEngine(rules=rules), transcriber=ear,
+                     token=os.environ["RT_E2E_KEY"]).start_in_thread()""",
+    """chat = rt.chat(url=server.url, api_key=os.environ["RT_E2E_KEY"], voice="test",
+             record="rec", transcription="pocketsphinx" if ear else None)
+chat""",
     "import time\ntime.sleep(4)  # a busy cell: the widget must say so",
     """df = chat.df
 facts = {
@@ -55,7 +65,19 @@ facts = {
     "state": chat.get_state(),
     "latency": chat.latency(),
     "playback_starts": list(chat._latency["playback_start_ms"]),
+    "probe": chat.probe,
+    "turns": json.loads(df[df["role"] == "user"][["text", "audio_in_s", "vad_s",
+                        "transcript_s", "response_s", "audio_s", "played_s"]]
+                        .to_json(orient="records")),
+    "table": rt.turn_latency(chat).drop(columns="speech_end_at").to_dict("records"),
 }
+chat.close()
+import pandas as pd
+try:
+    pd.testing.assert_frame_equal(rt.load_recording("rec").df, chat.session.df)
+    facts["recording"] = "equal"
+except AssertionError as exc:
+    facts["recording"] = str(exc)
 json.dump(facts, open("facts.json", "w"), default=str)""",
 ]
 
@@ -124,7 +146,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "INWORLD_API_KEY": "",
-           "OPENAI_API_KEY": ""}
+           "OPENAI_API_KEY": "", "RT_E2E_KEY": KEY}
     log = open(tmp_path / "lab.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
@@ -188,6 +210,12 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
                 ".some(e => e.textContent.includes('half past ten'))", timeout=30_000)
+            # the latency probe: the fake mic plays a file, so the chirp is not heard back,
+            # and the widget must say so (with what the browser reports) instead of hanging
+            page.locator(".rtw-probe").click()
+            page.wait_for_function(
+                "() => /not heard back|round trip:|Latency probe:/.test("
+                "document.querySelector('.rtw-notice').textContent)", timeout=20_000)
             widget.screenshot(path=str(OUTPUT / "widget.png"))
             page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
                           " {theme: 'JupyterLab Dark'})")
@@ -214,6 +242,11 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
             while not facts_path.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
             facts = json.loads(facts_path.read_text())
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            saved = root / "voice.ipynb"
+            deadline = time.monotonic() + 20
+            while "widget-view+json" not in saved.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
         except Exception:
             page.screenshot(path=str(OUTPUT / "failure.png"))
             (OUTPUT / "console.log").write_text("\n".join(console))
@@ -233,4 +266,21 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
     assert any(r["type"] == "function_call_output" for r in facts["rows"])
     assert played > 200 and started >= 1
     assert stats["audio_out"] > 0
-    assert "sk-" not in json.dumps(facts["state"])
+    assert KEY not in json.dumps(facts["state"])
+
+    # the saved notebook (widget state and outputs), the recording and the server's log hold
+    # no trace of the key
+    assert "widget-view+json" in saved.read_text()  # saved with the widget's output
+    for file in [saved, *(root / "rec").iterdir(), tmp_path / "lab.log"]:
+        assert KEY.encode() not in file.read_bytes(), file.name
+    assert facts["recording"] == "equal", facts["recording"]
+
+    # latency per turn: the spoken turn went through every stage, in order
+    (OUTPUT / "turn-latency.json").write_text(json.dumps(facts["table"], default=str))
+    spoken = [t for t in facts["turns"] if t["audio_in_s"] > 1.0]
+    assert spoken, facts["turns"]
+    stages = [spoken[0][k] for k in ("vad_s", "transcript_s", "response_s", "audio_s",
+                                     "played_s")]
+    assert all(v is not None for v in stages), spoken[0]
+    assert stages == sorted(stages) and stages[0] >= 0, stages
+    assert facts["probe"].get("heard") is False and "output_ms" in facts["probe"]
