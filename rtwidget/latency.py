@@ -88,7 +88,7 @@ def plot_latency(source: Any, ax: Any = None, device_out_ms: float | None = None
         raise ImportError("plot_latency draws with matplotlib: pip install matplotlib") from exc
     table = turn_latency(source, device_out_ms)
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * max(1, len(table))))
+        _, ax = plt.subplots(figsize=(8, max(2.5, 0.8 + 0.5 * len(table))))
     labels = [f"{int(p)}: {str(t or '')[:32]}"
               for p, t in zip(table["position"], table["text"], strict=True)]
     left = np.zeros(len(table))

