@@ -7,6 +7,7 @@ import { chirp, findChirp } from "./dsp.js";
 
 const ENGINES = new Map(); // widget key -> Engine, shared by initialize and every render
 const BUSY_FRAMES = 25; // unacknowledged 40 ms frames (1 s) before we say the kernel is busy
+const AUDIO_ACK_EVERY = 5; // audio chunks between acknowledgements to the kernel
 const PROBE_AT_S = 0.3; // the chirp plays this long after the probe starts listening
 const PROBE_LISTEN_MS = 1500;
 
@@ -58,6 +59,7 @@ export class Engine {
     this.rows = new Map();
     this.seq = 0;
     this.acked = 0;
+    this.audioChunks = 0;
     this.micOn = false;
     this.headphones = false;
     this.level = 0;
@@ -82,7 +84,14 @@ export class Engine {
   onMessage(msg, buffers) {
     switch (msg.type) {
       case "audio":
-        if (buffers && buffers.length) this.push(msg.item_id, buffers[0]);
+        if (buffers && buffers.length) {
+          this.push(msg.item_id, buffers[0]);
+          this.audioChunks++;
+          // the kernel stops sending audio to a page that stops taking it (a frozen tab)
+          if (this.audioChunks % AUDIO_ACK_EVERY === 0) {
+            this.model.send({ type: "audio_ack", bytes: this.stats.pushedBytes });
+          }
+        }
         break;
       case "audio_done":
         this.post({ type: "end", item: msg.item_id });

@@ -27,7 +27,7 @@ from .frame import COLUMNS, LiveView
 from .frame import load as load_conversation
 from .latency import plot_latency, turn_latency
 from .protocol import Conversation, Item, Response
-from .providers import Endpoint, Secret, resolve
+from .providers import Endpoint, Secret, ask_key, resolve
 from .recording import Recording, load_recording
 from .replay import Replay, diff
 from .server import LocalServer
@@ -82,6 +82,7 @@ __all__ = [
     "ToolSet",
     "VoiceChat",
     "__version__",
+    "ask_key",
     "build_tool",
     "chat",
     "diff",

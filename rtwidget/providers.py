@@ -7,12 +7,14 @@ embedded local server.
 
 from __future__ import annotations
 
+import getpass
 import os
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 ProviderName = Literal["inworld", "openai", "azure", "url", "local"]
 
@@ -95,8 +97,35 @@ class Endpoint:
         return host in ("localhost", "::1") or host.startswith("127.")
 
     def describe(self) -> str:
-        """Provider and URL, never the key: safe to show in a widget or a log."""
-        return f"{self.provider} {self.url}"
+        """Provider and URL, never the key: safe to show in a widget or a log (query
+        parameters that could hold a credential are masked)."""
+        return f"{self.provider} {mask_url(self.url)}"
+
+
+def ask_key(provider: str = "inworld") -> None:
+    """Ask for ``provider``'s API key at a hidden prompt and keep it in this process's
+    environment (``INWORLD_API_KEY``, ``OPENAI_API_KEY`` or ``AZURE_OPENAI_API_KEY``), where
+    sessions find it: the key is never typed into a cell, so it is not saved in the notebook."""
+    if provider not in ENV_KEYS:
+        raise ValueError(f"ask_key knows {sorted(ENV_KEYS)}, not {provider!r}")
+    value = getpass.getpass(f"{provider} API key (kept in this kernel only): ").strip()
+    if not value:
+        raise ValueError("no key was entered; nothing changed")
+    os.environ[ENV_KEYS[provider]] = value
+
+
+_SECRET_PARAM = re.compile(r"(key|token|secret|password|auth|signature|sig|credential)", re.I)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any user info and the values of query parameters that could hold a
+    credential replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
+    query = "&".join(
+        f"{k}=***" if _SECRET_PARAM.search(k) else f"{k}={v}" if v else k
+        for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _key(explicit: str | None, env_name: str) -> Secret | None:

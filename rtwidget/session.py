@@ -12,6 +12,7 @@ import importlib.metadata
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ from .errors import (
 )
 from .frame import FrameCache, LiveView, events_frame, export
 from .protocol import events
-from .protocol.audio import to_pcm16
+from .protocol.audio import SAMPLE_RATE, resample, to_pcm16
 from .protocol.client_events import NOT_GIVEN, merge_session, session_config
 from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
 from .protocol.dialects import encode
@@ -54,6 +55,7 @@ Predicate = Callable[[dict[str, Any]], bool]
 
 _FATAL_CLOSE = {1002, 1003, 1007, 1008, 1010, 4001, 4003, 4401, 4403}
 _AUTH_CLOSE = {1008, 4001, 4003, 4401, 4403}
+_MAX_RETRY_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -77,16 +79,33 @@ NO_RECONNECT = Reconnect(max_attempts=0)
 
 
 def _classify_handshake(exc: BaseException) -> Exception | None:
-    """A final exception for handshake failures that retrying cannot fix, else ``None``."""
+    """A final exception for connection failures that retrying cannot fix, else ``None``
+    (timeouts, resets, HTTP 408/425/429/5xx are worth another try)."""
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         if status in (401, 403):
             return AuthenticationError(
                 f"the server refused the credentials (HTTP {status}); check the API key"
             )
-        if status in (400, 404, 405, 410, 426):
+        if 400 <= status < 500 and status not in (408, 425, 429):
             return ServerRejected(f"the server refused the connection (HTTP {status})")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ServerRejected(f"the server's TLS certificate did not verify: "
+                              f"{exc.verify_message}")
+    if isinstance(exc, ssl.SSLError):
+        return ServerRejected(f"the TLS handshake failed ({exc.reason or exc}); is this a "
+                              "wss:// URL for a server that speaks plain ws://, or a proxy "
+                              "in the way?")
     return None
+
+
+def _retry_after(exc: BaseException) -> float:
+    """Seconds an HTTP 429/503 asked us to wait (``Retry-After``), else 0."""
+    if isinstance(exc, InvalidStatus):
+        value = exc.response.headers.get("Retry-After", "")
+        with contextlib.suppress(ValueError):
+            return min(_MAX_RETRY_AFTER, max(0.0, float(value)))
+    return 0.0
 
 
 def _version() -> str:
@@ -120,6 +139,10 @@ class AsyncRealtimeSession:
     list of functions, tool names and raw definitions (dicts, whose calls you answer yourself);
     or ``False`` for none. ``run_tools=False`` leaves every call to you.
 
+    ``ping_interval`` / ``ping_timeout``: the keepalive; a server that answers no ping in time
+    counts as a dropped connection. A server event over ``max_message_bytes`` closes the
+    connection (code 1009), which is then retried like any drop.
+
     ``record`` writes the session to a folder (:mod:`rtwidget.recording`): a path, or ``True``
     for a new folder under ``recordings/``. Load it back with :func:`rtwidget.load_recording`.
     """
@@ -132,6 +155,8 @@ class AsyncRealtimeSession:
         restore_history: bool = True,
         open_timeout: float = 10.0,
         max_message_bytes: int = 16 * 1024 * 1024,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
         conversation: Conversation | None = None,
         tools: Any = None,
         run_tools: bool = True,
@@ -145,6 +170,7 @@ class AsyncRealtimeSession:
         self.restore_history = restore_history
         self.open_timeout = open_timeout
         self.max_message_bytes = max_message_bytes
+        self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.conversation = conversation or Conversation()
         self.config: dict[str, Any] = session_config(**config) if config else {}
         self.dropped_audio_frames = 0
@@ -431,9 +457,13 @@ class AsyncRealtimeSession:
         return item_id
 
     async def send_audio_item(
-        self, audio: Any, *, transcript: str | None = None, respond: bool = True
+        self, audio: Any, *, transcript: str | None = None, respond: bool = True,
+        rate: int = SAMPLE_RATE,
     ) -> str:
-        """Add a pre-recorded user audio message (PCM16 24 kHz); returns the item id."""
+        """Add a pre-recorded user audio message (PCM16 mono, or float; ``rate`` Hz, converted
+        to the protocol's 24 kHz); returns the item id."""
+        if rate != SAMPLE_RATE:
+            audio = resample(to_pcm16(audio), rate)
         item_id = events.new_item_id()
         self.send_nowait(events.item_create(events.audio_message(audio, transcript, item_id)))
         if respond:
@@ -530,6 +560,7 @@ class AsyncRealtimeSession:
         attempt = 0
         ever_connected = False
         while not self._closing:
+            asked_wait = 0.0
             try:
                 await self._connect_once(first=not ever_connected)
                 ever_connected = True
@@ -537,10 +568,10 @@ class AsyncRealtimeSession:
                 await self._pump()
                 if self._closing:
                     break
-                reason: BaseException | str = "the server closed the connection"
                 code = self._ws.close_code if self._ws is not None else None
                 if code in _FATAL_CLOSE:
                     raise self._close_error(code)
+                reason = self._close_reason(code)
             except asyncio.CancelledError:
                 raise
             except (AuthenticationError, ServerRejected) as exc:
@@ -552,7 +583,8 @@ class AsyncRealtimeSession:
                 if final is not None:
                     self._finish(final)
                     return
-                reason = exc
+                reason = str(exc) or type(exc).__name__
+                asked_wait = _retry_after(exc)
             finally:
                 self._ready.clear()
                 self._ws = None
@@ -571,12 +603,23 @@ class AsyncRealtimeSession:
                     f"gave up after {attempt} reconnect attempts; last failure: {reason}"
                 ))
                 return
-            delay = self.reconnect.delay(attempt)
+            delay = max(self.reconnect.delay(attempt), asked_wait)
             attempt += 1
             log.warning("connection lost (%s); reconnecting in %.2f s (attempt %d)",
                         reason, delay, attempt)
             self.note("rtwidget.reconnecting", attempt=attempt, delay=delay, reason=str(reason))
             await asyncio.sleep(delay)
+
+    def _close_reason(self, code: int | None) -> str:
+        ws = self._ws
+        text = (ws.close_reason or "") if ws is not None else ""
+        sent = getattr(ws.protocol, "close_sent", None) if ws is not None else None
+        if code == 1009 or getattr(sent, "code", None) == 1009:  # we refused a message
+            problem = (f"a server event was larger than max_message_bytes "
+                       f"({self.max_message_bytes} bytes); the connection was closed")
+            self.conversation.problems.append(problem)
+            return problem
+        return f"the server closed the connection (code {code}{': ' + text if text else ''})"
 
     def _close_error(self, code: int) -> Exception:
         if code in _AUTH_CLOSE:
@@ -590,8 +633,8 @@ class AsyncRealtimeSession:
         if not self._first_error.done():
             self._first_error.set_exception(exc)
             self._first_error.exception()
+        self.note("rtwidget.closed", reason=str(exc))  # whoever waits for this gets it
         self._fail_waiters(exc)
-        self.note("rtwidget.closed", reason=str(exc))
         log.error("session ended: %s", exc)
 
     def _fail_waiters(self, exc: Exception) -> None:
@@ -608,8 +651,9 @@ class AsyncRealtimeSession:
             max_size=self.max_message_bytes,
             compression=None,
             proxy=None if self.endpoint.is_loopback else True,
-            ping_interval=20,
-            ping_timeout=20,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=2,  # a peer that stopped answering is not waited for long
         )
         self._ws = ws
         created = await asyncio.wait_for(self._recv_until_created(ws), self.open_timeout)
@@ -787,6 +831,9 @@ class RealtimeSession:
         restore_history: bool = True,
         open_timeout: float = 10.0,
         record: str | Path | bool | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        max_message_bytes: int = 16 * 1024 * 1024,
         **config: Any,
     ) -> None:
         if endpoint is None:
@@ -806,6 +853,9 @@ class RealtimeSession:
             restore_history=restore_history,
             open_timeout=open_timeout,
             record=record,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            max_message_bytes=max_message_bytes,
             **config,
         )
         if connect:
@@ -1000,6 +1050,7 @@ class RealtimeSession:
 
     def send_audio(self, audio: Any) -> None:
         """Stream microphone audio (PCM16 24 kHz mono bytes or a numpy array); never blocks.
+        Audio at another rate: convert it whole first (``rtwidget.protocol.audio.resample``).
 
         The event is built here (validation and base64 off the session's loop); frames that
         arrive while the loop is busy cross over together, with one wake-up."""
@@ -1014,10 +1065,13 @@ class RealtimeSession:
             self.aio.send_nowait(self._audio_out.popleft())
 
     def send_audio_item(
-        self, audio: Any, *, transcript: str | None = None, respond: bool = True
+        self, audio: Any, *, transcript: str | None = None, respond: bool = True,
+        rate: int = SAMPLE_RATE,
     ) -> str:
-        """Add a pre-recorded audio message and ask for a reply; returns its item id."""
-        return self._run(self.aio.send_audio_item(audio, transcript=transcript, respond=respond))
+        """Add a pre-recorded audio message (recorded at ``rate`` Hz) and ask for a reply;
+        returns its item id."""
+        return self._run(self.aio.send_audio_item(audio, transcript=transcript, respond=respond,
+                                                  rate=rate))
 
     def commit_audio(self) -> None:
         """End the user's audio turn by hand (when server VAD is off)."""

@@ -29,6 +29,7 @@ log = logging.getLogger("rtwidget.widget")
 STATIC = Path(__file__).parent / "static"
 ACK_EVERY = 10
 ROW_INTERVAL = 0.15
+MAX_UNACKED_AUDIO_BYTES = 30 * 48_000  # 30 s of audio the page has not confirmed
 LOCAL_NOTICE = ("No INWORLD_API_KEY or OPENAI_API_KEY in the environment: talking to the "
                 "embedded local server.")
 
@@ -54,7 +55,8 @@ class VoiceChat(anywidget.AnyWidget):
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(_key=uuid.uuid4().hex, **kwargs)
         self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
-                      "truncations": 0}
+                      "audio_dropped": 0, "truncations": 0}
+        self._audio_sent = self._audio_acked = 0
         self._front_ready = threading.Event()
         self._dirty: set[str] = set()
         self._flush_pending = False
@@ -160,6 +162,9 @@ class VoiceChat(anywidget.AnyWidget):
                 name = str(content.get("voice", ""))
                 if name:
                     self.session.update(voice=name)
+            elif kind == "audio_ack":
+                if isinstance(content.get("bytes"), int):
+                    self._audio_acked = max(self._audio_acked, content["bytes"])
             elif kind == "probe_result":
                 self._on_probe(content)
             elif kind == "playback_started":
@@ -257,6 +262,10 @@ class VoiceChat(anywidget.AnyWidget):
 
     def _on_audio(self, item_id: str, pcm: bytes) -> None:
         if self._front_ready.is_set():
+            if self._audio_sent - self._audio_acked > MAX_UNACKED_AUDIO_BYTES:
+                self.stats["audio_dropped"] += 1  # the page stopped taking audio: don't pile up
+                return
+            self._audio_sent += len(pcm)
             self.stats["audio_out"] += 1
             if item_id not in self._first_audio_sent:
                 self._first_audio_sent[item_id] = time.time()

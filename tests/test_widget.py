@@ -177,3 +177,41 @@ def test_voice_picker_gets_the_voices_and_changes_the_voice(widget) -> None:
     updated = chat.session.expect("session.updated")
     browser.message({"type": "voice", "voice": "tone"})
     assert updated.wait()["session"]["audio"]["output"]["voice"] == "tone"
+
+
+def test_a_page_that_stops_taking_audio_is_not_flooded(widget) -> None:
+    from rtwidget.widget import MAX_UNACKED_AUDIO_BYTES
+
+    chat, browser = widget  # this fake page never acknowledges audio: a frozen tab
+    for _ in range(3):
+        done = chat.session.expect("response.done", timeout=30)
+        chat.say("long story")
+        done.wait()
+    sent = sum(len(b[0]) for _, b in browser.of_type("audio"))
+    assert chat.stats["audio_dropped"] > 0
+    assert sent <= MAX_UNACKED_AUDIO_BYTES + max(len(b[0]) for _, b in browser.of_type("audio"))
+    # the page catches up and says so: audio flows again; nothing was lost to the conversation
+    browser.message({"type": "audio_ack", "bytes": sent})
+    before = len(browser.of_type("audio"))
+    done = chat.session.expect("response.done", timeout=30)
+    chat.say("hello again")
+    done.wait()
+    browser.wait(lambda: len(browser.of_type("audio")) > before)
+    assert chat.df["audio_out_s"].iloc[1] > MAX_UNACKED_AUDIO_BYTES / 48_000 / 3
+
+
+def test_playback_starts_land_in_the_dataframe(widget) -> None:
+    chat, browser = widget
+    done = chat.session.expect("response.done", timeout=30)
+    chat.say("Hello widget.")
+    done.wait()
+    reply = chat.df.iloc[1]
+    browser.message({"type": "playback_started", "item_id": reply["item_id"],
+                     "t": time.time() * 1000, "device_ms": 21.5})
+    browser.wait(lambda: chat.df.iloc[0]["played_s"] >= 0)
+    user = chat.df.iloc[0]
+    assert user["played_s"] >= user["audio_s"] >= user["response_s"] >= 0
+    assert chat.latency()["device_out_ms"] == 21.5
+    table = rt.turn_latency(chat)
+    assert table.loc[0, "device_ms"] == 21.5 and table.loc[0, "total_ms"] > 21.5
+    assert "rtwidget.playback_started" in set(chat.events["type"])

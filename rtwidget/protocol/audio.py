@@ -44,6 +44,28 @@ def to_pcm16(audio: Any) -> bytes:
     raise AudioFormatError(f"audio must be bytes or a numpy array, got {type(audio).__name__}")
 
 
+def resample(pcm: bytes, rate: int, to_rate: int = SAMPLE_RATE) -> bytes:
+    """PCM16 mono audio recorded at ``rate`` Hz, converted to ``to_rate`` (a windowed-sinc
+    low-pass when going down, then linear interpolation). For whole recordings: a stream cut
+    into frames should be converted before it is cut."""
+    for name, value in (("rate", rate), ("to_rate", to_rate)):
+        if not isinstance(value, int) or not 4000 <= value <= 384_000:
+            raise AudioFormatError(f"{name} must be a whole number of Hz between 4000 and "
+                                   f"384000, got {value!r}")
+    samples = np.frombuffer(to_pcm16(pcm), dtype="<i2").astype(np.float64)
+    if rate == to_rate or samples.size == 0:
+        return to_pcm16(pcm)
+    if to_rate < rate:
+        cutoff = 0.45 * to_rate / rate  # of the input rate: under the new Nyquist
+        taps = np.arange(-32, 33)
+        kernel = 2 * cutoff * np.sinc(2 * cutoff * taps) * np.hamming(taps.size)
+        samples = np.convolve(samples, kernel / kernel.sum(), mode="same")
+    count = round(samples.size * to_rate / rate)
+    positions = np.arange(count) * (rate / to_rate)
+    out = np.interp(positions, np.arange(samples.size), samples)
+    return np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes()
+
+
 def encode_audio(pcm: bytes) -> str:
     """Base64 text of PCM16 bytes, as the wire carries it."""
     return base64.b64encode(pcm).decode("ascii")

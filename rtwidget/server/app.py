@@ -46,6 +46,10 @@ class Handshake:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def _safe_headers(headers: Headers) -> dict[str, str]:
     secret = {"authorization", "api-key", "x-api-key", "cookie"}
     return {k.lower(): v for k, v in headers.raw_items() if k.lower() not in secret}
@@ -59,6 +63,12 @@ class LocalServer:
     audio into text when given. ``token``, when set, is required from clients as
     ``Authorization: Bearer <token>`` (or ``Basic``, or a ``token`` query parameter).
     ``pace`` waits that many seconds between streamed deltas, to give clients time to cancel.
+
+    Limits keep one client from hurting the others: ``max_message_bytes`` per event,
+    ``max_session_bytes`` of items per connection, ``max_connections`` at once (more get HTTP
+    503), and ``send_timeout``: a client that stops reading for that long is disconnected
+    instead of holding a reply's memory. Binding beyond loopback needs a ``token`` unless
+    ``allow_anonymous=True``.
     """
 
     def __init__(
@@ -72,13 +82,22 @@ class LocalServer:
         vad_factory: Callable[[VadSettings], Vad] | str = EnergyVad,
         token: str | None = None,
         max_message_bytes: int = 15 * 1024 * 1024,
+        max_session_bytes: int = 256 * 1024 * 1024,
+        max_connections: int = 64,
+        send_timeout: float = 30.0,
+        allow_anonymous: bool = False,
         pace: float = 0.0,
         model: str = "local/scripted",
         engines: dict[str, ReplyEngine] | None = None,
         description: str = "",
     ) -> None:
+        if not _is_loopback(host) and not token and not allow_anonymous:
+            raise ValueError(f"binding to {host} exposes the server beyond this machine: give a "
+                             "token=, or allow_anonymous=True if that is really wanted")
         self.host = host
         self.port = port
+        self.max_connections = max_connections
+        self.send_timeout = send_timeout
         default_vad = VADS[vad_factory] if isinstance(vad_factory, str) else vad_factory
         self.options = ServerOptions(
             engine=engine or (engines or {}).get(model) or ScriptedReplyEngine(),
@@ -86,6 +105,7 @@ class LocalServer:
             transcriber=transcriber,
             vad_factory=default_vad,
             max_message_bytes=max_message_bytes,
+            max_session_bytes=max_session_bytes,
             pace=pace,
             model=model,
             engines=dict(engines or {}),
@@ -182,6 +202,23 @@ class LocalServer:
     def __exit__(self, *exc: object) -> None:
         self.stop_in_thread()
 
+    def close_connections(self, code: int = 1001, reason: str = "") -> int:
+        """Close every open session with this WebSocket close code (to drain the server, or to
+        see how clients take each code); returns how many were closed. For a server started
+        with :meth:`start_in_thread`; call it from any other thread."""
+        loop, server = self._loop, self._server
+        if loop is None or server is None:
+            raise RuntimeError("close_connections() needs a server started with "
+                               "start_in_thread()")
+
+        async def close_all() -> int:
+            sockets = list(server.connections)
+            await asyncio.gather(*(ws.close(code, reason) for ws in sockets),
+                                 return_exceptions=True)
+            return len(sockets)
+
+        return asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=10)
+
     # --- connections ---------------------------------------------------------------------------
 
     def _authorized(self, request: Request, query: dict[str, list[str]]) -> bool:
@@ -214,6 +251,11 @@ class LocalServer:
                                       f"no Realtime endpoint at {parts.path}; use /v1/realtime\n")
         if not self._authorized(request, query):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
+        if len(self.connections) >= self.max_connections:
+            response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
+                                          f"{self.max_connections} sessions already open\n")
+            response.headers["Retry-After"] = "5"
+            return response
         return None
 
     def _voices(self, connection: ServerConnection, request: Request,
@@ -235,7 +277,15 @@ class LocalServer:
         def abort() -> None:
             ws.transport.abort()
 
-        conn = Connection(self.options, ws.send, abort)
+        async def send(text: str) -> None:
+            try:
+                await asyncio.wait_for(ws.send(text), self.send_timeout)
+            except asyncio.TimeoutError:
+                log.warning("a client read nothing for %g s; disconnecting it", self.send_timeout)
+                abort()
+                raise ConnectionClosed(None, None) from None
+
+        conn = Connection(self.options, send, abort)
         self.connections.add(conn)
         try:
             await conn.start()

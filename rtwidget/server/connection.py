@@ -12,6 +12,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,9 @@ _AUDIO_CHUNK_BYTES = 100 * BYTES_PER_MS
 _MIN_COMMIT_MS = 100
 
 
+_EVENT_ID = re.compile(r'"event_id"\s*:\s*"([^"\\]{1,128})"')
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
@@ -70,6 +74,7 @@ class ServerOptions:
     max_message_bytes: int = 15 * 1024 * 1024
     max_buffer_ms: int = 15 * 60 * 1000
     max_items: int = 10_000
+    max_session_bytes: int = 256 * 1024 * 1024
     pace: float = 0.0
 
 
@@ -117,6 +122,7 @@ class _Item:
 
     data: dict[str, Any]
     pcm: bytearray = field(default_factory=bytearray)
+    counted: int = 0  # bytes charged to the session's budget when it was added
 
     @property
     def id(self) -> str:
@@ -132,6 +138,10 @@ class _Item:
 
     def audio_ms(self) -> int:
         return len(self.pcm) // BYTES_PER_MS
+
+    def size(self) -> int:
+        """Bytes it holds, as counted against the session's budget (taken when it is added)."""
+        return len(self.pcm) + len(json.dumps(self.data))
 
     def turn(self) -> Turn:
         d = self.data
@@ -226,6 +236,7 @@ class Connection:
         self._speech: tuple[str, int] | None = None
         self.response: _Response | None = None
         self.responses_done = 0
+        self.stored_bytes = 0
         self._configure_vad()
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -257,19 +268,21 @@ class Connection:
             await self.error(Problem("invalid_json", "Binary frames are not supported; send "
                                      "events as JSON text frames."), None)
             return
+        if len(raw) > self.options.max_message_bytes:  # refused before parsing it
+            head = _EVENT_ID.search(raw, 0, 1024)
+            await self.error(Problem("message_too_large", f"The message is {len(raw)} bytes; the "
+                                     f"limit is {self.options.max_message_bytes} bytes."),
+                             head.group(1) if head else None)
+            return
         try:
             event = json.loads(raw)
-        except ValueError as exc:
-            await self.error(Problem("invalid_json", f"The message is not valid JSON: {exc}."),
+        except (ValueError, RecursionError) as exc:
+            reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            await self.error(Problem("invalid_json", f"The message is not valid JSON: {reason}."),
                              None)
             return
         event_id = event.get("event_id") if isinstance(event, dict) else None
         event_id = event_id if isinstance(event_id, str) else None
-        if len(raw) > self.options.max_message_bytes:
-            await self.error(Problem("message_too_large", f"The message is {len(raw)} bytes; the "
-                                     f"limit is {self.options.max_message_bytes} bytes."),
-                             event_id)
-            return
         problem = check_envelope(event)
         if problem is not None:
             await self.error(problem, event_id)
@@ -416,7 +429,19 @@ class Connection:
         await self.emit({"type": "input_audio_buffer.cleared"})
         return None
 
+    def _admit(self, size: int) -> Problem | None:
+        """Whether ``size`` more bytes fit in this session's budget."""
+        if self.stored_bytes + size > self.options.max_session_bytes:
+            return Problem("session_too_large", f"This session already holds "
+                           f"{self.stored_bytes} bytes of items; the limit is "
+                           f"{self.options.max_session_bytes}. Delete some items first.")
+        return None
+
     async def _commit(self, pcm: bytes, item_id: str) -> None:
+        problem = self._admit(len(pcm))
+        if problem is not None:
+            await self.error(problem, None)
+            return
         previous = self.items[-1].id if self.items else None
         await self.emit({"type": "input_audio_buffer.committed", "previous_item_id": previous,
                          "item_id": item_id})
@@ -472,6 +497,8 @@ class Connection:
 
     async def _add_item(self, item: _Item, index: int) -> None:
         self.items.insert(index, item)
+        item.counted = item.size()
+        self.stored_bytes += item.counted
         previous = self.items[index - 1].id if index > 0 else None
         public = item.public()
         await self.emit({"type": "conversation.item.added", "previous_item_id": previous,
@@ -513,6 +540,9 @@ class Connection:
                                "is not in the conversation.", "previous_item_id")
             index = found + 1
         item = _Item(data, pcm)
+        problem = self._admit(item.size())
+        if problem is not None:
+            return problem
         await self._add_item(item, index)
         if pcm and data["role"] == "user":
             await self._transcribe(item)
@@ -534,6 +564,7 @@ class Connection:
         index = self._index(event["item_id"])
         if index is None:
             return self._unknown_item("delete", event["item_id"])
+        self.stored_bytes -= self.items[index].counted
         del self.items[index]
         await self.emit({"type": "conversation.item.deleted", "item_id": event["item_id"]})
         return None
