@@ -644,6 +644,12 @@ class Connection:
         if response.task is not None and not response.task.done():
             response.task.cancel()
             await asyncio.gather(response.task, return_exceptions=True)
+        if self.response is response:  # cancelled before its task ever ran: end it here
+            self.response = None
+            response.status = "cancelled"
+            self.responses_done += 1
+            await self.emit({"type": "response.created", "response": response.public()})
+            await self.emit({"type": "response.done", "response": response.public()})
 
     def _start_response(self, overrides: dict[str, Any], input_turns: list[Turn] | None) -> None:
         keys = ("instructions", "output_modalities", "max_output_tokens", "tools", "tool_choice",

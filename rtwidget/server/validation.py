@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +184,9 @@ def _check_turn_detection(td: Any, param: str) -> Problem | None:
     return None
 
 
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def check_tools(tools: Any, param: str) -> Problem | None:
     """``tools`` is a list of ``{type: "function", name, description?, parameters?}``."""
     if not isinstance(tools, list):
@@ -197,6 +201,9 @@ def check_tools(tools: Any, param: str) -> Problem | None:
         if not isinstance(tool.get("name"), str) or not tool["name"]:
             return Problem("missing_required_parameter", "A function tool needs a 'name'.",
                            f"{where}.name")
+        if not _TOOL_NAME.fullmatch(tool["name"]):
+            return Problem("invalid_value", f"Tool name {tool['name'][:80]!r} must be 1 to 64 "
+                           "letters, digits, '_' or '-'.", f"{where}.name")
         if "parameters" in tool and not isinstance(tool["parameters"], dict):
             return _expect(tool["parameters"], _DICT, f"{where}.parameters")
     return None

@@ -1,0 +1,185 @@
+"""The local server against careless and malicious clients: where it binds, tokens, limits per
+message, per session and per server, clients that stop reading, hostile input, isolation."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from typing import Any
+
+import pytest
+from conftest import RULES, RawClient, utterance
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from rtwidget import RealtimeSession
+from rtwidget.protocol import events
+from rtwidget.server import LocalServer, ScriptedReplyEngine
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_it_binds_loopback_and_wants_a_token_for_anything_else() -> None:
+    assert LocalServer().host == "127.0.0.1"
+    with pytest.raises(ValueError, match="token"):
+        LocalServer("0.0.0.0")  # nothing is bound: the constructor refuses
+    assert LocalServer("0.0.0.0", token="t0ken-for-the-lan").host == "0.0.0.0"
+    assert LocalServer("0.0.0.0", allow_anonymous=True).host == "0.0.0.0"
+
+
+def test_a_token_guards_sessions_and_voices() -> None:
+    with LocalServer(token="let-me-in") as srv:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(srv.url)
+        assert refused.value.response.status_code == 401
+        with RealtimeSession("local", url=srv.url, api_key="let-me-in",
+                             output_modalities=["text"]) as s:
+            assert s.ask("hi") == "You said: hi"
+
+
+def test_the_session_budget_refuses_more_and_keeps_the_connection() -> None:
+    with LocalServer(max_session_bytes=300_000) as srv:
+        client = RawClient(srv.url)
+        note = utterance("a short spoken note", lead_ms=500, tail_ms=500)  # about 110 kB
+        for _ in range(2):
+            client.send(events.item_create(events.audio_message(note)))
+            client.until("conversation.item.done")
+        client.send(events.item_create(events.audio_message(note + note)))
+        error = client.until("error")["error"]
+        assert error["code"] == "session_too_large" and "300000" in error["message"]
+        first = next(e for e in client.seen if e["type"] == "conversation.item.done")
+        client.send(events.item_delete(first["item"]["id"]))
+        client.until("conversation.item.deleted")
+        client.send(events.item_create(events.audio_message(note)))  # room again
+        assert client.until("conversation.item.done")["item"]["role"] == "user"
+        client.close()
+
+
+def test_connections_beyond_the_limit_get_503_and_the_others_carry_on() -> None:
+    with LocalServer(max_connections=2) as srv:
+        first, second = RawClient(srv.url), RawClient(srv.url)
+        with pytest.raises(InvalidStatus) as full:
+            connect(srv.url)
+        assert full.value.response.status_code == 503
+        assert full.value.response.headers["Retry-After"]
+        first.send(events.item_create(events.text_message("still served")))
+        first.send(events.response_create())
+        assert first.until("response.done")["response"]["status"] == "completed"
+        second.close()
+        deadline = time.monotonic() + 5
+        while len(srv.connections) > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        third = RawClient(srv.url)  # a place came free
+        third.close()
+        first.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_others_are_served() -> None:
+    with LocalServer(engine=ScriptedReplyEngine(rules=RULES), send_timeout=0.5) as srv, \
+            connect(srv.url, max_size=None, close_timeout=1) as greedy:
+        greedy.recv()  # session.created; from here on it reads nothing
+        for _ in range(20):  # replies far bigger than the socket buffers
+            greedy.send(json.dumps(events.item_create(events.text_message("long story"))))
+            greedy.send(json.dumps(events.response_create()))
+        with RealtimeSession("local", url=srv.url, output_modalities=["text"]) as other:
+            assert other.ask("are you there") == "You said: are you there"
+        deadline = time.monotonic() + 20
+        while len(srv.connections) > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not srv.connections  # the server let go of the greedy one
+
+
+def test_hostile_messages_get_errors_and_the_connection_goes_on(raw: RawClient) -> None:
+    hostile: list[Any] = [
+        "[" * 100_000 + "]" * 100_000,  # deeper than any parser's recursion
+        '{"type": "session.update", "session": ' + "[" * 50_000 + "]" * 50_000 + "}",
+        '{"type": "\\ud800"}',  # a lone surrogate
+        json.dumps({"type": "conversation.item.retrieve", "item_id": "x" * 100_000}),
+        json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 1_000_001}),
+        b"\xff" * 1000,
+        json.dumps({"type": "response.create", "response": {"tools": [{"type": "function",
+                    "name": "f" * 10_000}] * 50}}),
+    ]
+    for message in hostile:
+        raw.send(message)
+        assert raw.until("error")["type"] == "error"
+    raw.send(events.item_create(events.text_message("still fine")))
+    raw.send(events.response_create())
+    assert raw.until("response.done")["response"]["status"] == "completed"
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    kind = rng.randrange(7 if depth < 4 else 4)
+    if kind == 0:
+        return rng.choice([None, True, False, 0, -1, 2**63, 1e308, float("nan")])
+    if kind == 1:
+        return "".join(chr(rng.randrange(1, 0x2FF)) for _ in range(rng.randrange(12)))
+    if kind == 2:
+        return rng.choice(["", "root", "item_1", "resp_1", "audio/pcm", "inf"])
+    if kind == 3:
+        return rng.random() * 10**rng.randrange(-3, 9)
+    if kind == 4:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    keys = ["type", "event_id", "item", "session", "response", "audio", "item_id",
+            "previous_item_id", "content", "role", "tools", "audio_end_ms", "content_index",
+            "instructions", "turn_detection", "output_modalities", "max_output_tokens"]
+    return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
+
+
+CLIENT_TYPES = ["session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
+                "input_audio_buffer.clear", "conversation.item.create",
+                "conversation.item.retrieve", "conversation.item.truncate",
+                "conversation.item.delete", "response.create", "response.cancel",
+                "output_audio_buffer.clear", "no.such.event"]
+
+
+def test_a_fuzzing_client_cannot_break_the_server_or_its_neighbours(server: LocalServer) -> None:
+    rng = random.Random(20261124)
+    bystander = RawClient(server.url)
+    bystander.send(events.item_create(events.text_message("mine", item_id="item_private")))
+    bystander.until("conversation.item.done")
+    fuzzer = RawClient(server.url)
+    for _ in range(400):  # bounded: about a second of hostile traffic
+        event = _random_json(rng, 1)
+        event = event if isinstance(event, dict) else {"payload": event}
+        event["type"] = rng.choice(CLIENT_TYPES)
+        fuzzer.send(json.dumps(event, allow_nan=True))
+    fuzzer.send(events.item_retrieve("item_private"))  # another session's item: not found
+    fuzzer_error = fuzzer.until("error")
+    while "item_private" not in json.dumps(fuzzer_error):
+        fuzzer_error = fuzzer.until("error")
+    assert fuzzer_error["error"]["code"] == "item_retrieve_invalid_item_id"
+    fuzzer.send(events.item_create(events.text_message("mine too", item_id="item_private")))
+    fuzzer.until("conversation.item.done")  # same id, separate session: no clash
+    fuzzer.send(events.item_create(events.text_message("and still served")))
+    for _ in range(5):  # a fuzzed response may still be running: wait for it, like a client
+        fuzzer.send(events.response_create(output_modalities=["text"], max_output_tokens="inf"))
+        outcome = fuzzer.next(timeout=30)
+        while outcome["type"] not in ("response.created", "error") or (
+                outcome["type"] == "error" and
+                outcome["error"]["code"] != "conversation_already_has_active_response"):
+            outcome = fuzzer.next(timeout=30)
+        if outcome["type"] == "response.created":
+            break
+        fuzzer.until("response.done", timeout=30)
+    done = fuzzer.until("response.done", timeout=30)
+    assert "and still served" in json.dumps(done)
+    bystander.send(events.item_retrieve("item_private"))
+    kept = bystander.until("conversation.item.retrieved")["item"]
+    assert kept["content"][0]["text"] == "mine"  # untouched by the other session
+    assert len(server.connections) == 2
+    fuzzer.close()
+    bystander.close()
+
+
+def test_a_response_cancelled_before_it_starts_still_ends(raw: RawClient) -> None:
+    """Found by the fuzzer: a cancel right behind its create used to leave the response
+    'active' forever, refusing every later response.create."""
+    raw.send(events.item_create(events.text_message("hello")))
+    raw.send(events.response_create())
+    raw.send(events.response_cancel())
+    done = raw.until("response.done")
+    assert done["response"]["status"] == "cancelled"
+    raw.send(events.response_create())
+    assert raw.until("response.done")["response"]["status"] == "completed"
