@@ -11,14 +11,14 @@ from pathlib import Path
 
 from rtwidget.server import EngineUnavailable
 
-from . import browser, client, frame, offline
+from . import browser, client, frame, load, offline
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")))
-    parser.add_argument("--only", choices=["browser", "client", "frame", "offline"],
+    parser.add_argument("--only", choices=["browser", "client", "frame", "load", "offline"],
                         help="run one section")
     args = parser.parse_args()
     machine = {"python": sys.version.split()[0], "platform": platform.platform(),
@@ -26,7 +26,7 @@ def main() -> int:
     print(f"machine: {machine}")
     results = {"machine": machine}
     sections = (("client", client), ("frame", frame), ("offline", offline),
-                ("browser", browser))
+                ("load", load), ("browser", browser))
     for name, section in sections:
         if args.only and args.only != name:
             continue

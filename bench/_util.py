@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -27,3 +32,19 @@ def table(title: str, header: list[str], rows: list[list[Any]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells[1:]]
     return "\n".join(lines)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def figures_from_test(test: str, figures: Path) -> dict[str, Any]:
+    """Run one test file of the suite, which writes its measurements to ``figures`` (JSON),
+    and return them; ImportError (the section is skipped) when it cannot run here."""
+    figures.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                          cwd=ROOT, capture_output=True, text=True, check=False,
+                          env={**os.environ, "RTWIDGET_REQUIRE_E2E": "1"})
+    if done.returncode != 0 or not figures.exists():
+        raise ImportError(f"{test} failed: " + done.stdout[-300:])
+    result: dict[str, Any] = json.loads(figures.read_text())
+    return result

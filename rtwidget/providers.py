@@ -8,6 +8,7 @@ embedded local server.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import uuid
@@ -126,6 +127,34 @@ def mask_url(url: str) -> str:
         f"{k}=***" if _SECRET_PARAM.search(k) else f"{k}={v}" if v else k
         for k, v in parse_qsl(parts.query, keep_blank_values=True))
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_CREDENTIAL_LINE = re.compile(r"(?im)^([<>]?\s*(?:proxy-)?(?:authorization|api-key|x-api-key|"
+                              r"cookie|set-cookie)\s*:).*$")
+_CREDENTIAL_PARAM = re.compile(r"([?&][^=&\s]*(?:key|token|secret|password|auth|sig)[^=&\s]*=)"
+                               r"[^&\s]+", re.I)
+
+
+class RedactCredentials(logging.Filter):
+    """Masks credentials in log records: header lines such as ``Authorization: ...`` (the
+    ``websockets`` library logs every header at DEBUG level) and secret-looking URL query
+    values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = _CREDENTIAL_PARAM.sub(r"\1***", _CREDENTIAL_LINE.sub(r"\1 ***", message))
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def wire_logger(name: str) -> logging.Logger:
+    """The logger to hand to ``websockets`` (``rtwidget.wire.client`` / ``.server``): its
+    records pass :class:`RedactCredentials` first, so DEBUG logging shows no key."""
+    logger = logging.getLogger(f"rtwidget.wire.{name}")
+    if not any(isinstance(f, RedactCredentials) for f in logger.filters):
+        logger.addFilter(RedactCredentials())
+    return logger
 
 
 def _key(explicit: str | None, env_name: str) -> Secret | None:

@@ -41,7 +41,7 @@ from .protocol.audio import SAMPLE_RATE, resample, to_pcm16
 from .protocol.client_events import NOT_GIVEN, merge_session, session_config
 from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
 from .protocol.dialects import encode
-from .providers import Endpoint, resolve
+from .providers import Endpoint, resolve, wire_logger
 from .recording import Recorder
 from .tool_registry import ToolSet
 from .tool_runner import ToolResult, ToolRunner
@@ -143,6 +143,9 @@ class AsyncRealtimeSession:
     counts as a dropped connection. A server event over ``max_message_bytes`` closes the
     connection (code 1009), which is then retried like any drop.
 
+    ``conversation`` is the state to fill; a long-running session can bound its memory with
+    ``Conversation(keep_audio=False, max_log=5000)`` (no reply audio kept, a shorter log).
+
     ``record`` writes the session to a folder (:mod:`rtwidget.recording`): a path, or ``True``
     for a new folder under ``recordings/``. Load it back with :func:`rtwidget.load_recording`.
     """
@@ -171,7 +174,7 @@ class AsyncRealtimeSession:
         self.open_timeout = open_timeout
         self.max_message_bytes = max_message_bytes
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
-        self.conversation = conversation or Conversation()
+        self.conversation = conversation if conversation is not None else Conversation()
         self.config: dict[str, Any] = session_config(**config) if config else {}
         self.dropped_audio_frames = 0
         self.reconnects = 0
@@ -654,6 +657,7 @@ class AsyncRealtimeSession:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             close_timeout=2,  # a peer that stopped answering is not waited for long
+            logger=wire_logger("client"),
         )
         self._ws = ws
         created = await asyncio.wait_for(self._recv_until_created(ws), self.open_timeout)
@@ -764,14 +768,19 @@ class AsyncRealtimeSession:
                 self._safely(audio_cb, update.item.id, update.audio)
         for cb in (*self._listeners.get(kind, ()), *self._listeners.get("*", ())):
             self._safely(cb, event)
-        for predicate, future in list(self._waiters):
+        for entry in list(self._waiters):
+            predicate, future = entry
             if not future.done():
                 try:
                     matched = predicate(event)
                 except Exception:
                     matched = False
-                if matched:
-                    future.set_result(event)
+                if not matched:
+                    continue
+                future.set_result(event)
+            # answered (or given up on): an expectation nobody waits for must not linger
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
 
     def _listener_done(self, task: asyncio.Future[Any]) -> None:
         self._background.discard(task)
@@ -834,6 +843,7 @@ class RealtimeSession:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         max_message_bytes: int = 16 * 1024 * 1024,
+        conversation: Conversation | None = None,
         **config: Any,
     ) -> None:
         if endpoint is None:
@@ -856,6 +866,7 @@ class RealtimeSession:
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             max_message_bytes=max_message_bytes,
+            conversation=conversation,
             **config,
         )
         if connect:

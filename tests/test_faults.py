@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import FAST_RETRY, RULES
@@ -149,6 +150,58 @@ def test_tls_to_a_plain_http_server_fails_at_once_and_says_why(proxy: FaultProxy
     with pytest.raises(ServerRejected, match="TLS handshake failed"):
         session_to(proxy.url().replace("ws://", "wss://"))
     assert proxy.accepted == 1  # one attempt, not ten with backoff
+
+
+@pytest.fixture
+def self_signed_tls(tmp_path: Path) -> Iterator[tuple[int, list[int]]]:
+    """A TLS server on 127.0.0.1 with a self-signed certificate nobody trusts."""
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    accepted: list[int] = []
+
+    def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.close()
+
+    async def start() -> asyncio.Server:
+        return await asyncio.start_server(accept, "127.0.0.1", 0, ssl=context)
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    yield server.sockets[0].getsockname()[1], accepted
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+
+
+def test_a_certificate_that_does_not_verify_is_final(
+        self_signed_tls: tuple[int, list[int]]) -> None:
+    port, attempts = self_signed_tls
+    with pytest.raises(ServerRejected, match="certificate did not verify"):
+        session_to(f"wss://127.0.0.1:{port}/v1/realtime")
+    assert len(attempts) <= 1  # not retried (the handshake may fail before it is accepted)
 
 
 def test_an_oversized_server_event_costs_a_reconnect_not_the_session(paced: LocalServer

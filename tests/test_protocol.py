@@ -229,3 +229,63 @@ def test_no_sequence_of_server_events_makes_the_conversation_raise(seq: list[Any
     for item in conv.all_items():
         assert isinstance(item.display_text, str)
         assert item.audio_in_seconds >= 0 and item.audio_out_seconds >= 0
+
+
+# --- audio conversion, property-based --------------------------------------------------------
+
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from rtwidget.protocol.audio import resample  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(0, 2000),
+                  elements=st.floats(allow_nan=True, allow_infinity=True, width=64)))
+def test_any_float_array_becomes_pcm16_of_the_same_length(samples: np.ndarray) -> None:
+    pcm = np.frombuffer(to_pcm16(samples), dtype="<i2")
+    assert pcm.size == samples.size
+    bad = ~np.isfinite(samples)
+    assert (pcm[bad] == 0).all()  # NaN and infinities are silence, not noise or a crash
+    ok = np.isfinite(samples)
+    assert (np.sign(pcm[ok]) == np.sign(np.clip(samples[ok] * 32767, -32767, 32767)
+                                        .astype(int))).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=4000))
+def test_bytes_are_pcm16_only_with_an_even_length(data: bytes) -> None:
+    if len(data) % 2:
+        with pytest.raises(AudioFormatError, match="even number of bytes"):
+            to_pcm16(data)
+    else:
+        assert to_pcm16(data) == data
+        assert decode_audio(encode_audio(data)) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.binary(max_size=50), st.integers(), st.none()))
+def test_decoding_wire_audio_either_works_or_says_why(value: Any) -> None:
+    try:
+        pcm = decode_audio(value)
+    except AudioFormatError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(pcm, bytes) and len(pcm) % 2 == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([8000, 16000, 22050, 44100, 48000, 96000]),
+       st.integers(0, 3000), st.integers(-20000, 20000))
+def test_resampling_keeps_the_duration_and_the_level(rate: int, n: int, level: int) -> None:
+    pcm = np.full(n, level, dtype="<i2").tobytes()
+    out = np.frombuffer(resample(pcm, rate), dtype="<i2")
+    assert abs(out.size - n * 24000 / rate) <= 1
+    middle = out[out.size // 4: 3 * out.size // 4]
+    if middle.size and n > 200:  # away from the filter's edges a constant stays constant
+        assert np.abs(middle.astype(int) - level).max() <= max(2, abs(level) // 100)
+
+
+def test_resampling_refuses_rates_that_are_not_rates() -> None:
+    for bad in (0, -8000, 1.5, 10**7, "48k"):
+        with pytest.raises(AudioFormatError, match="rate"):
+            resample(b"\x00\x00" * 10, bad)  # type: ignore[arg-type]

@@ -38,7 +38,8 @@ def to_pcm16(audio: Any) -> bytes:
         if audio.dtype == np.int16:
             return audio.astype("<i2", copy=False).tobytes()
         if np.issubdtype(audio.dtype, np.floating):
-            clean = np.nan_to_num(audio.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            clean = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
+            # clipped before any narrowing: a huge float64 must not overflow into infinity
             return (np.clip(clean, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
         raise AudioFormatError(f"audio arrays must be int16 or float, got {audio.dtype}")
     raise AudioFormatError(f"audio must be bytes or a numpy array, got {type(audio).__name__}")
@@ -59,7 +60,8 @@ def resample(pcm: bytes, rate: int, to_rate: int = SAMPLE_RATE) -> bytes:
         cutoff = 0.45 * to_rate / rate  # of the input rate: under the new Nyquist
         taps = np.arange(-32, 33)
         kernel = 2 * cutoff * np.sinc(2 * cutoff * taps) * np.hamming(taps.size)
-        samples = np.convolve(samples, kernel / kernel.sum(), mode="same")
+        # "full" then the centred slice: mode="same" returns the kernel's length for short input
+        samples = np.convolve(samples, kernel / kernel.sum())[32:32 + samples.size]
     count = round(samples.size * to_rate / rate)
     positions = np.arange(count) * (rate / to_rate)
     out = np.interp(positions, np.arange(samples.size), samples)

@@ -31,7 +31,9 @@ BETA_ALIASES: dict[str, str] = {
 """Older (beta) server event names and the GA names they mean."""
 
 _AUDIO_FIELDS = ("audio", "delta")
-_MAX_TIMELINE = 100_000  # mic chunks remembered (about half an hour at 50 a second)
+_MAX_TIMELINE = 3_000  # mic chunks remembered: a minute or more; speech ends are looked up
+# within a second of being sent
+_MAX_SENT_IDS = 2_000  # client event ids remembered to explain the errors that name them
 
 
 def _str(value: Any) -> str | None:
@@ -304,7 +306,7 @@ class Conversation:
         event_id = event.get("event_id")
         if isinstance(event_id, str):
             self._sent[event_id] = kind
-            if len(self._sent) > 10_000:
+            if len(self._sent) > _MAX_SENT_IDS:
                 self._sent.popitem(last=False)
         if kind == "conversation.item.create":
             item = _dict(event.get("item"))

@@ -25,6 +25,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..providers import wire_logger
 from .connection import Connection, ServerOptions
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
 from .vad import VADS, EnergyVad, Vad, VadSettings
@@ -149,6 +150,7 @@ class LocalServer:
             compression=None,
             ping_interval=20,
             ping_timeout=20,
+            logger=wire_logger("server"),
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]

@@ -202,6 +202,9 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
                 "() => { const w = document.querySelector('.rtw');"
                 " return w && +w.dataset.framesSent > 50 && +w.dataset.playedMs > 200; }",
                 timeout=60_000)
+            # (data-played-ms follows the item playing now: read it while it is the spoken reply)
+            played = float(widget.get_attribute("data-played-ms") or 0)
+            started = int(widget.get_attribute("data-started") or 0)
 
             page.locator(".rtw-text-input").fill("what time is it")
             page.locator(".rtw-text-input").press("Enter")
@@ -223,8 +226,6 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
                                    timeout=20_000)
             page.wait_for_timeout(500)
             widget.screenshot(path=str(OUTPUT / "widget-dark.png"))
-            played = float(widget.get_attribute("data-played-ms") or 0)
-            started = int(widget.get_attribute("data-started") or 0)
 
             # a cell blocks the kernel for 4 s while the mic streams: frames are either still
             # acknowledged (comms on a subshell) or the widget says the kernel is busy
