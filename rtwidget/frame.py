@@ -56,7 +56,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 EVENT_COLUMNS: dict[str, tuple[str, str]] = {
-    "direction": ("string", "in (server → client) or out"),
+    "direction": ("string", "in (server → client), out, or local (noted by the client: tool "
+                  "results, playback starts, reconnects)"),
     "type": ("string", "the event type"),
     "at": (UTC_TIME, "when it was sent or received"),
     "size": ("Int64", "bytes on the wire"),

@@ -80,7 +80,7 @@ def plan(recording: Recording) -> list[Action]:
             if isinstance(item.get("id"), str):
                 seen.add(item["id"])
             if item.get("type") == "function_call_output":
-                after_outputs = True
+                after_outputs = after_outputs or not restored
             elif item.get("type", "message") == "message" and not restored:
                 send = dict(event, item=dict(item, id=events.new_item_id()))
                 send.pop("previous_item_id", None)

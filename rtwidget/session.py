@@ -1116,8 +1116,9 @@ class RealtimeSession:
 
     def note(self, kind: str, **fields: Any) -> None:
         """Log and record something the client saw (an ``rtwidget.*`` event; see
-        :meth:`AsyncRealtimeSession.note`), from any thread."""
-        self._soon(lambda: self.aio.note(kind, **fields))
+        :meth:`AsyncRealtimeSession.note`), from any thread; after close it is dropped."""
+        if not self.aio.closed:
+            self._soon(lambda: self.aio.note(kind, **fields))
 
     def send(self, event: dict[str, Any]) -> None:
         """Send a raw client event (it gets an ``event_id`` if it has none)."""

@@ -137,7 +137,8 @@ class VoiceChat(anywidget.AnyWidget):
         try:
             if kind == "audio":
                 self._on_mic_frame(content, buffers)
-            elif kind == "ready":
+            elif kind == "ready":  # a new page (or a reload): its audio count starts at 0
+                self._audio_sent = self._audio_acked = 0
                 self._front_ready.set()
                 self._schedule_rows(reset=True)
                 self._call_on_loop(self._send_voices)

@@ -255,3 +255,27 @@ def test_a_mic_frames_line_is_what_the_general_writer_would_write(tmp_path: Path
                      "audio": [{"field": "audio", "track": "sent", "offset": 0, "bytes": 1000}]}
     assert second["event"]["audio"] == "not base64!" and "audio" not in second
     assert rt.load_recording(tmp_path / "r").track("sent") == pcm
+
+
+def test_history_restored_after_a_reconnect_is_not_replayed(tmp_path: Path) -> None:
+    rt.tool(weather_v1, name="get_weather")
+    with LocalServer(engine=ScriptedReplyEngine(rules=RULES)) as srv:
+        with rt.RealtimeSession("local", url=srv.url, record=tmp_path / "r",
+                                output_modalities=["text"]) as s:
+            s.ask("what is the weather in Oslo")
+            reconnected = s.expect("rtwidget.reconnected", timeout=30)
+            srv.close_connections(1001)
+            reconnected.wait()
+            s.ask("hello after the drop")
+        rec = rt.load_recording(tmp_path / "r")
+        actions = plan(rec)
+        creates = [a.event["item"]["content"][0]["text"] for a in actions
+                   if a.event["type"] == "conversation.item.create"]
+        assert creates == ["what is the weather in Oslo", "hello after the drop"]
+        assert [a.event["type"] for a in actions].count("response.create") == 2
+        assert "rtwidget.reconnected" in set(rec.events["type"])
+        run = rec.replay(url=srv.url, provider="local", speed=math.inf)
+        try:
+            assert run.problems == [] and not run.diff(only_changed=True).size
+        finally:
+            run.close()
