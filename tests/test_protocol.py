@@ -247,8 +247,7 @@ def test_any_float_array_becomes_pcm16_of_the_same_length(samples: np.ndarray) -
     bad = ~np.isfinite(samples)
     assert (pcm[bad] == 0).all()  # NaN and infinities are silence, not noise or a crash
     ok = np.isfinite(samples)
-    assert (np.sign(pcm[ok]) == np.sign(np.clip(samples[ok] * 32767, -32767, 32767)
-                                        .astype(int))).all()
+    assert (np.sign(pcm[ok]) == np.sign((np.clip(samples[ok], -1, 1) * 32767).astype(int))).all()
 
 
 @settings(max_examples=300, deadline=None)
