@@ -276,10 +276,12 @@ export class Engine {
         const total = blocks[blocks.length - 1].frame + blocks[blocks.length - 1].buf.length - first;
         const samples = new Float32Array(total);
         for (const b of blocks) samples.set(b.buf, b.frame - first);
-        const found = findChirp(samples, tpl);
+        // an echo cannot come before the chirp was played: search from there on
+        const from = Math.max(0, Math.round(startAt * ctx.sampleRate) - first);
+        const found = findChirp(samples.subarray(from), tpl);
         if (found) {
-          const lag = first + found.index - startAt * ctx.sampleRate;
-          Object.assign(result, { heard: lag >= 0, roundtrip_ms: (lag / ctx.sampleRate) * 1000,
+          const lag = first + from + found.index - startAt * ctx.sampleRate;
+          Object.assign(result, { heard: true, roundtrip_ms: (lag / ctx.sampleRate) * 1000,
                                   score: found.score });
         }
       }
