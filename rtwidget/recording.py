@@ -27,6 +27,7 @@ import binascii
 import datetime as dt
 import io
 import json
+import logging
 import queue
 import threading
 import time
@@ -44,6 +45,8 @@ from .protocol.conversation import Conversation
 if TYPE_CHECKING:
     from .replay import Replay
     from .session import RealtimeSession
+
+log = logging.getLogger("rtwidget.recording")
 
 FORMAT = "rtwidget-recording"
 VERSION = 1
@@ -182,20 +185,26 @@ class Recorder:
             queue.SimpleQueue()
         self.events = 0
         self.failed: str | None = None
+        self._closed = False
         self._thread = threading.Thread(target=self._drain, name="rtwidget-recorder",
                                         daemon=True)
         self._thread.start()
 
     def write(self, direction: str, event: dict[str, Any], at: float, size: int) -> None:
-        """Queue one event (``direction`` is ``in``, ``out`` or ``local``)."""
-        self._queue.put((direction, event, at, size))
+        """Queue one event (``direction`` is ``in``, ``out`` or ``local``); nothing once the
+        recording has failed (a full disk), so the queue cannot grow without end."""
+        if self.failed is None:
+            self._queue.put((direction, event, at, size))
 
     def close(self) -> None:
-        """Write what is queued, finish the files and ``meta.json``."""
-        if not self._thread.is_alive():
+        """Write what is queued, finish the files and ``meta.json`` (which says if and why
+        the recording stopped early)."""
+        if self._closed:
             return
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=30)
         self.meta.update(ended=dt.datetime.now(dt.timezone.utc).isoformat(), events=self.events,
                          **({"failed": self.failed} if self.failed else {}))
         for name, track in self._tracks.items():
@@ -230,6 +239,8 @@ class Recorder:
                 time.sleep(_FLUSH_EVERY)  # let a batch gather: one flush for many events
         except Exception as exc:  # a full disk must not take the session down
             self.failed = f"{type(exc).__name__}: {exc}"
+            log.warning("recording to %s stopped: %s; the session goes on", self.folder,
+                        self.failed)
         finally:
             self._events.close()
             for track in self._tracks.values():
@@ -249,7 +260,6 @@ class Recorder:
             line["audio"] = refs
         self._events.write(self._scrub(json.dumps(line, default=str)) + "\n")
         self.events += 1
-
 
     def _append_line(self, event: dict[str, Any], at: float, size: int) -> None:
         """The line for a mic frame (50 a second), written without the general machinery;

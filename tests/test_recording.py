@@ -279,3 +279,18 @@ def test_history_restored_after_a_reconnect_is_not_replayed(tmp_path: Path) -> N
             assert run.problems == [] and not run.diff(only_changed=True).size
         finally:
             run.close()
+
+
+def test_a_recording_that_cannot_write_stops_cleanly_and_says_why(tmp_path: Path) -> None:
+    from rtwidget.recording import Recorder
+
+    recorder = Recorder(tmp_path / "r", {})
+    recorder._events.close()  # as if the disk went away under it
+    recorder.write("in", {"type": "session.created"}, 1.0, 10)
+    recorder._thread.join(5)
+    assert recorder.failed and "closed file" in recorder.failed
+    recorder.write("in", {"type": "session.updated"}, 2.0, 10)
+    assert recorder._queue.empty()  # nothing piles up once it has failed
+    recorder.close()
+    meta = json.loads((tmp_path / "r" / "meta.json").read_text())
+    assert "closed file" in meta["failed"]
