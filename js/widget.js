@@ -368,6 +368,11 @@ function rowElement(row) {
     const audio = row.seconds ? `(${row.seconds.toFixed(1)} s of audio)` : "";
     el.append(h("span", { class: "rtw-who" }, who), h("span", { class: "rtw-text" },
       row.text || (row.status === "in_progress" ? "…" : audio)));
+    if (row.latency != null) {
+      el.append(h("span", { class: "rtw-latency", title: "from the end of your turn to this " +
+        "reply playing (chat.df and rt.plot_latency show each stage)" },
+        `latency ${row.latency.toFixed(2)} s`));
+    }
   }
   if (row.status === "incomplete") el.classList.add("rtw-cut");
   return el;
@@ -386,7 +391,7 @@ function render({ model, el }) {
   const probeBtn = h("button", { class: "rtw-probe", type: "button",
     title: "Measure this browser's audio round trip: plays a short chirp and listens for it " +
       "(use speakers; headphones keep the chirp from the mic)",
-    onclick: () => { engine.probe().catch((e) => engine.fail(String(e))); } }, "⏱ Latency");
+    onclick: () => { engine.probe().catch((e) => engine.fail(String(e))); } }, "Latency test");
   const connBtn = h("button", { class: "rtw-conn", type: "button", onclick: () => {
     model.send({ type: model.get("status") === "closed" ? "connect" : "disconnect" });
   } });

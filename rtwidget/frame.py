@@ -92,14 +92,6 @@ def _present(value: float | None) -> list[float]:
     return [] if value is None else [value]
 
 
-def _turn_end(item: Item) -> float | None:
-    if item.speech_end_at is not None:
-        return item.speech_end_at
-    if item.speech_stopped_at is not None:
-        return item.speech_stopped_at
-    return item.sent_at if item.sent_at is not None else item.created_at
-
-
 def _row(position: int, item: Item, response: Response | None, first_of_response: bool,
          call: Item | None, tool: Mapping[str, Any] | None) -> list[Any]:
     role = item.role or ("tool" if item.type == "function_call_output" else
@@ -145,7 +137,7 @@ _TURN_AT = list(COLUMNS).index("speech_end_at")
 
 
 def _fill_turn(row: list[Any], user: Item, turn: _Turn) -> None:
-    end = _turn_end(user)
+    end = user.turn_ended_at
     spoken = user.speech_stopped_at is not None
     row[_TURN_AT:_TURN_AT + 6] = [
         end,

@@ -343,12 +343,21 @@ class VoiceChat(anywidget.AnyWidget):
             found = [conv.get(i) for i in dirty]
             items = [i for i in found if i is not None and not i.deleted]
             removed = [i.id for i in found if i is not None and i.deleted]
-        positions = {item.id: pos for pos, item in enumerate(conv)}
-        rows = [self._row(item, positions.get(item.id, 0)) for item in items]
+        positions: dict[str, int] = {}
+        turn_of: dict[str, Any] = {}  # item id -> the user message its turn began with
+        user = None
+        for pos, each in enumerate(conv):
+            positions[each.id] = pos
+            if each.role == "user" and each.type == "message":
+                user = each
+            elif user is not None:
+                turn_of[each.id] = user
+        rows = [self._row(item, positions.get(item.id, 0), turn_of.get(item.id))
+                for item in items]
         if rows or removed or reset:
             self.send({"type": "rows", "rows": rows, "removed": removed, "reset": reset})
 
-    def _row(self, item: Any, pos: int) -> dict[str, Any]:
+    def _row(self, item: Any, pos: int, turn_of: Any = None) -> dict[str, Any]:
         name = item.name
         if item.type == "function_call_output" and item.call_id:
             call = self.session.conversation.by_call_id(item.call_id)
@@ -360,7 +369,17 @@ class VoiceChat(anywidget.AnyWidget):
                 "function_call_output" else "assistant"), "kind": item.type,
                 "text": item.display_text, "status": item.status, "name": name,
                 "arguments": item.arguments, "output": item.output, "error": error,
-                "pos": pos, "seconds": self._seconds(item)}
+                "pos": pos, "seconds": self._seconds(item),
+                "latency": self._latency_of(item, turn_of)}
+
+    @staticmethod
+    def _latency_of(item: Any, user: Any) -> float | None:
+        """Seconds from the end of the user's turn to this reply being heard (or, until it
+        plays, arriving): the figure shown on the reply."""
+        if user is None or item.role != "assistant" or item.type != "message":
+            return None
+        reached = item.played_at or item.first_audio_at or item.first_text_at
+        return max(0.0, reached - user.turn_ended_at) if reached is not None else None
 
     @staticmethod
     def _seconds(item: Any) -> float:
@@ -384,17 +403,18 @@ class VoiceChat(anywidget.AnyWidget):
         return out
 
     def probe_latency(self, timeout: float = 15.0) -> dict[str, Any]:
-        """Measure the browser's own audio round trip (the ⏱ button does the same): the page
-        plays a short chirp and listens for it on the mic. Returns ``heard``, and when heard
-        ``roundtrip_ms`` (output + input latency of this device), plus what the browser reports
-        (``output_ms``, ``input_ms``) or an ``error``. Needs speakers the mic can hear."""
+        """Measure the browser's own audio round trip (the Latency test button does the same):
+        the page plays a short chirp and listens for it on the mic. Returns ``heard``, and when
+        heard ``roundtrip_ms`` (output + input latency of this device), plus what the browser
+        reports (``output_ms``, ``input_ms``) or an ``error``. Needs speakers the mic can
+        hear."""
         if not self._front_ready.is_set():
             raise RuntimeError("the widget is not on screen yet: display it first")
         self._probe_done.clear()
         self.send({"type": "probe"})
         if not self._probe_done.wait(timeout):
             raise TimeoutError(f"the browser sent no probe result within {timeout:g} s "
-                               "(press ⏱ Latency; the result lands in chat.probe)")
+                               "(press Latency test; the result lands in chat.probe)")
         return dict(self.probe)
 
     @property

@@ -215,3 +215,6 @@ def test_playback_starts_land_in_the_dataframe(widget) -> None:
     table = rt.turn_latency(chat)
     assert table.loc[0, "device_ms"] == 21.5 and table.loc[0, "total_ms"] > 21.5
     assert "rtwidget.playback_started" in set(chat.events["type"])
+    shown = browser.wait(lambda: [r for m, _ in browser.of_type("rows") for r in m["rows"]
+                                  if r["id"] == reply["item_id"] and r["latency"] is not None])
+    assert shown[-1]["latency"] == pytest.approx(user["played_s"], abs=0.01)

@@ -108,6 +108,16 @@ class Item:
         return 0.0
 
     @property
+    def turn_ended_at(self) -> float:
+        """For a user message, the end of the user's turn: when the last sample of their
+        speech was sent (by the server VAD's end), else when the VAD said so, else when the
+        message was sent (or appeared)."""
+        for at in (self.speech_end_at, self.speech_stopped_at, self.sent_at):
+            if at is not None:
+                return at
+        return self.created_at
+
+    @property
     def audio_out_seconds(self) -> float:
         """Seconds of assistant audio received for this item."""
         return duration_ms(self.audio_out_bytes) / 1000.0

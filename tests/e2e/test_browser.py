@@ -189,6 +189,7 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
             page.goto(f"{url}/lab/tree/voice.ipynb?reset", timeout=60_000)
             page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
                                    timeout=90_000)
+            page.add_style_tag(content=".Toastify { display: none !important; }")  # lab's news
             run_cell(page, 0)
             run_cell(page, 1)
             widget = page.locator(".rtw[data-ready=true]")
@@ -202,6 +203,7 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
                 "() => { const w = document.querySelector('.rtw');"
                 " return w && +w.dataset.framesSent > 50 && +w.dataset.playedMs > 200; }",
                 timeout=60_000)
+            page.wait_for_selector(".rtw-assistant .rtw-latency", timeout=20_000)
             # (data-played-ms follows the item playing now: read it while it is the spoken reply)
             played = float(widget.get_attribute("data-played-ms") or 0)
             started = int(widget.get_attribute("data-started") or 0)
