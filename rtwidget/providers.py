@@ -115,7 +115,8 @@ def ask_key(provider: str = "inworld") -> None:
     os.environ[ENV_KEYS[provider]] = value
 
 
-_SECRET_PARAM = re.compile(r"(key|token|secret|password|auth|signature|sig|credential)", re.I)
+_SECRET_WORDS = "key|token|secret|password|auth|sig|credential"  # in a parameter's name
+_SECRET_PARAM = re.compile(f"({_SECRET_WORDS})", re.I)
 
 
 def mask_url(url: str) -> str:
@@ -131,8 +132,7 @@ def mask_url(url: str) -> str:
 
 _CREDENTIAL_LINE = re.compile(r"(?im)^([<>]?\s*(?:proxy-)?(?:authorization|api-key|x-api-key|"
                               r"cookie|set-cookie)\s*:).*$")
-_CREDENTIAL_PARAM = re.compile(r"([?&][^=&\s]*(?:key|token|secret|password|auth|sig)[^=&\s]*=)"
-                               r"[^&\s]+", re.I)
+_CREDENTIAL_PARAM = re.compile(rf"([?&][^=&\s]*(?:{_SECRET_WORDS})[^=&\s]*=)[^&\s]+", re.I)
 
 
 class RedactCredentials(logging.Filter):

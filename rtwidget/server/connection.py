@@ -397,9 +397,9 @@ class Connection:
                          "item_id": item_id})
         pcm = self._slice(start_ms - self._vad.settings.prefix_padding_ms, ms)
         self._drop_until(ms)
-        await self._commit(pcm, item_id)
+        committed = await self._commit(pcm, item_id)
         td = self._turn_detection() or {}
-        if td.get("create_response", True) and self.response is None:
+        if committed and td.get("create_response", True) and self.response is None:
             self._start_response({}, None)
 
     async def _on_input_audio_buffer_commit(self, event: dict[str, Any]) -> Problem | None:
@@ -437,11 +437,12 @@ class Connection:
                            f"{self.options.max_session_bytes}. Delete some items first.")
         return None
 
-    async def _commit(self, pcm: bytes, item_id: str) -> None:
+    async def _commit(self, pcm: bytes, item_id: str) -> bool:
+        """Make the audio a user item; ``False`` if the session's budget refused it."""
         problem = self._admit(len(pcm))
         if problem is not None:
             await self.error(problem, None)
-            return
+            return False
         previous = self.items[-1].id if self.items else None
         await self.emit({"type": "input_audio_buffer.committed", "previous_item_id": previous,
                          "item_id": item_id})
@@ -450,6 +451,7 @@ class Connection:
                       "content": [{"type": "input_audio", "transcript": None}]}, bytearray(pcm))
         await self._add_item(item, len(self.items))
         await self._transcribe(item)
+        return True
 
     async def _transcribe(self, item: _Item) -> None:
         wanted = self.session["audio"]["input"].get("transcription") is not None
