@@ -86,10 +86,6 @@ class FaultProxy:
         """Forward only half of the next bytes the server sends, then drop the connection."""
         self._cut_next = True
 
-    @property
-    def open_connections(self) -> int:
-        return sum(1 for p in self.pairs if not p.client.is_closing())
-
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _reset(self) -> None:

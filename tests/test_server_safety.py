@@ -91,19 +91,22 @@ def test_a_client_that_stops_reading_is_dropped_and_others_are_served() -> None:
 
 
 def test_hostile_messages_get_errors_and_the_connection_goes_on(raw: RawClient) -> None:
-    hostile: list[Any] = [
-        "[" * 100_000 + "]" * 100_000,  # deeper than any parser's recursion
-        '{"type": "session.update", "session": ' + "[" * 50_000 + "]" * 50_000 + "}",
-        '{"type": "\\ud800"}',  # a lone surrogate
-        json.dumps({"type": "conversation.item.retrieve", "item_id": "x" * 100_000}),
-        json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 1_000_001}),
-        b"\xff" * 1000,
-        json.dumps({"type": "response.create", "response": {"tools": [{"type": "function",
-                    "name": "f" * 10_000}] * 50}}),
+    hostile: list[tuple[Any, str]] = [
+        ("[" * 100_000 + "]" * 100_000, "invalid_json"),  # deeper than any parser's recursion
+        ('{"type": "session.update", "session": ' + "[" * 50_000 + "]" * 50_000 + "}",
+         "invalid_json"),
+        ('{"type": "\\ud800"}', "invalid_value"),  # a lone surrogate as the event type
+        (json.dumps({"type": "conversation.item.retrieve", "item_id": "x" * 100_000}),
+         "item_retrieve_invalid_item_id"),
+        (json.dumps({"type": "input_audio_buffer.append", "audio": "A" * 1_000_001}),
+         "invalid_value"),
+        (b"\xff" * 1000, "invalid_json"),
+        (json.dumps({"type": "response.create", "response": {"tools": [{"type": "function",
+                     "name": "f" * 10_000}] * 50}}), "invalid_value"),
     ]
-    for message in hostile:
+    for message, code in hostile:
         raw.send(message)
-        assert raw.until("error")["type"] == "error"
+        assert raw.until("error")["error"]["code"] == code
     raw.send(events.item_create(events.text_message("still fine")))
     raw.send(events.response_create())
     assert raw.until("response.done")["response"]["status"] == "completed"
