@@ -8,7 +8,8 @@ class CaptureProcessor extends AudioWorkletProcessor {
     const frameMs = (options && options.processorOptions && options.processorOptions.frameMs) || 40;
     this.resampler = new Resampler(sampleRate, TARGET_RATE);
     this.framer = new Framer(Math.round((TARGET_RATE * frameMs) / 1000));
-    this.gate = false; // when true, send silence (the agent is speaking and echo would leak)
+    // when true, send silence (the agent is speaking and its echo would leak into the mic)
+    this.gate = !!(options && options.processorOptions && options.processorOptions.gate);
     this.level = 0;
     this.port.onmessage = (e) => {
       if (e.data && e.data.type === "gate") this.gate = !!e.data.on;

@@ -137,10 +137,11 @@ export class JitterBuffer {
     this.played = new Map(); // item -> samples rendered
     this.underruns = 0;
     this.current = null;
+    this.dropped = new Set(); // flushed items: their late chunks are not played
   }
 
   push(item, data) {
-    if (!data.length) return;
+    if (!data.length || this.dropped.has(item)) return;
     this.chunks.push({ item, data, offset: 0 });
     this.queued += data.length;
   }
@@ -184,9 +185,23 @@ export class JitterBuffer {
     return started;
   }
 
-  /** Drop everything queued; returns {item, played} for the item that was playing. */
+  /**
+   * Drop everything queued, and whatever still arrives for the items dropped (a cancelled
+   * reply keeps streaming for a moment); returns {item, played} for the item that was playing.
+   */
   flush() {
-    const item = this.current;
+    // the item being cut: the one playing, or else the next one queued; an item that has
+    // already played to its end is not cut (nothing of it was lost)
+    const cur = this.current;
+    const unfinished = cur !== null &&
+      (!this.ended.has(cur) || this.chunks.some((c) => c.item === cur));
+    const item = unfinished ? cur : this.chunks.length ? this.chunks[0].item : null;
+    for (const id of [this.current, ...this.chunks.map((c) => c.item)]) {
+      if (id !== null && !this.ended.has(id)) {
+        this.dropped.add(id);
+        this.ended.add(id);
+      }
+    }
     this.chunks = [];
     this.queued = 0;
     this.buffering = true;
@@ -195,6 +210,11 @@ export class JitterBuffer {
 
   get playing() {
     return !this.buffering && this.queued > 0;
+  }
+
+  /** Audio is playing, queued, or still owed: an item started and its end has not come. */
+  get busy() {
+    return this.queued > 0 || (this.current !== null && !this.ended.has(this.current));
   }
 }
 

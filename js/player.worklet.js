@@ -9,6 +9,7 @@ class PlayerProcessor extends AudioWorkletProcessor {
     this.buffer = new JitterBuffer(Math.round((sampleRate * prebufferMs) / 1000));
     this.resampler = sampleRate === TARGET_RATE ? null : new Resampler(TARGET_RATE, sampleRate);
     this.quanta = 0;
+    this.wasBusy = false;
     this.ratio = TARGET_RATE / sampleRate; // played samples are reported at 24 kHz
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
@@ -36,10 +37,12 @@ class PlayerProcessor extends AudioWorkletProcessor {
     for (let ch = 1; ch < outputs[0].length; ch++) outputs[0][ch].set(out);
     this.quanta++;
     const playing = this.buffer.playing;
-    if (playing !== wasPlaying || this.quanta % 32 === 0) {
+    const busy = this.buffer.busy;
+    if (playing !== wasPlaying || busy !== this.wasBusy || this.quanta % 32 === 0) {
+      this.wasBusy = busy;
       const item = this.buffer.current;
       this.port.postMessage({
-        type: "progress", playing, item,
+        type: "progress", playing, busy, item,
         played: item === null ? 0 : Math.round((this.buffer.played.get(item) || 0) * this.ratio),
         underruns: this.buffer.underruns,
       });

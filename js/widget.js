@@ -10,6 +10,9 @@ const BUSY_FRAMES = 25; // unacknowledged 40 ms frames (1 s) before we say the k
 const AUDIO_ACK_EVERY = 5; // audio chunks between acknowledgements to the kernel
 const PROBE_AT_S = 0.3; // the chirp plays this long after the probe starts listening
 const PROBE_LISTEN_MS = 1500;
+// after the agent's last sample has played, the mic stays closed this long (plus the device's
+// output latency): the room's echo and the speaker's own delay must not reach the VAD
+const ECHO_TAIL_MS = 300;
 
 function moduleUrl(src) {
   return URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
@@ -64,6 +67,9 @@ export class Engine {
     this.headphones = false;
     this.level = 0;
     this.playing = false;
+    this.agentBusy = false; // the player has agent audio playing, queued or still owed
+    this.gated = false; // the mic sends silence (the agent is speaking, no headphones)
+    this.gateTimer = null;
     this.message = "";
     this.stats = { framesSent: 0, bytesSent: 0, pushedBytes: 0, started: 0, playedMs: 0,
                    flushes: 0, underruns: 0 };
@@ -173,14 +179,18 @@ export class Engine {
     } else if (msg.type === "progress") {
       this.stats.playedMs = msg.played / 24;
       this.stats.underruns = msg.underruns;
+      if (msg.busy !== this.agentBusy) {
+        this.agentBusy = msg.busy;
+        this.updateGate();
+      }
       if (msg.playing !== this.playing) {
         this.playing = msg.playing;
-        this.gate(this.playing && !this.headphones);
         this.emit();
       }
     } else if (msg.type === "flushed") {
       this.playing = false;
-      this.gate(false);
+      this.agentBusy = false;
+      this.updateGate(true);
       const latency = Math.round(((this.playCtx && this.playCtx.outputLatency) || 0) * 1000);
       const ms = Math.max(0, Math.floor(msg.played / 24) - latency);
       if (msg.item !== null) {
@@ -190,8 +200,30 @@ export class Engine {
     }
   }
 
-  gate(on) {
+  /**
+   * The echo gate: without headphones the mic sends silence from the agent's first sample
+   * until its last one has left the speaker (plus a tail), so the agent never hears itself as
+   * a user barging in. `now` opens it at once (a barge-in: the user is talking).
+   */
+  updateGate(now = false) {
+    clearTimeout(this.gateTimer);
+    this.gateTimer = null;
+    const want = this.agentBusy && !this.headphones;
+    if (want || now || !this.gated) return this.setGate(want);
+    const ctx = this.playCtx;
+    const tail = ECHO_TAIL_MS + ((ctx && ctx.outputLatency) || 0) * 1000;
+    this.gateTimer = setTimeout(() => this.setGate(false), tail);
+  }
+
+  setGate(on) {
+    this.gated = on;
     if (this.capture) this.capture.port.postMessage({ type: "gate", on });
+    this.emit();
+  }
+
+  setHeadphones(on) {
+    this.headphones = on;
+    this.updateGate(on);
   }
 
   async startMic() {
@@ -211,14 +243,16 @@ export class Engine {
     const ctx = new AC({ latencyHint: "interactive" }); // the device rate; the worklet resamples
     await addWorklet(ctx, CAPTURE_SRC);
     const source = ctx.createMediaStreamSource(stream);
+    // the agent may be speaking already: the mic starts gated then
     const node = new this.env.AudioWorkletNode(ctx, "rt-capture", {
-      processorOptions: { frameMs: 40 },
+      processorOptions: { frameMs: 40, gate: this.gated },
     });
     const sink = ctx.createGain();
     sink.gain.value = 0;
     source.connect(node).connect(sink).connect(ctx.destination);
     node.port.onmessage = (e) => this.onFrame(e.data);
     Object.assign(this, { micCtx: ctx, micStream: stream, capture: node, micOn: true });
+    node.port.postMessage({ type: "gate", on: this.gated }); // it may have changed meanwhile
     this.message = "";
     this.model.send({ type: "mic", on: true, rate: ctx.sampleRate });
     this.emit();
@@ -365,16 +399,24 @@ function rowElement(row) {
     }
   } else {
     const who = row.role === "user" ? "you" : row.role === "assistant" ? "agent" : row.role;
-    const audio = row.seconds ? `(${row.seconds.toFixed(1)} s of audio)` : "";
+    // words only: "…" while they are on their way, never a stand-in for them
     el.append(h("span", { class: "rtw-who" }, who), h("span", { class: "rtw-text" },
-      row.text || (row.status === "in_progress" ? "…" : audio)));
+      row.text || (row.pending || row.status === "in_progress" ? "…" : "")));
+    if (row.role === "user" && row.seconds) {
+      el.append(h("span", { class: "rtw-meta", title: "how long you spoke" },
+        `${row.seconds.toFixed(1)} s`));
+    }
+    if (row.error) el.append(h("span", { class: "rtw-meta rtw-row-error" }, row.error));
     if (row.latency != null) {
       el.append(h("span", { class: "rtw-latency", title: "from the end of your turn to this " +
         "reply playing (chat.df and rt.plot_latency show each stage)" },
         `latency ${row.latency.toFixed(2)} s`));
     }
   }
-  if (row.status === "incomplete") el.classList.add("rtw-cut");
+  if (row.status === "incomplete" || row.cut) {
+    el.classList.add("rtw-cut");
+    el.title = row.cut ? "cut off where you interrupted: what you heard" : "cut off";
+  }
   return el;
 }
 
@@ -396,7 +438,7 @@ function render({ model, el }) {
     model.send({ type: model.get("status") === "closed" ? "connect" : "disconnect" });
   } });
   const phones = h("input", { type: "checkbox", onchange: () => {
-    engine.headphones = phones.checked;
+    engine.setHeadphones(phones.checked);
   } });
   const provider = h("span", { class: "rtw-provider" });
   const voicePick = h("select", { class: "rtw-voice", title: "Voice", onchange: () => {
@@ -458,7 +500,7 @@ function render({ model, el }) {
       if (names.includes(engine.voice)) voicePick.value = engine.voice;
     }
     voicePick.style.display = names.length ? "" : "none";
-    notice.textContent = [model.get("notice"), engine.playing && !engine.headphones && engine.micOn ?
+    notice.textContent = [model.get("notice"), engine.gated && engine.micOn ?
       "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : "",
       probeText(engine)].filter(Boolean).join(" ");
     probeBtn.disabled = !!engine.probing;

@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tool-choice", dest="tool_choice", help="auto, none, required or a name")
     p.add_argument("--max-output-tokens", dest="max_output_tokens",
                    help="a number or inf")
+    p.add_argument("--transcription", metavar="MODEL",
+                   help="speech-to-text model for your words, or none (default: the "
+                   "provider's own)")
     p.add_argument("--record", nargs="?", const=True, metavar="FOLDER",
                    help="record the session (to FOLDER, default recordings/<time>)")
     p.add_argument("-h", "--help", action="store_true")
@@ -49,6 +52,8 @@ def chat_kwargs(line: str) -> tuple[str, dict[str, Any]]:
         kwargs["max_output_tokens"] = value if value == "inf" else int(value)
     if args.record:
         kwargs["record"] = args.record
+    if args.transcription:
+        kwargs["transcription"] = None if args.transcription == "none" else args.transcription
     if args.tools:
         kwargs["tools"] = False if args.tools == "none" else [
             t.strip() for t in args.tools.split(",") if t.strip()]
@@ -63,7 +68,7 @@ class RealtimeMagics(Magics):
     def rtchat(self, line: str) -> None:
         """%rtchat [--model M] [--voice V] [--tts-model T] [--instructions TEXT]
         [--modalities audio,text] [--provider P | --url URL] [--tools a,b | none] [--name chat]
-        [--record [FOLDER]]
+        [--transcription MODEL | none] [--record [FOLDER]]
 
         Show a voice chat; the widget is stored in the variable named by --name."""
         if "-h" in line.split() or "--help" in line.split():

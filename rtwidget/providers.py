@@ -236,3 +236,20 @@ def resolve(
         )
     raise ValueError(f"unknown provider {provider!r}; expected inworld, openai, azure, url or "
                      "local")
+
+
+# Each provider's documented speech-to-text model for the user's side of a voice chat: Inworld
+# recommends its own STT model, OpenAI (and Azure OpenAI) document gpt-4o-mini-transcribe, and
+# the local server transcribes with PocketSphinx whatever the name.
+TRANSCRIPTION_MODELS: dict[str, str] = {
+    "inworld": "inworld/inworld-stt-1",
+    "openai": "gpt-4o-mini-transcribe",
+    "azure": "gpt-4o-mini-transcribe",
+    "local": "pocketsphinx",
+    "url": "gpt-4o-mini-transcribe",
+}
+
+
+def transcription_model(endpoint: Endpoint) -> str:
+    """The speech-to-text model a voice chat on ``endpoint`` asks for by default."""
+    return TRANSCRIPTION_MODELS.get(endpoint.provider, TRANSCRIPTION_MODELS["url"])

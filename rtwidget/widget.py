@@ -22,6 +22,7 @@ import traitlets
 
 from .frame import LiveView
 from .protocol import events
+from .providers import resolve, transcription_model
 from .session import RealtimeSession
 
 log = logging.getLogger("rtwidget.widget")
@@ -118,7 +119,10 @@ class VoiceChat(anywidget.AnyWidget):
                    or self.session.conversation.session.get("audio", {}).get("output", {})
                    .get("voice") or "")
 
-        self._voices = {"type": "voices", "names": names, "current": str(current)}
+        current = str(current)
+        if current and current not in names:  # the picker shows the voice in use, always
+            names.insert(0, current)
+        self._voices = {"type": "voices", "names": names, "current": current}
         self._call_on_loop(self._send_voices)
 
     def _send_voices(self) -> None:
@@ -290,6 +294,7 @@ class VoiceChat(anywidget.AnyWidget):
                 self.send({"type": "audio_done", "item_id": event.get("item_id")})
         elif kind == "response.done":
             self._set_phase("listening" if self._mic_on else "idle")
+            self._end_audio(event)
         elif kind == "session.created" or kind == "session.updated":
             self._show_provider()
         elif kind == "rtwidget.reconnecting":
@@ -304,6 +309,20 @@ class VoiceChat(anywidget.AnyWidget):
                 else None
             self.error = str(info) if info else "the server reported an error"
         self._mark(event)
+
+    def _end_audio(self, event: dict[str, Any]) -> None:
+        """A response is over: none of its items will get more audio. Providers do not all send
+        ``response.output_audio.done`` for a cancelled reply, and the page keeps the mic closed
+        while it still expects audio."""
+        if not self._front_ready.is_set():
+            return
+        response = event.get("response")
+        rid = response.get("id") if isinstance(response, dict) else None
+        known = self.session.conversation.responses.get(str(rid))
+        for item_id in known.item_ids if known is not None else []:
+            item = self.session.conversation.get(item_id)
+            if item is not None and item.audio_out_bytes:
+                self.send({"type": "audio_done", "item_id": item_id})
 
     def _mark(self, event: dict[str, Any]) -> None:
         ids: list[str] = []
@@ -369,7 +388,8 @@ class VoiceChat(anywidget.AnyWidget):
                 "function_call_output" else "assistant"), "kind": item.type,
                 "text": item.display_text, "status": item.status, "name": name,
                 "arguments": item.arguments, "output": item.output, "error": error,
-                "pos": pos, "seconds": self._seconds(item),
+                "pos": pos, "seconds": self._seconds(item), "pending": self._pending(item),
+                "cut": item.truncated_ms is not None,
                 "latency": self._latency_of(item, turn_of)}
 
     @staticmethod
@@ -380,6 +400,14 @@ class VoiceChat(anywidget.AnyWidget):
             return None
         reached = item.played_at or item.first_audio_at or item.first_text_at
         return max(0.0, reached - user.turn_ended_at) if reached is not None else None
+
+    def _pending(self, item: Any) -> bool:
+        """A spoken turn whose words are still on their way (transcription is on and has
+        neither answered nor failed)."""
+        if item.role != "user" or item.display_text or item.error or not item.audio_in_seconds:
+            return False
+        audio_in = self.session.conversation.session.get("audio", {}).get("input", {})
+        return bool(audio_in.get("transcription"))
 
     @staticmethod
     def _seconds(item: Any) -> float:
@@ -458,14 +486,22 @@ def chat(
     api_key: str | None = None,
     headers: dict[str, str] | None = None,
     tools: Any = None,
+    transcription: str | dict[str, Any] | None = "default",
     **config: Any,
 ) -> VoiceChat:
     """Show a voice chat bound to a new session; returns the widget.
 
     ``config`` keywords are those of :class:`RealtimeSession` (``model``, ``instructions``,
     ``voice``, ``tts_model``, ``output_modalities``, ``turn_detection``, ``tool_choice``...).
-    With no API key in the environment it talks to the embedded local server.
+    The user's speech is transcribed so their words show as they speak: ``transcription`` is
+    the provider's documented speech-to-text model by default, another model name (or a full
+    transcription object), or ``None`` for none. With no API key in the environment it talks to
+    the embedded local server.
     """
-    session = RealtimeSession(provider, url=url, api_key=api_key, headers=headers, tools=tools,
-                              connect=False, **config)
+    endpoint = resolve(provider, url=url, api_key=api_key, headers=headers,
+                       model=config.get("model"))
+    if transcription == "default":
+        transcription = transcription_model(endpoint)
+    session = RealtimeSession(endpoint=endpoint, tools=tools, connect=False,
+                              transcription=transcription, **config)
     return VoiceChat(session)

@@ -70,7 +70,7 @@ def test_streamed_audio_turn_goes_through_server_vad_to_a_reply(server: LocalSer
     assert abs(held - (voiced_ms + 300)) < 150
     assert abs(vad_span_ms - voiced_ms) < 150  # the VAD's own span
     assert abs(user.audio_in_seconds * 1000 - held) < 5  # then the audio the server holds
-    assert answer.text.startswith("You said: ") and "seconds of audio" in answer.text
+    assert answer.text == "I heard you speak, but I could not make out the words."
 
 
 def test_prerecorded_audio_item_gets_a_reply(session: RealtimeSession) -> None:

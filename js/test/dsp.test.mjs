@@ -108,6 +108,47 @@ test("flush drops the queue and reports what was played of the current item", ()
   assert.equal(jb.queued, 0);
 });
 
+test("the buffer is busy while an item's audio is queued or still owed, not after its end", () => {
+  const jb = new JitterBuffer(64);
+  const out = new Float32Array(128);
+  assert.equal(jb.busy, false);
+  jb.push("a", new Float32Array(200).fill(0.1));
+  assert.equal(jb.busy, true);
+  jb.render(out);
+  jb.render(out); // drained, but the item's end has not come: more audio is owed (a gap
+  assert.equal(jb.queued, 0); // between sentences), so the agent is still speaking
+  assert.equal(jb.busy, true);
+  jb.end("a");
+  assert.equal(jb.busy, false);
+});
+
+test("a flushed item's late chunks are dropped, and it no longer counts as owed", () => {
+  const jb = new JitterBuffer(0);
+  const out = new Float32Array(128);
+  jb.push("a", new Float32Array(300).fill(0.1));
+  jb.push("b", new Float32Array(100).fill(0.2));
+  jb.render(out);
+  jb.flush();
+  assert.equal(jb.busy, false);
+  jb.push("a", new Float32Array(300).fill(0.1)); // still in flight when the user barged in
+  jb.push("b", new Float32Array(300).fill(0.1));
+  assert.equal(jb.queued, 0);
+  jb.push("c", new Float32Array(100).fill(0.3)); // the next reply plays
+  assert.equal(jb.queued, 100);
+});
+
+test("a flush after an item played to its end cuts nothing; the next one queued is cut at 0", () => {
+  const jb = new JitterBuffer(0);
+  const out = new Float32Array(128);
+  jb.push("a", new Float32Array(100).fill(0.1));
+  jb.end("a");
+  jb.render(out);
+  jb.render(out);
+  assert.deepEqual(jb.flush(), { item: null, played: 0 }); // the user spoke after it ended
+  jb.push("b", new Float32Array(100).fill(0.1));
+  assert.deepEqual(jb.flush(), { item: "b", played: 0 }); // queued, never heard
+});
+
 test("the probe finds its chirp's echo to the sample, through noise and attenuation", async () => {
   const { chirp, findChirp } = await import("../dsp.js");
   const rate = 48000;

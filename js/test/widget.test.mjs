@@ -82,3 +82,32 @@ test("the latency probe says what it measured, or why it could not", async () =>
   assert.equal(result.heard, false);
   assert.match(result.error, /secure page/);
 });
+
+test("the echo gate closes the mic while agent audio is owed, and opens a tail after", async () => {
+  const engine = new mod.Engine(fakeModel(), {});
+  const gates = [];
+  engine.capture = { port: { postMessage: (m) => gates.push(m.on) } };
+  engine.onPlayer({ type: "progress", playing: true, busy: true, played: 0 });
+  assert.equal(engine.gated, true);
+  // a gap between two sentences: the player is not playing, yet the reply is not over
+  engine.onPlayer({ type: "progress", playing: false, busy: true, played: 0 });
+  assert.equal(engine.gated, true);
+  engine.onPlayer({ type: "progress", playing: false, busy: false, played: 0 });
+  assert.equal(engine.gated, true); // the last sample still has to leave the speaker
+  await new Promise((done) => setTimeout(done, 350));
+  assert.equal(engine.gated, false);
+  assert.deepEqual(gates, [true, false]);
+});
+
+test("with headphones the mic stays open, and a barge-in opens it at once", () => {
+  const engine = new mod.Engine(fakeModel(), {});
+  engine.capture = { port: { postMessage() {} } };
+  engine.onPlayer({ type: "progress", playing: true, busy: true, played: 0 });
+  assert.equal(engine.gated, true);
+  engine.setHeadphones(true);
+  assert.equal(engine.gated, false);
+  engine.setHeadphones(false);
+  assert.equal(engine.gated, true);
+  engine.onPlayer({ type: "flushed", item: "i1", played: 2400, reason: "user" });
+  assert.equal(engine.gated, false);
+});

@@ -12,6 +12,7 @@ SAMPLE_RATE = 24_000
 """The Realtime protocol's audio rate: PCM16 little-endian, mono, 24 kHz."""
 
 BYTES_PER_SECOND = SAMPLE_RATE * 2
+BYTES_PER_MS = BYTES_PER_SECOND // 1000
 
 
 class AudioFormatError(ValueError):

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ErrorInfo, error_info_from_event
-from .audio import AudioFormatError, decode_audio, duration_ms
+from .audio import BYTES_PER_MS, AudioFormatError, decode_audio, duration_ms
+from .heard import Mark, heard_text
 
 BETA_ALIASES: dict[str, str] = {
     "conversation.item.created": "conversation.item.added",
@@ -91,11 +92,22 @@ class Item:
     transcript_done_at: float | None = None
     played_at: float | None = None
     audio: bytearray | None = None
+    transcript_marks: list[Mark] = field(default_factory=list, repr=False)
+    heard: str | None = None
 
     @property
     def display_text(self) -> str:
-        """The text, or the audio transcript when the item has no text."""
-        return self.text or self.transcript
+        """The text, or the audio transcript when the item has no text; of a reply cut off by a
+        barge-in, the words heard before it stopped (``transcript`` keeps all it said)."""
+        if self.text:
+            return self.text
+        return self.transcript if self.heard is None else self.heard
+
+    def cut_transcript(self) -> None:
+        """Work out :attr:`heard` from the full transcript and where the audio was cut."""
+        if self.truncated_ms is not None:
+            self.heard = heard_text(self.transcript, self.transcript_marks,
+                                    self.audio_out_bytes, self.truncated_ms * BYTES_PER_MS)
 
     @property
     def audio_in_seconds(self) -> float:
@@ -474,8 +486,8 @@ class Conversation:
                 audio_bytes += b64_bytes(audio)
         if texts and (final or not item.text):
             item.text = "".join(texts)
-        if transcripts and (final or not item.transcript):
-            item.transcript = "".join(transcripts)
+        if transcripts and (final or not item.transcript) and item.heard is None:
+            item.transcript = "".join(transcripts)  # (after a cut, the server's is the heard part)
         if audio_bytes and item.role == "user":
             item.audio_in_bytes = max(item.audio_in_bytes, audio_bytes)
         if item.status in ("completed", "incomplete") and item.completed_at is None:
@@ -520,6 +532,7 @@ class Conversation:
         if item is None:
             return Update(type=kind)
         item.truncated_ms = _int(event.get("audio_end_ms"))
+        item.cut_transcript()
         return Update(type=kind, item=item)
 
     def _on_speech_started(self, event: dict[str, Any], kind: str) -> Update:
@@ -697,7 +710,10 @@ class Conversation:
         item = self._item_for(event)
         if item is None:
             return Update(type=kind)
-        item.transcript += _str(event.get("delta")) or ""
+        delta = _str(event.get("delta")) or ""
+        if delta:  # where this piece begins in the audio, for what a barge-in leaves heard
+            item.transcript_marks.append((len(item.transcript), item.audio_out_bytes))
+            item.transcript += delta
         return Update(type=kind, item=item, response=self._mark_first(item, event, "first_text_at"))
 
     def _on_transcript_done(self, event: dict[str, Any], kind: str) -> Update:
@@ -705,6 +721,7 @@ class Conversation:
         if item is None:
             return Update(type=kind)
         item.transcript = _str(event.get("transcript")) or item.transcript
+        item.cut_transcript()  # a cut that came first is worked out on the whole transcript
         return Update(type=kind, item=item)
 
     def _on_args_delta(self, event: dict[str, Any], kind: str) -> Update:

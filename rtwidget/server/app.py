@@ -51,6 +51,17 @@ def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+def _default_voice(synthesizer: Synthesizer) -> str:
+    """The voice sessions start with: the synthesizer's default if it names one of its voices,
+    else its first voice (the list puts the usual choice first)."""
+    voices = synthesizer.voices()
+    preferred = str(getattr(synthesizer, "default_voice", "")).lower()
+    for voice in voices:  # the default may be named by its language (eSpeak's "en-us")
+        if preferred in (str(voice.get("name")).lower(), str(voice.get("language")).lower()):
+            return str(voice["name"])
+    return str(voices[0]["name"]) if voices else "default"
+
+
 def _safe_headers(headers: Headers) -> dict[str, str]:
     secret = {"authorization", "api-key", "x-api-key", "cookie"}
     return {k.lower(): v for k, v in headers.raw_items() if k.lower() not in secret}
@@ -91,6 +102,7 @@ class LocalServer:
         model: str = "local/scripted",
         engines: dict[str, ReplyEngine] | None = None,
         description: str = "",
+        voice: str | None = None,
     ) -> None:
         if not _is_loopback(host) and not token and not allow_anonymous:
             raise ValueError(f"binding to {host} exposes the server beyond this machine: give a "
@@ -100,9 +112,11 @@ class LocalServer:
         self.max_connections = max_connections
         self.send_timeout = send_timeout
         default_vad = VADS[vad_factory] if isinstance(vad_factory, str) else vad_factory
+        synthesizer = synthesizer or ToneSynthesizer()
         self.options = ServerOptions(
             engine=engine or (engines or {}).get(model) or ScriptedReplyEngine(),
-            synthesizer=synthesizer or ToneSynthesizer(),
+            synthesizer=synthesizer,
+            voice=voice or _default_voice(synthesizer),
             transcriber=transcriber,
             vad_factory=default_vad,
             max_message_bytes=max_message_bytes,

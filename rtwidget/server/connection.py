@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol.audio import SAMPLE_RATE
 from ..protocol.client_events import merge_session
+from ..protocol.heard import Mark, heard_text
 from .engines import (
     DropConnection,
     ReplyContext,
@@ -123,6 +124,7 @@ class _Item:
     data: dict[str, Any]
     pcm: bytearray = field(default_factory=bytearray)
     counted: int = 0  # bytes charged to the session's budget when it was added
+    marks: list[Mark] = field(default_factory=list)  # where each spoken sentence begins
 
     @property
     def id(self) -> str:
@@ -586,8 +588,10 @@ class Connection:
         if end_ms > item.audio_ms():
             return Problem("invalid_value", f"Audio content of {item.audio_ms()}ms is already "
                            f"shorter than {end_ms}ms.", "audio_end_ms")
+        # the reply engine sees what the user heard, as a hosted model does
+        content[ci]["transcript"] = heard_text(content[ci].get("transcript") or "", item.marks,
+                                               len(item.pcm), end_ms * BYTES_PER_MS)
         del item.pcm[end_ms * BYTES_PER_MS:]
-        content[ci]["transcript"] = ""
         await self.emit({"type": "conversation.item.truncated", "item_id": item.id,
                          "content_index": ci, "audio_end_ms": end_ms})
         return None
@@ -785,6 +789,7 @@ class Connection:
         pcm = await asyncio.to_thread(self.options.synthesizer.synthesize, sentence,
                                       response.config.get("voice"), response.config["speed"])
         where = self._where(response, item)
+        item.marks.append((len(part["transcript"]), len(item.pcm)))
         part["transcript"] += spoken
         await self.emit({"type": "response.output_audio_transcript.delta", **where,
                          "delta": spoken})

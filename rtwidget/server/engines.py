@@ -149,8 +149,8 @@ class ScriptedReplyEngine:
     - After tool outputs, it says ``after_tool`` with ``{output}`` (the outputs joined).
     - ``tool_choice="required"`` (or a named function) with no matching rule calls the first
       allowed tool with ``{}``.
-    - Otherwise it echoes: ``fallback`` with ``{text}`` (the user's words, or a description of
-      their audio when there is no transcript).
+    - Otherwise it echoes: ``fallback`` with ``{text}`` (the user's words); speech it has no
+      words for (no speech-to-text engine) gets ``unheard``.
 
     Words are streamed one delta at a time; ``max_output_tokens`` cuts the reply.
     ``calls_seen`` keeps the newest 50 contexts it answered, for tests to inspect.
@@ -158,6 +158,7 @@ class ScriptedReplyEngine:
 
     rules: Sequence[Rule] = ()
     fallback: str = "You said: {text}"
+    unheard: str = "I heard you speak, but I could not make out the words."
     after_tool: str = "The tool returned {output}."
     calls_seen: deque[ReplyContext] = field(default_factory=lambda: deque(maxlen=50))
 
@@ -179,7 +180,6 @@ class ScriptedReplyEngine:
             return _words(self._render(self.after_tool, None, output="; ".join(reversed(outputs))))
         user = context.last_user()
         text = user.text if user else ""
-        heard = text or (f"{user.audio_ms / 1000:.1f} seconds of audio" if user else "nothing")
         allowed = context.tool_names()
         for rule in self.rules:
             match = re.search(rule.pattern, text, flags=re.IGNORECASE) if text else None
@@ -187,7 +187,7 @@ class ScriptedReplyEngine:
                 continue
             chunks: list[ReplyChunk] = []
             if rule.say:
-                chunks += _words(self._render(rule.say, match, text=heard))
+                chunks += _words(self._render(rule.say, match, text=text))
             if rule.drop:
                 chunks.insert(min(2, len(chunks)), DropConnection())
             for name, args in rule.calls:
@@ -206,7 +206,9 @@ class ScriptedReplyEngine:
         forced = context.tool_choice == "required" or isinstance(context.tool_choice, dict)
         if forced and allowed:
             return [ToolCall(allowed[0], "{}")]
-        return _words(self._render(self.fallback, None, text=heard))
+        if user is not None and not text:
+            return _words(self.unheard)
+        return _words(self._render(self.fallback, None, text=text or "nothing"))
 
     async def reply(self, context: ReplyContext) -> AsyncIterator[ReplyChunk]:
         for chunk in self.plan(context):

