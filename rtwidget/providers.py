@@ -175,9 +175,10 @@ def _inworld(url: str, api_key: str | None, jwt: str | None, key_id: str | None,
     connection; else the portal key as Basic, with a pasted ``Basic `` prefix removed."""
     from .inworld_auth import JwtMinter, clean_credential, looks_like_jwt
 
+    env_id, env_secret = os.environ.get("INWORLD_KEY"), os.environ.get("INWORLD_SECRET")
     if key_id is None and key_secret is None and api_key is None and jwt is None \
-            and not os.environ.get(ENV_KEYS["inworld"]):
-        key_id, key_secret = os.environ.get("INWORLD_KEY"), os.environ.get("INWORLD_SECRET")
+            and not os.environ.get(ENV_KEYS["inworld"]) and env_id and env_secret:
+        key_id, key_secret = env_id, env_secret
     if key_id and key_secret and jwt is None:
         return Endpoint("inworld", url, None, "bearer", extra, "ga", session_key,
                         token_source=JwtMinter(key_id, key_secret))
