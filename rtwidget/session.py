@@ -332,9 +332,23 @@ class AsyncRealtimeSession:
         defs = self.toolset.definitions()
         if defs == self.config.get("tools", []) or self.closed:
             return
+        if not self.connected:
+            self.config["tools"] = defs  # sent with the configuration on connecting
+            return
+        task = asyncio.ensure_future(self._send_tools(defs))
+        self._background.add(task)
+        task.add_done_callback(self._listener_done)
+
+    async def _send_tools(self, defs: list[dict[str, Any]]) -> None:
+        """Send a changed tool list as a tracked request (so its ``session.updated`` is not
+        taken for another update's answer), and keep it once confirmed."""
+        update = events.session_update({"type": "realtime", "tools": defs})
+        try:
+            await self.request(update, self._updated_for(update["event_id"]))
+        except (ServerError, ConnectionClosed, TimeoutError) as exc:
+            log.warning("the server did not take the new tool list: %s", exc)
+            return
         self.config["tools"] = defs
-        if self.connected:
-            self.send_nowait(events.session_update({"type": "realtime", "tools": defs}))
 
     def _use_tools(self, toolset: ToolSet) -> None:
         self.toolset = toolset
@@ -465,13 +479,18 @@ class AsyncRealtimeSession:
             raise ServerError(self._request_error(result, event_id, kind))
         return result
 
-    def _oldest_update(self) -> str | None:
-        """The ``event_id`` of the oldest ``session.update`` sent and still unanswered: the
-        server answers them in order, and ``session.updated`` names none."""
-        for eid, kind in self._requests.items():
-            if kind == "session.update" and self.conversation.caused_by(eid) is not None:
-                return eid
-        return None
+    def _updated_for(self, event_id: str) -> Predicate:
+        """Matches the ``session.updated`` answering the ``session.update`` ``event_id``: the
+        server answers updates in order and ``session.updated`` names none, so it is the
+        answer to the oldest update sent and still waiting."""
+
+        def oldest_update() -> str | None:
+            for eid, kind in self._requests.items():
+                if kind == "session.update" and self.conversation.caused_by(eid) is not None:
+                    return eid
+            return None
+
+        return lambda ev: ev.get("type") == "session.updated" and oldest_update() == event_id
 
     def _claims_unnamed_error(self, event_id: str, err: dict[str, Any]) -> bool:
         """Whether an ``error`` without an ``event_id`` (Inworld sends ``null``) belongs to the
@@ -508,8 +527,7 @@ class AsyncRealtimeSession:
             patch = session_config(**config)
             check_session_for(self.endpoint.provider, patch)
             update = events.session_update(patch)
-            answer = await self.request(update, lambda ev: ev.get("type") == "session.updated"
-                                        and self._oldest_update() == update["event_id"])
+            answer = await self.request(update, self._updated_for(update["event_id"]))
         except BaseException:
             if self.toolset is not previous_tools:
                 self._use_tools(previous_tools)
