@@ -195,6 +195,7 @@ class AsyncRealtimeSession:
         self.config: dict[str, Any] = session_config(**config) if config else {}
         check_session_for(self.endpoint.provider, self.config)
         self._requests: dict[str, str] = {}  # event_id -> type of requests awaiting an answer
+        self._last_answer: dict[str, Any] | None = None  # the event that answered one last
         self.dropped_audio_frames = 0
         self.reconnects = 0
         self._ws: ClientConnection | None = None
@@ -453,7 +454,7 @@ class AsyncRealtimeSession:
         event_id = event["event_id"]
         kind = str(event.get("type"))
 
-        def answer(ev: dict[str, Any]) -> bool:
+        def answers(ev: dict[str, Any]) -> bool:
             if ev.get("type") == "error":
                 err = ev.get("error")
                 if not isinstance(err, dict):
@@ -462,6 +463,15 @@ class AsyncRealtimeSession:
                     return self._claims_unnamed_error(event_id, err)
                 return bool(err.get("event_id") == event_id)
             return match(ev)
+
+        def answer(ev: dict[str, Any]) -> bool:
+            # one event answers one request, and it is answered now, not when the caller
+            # wakes: the next event, maybe read before that, answers the next one in line
+            if ev is self._last_answer or not answers(ev):
+                return False
+            self._requests.pop(event_id, None)
+            self._last_answer = ev
+            return True
 
         waiter = self.expect(answer, timeout)
         self._requests[event_id] = kind

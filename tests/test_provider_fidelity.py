@@ -182,6 +182,29 @@ def test_a_rejected_update_is_not_kept_nor_sent_again_after_a_reconnect(
                     and e is not err.value.info and "temperature" not in e.message]
 
 
+def test_updates_sent_together_each_get_their_own_answer(server: LocalServer) -> None:
+    """``session.updated`` names no request: answers that arrive back to back go to the
+    updates in the order they were sent."""
+    with rt.RealtimeSession("local", url=server.url, output_modalities=["text"],
+                            reconnect=FAST_RETRY) as s:
+        async def together() -> list[dict[str, Any]]:
+            return list(await asyncio.gather(*(s.aio.update(instructions=f"v{i}")
+                                               for i in range(5))))
+
+        answers = s.call(together, timeout=60)
+        assert [a["instructions"] for a in answers] == [f"v{i}" for i in range(5)]
+        assert s.config["instructions"] == "v4"
+
+        @rt.tool
+        def get_weather(city: str) -> str:
+            """Weather."""
+            return city
+
+        # the registry's change and this update each send a session.update, back to back
+        session = s.update(tools=rt.tools)
+        assert [t["name"] for t in session["tools"]] == ["get_weather"]
+
+
 def test_a_rejected_tools_update_leaves_the_tools_as_they_were(server: LocalServer) -> None:
     def first(x: int) -> int:
         """First."""
