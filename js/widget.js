@@ -28,6 +28,13 @@ async function addWorklet(ctx, src) {
 }
 
 /** Why the mic cannot work here, or null. */
+/** PCM16 samples as floats in [-1, 1). */
+export function pcm16ToFloat(pcm) {
+  const out = new Float32Array(pcm.length);
+  for (let i = 0; i < pcm.length; i++) out[i] = pcm[i] / 32768;
+  return out;
+}
+
 export function micProblem(win = globalThis) {
   if (!win.isSecureContext) {
     return "The microphone needs a secure page: open JupyterLab over https or at localhost " +
@@ -102,6 +109,9 @@ export class Engine {
       case "audio_done":
         this.post({ type: "end", item: msg.item_id });
         break;
+      case "backchannel":
+        if (buffers && buffers.length) this.backchannel(buffers[0]);
+        break;
       case "flush":
         this.flush(msg.reason || "server");
         break;
@@ -161,6 +171,26 @@ export class Engine {
     this.stats.pushedBytes += bytes.byteLength;
     this.post({ type: "push", item: itemId, buf: bytes.buffer }, [bytes.buffer]);
     if (!this.player) this.ensurePlayback().catch((e) => this.fail(String(e)));
+  }
+
+  /**
+   * Back-channel audio ("uh-huh" while the user speaks) plays beside the reply player, queued
+   * chunk after chunk: it is no reply, so it is not counted, timed, gated or truncated.
+   */
+  backchannel(view) {
+    const pcm = new Int16Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
+    this.stats.backchannelMs = (this.stats.backchannelMs || 0) + pcm.length / 24;
+    this.ensurePlayback().then(() => {
+      const ctx = this.playCtx;
+      const buffer = ctx.createBuffer(1, pcm.length, 24000);
+      buffer.getChannelData(0).set(pcm16ToFloat(pcm));
+      const source = ctx.createBufferSource();
+      source.buffer = buffer;
+      source.connect(ctx.destination);
+      this.backchannelAt = Math.max(ctx.currentTime, this.backchannelAt || 0);
+      source.start(this.backchannelAt);
+      this.backchannelAt += buffer.duration;
+    }).catch((e) => this.fail(String(e)));
   }
 
   flush(reason) {

@@ -31,7 +31,9 @@ class ErrorInfo:
     """One ``error`` event from the server, tied back to the client event that caused it.
 
     ``caused_by`` is the type of the client event whose ``event_id`` the server echoed, when the
-    session still remembers it.
+    session still remembers it. ``matched_by_order`` is true when the error named no
+    ``event_id`` (Inworld sends ``null``) and was tied to the one waiting request it could
+    belong to, by type and order.
     """
 
     type: str
@@ -41,6 +43,7 @@ class ErrorInfo:
     event_id: str | None
     caused_by: str | None = None
     at: float = 0.0
+    matched_by_order: bool = False
 
     def __str__(self) -> str:
         parts = [f"{self.type}"]
@@ -48,7 +51,10 @@ class ErrorInfo:
             parts.append(f"code={self.code}")
         if self.param:
             parts.append(f"param={self.param}")
-        if self.caused_by:
+        if self.caused_by and self.matched_by_order:
+            parts.append(f"taken as the answer to {self.caused_by}: the error named no "
+                         "event_id, and that was the request waiting for one")
+        elif self.caused_by:
             parts.append(f"caused by {self.caused_by}")
         if self.event_id:
             parts.append(f"event_id={self.event_id}")

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -25,7 +26,6 @@ DEFAULT_OPENAI_MODEL = "gpt-realtime"
 
 ENV_KEYS: dict[str, str] = {"inworld": "INWORLD_API_KEY", "openai": "OPENAI_API_KEY",
                             "azure": "AZURE_OPENAI_API_KEY"}
-AZURE_API_VERSION = "2025-04-01-preview"
 
 
 class Secret:
@@ -65,6 +65,7 @@ class Endpoint:
     dialect: Literal["ga", "beta"] = "ga"
     session_key: str | None = None
     query: Mapping[str, str] = field(default_factory=dict)
+    token_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
     def connect_url(self, new_key: Callable[[], str] = lambda: uuid.uuid4().hex) -> str:
         """The URL for one connection attempt."""
@@ -78,9 +79,12 @@ class Endpoint:
         return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
     def headers(self) -> dict[str, str]:
-        """Request headers for one connection attempt, with the credential."""
+        """Request headers for one connection attempt, with the credential (a minted JWT is
+        fetched here, so this may block on the network: call it off the event loop)."""
         out = dict(self.extra_headers)
-        if self.secret:
+        if self.token_source is not None:
+            out["Authorization"] = f"Bearer {self.token_source()}"
+        elif self.secret:
             value = self.secret.reveal()
             if self.auth_scheme == "api-key":
                 out["api-key"] = value
@@ -162,6 +166,34 @@ def _key(explicit: str | None, env_name: str) -> Secret | None:
     return Secret(value) if value else None
 
 
+def _inworld(url: str, api_key: str | None, jwt: str | None, key_id: str | None,
+             key_secret: str | None, extra: dict[str, str],
+             session_key: str | None) -> Endpoint:
+    """Inworld's endpoint with the strongest credential given: a JWT (``jwt=``, or an
+    ``api_key`` shaped like one) as Bearer; a key id and secret (arguments, else
+    ``INWORLD_KEY``/``INWORLD_SECRET`` when no ``INWORLD_API_KEY`` is set) minted into a JWT per
+    connection; else the portal key as Basic, with a pasted ``Basic `` prefix removed."""
+    from .inworld_auth import JwtMinter, clean_credential, looks_like_jwt
+
+    env_id, env_secret = os.environ.get("INWORLD_KEY"), os.environ.get("INWORLD_SECRET")
+    if key_id is None and key_secret is None and api_key is None and jwt is None \
+            and not os.environ.get(ENV_KEYS["inworld"]) and env_id and env_secret:
+        key_id, key_secret = env_id, env_secret
+    if key_id and key_secret and jwt is None:
+        return Endpoint("inworld", url, None, "bearer", extra, "ga", session_key,
+                        token_source=JwtMinter(key_id, key_secret))
+    if (key_id or key_secret) and jwt is None:
+        raise ValueError("an Inworld JWT is minted from both key_id= and key_secret=; one of "
+                         "them is missing")
+    raw = jwt if jwt is not None else (api_key if api_key is not None
+                                       else os.environ.get(ENV_KEYS["inworld"]))
+    value = clean_credential(raw) if raw else ""
+    scheme: Literal["basic", "bearer"] = "bearer" if jwt is not None or looks_like_jwt(value) \
+        else "basic"
+    return Endpoint("inworld", url, Secret(value) if value else None, scheme, extra, "ga",
+                    session_key)
+
+
 def resolve(
     provider: str | None = None,
     *,
@@ -173,10 +205,23 @@ def resolve(
     session_key: str | None = None,
     deployment: str | None = None,
     api_version: str | None = None,
+    jwt: str | None = None,
+    key_id: str | None = None,
+    key_secret: str | None = None,
 ) -> Endpoint:
     """Pick the endpoint: an explicit ``provider``/``url`` wins, then ``INWORLD_API_KEY``, then
     ``OPENAI_API_KEY``, then ``RTWIDGET_URL``; with none of them, ``local`` (the embedded
-    server, whose URL the session fills in when it starts it)."""
+    server, whose URL the session fills in when it starts it).
+
+    Inworld takes ``api_key`` (the portal's Basic key), ``jwt`` (sent as Bearer), or
+    ``key_id`` with ``key_secret`` (a JWT is minted from them for each connection).
+    ``dialect="beta"`` is deprecated: OpenAI retired the beta Realtime API in 2026.
+    Azure uses the GA endpoint (``/openai/v1/realtime?model=<deployment>``) unless an
+    ``api_version`` asks for the deprecated preview one."""
+    if dialect == "beta":
+        warnings.warn("dialect='beta' is deprecated: OpenAI retired the beta Realtime API in "
+                      "2026; the GA protocol (the default) is the one to use",
+                      DeprecationWarning, stacklevel=2)
     name = (provider or "").lower() or None
     if name is None:
         if url:
@@ -191,15 +236,7 @@ def resolve(
             name = "local"
     extra = dict(headers or {})
     if name == "inworld":
-        return Endpoint(
-            "inworld",
-            url or INWORLD_URL,
-            _key(api_key, ENV_KEYS["inworld"]),
-            "basic",
-            extra,
-            dialect,
-            session_key,
-        )
+        return _inworld(url or INWORLD_URL, api_key, jwt, key_id, key_secret, extra, session_key)
     if name == "openai":
         plain = (model or DEFAULT_OPENAI_MODEL).removeprefix("openai/")
         return Endpoint(
@@ -218,12 +255,19 @@ def resolve(
                              "or AZURE_OPENAI_ENDPOINT")
         parts = urlsplit(base)
         scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
-        path = parts.path if parts.path.endswith("/realtime") else "/openai/realtime"
         target = deployment or (model or "").removeprefix("azure/") or DEFAULT_OPENAI_MODEL
+        if api_version is None:  # GA: the v1 path, the deployment as the model
+            path = parts.path if parts.path.endswith("/realtime") else "/openai/v1/realtime"
+            query = {"model": target}
+        else:
+            warnings.warn(f"Azure's preview Realtime API (api_version={api_version!r}) is "
+                          "deprecated; leave api_version out to use the GA endpoint",
+                          DeprecationWarning, stacklevel=2)
+            path = parts.path if parts.path.endswith("/realtime") else "/openai/realtime"
+            query = {"api-version": api_version, "deployment": target}
         return Endpoint("azure", urlunsplit((scheme, parts.netloc, path, "", "")),
                         _key(api_key, ENV_KEYS["azure"]), "api-key", extra, dialect,
-                        query={"api-version": api_version or AZURE_API_VERSION,
-                               "deployment": target})
+                        query=query)
     if name == "url":
         if not url:
             raise ValueError("provider 'url' needs url=")

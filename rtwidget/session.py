@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -31,6 +32,7 @@ from .errors import (
     AuthenticationError,
     ConnectionClosed,
     ErrorInfo,
+    RealtimeError,
     ServerError,
     ServerRejected,
     error_info_from_event,
@@ -38,7 +40,12 @@ from .errors import (
 from .frame import FrameCache, LiveView, events_frame, export
 from .protocol import events
 from .protocol.audio import SAMPLE_RATE, resample, to_pcm16
-from .protocol.client_events import NOT_GIVEN, merge_session, session_config
+from .protocol.client_events import (
+    NOT_GIVEN,
+    check_session_for,
+    merge_session,
+    session_config,
+)
 from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
 from .protocol.dialects import encode
 from .providers import Endpoint, resolve, wire_logger
@@ -115,6 +122,16 @@ def _version() -> str:
         return "unknown"
 
 
+_ERROR_HINTS = {"session.update": ("session",), "conversation.item.retrieve": ("retrieve",),
+                "conversation.item.delete": ("delete",),
+                "conversation.item.truncate": ("truncate", "audio_end_ms", "content_index")}
+
+
+def _error_fits(hint: str, request_type: str) -> bool:
+    """Whether an error's ``param``/``code`` text points at a request of this type."""
+    return any(word in hint for word in _ERROR_HINTS.get(request_type, ()))
+
+
 def _predicate(match: str | Predicate) -> Predicate:
     if not isinstance(match, str):
         return match
@@ -176,6 +193,9 @@ class AsyncRealtimeSession:
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.conversation = conversation if conversation is not None else Conversation()
         self.config: dict[str, Any] = session_config(**config) if config else {}
+        check_session_for(self.endpoint.provider, self.config)
+        self._requests: dict[str, str] = {}  # event_id -> type of requests awaiting an answer
+        self._last_answer: dict[str, Any] | None = None  # the event that answered one last
         self.dropped_audio_frames = 0
         self.reconnects = 0
         self._ws: ClientConnection | None = None
@@ -313,9 +333,29 @@ class AsyncRealtimeSession:
         defs = self.toolset.definitions()
         if defs == self.config.get("tools", []) or self.closed:
             return
+        if not self.connected:
+            self.config["tools"] = defs  # sent with the configuration on connecting
+            return
+        task = asyncio.ensure_future(self._send_tools(defs))
+        self._background.add(task)
+        task.add_done_callback(self._listener_done)
+
+    async def _send_tools(self, defs: list[dict[str, Any]]) -> None:
+        """Send a changed tool list as a tracked request (so its ``session.updated`` is not
+        taken for another update's answer), and keep it once confirmed."""
+        update = events.session_update({"type": "realtime", "tools": defs})
+        try:
+            await self.request(update, self._updated_for(update["event_id"]))
+        except (ServerError, ConnectionClosed, TimeoutError) as exc:
+            log.warning("the server did not take the new tool list: %s", exc)
+            return
         self.config["tools"] = defs
-        if self.connected:
-            self.send_nowait(events.session_update({"type": "realtime", "tools": defs}))
+
+    def _use_tools(self, toolset: ToolSet) -> None:
+        self.toolset = toolset
+        if self._runner is not None:
+            self._runner.toolset = toolset
+        self._watch_registry()
 
     @property
     def tool_results(self) -> dict[str, ToolResult]:
@@ -412,40 +452,98 @@ class AsyncRealtimeSession:
         """Send ``event`` and wait for the answer ``match`` accepts; an ``error`` event naming
         this ``event_id`` raises :class:`ServerError` instead."""
         event_id = event["event_id"]
+        kind = str(event.get("type"))
 
-        def answer(ev: dict[str, Any]) -> bool:
+        def answers(ev: dict[str, Any]) -> bool:
             if ev.get("type") == "error":
                 err = ev.get("error")
-                return isinstance(err, dict) and err.get("event_id") == event_id
+                if not isinstance(err, dict):
+                    return False
+                if err.get("event_id") is None:
+                    return self._claims_unnamed_error(event_id, err)
+                return bool(err.get("event_id") == event_id)
             return match(ev)
 
+        def answer(ev: dict[str, Any]) -> bool:
+            # one event answers one request, and it is answered now, not when the caller
+            # wakes: the next event, maybe read before that, answers the next one in line
+            if ev is self._last_answer or not answers(ev):
+                return False
+            self._requests.pop(event_id, None)
+            self._last_answer = ev
+            return True
+
         waiter = self.expect(answer, timeout)
+        self._requests[event_id] = kind
         try:
             self.send_nowait(event)
         except Exception:
             waiter.close()
+            self._requests.pop(event_id, None)
             raise
-        result = await waiter
+        try:
+            result = await waiter
+        finally:
+            self._requests.pop(event_id, None)
         if result.get("type") == "error":
-            info = self.conversation.errors[-1] if self.conversation.errors else None
-            if info is None or info.event_id != event_id:
-                info = error_info_from_event(result, event.get("type"), 0.0)
-            raise ServerError(info)
+            raise ServerError(self._request_error(result, event_id, kind))
         return result
 
+    def _updated_for(self, event_id: str) -> Predicate:
+        """Matches the ``session.updated`` answering the ``session.update`` ``event_id``: the
+        server answers updates in order and ``session.updated`` names none, so it is the
+        answer to the oldest update sent and still waiting."""
+
+        def oldest_update() -> str | None:
+            for eid, kind in self._requests.items():
+                if kind == "session.update" and self.conversation.caused_by(eid) is not None:
+                    return eid
+            return None
+
+        return lambda ev: ev.get("type") == "session.updated" and oldest_update() == event_id
+
+    def _claims_unnamed_error(self, event_id: str, err: dict[str, Any]) -> bool:
+        """Whether an ``error`` without an ``event_id`` (Inworld sends ``null``) belongs to the
+        waiting request ``event_id``: of the requests already sent and still waiting, those
+        whose type the error's ``param``/``code`` points at, else all of them; the oldest one
+        takes it."""
+        sent = [(eid, kind) for eid, kind in self._requests.items()
+                if self.conversation.caused_by(eid) is not None]
+        hint = f"{err.get('param') or ''} {err.get('code') or ''}".lower()
+        fitting = [eid for eid, kind in sent if _error_fits(hint, kind)]
+        candidates = fitting or [eid for eid, _ in sent]
+        return bool(candidates) and candidates[0] == event_id
+
+    def _request_error(self, event: dict[str, Any], event_id: str, kind: str) -> ErrorInfo:
+        """The :class:`ErrorInfo` for an ``error`` answering the request ``event_id``."""
+        info = self.conversation.errors[-1] if self.conversation.errors else None
+        if info is None or info.event_id != event_id:
+            info = error_info_from_event(event, kind, 0.0)
+        if info.event_id is None:
+            info = dataclasses.replace(info, caused_by=kind, matched_by_order=True)
+        return info
+
     async def update(self, **config: Any) -> dict[str, Any]:
-        """Change the session (partial update) and return the server's session object."""
-        if "tools" in config:
-            self.toolset = ToolSet(config.pop("tools"))
-            if self._runner is not None:
-                self._runner.toolset = self.toolset
-            self._watch_registry()
-            config["tools"] = self.toolset.definitions()
-        patch = session_config(**config)
+        """Change the session (partial update) and return the server's session object.
+
+        The change is kept (and sent again after a reconnect) only once the server confirms
+        it with ``session.updated``; a rejected update raises :class:`ServerError` and leaves
+        the configuration (tools included) as it was."""
+        previous_tools = self.toolset
+        try:
+            if "tools" in config:
+                self._use_tools(ToolSet(config.pop("tools")))
+                config["tools"] = self.toolset.definitions()
+            patch = session_config(**config)
+            check_session_for(self.endpoint.provider, patch)
+            update = events.session_update(patch)
+            answer = await self.request(update, self._updated_for(update["event_id"]))
+        except BaseException:
+            if self.toolset is not previous_tools:
+                self._use_tools(previous_tools)
+            raise
+        # kept only once confirmed: a rejected update must not come back after a reconnect
         self.config = merge_session(self.config, patch)
-        answer = await self.request(
-            events.session_update(patch), lambda ev: ev.get("type") == "session.updated"
-        )
         session = answer.get("session")
         return session if isinstance(session, dict) else {}
 
@@ -510,6 +608,7 @@ class AsyncRealtimeSession:
     async def create_response(self, **overrides: Any) -> str:
         """Ask for a response, with optional per-response overrides; returns the event id."""
         event = events.response_create(**overrides)
+        check_session_for(self.endpoint.provider, event.get("response") or {})
         self.send_nowait(event)
         return str(event["event_id"])
 
@@ -649,7 +748,7 @@ class AsyncRealtimeSession:
         assert self._ready is not None
         ws = await connect(
             self.endpoint.connect_url(),
-            additional_headers=self.endpoint.headers(),
+            additional_headers=await self._headers(),
             open_timeout=self.open_timeout,
             max_size=self.max_message_bytes,
             compression=None,
@@ -665,13 +764,56 @@ class AsyncRealtimeSession:
         if not first:
             self.reconnects += 1
         if self.config:
-            await self._send_now(ws, events.session_update(self.config))
+            update = events.session_update(self.config)
+            await self._send_now(ws, update)
+            await self._await_config_answer(ws, update["event_id"])
         if (not first and self.restore_history) or (first and self._restore_first):
             for item in self._history_items():
                 await self._send_now(ws, events.item_create(item))
         self._ready.set()
         if not first:
             self.note("rtwidget.reconnected", reconnects=self.reconnects)
+
+    async def _await_config_answer(self, ws: ClientConnection, event_id: str) -> None:
+        """Read (and handle) events until the server answers the configuration just sent, so
+        that its ``session.updated`` is not taken for the answer to a later update. A refusal
+        is kept in ``conversation.problems``; a server that never answers is not waited for
+        longer than ``open_timeout``."""
+
+        async def answer() -> None:
+            while True:
+                raw = await ws.recv()
+                event = self._decode(raw)
+                if event is None:
+                    continue
+                self._handle(event, len(raw))
+                kind = event.get("type")
+                err = event.get("error") if kind == "error" else None
+                if kind == "session.updated" or (
+                        isinstance(err, dict) and err.get("event_id") in (None, event_id)):
+                    if err is not None:
+                        self.conversation.problems.append(
+                            f"the server refused the session configuration: "
+                            f"{err.get('message')}")
+                    return
+
+        try:
+            await asyncio.wait_for(answer(), self.open_timeout)
+        except asyncio.TimeoutError:
+            log.warning("no answer to the session configuration within %g s; going on",
+                        self.open_timeout)
+
+    async def _headers(self) -> dict[str, str]:
+        """The connection's headers; a JWT to mint is fetched off the loop, and a failure to
+        reach the token endpoint counts as a failed attempt (retried), a refusal as final."""
+        if self.endpoint.token_source is None:
+            return self.endpoint.headers()
+        try:
+            return await asyncio.to_thread(self.endpoint.headers)
+        except AuthenticationError:
+            raise
+        except RealtimeError as exc:
+            raise ConnectionError(str(exc)) from None
 
     async def _recv_until_created(self, ws: ClientConnection) -> dict[str, Any]:
         while True:
@@ -940,7 +1082,8 @@ class RealtimeSession:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The session configuration as last sent (re-applied after each reconnect)."""
+        """The session configuration as the server last confirmed it (re-applied after each
+        reconnect)."""
         return dict(self.aio.config)
 
     def voices(self, language: str | None = None) -> pd.DataFrame:

@@ -72,14 +72,31 @@ class ToolRunner:
         """Whether calls to ``name`` are this runner's to answer."""
         return not (name and self.toolset.handled_elsewhere(name))
 
-    def _on_arguments_done(self, event: dict[str, Any]) -> None:
+    def _call_of(self, event: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The call id and tool name of ``response.function_call_arguments.done``: from the
+        event, else from the ``function_call`` item it names (Inworld may leave ``name``, and
+        even ``call_id``, off the event; they arrive on the item)."""
         call_id, name = event.get("call_id"), event.get("name")
-        if not isinstance(call_id, str) or call_id in self._running or call_id in self.results:
+        call_id = call_id if isinstance(call_id, str) and call_id else None
+        name = name if isinstance(name, str) and name else None
+        if call_id is None or name is None:
+            conversation = self.session.conversation
+            item_id = event.get("item_id")
+            item = conversation.get(item_id) if isinstance(item_id, str) else None
+            if item is None and call_id is not None:
+                item = conversation.by_call_id(call_id)
+            if item is not None and item.type == "function_call":
+                call_id, name = call_id or item.call_id, name or item.name
+        return call_id, name
+
+    def _on_arguments_done(self, event: dict[str, Any]) -> None:
+        call_id, name = self._call_of(event)
+        if call_id is None or call_id in self._running or call_id in self.results:
             return
-        if not self.handles(name if isinstance(name, str) else None):
+        if not self.handles(name):
             return
         arguments = event.get("arguments")
-        self._start(call_id, str(name or ""), arguments if isinstance(arguments, str) else "")
+        self._start(call_id, name or "", arguments if isinstance(arguments, str) else "")
 
     def _start(self, call_id: str, name: str, arguments: str) -> asyncio.Task[ToolResult]:
         task = asyncio.ensure_future(self._run(call_id, name, arguments))

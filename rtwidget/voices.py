@@ -5,6 +5,7 @@ code and the widget's picker work offline)."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,6 +18,8 @@ from .providers import Endpoint, resolve
 
 VOICE_COLUMNS = ["name", "display_name", "language", "description", "tags"]
 VOICES_PATH = "/voices/v1/voices"
+PAGE_SIZE = 100
+MAX_PAGES = 100
 INWORLD_API = "https://api.inworld.ai"
 OPENAI_VOICES = ["alloy", "ash", "ballad", "cedar", "coral", "echo", "marin", "sage", "shimmer",
                  "verse"]
@@ -53,6 +56,19 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
          "description": "string"})
 
 
+def _page_query(language: str | None, token: str) -> dict[str, str]:
+    """The query of one page of Inworld's List Voices API: ``filter=lang_code = "<code>"``
+    (the documented filter syntax; BCP-47, underscore form or a prefix), ``pageSize`` and the
+    previous page's ``nextPageToken``."""
+    query = {"pageSize": str(PAGE_SIZE)}
+    if language:
+        code = language.replace('"', "").replace("\\", "")
+        query["filter"] = f'lang_code = "{code}"'
+    if token:
+        query["pageToken"] = token
+    return query
+
+
 def list_voices(endpoint: Endpoint, language: str | None = None,
                 timeout: float = 10.0) -> pd.DataFrame:
     """Voices for an endpoint (see :func:`voices`)."""
@@ -75,9 +91,8 @@ def list_voices(endpoint: Endpoint, language: str | None = None,
     headers = {k: v for k, v in endpoint.headers().items() if k.lower() != "openai-beta"}
     rows: list[dict[str, Any]] = []
     token = ""
-    for _ in range(100):  # pages
-        query = {k: v for k, v in (("langCode", language), ("pageToken", token)) if v}
-        url = base + VOICES_PATH + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    for _ in range(MAX_PAGES):
+        url = base + VOICES_PATH + "?" + urllib.parse.urlencode(_page_query(language, token))
         page = _get(url, headers, timeout)
         for voice in page.get("voices") or []:
             rows.append({"name": voice.get("voiceId") or voice.get("name"),
@@ -108,3 +123,32 @@ def inworld_shape(rows: list[dict[str, Any]]) -> dict[str, Any]:
                         "langCode": str(r.get("language", "")).upper().replace("-", "_"),
                         "description": r.get("description", ""), "tags": r.get("tags", []),
                         "source": "SYSTEM"} for r in rows]}
+
+
+_LANG_FILTER = re.compile(r'^\s*lang_code\s*=\s*"([^"]*)"\s*$')
+
+
+def inworld_page(rows: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any] | None:
+    """One page of List Voices for the local server, from ``rows`` and the documented query
+    (``filter=lang_code = "en"``, ``pageSize``, ``pageToken``); ``None`` for a query it cannot
+    read. Without ``pageSize`` the whole list comes in one page, as Inworld's legacy path does."""
+    wanted = ""
+    if query.get("filter"):
+        match = _LANG_FILTER.match(query["filter"])
+        if match is None:
+            return None
+        wanted = match.group(1).lower().replace("_", "-")
+    if wanted:
+        rows = [r for r in rows if str(r.get("language", "")).lower().startswith(wanted)]
+    try:
+        start = int(query.get("pageToken") or 0)
+        size = int(query.get("pageSize") or len(rows) or 1)
+    except ValueError:
+        return None
+    if start < 0 or size < 1:
+        return None
+    page = inworld_shape(rows[start:start + size])
+    page["totalSize"] = len(rows)
+    if start + size < len(rows):
+        page["nextPageToken"] = str(start + size)
+    return page

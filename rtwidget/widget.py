@@ -22,7 +22,8 @@ import traitlets
 
 from .frame import LiveView
 from .protocol import events
-from .providers import resolve, transcription_model
+from .protocol.audio import AudioFormatError, decode_audio
+from .providers import Endpoint, resolve, transcription_model
 from .session import RealtimeSession
 
 log = logging.getLogger("rtwidget.widget")
@@ -31,8 +32,19 @@ STATIC = Path(__file__).parent / "static"
 ACK_EVERY = 10
 ROW_INTERVAL = 0.15
 MAX_UNACKED_AUDIO_BYTES = 30 * 48_000  # 30 s of audio the page has not confirmed
+BACKCHANNEL_DELTA = "response.backchannel.audio.delta"  # Inworld's back-channel audio
 LOCAL_NOTICE = ("No INWORLD_API_KEY or OPENAI_API_KEY in the environment: talking to the "
                 "embedded local server.")
+
+
+def backchannel_pcm(event: dict[str, Any]) -> bytes:
+    """The PCM16 audio of a ``response.backchannel.audio.delta``, or ``b""`` if it has none or
+    it is not valid audio (logged; the session goes on)."""
+    try:
+        return decode_audio(event.get("delta"))
+    except AudioFormatError as exc:
+        log.warning("ignored back-channel audio: %s", exc)
+        return b""
 
 
 class VoiceChat(anywidget.AnyWidget):
@@ -56,7 +68,7 @@ class VoiceChat(anywidget.AnyWidget):
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(_key=uuid.uuid4().hex, **kwargs)
         self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
-                      "audio_dropped": 0, "truncations": 0}
+                      "audio_dropped": 0, "truncations": 0, "backchannel_out": 0}
         self._audio_sent = self._audio_acked = 0
         self._front_ready = threading.Event()
         self._dirty: set[str] = set()
@@ -81,7 +93,8 @@ class VoiceChat(anywidget.AnyWidget):
         for off in self._offs:
             off()
         self.session = session
-        self._offs = [session.on("*", self._on_event), session.on_audio(self._on_audio)]
+        self._offs = [session.on("*", self._on_event), session.on_audio(self._on_audio),
+                      session.on(BACKCHANNEL_DELTA, self._on_backchannel)]
         endpoint = session.endpoint
         self.provider = endpoint.describe() if endpoint.url else f"{endpoint.provider} (starting)"
         self.notice = LOCAL_NOTICE if endpoint.provider == "local" and not endpoint.url else ""
@@ -277,6 +290,14 @@ class VoiceChat(anywidget.AnyWidget):
                 if len(self._first_audio_sent) > 500:
                     self._first_audio_sent.pop(next(iter(self._first_audio_sent)))
             self.send({"type": "audio", "item_id": item_id}, buffers=[pcm])
+
+    def _on_backchannel(self, event: dict[str, Any]) -> None:
+        """Inworld's back-channel audio ("uh-huh" while the user speaks) goes to the page to be
+        played beside the reply, not as one: it is no item, has no latency and is never cut."""
+        pcm = backchannel_pcm(event)
+        if pcm and self._front_ready.is_set():
+            self.stats["backchannel_out"] += 1
+            self.send({"type": "backchannel", "id": event.get("backchannel_id")}, buffers=[pcm])
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type", "")
@@ -486,6 +507,7 @@ def chat(
     api_key: str | None = None,
     headers: dict[str, str] | None = None,
     tools: Any = None,
+    endpoint: Endpoint | None = None,
     transcription: str | dict[str, Any] | None = "default",
     **config: Any,
 ) -> VoiceChat:
@@ -495,11 +517,13 @@ def chat(
     ``voice``, ``tts_model``, ``output_modalities``, ``turn_detection``, ``tool_choice``...).
     The user's speech is transcribed so their words show as they speak: ``transcription`` is
     the provider's documented speech-to-text model by default, another model name (or a full
-    transcription object), or ``None`` for none. With no API key in the environment it talks to
-    the embedded local server.
+    transcription object), or ``None`` for none. ``endpoint`` (from :func:`rtwidget.resolve`)
+    replaces ``provider``/``url``/``api_key``/``headers``. With no API key in the environment
+    it talks to the embedded local server.
     """
-    endpoint = resolve(provider, url=url, api_key=api_key, headers=headers,
-                       model=config.get("model"))
+    if endpoint is None:
+        endpoint = resolve(provider, url=url, api_key=api_key, headers=headers,
+                           model=config.get("model"))
     if transcription == "default":
         transcription = transcription_model(endpoint)
     session = RealtimeSession(endpoint=endpoint, tools=tools, connect=False,

@@ -49,8 +49,9 @@ def test_inworld_url_basic_auth_and_a_fresh_session_id_per_connection(guarded) -
 
 def test_openai_bearer_model_query_and_beta_header(engine) -> None:
     with LocalServer(engine=engine, token="sk-test-key") as srv:
-        endpoint = rt.resolve("openai", url=srv.url, api_key="sk-test-key",
-                              model="openai/gpt-realtime", dialect="beta")
+        with pytest.warns(DeprecationWarning, match="beta"):
+            endpoint = rt.resolve("openai", url=srv.url, api_key="sk-test-key",
+                                  model="openai/gpt-realtime", dialect="beta")
         with rt.RealtimeSession(endpoint=endpoint, output_modalities=["text"]) as s:
             assert s.ask("ok") == "You said: ok"
         shake = srv.handshakes[-1]
@@ -62,15 +63,21 @@ def test_openai_bearer_model_query_and_beta_header(engine) -> None:
 def test_azure_endpoint_deployment_api_version_and_api_key_header(engine) -> None:
     with LocalServer(engine=engine, token="azure-key") as srv:
         base = srv.url.replace("ws://", "http://").replace("/v1/realtime", "")
-        endpoint = rt.resolve("azure", url=base, api_key="azure-key", deployment="my-rt",
-                              api_version="2025-04-01-preview")
-        assert endpoint.connect_url().startswith(base.replace("http://", "ws://") +
-                                                 "/openai/realtime?")
-        with rt.RealtimeSession(endpoint=endpoint, output_modalities=["text"]) as s:
-            assert s.ask("ok") == "You said: ok"
-        shake = srv.handshakes[-1]
-        assert shake.query == {"api-version": ["2025-04-01-preview"], "deployment": ["my-rt"]}
-        assert "api-key" in shake.header_names and "api-key" not in shake.headers
+        endpoint = rt.resolve("azure", url=base, api_key="azure-key", deployment="my-rt")
+        assert endpoint.connect_url() == base.replace("http://", "ws://") + \
+            "/openai/v1/realtime?model=my-rt"  # GA
+        with pytest.warns(DeprecationWarning, match="preview"):
+            preview = rt.resolve("azure", url=base, api_key="azure-key", deployment="my-rt",
+                                 api_version="2025-04-01-preview")
+        assert preview.connect_url().startswith(base.replace("http://", "ws://") +
+                                                "/openai/realtime?")
+        for ep in (endpoint, preview):
+            with rt.RealtimeSession(endpoint=ep, output_modalities=["text"]) as s:
+                assert s.ask("ok") == "You said: ok"
+        ga, old = srv.handshakes[-2:]
+        assert ga.path == "/openai/v1/realtime" and ga.query == {"model": ["my-rt"]}
+        assert old.query == {"api-version": ["2025-04-01-preview"], "deployment": ["my-rt"]}
+        assert "api-key" in old.header_names and "api-key" not in old.headers
 
 
 def test_any_url_with_custom_headers(server: LocalServer) -> None:
@@ -122,6 +129,10 @@ class _VoicesStub(BaseHTTPRequestHandler):
             self.send_response(401)
             self.end_headers()
             return
+        if "pageSize=" not in self.path:  # the documented paging is used
+            self.send_response(400)
+            self.end_headers()
+            return
         if "pageToken=p2" in self.path:
             body = {"voices": [{"voiceId": "Clive", "langCode": "EN_US", "displayName": "Clive",
                                 "description": "Calm British voice.", "tags": ["male"],
@@ -158,7 +169,7 @@ def test_inworld_voices_are_listed_across_pages(voices_stub: str) -> None:
     assert list(df["name"]) == ["Dennis", "Clive"]
     assert list(df.columns) == ["name", "display_name", "language", "description", "tags"]
     assert df.iloc[0]["tags"] == ["male", "casual"]
-    assert _VoicesStub.requests[0]["path"] == "/voices/v1/voices"
+    assert _VoicesStub.requests[0]["path"] == "/voices/v1/voices?pageSize=100"
 
 
 def test_voices_are_cached_per_session(voices_stub: str, guarded: LocalServer) -> None:

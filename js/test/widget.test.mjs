@@ -111,3 +111,28 @@ test("with headphones the mic stays open, and a barge-in opens it at once", () =
   engine.onPlayer({ type: "flushed", item: "i1", played: 2400, reason: "user" });
   assert.equal(engine.gated, false);
 });
+
+test("back-channel audio plays beside the reply player, uncounted and untimed", async () => {
+  assert.deepEqual([...mod.pcm16ToFloat(new Int16Array([0, 16384, -32768]))], [0, 0.5, -1]);
+  const started = [];
+  class FakeSource {
+    connect() {}
+    start(at) { started.push([this.buffer.length, at]); }
+  }
+  const ctx = {
+    currentTime: 1, destination: {},
+    createBuffer: (ch, n) => ({ length: n, duration: n / 24000, getChannelData: () => new Float32Array(n) }),
+    createBufferSource: () => new FakeSource(),
+  };
+  const model = fakeModel();
+  const engine = new mod.Engine(model, {});
+  engine.ensurePlayback = async () => { engine.playCtx = ctx; };
+  const chunk = new Uint8Array(4800);  // 100 ms
+  engine.onMessage({ type: "backchannel", id: "bc" }, [new DataView(chunk.buffer)]);
+  engine.onMessage({ type: "backchannel", id: "bc" }, [new DataView(chunk.buffer)]);
+  await new Promise((done) => setTimeout(done, 0));
+  assert.deepEqual(started, [[2400, 1], [2400, 1.1]]);  // queued one after the other
+  assert.equal(engine.pending.length, 0);  // nothing went to the reply player
+  assert.equal(engine.stats.pushedBytes, 0);
+  assert.equal(model.sent.length, 0);  // no playback_started, no audio_ack
+});

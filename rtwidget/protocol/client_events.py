@@ -7,9 +7,10 @@ from the server can be tied back to the event that caused it.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from .audio import SAMPLE_RATE, encode_audio, to_pcm16
 
@@ -154,6 +155,7 @@ def session_config(
     turn_detection: Mapping[str, Any] | str | None = NOT_GIVEN,
     transcription: Mapping[str, Any] | str | None = NOT_GIVEN,
     noise_reduction: Mapping[str, Any] | str | None = NOT_GIVEN,
+    provider_data: InworldProviderData | Mapping[str, Any] = NOT_GIVEN,
     extra: Mapping[str, Any] = NOT_GIVEN,
 ) -> dict[str, Any]:
     """The ``session`` object of a ``session.update``, holding only the fields given.
@@ -161,7 +163,9 @@ def session_config(
     ``model`` is a provider model id (``"openai/gpt-4.1-nano"``) or an Inworld router
     (``"inworld/<router-id>"``); ``tts_model`` and ``voice`` go to ``audio.output``;
     ``turn_detection`` is ``"server_vad"``, ``"semantic_vad"``, a full object, or ``None`` to turn
-    server VAD off. ``extra`` is merged in last, untouched, for provider-specific data.
+    server VAD off. ``provider_data`` is Inworld's ``providerData`` (see
+    :class:`InworldProviderData`). ``extra`` is merged in last, untouched, for anything else
+    provider-specific.
     """
     session: dict[str, Any] = {"type": "realtime"}
     if model is not NOT_GIVEN:
@@ -221,9 +225,94 @@ def session_config(
         audio["output"] = audio_out
     if audio:
         session["audio"] = audio
+    if provider_data is not NOT_GIVEN:
+        session["providerData"] = _provider_data(provider_data)
     if extra is not NOT_GIVEN:
         session = merge_session(session, extra)
     return session
+
+
+class Backchannel(TypedDict, total=False):
+    """Inworld's ``providerData.backchannel``: short interjections ("uh-huh") while the user
+    speaks. Sent as ``response.backchannel.audio.delta``/``.done``; the widget plays them."""
+
+    enabled: bool
+    small_model: str
+    eval_interval_ms: int
+    min_speech_ms: int
+    min_gap_ms: int
+    max_per_turn: int
+    hard_deadline_ms: int
+    history_tail_items: int
+    temperature: float
+    max_tokens: int
+    volume_gain: float
+    require_pause: bool
+    decider_kind: str
+
+
+class InworldProviderData(TypedDict, total=False):
+    """Inworld's ``providerData`` session field (docs.inworld.ai, realtime/provider-data): five
+    independent branches, each sent only when given, merged by the server into its state.
+
+    ``stt`` (voice profile, language hints, end-of-turn and VAD overrides), ``tts``
+    (segmentation, language, delivery preset, alignment), ``memory`` (summaries and facts in
+    long sessions), ``backchannel`` (see :class:`Backchannel`) and ``responsiveness`` (filler
+    audio while the model is slow). The branches' fields are Inworld's, passed as given.
+    """
+
+    stt: dict[str, Any]
+    tts: dict[str, Any]
+    memory: dict[str, Any]
+    backchannel: Backchannel
+    responsiveness: dict[str, Any]
+
+
+PROVIDER_DATA_BRANCHES = ("stt", "tts", "memory", "backchannel", "responsiveness")
+
+
+def _provider_data(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"provider_data must be a dict of Inworld's providerData branches, got "
+                         f"{type(value).__name__}")
+    unknown = [k for k in value if k not in PROVIDER_DATA_BRANCHES]
+    if unknown:
+        raise ValueError(f"provider_data has no branch {unknown[0]!r}; Inworld's branches are "
+                         f"{', '.join(PROVIDER_DATA_BRANCHES)} (other fields go in extra=)")
+    bad = [k for k, v in value.items() if not isinstance(v, Mapping)]
+    if bad:
+        raise ValueError(f"provider_data[{bad[0]!r}] must be an object (a dict)")
+    return json.loads(json.dumps(dict(value)))
+
+
+_OPENAI_GA_REFUSES = {
+    "temperature": "OpenAI's GA Realtime API has no session temperature and rejects the whole "
+                   "session.update that sets one; leave temperature out",
+    "providerData": "providerData is Inworld's; OpenAI's GA Realtime API rejects it",
+}
+
+
+def check_session_for(provider: str, session: Mapping[str, Any]) -> None:
+    """Raise :class:`ValueError` (before anything is sent) for a session field ``provider``
+    is documented to reject. OpenAI and Azure speak the GA protocol: no ``temperature``, no
+    ``audio.output.model`` (``tts_model``), no ``providerData``, and output is audio *or* text.
+    Inworld, the local server and other URLs get what was given."""
+    if provider not in ("openai", "azure"):
+        return
+    for key, reason in _OPENAI_GA_REFUSES.items():
+        if key in session:
+            raise ValueError(f"{reason} (provider {provider!r})")
+    audio = session.get("audio")
+    output = audio.get("output") if isinstance(audio, Mapping) else None
+    if isinstance(output, Mapping) and "model" in output:
+        raise ValueError(f"tts_model is Inworld's; OpenAI's GA Realtime API has no "
+                         f"audio.output.model (choose the voice with voice=) (provider "
+                         f"{provider!r})")
+    modalities = session.get("output_modalities")
+    if isinstance(modalities, Sequence) and len(modalities) != 1:
+        raise ValueError(f"OpenAI's GA Realtime API answers in audio or in text, not both: use "
+                         f"output_modalities=['audio'] (it comes with a transcript) or ['text'], "
+                         f"not {list(modalities)} (provider {provider!r})")
 
 
 def merge_session(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

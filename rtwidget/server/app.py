@@ -32,7 +32,8 @@ from .vad import VADS, EnergyVad, Vad, VadSettings
 
 log = logging.getLogger("rtwidget.server")
 
-PATHS = ("/", "/v1/realtime", "/api/v1/realtime/session", "/openai/realtime")
+PATHS = ("/", "/v1/realtime", "/api/v1/realtime/session", "/openai/realtime",
+         "/openai/v1/realtime")
 
 
 @dataclass(frozen=True)
@@ -277,15 +278,16 @@ class LocalServer:
     def _voices(self, connection: ServerConnection, request: Request,
                 query: dict[str, list[str]]) -> Response:
         """Inworld's List Voices call, answered with this server's own voices."""
-        from ..voices import inworld_shape
+        from ..voices import inworld_page
 
         if not self._authorized(request, query):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
-        rows = self.options.synthesizer.voices()
-        wanted = query.get("langCode", [""])[0].lower().replace("_", "-")
-        if wanted:
-            rows = [r for r in rows if str(r.get("language", "")).lower().startswith(wanted)]
-        response = connection.respond(HTTPStatus.OK, json.dumps(inworld_shape(rows)))
+        page = inworld_page(self.options.synthesizer.voices(),
+                            {k: v[0] for k, v in query.items() if v})
+        if page is None:
+            return connection.respond(HTTPStatus.BAD_REQUEST, "bad filter, pageSize or "
+                                      "pageToken\n")
+        response = connection.respond(HTTPStatus.OK, json.dumps(page))
         response.headers["Content-Type"] = "application/json"
         return response
 

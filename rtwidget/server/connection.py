@@ -117,6 +117,14 @@ def default_session(options: ServerOptions) -> dict[str, Any]:
     }
 
 
+def _wire_part(part: dict[str, Any]) -> dict[str, Any]:
+    """A content part as ``response.content_part.added/.done`` carry it: the GA API (and the
+    ``openai`` package's models) call the part ``audio``/``text`` there, while the item itself
+    keeps ``output_audio``/``output_text``."""
+    kind = {"output_audio": "audio", "output_text": "text"}.get(part.get("type", ""))
+    return dict(part, type=kind) if kind else dict(part)
+
+
 @dataclass
 class _Item:
     """A conversation item as the server keeps it; audio apart from the public fields."""
@@ -239,6 +247,7 @@ class Connection:
         self.response: _Response | None = None
         self.responses_done = 0
         self.stored_bytes = 0
+        self._idle_from_ms: int | None = None  # input-audio clock; armed after each reply
         self._configure_vad()
 
     # --- plumbing ----------------------------------------------------------------------------
@@ -359,8 +368,31 @@ class Connection:
                     await self._speech_started(ms)
                 elif self._speech is not None:
                     await self._speech_stopped(ms)
+        await self._check_idle()
         self._trim_buffer()
         return None
+
+    async def _check_idle(self) -> None:
+        """``turn_detection.idle_timeout_ms`` (server VAD): once that much input audio has
+        come in without speech since the last reply finished playing, say so with
+        ``input_audio_buffer.timeout_triggered``, commit the quiet audio and respond."""
+        td = self._turn_detection() or {}
+        timeout = td.get("idle_timeout_ms")
+        start = self._idle_from_ms
+        if (not isinstance(timeout, int) or timeout <= 0 or start is None or self._vad is None
+                or td.get("type", "server_vad") != "server_vad" or self._speech is not None
+                or self.response is not None or self._appended_ms - start < timeout):
+            return
+        self._idle_from_ms = None
+        item_id = _new_id("item")
+        await self.emit({"type": "input_audio_buffer.timeout_triggered",
+                         "audio_start_ms": start, "audio_end_ms": self._appended_ms,
+                         "item_id": item_id})
+        pcm = bytes(self.buffer)
+        self.buffer.clear()
+        self._buffer_start_ms = self._appended_ms
+        if await self._commit(pcm, item_id) and self.response is None:
+            self._start_response({}, None)
 
     def _trim_buffer(self) -> None:
         keep_ms = self.options.max_buffer_ms
@@ -385,6 +417,7 @@ class Connection:
     async def _speech_started(self, ms: int) -> None:
         item_id = _new_id("item")
         self._speech = (item_id, ms)
+        self._idle_from_ms = None
         await self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": ms,
                          "item_id": item_id})
         td = self._turn_detection() or {}
@@ -670,6 +703,7 @@ class Connection:
         response = _Response(_new_id("resp"), config, in_conversation, input_turns)
         if in_conversation:
             self.response = response
+            self._idle_from_ms = None
         response.task = asyncio.create_task(self._stream(response), name=response.id)
 
     def _context(self, response: _Response) -> ReplyContext:
@@ -736,6 +770,8 @@ class Connection:
         finally:
             if self.response is response:
                 self.response = None
+                played_ms = sum(len(i.pcm) for i in response.output) // BYTES_PER_MS
+                self._idle_from_ms = self._appended_ms + played_ms
         self.responses_done += 1
         with contextlib.suppress(ConnectionClosed):
             await self.emit({"type": "response.done", "response": response.public()})
@@ -772,7 +808,7 @@ class Connection:
             response.message = item
             item.data["content"].append(part)
             await self.emit({"type": "response.content_part.added",
-                             **self._where(response, item), "part": dict(part)})
+                             **self._where(response, item), "part": _wire_part(part)})
         if not audio:
             item.data["content"][0]["text"] += text
             await self.emit({"type": "response.output_text.delta",
@@ -817,7 +853,7 @@ class Connection:
                              "transcript": part["transcript"]})
         else:
             await self.emit({"type": "response.output_text.done", **where, "text": part["text"]})
-        await self.emit({"type": "response.content_part.done", **where, "part": dict(part)})
+        await self.emit({"type": "response.content_part.done", **where, "part": _wire_part(part)})
         await self._item_done(response, item, status)
 
     async def _item_done(self, response: _Response, item: _Item, status: str) -> None:
