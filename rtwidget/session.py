@@ -1280,6 +1280,9 @@ class RealtimeSession:
         if self._thread.is_alive():
             with contextlib.suppress(Exception):
                 self._run(self.aio.close(), timeout=10)
+        elif not self._loop.is_running():  # the loop's thread is gone: clean up from here
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(asyncio.wait_for(self.aio.close(), 10))
         self._stop_loop()
 
     def __enter__(self) -> RealtimeSession:

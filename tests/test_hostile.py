@@ -190,6 +190,21 @@ def test_a_callers_timeout_holds_while_the_loop_is_stuck(session: RealtimeSessio
     assert session.ask("again", timeout=10) == "You said: again"
 
 
+def test_a_call_pending_when_the_loop_stops_raises_at_once(paced: LocalServer) -> None:
+    s = session_to(paced.url)
+    try:
+        streaming = s.expect("response.output_text.delta")
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(s.ask, "long story", 60)
+            streaming.wait()
+            s._loop.call_soon_threadsafe(s._loop.stop)  # the loop is gone mid-call
+            with pytest.raises(rt.ConnectionClosed, match="loop has stopped"):
+                reply.result(30)
+    finally:
+        s.close()  # and close() still cleans up, on this thread
+    assert not s.aio.connected and s.aio._task is not None and s.aio._task.done()
+
+
 # --- 3. web pages and foreign host names ----------------------------------------------------------
 
 
