@@ -345,6 +345,9 @@ def test_secrets_are_masked_by_name_and_by_value_wherever_text_leaves(
     shown = [repr(endpoint), endpoint.describe(), str(endpoint), ours,
              str(refused.value), (tmp_path / "rec" / "meta.json").read_text()]
     assert "model=m" in endpoint.describe()
+    with LocalServer() as srv, RealtimeSession("local", url=srv.url, headers=headers,
+                                               output_modalities=["text"]):
+        shown.append(repr(srv.handshakes))  # what the local server keeps of a handshake
     for text in shown:
         for name, value in secret.items():
             assert value not in text, (name, text[:200])

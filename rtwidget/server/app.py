@@ -27,7 +27,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ..providers import wire_logger
+from ..providers import mask_secrets, wire_logger
 from .connection import Connection, ServerOptions
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
 from .vad import VADS, EnergyVad, Vad, VadSettings
@@ -73,7 +73,7 @@ def _host_name(value: str) -> str:
 
 def _safe_headers(headers: Headers) -> dict[str, str]:
     secret = {"authorization", "api-key", "x-api-key", "cookie"}
-    return {k.lower(): v for k, v in headers.raw_items() if k.lower() not in secret}
+    return {k.lower(): mask_secrets(v) for k, v in headers.raw_items() if k.lower() not in secret}
 
 
 class LocalServer:
