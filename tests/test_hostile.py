@@ -340,14 +340,14 @@ def test_secrets_are_masked_by_name_and_by_value_wherever_text_leaves(
         with pytest.raises(AuthenticationError) as refused:
             RealtimeSession(endpoint=endpoint, reconnect=NO_RECONNECT, record=tmp_path / "rec")
     assert "WWW-Authenticate" in caplog.text and "X-Goog-Api-Key" in caplog.text
-    ours = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records
-                     if r.name != "hostile")  # the hostile server's own log is not ours
-    shown = [repr(endpoint), endpoint.describe(), str(endpoint), ours,
-             str(refused.value), (tmp_path / "rec" / "meta.json").read_text()]
     assert "model=m" in endpoint.describe()
     with LocalServer() as srv, RealtimeSession("local", url=srv.url, headers=headers,
                                                output_modalities=["text"]):
-        shown.append(repr(srv.handshakes))  # what the local server keeps of a handshake
+        kept = repr(srv.handshakes)  # what the local server keeps of a handshake
+    ours = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records
+                     if r.name != "hostile")  # the hostile server's own log is not ours
+    shown = [repr(endpoint), endpoint.describe(), str(endpoint), ours, kept,
+             str(refused.value), (tmp_path / "rec" / "meta.json").read_text()]
     for text in shown:
         for name, value in secret.items():
             assert value not in text, (name, text[:200])
