@@ -902,7 +902,10 @@ class AsyncRealtimeSession:
 
     def _acknowledge(self, event: dict[str, Any]) -> None:
         """Forget the client event this server event answers (see :meth:`_awaiting_answer`)."""
-        kind = BETA_ALIASES.get(event.get("type", ""), event.get("type", ""))
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            return
+        kind = BETA_ALIASES.get(kind, kind)
         if kind == "error":
             err = event.get("error")
             if isinstance(err, dict) and isinstance(err.get("event_id"), str):
