@@ -13,11 +13,12 @@ import importlib.metadata
 import json
 import logging
 import random
+import re
 import ssl
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ from .protocol.client_events import (
 )
 from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
 from .protocol.dialects import encode
-from .providers import Endpoint, resolve, wire_logger
+from .providers import Endpoint, known_secrets, resolve, wire_logger
 from .recording import Recorder
 from .tool_registry import ToolSet
 from .tool_runner import ToolResult, ToolRunner
@@ -63,6 +64,47 @@ Predicate = Callable[[dict[str, Any]], bool]
 _FATAL_CLOSE = {1002, 1003, 1007, 1008, 1010, 4001, 4003, 4401, 4403}
 _AUTH_CLOSE = {1008, 4001, 4003, 4401, 4403}
 _MAX_RETRY_AFTER = 60.0
+_POLL = 0.25  # how often a blocked caller checks that the session's loop is still alive
+_GRACE = 2.0  # beyond a call's own timeout, before the caller stops waiting for the loop
+
+# Client events kept until the server acknowledges them; after a reconnect the first kind is
+# sent again, the others (whose state died with the connection) are reported as lost.
+_RESEND = {"conversation.item.create", "response.create", "conversation.item.delete",
+           "conversation.item.truncate", "conversation.item.retrieve"}
+_TRACKED = _RESEND | {"input_audio_buffer.commit"}
+_MAX_UNACKED = 1_000
+_MAX_REMEMBERED = 256  # response.create event ids -> the response each created
+
+
+def _item_id(event: dict[str, Any]) -> Any:
+    item = event.get("item")
+    return item.get("id") if isinstance(item, dict) else event.get("item_id")
+
+
+# server event -> the client event it acknowledges, and how the two are paired (None: in order)
+_ACKS: dict[str, tuple[str, Callable[[dict[str, Any]], Any] | None]] = {
+    "response.created": ("response.create", None),
+    "conversation.item.added": ("conversation.item.create", _item_id),
+    "conversation.item.deleted": ("conversation.item.delete", _item_id),
+    "conversation.item.truncated": ("conversation.item.truncate", _item_id),
+    "conversation.item.retrieved": ("conversation.item.retrieve", _item_id),
+    "input_audio_buffer.committed": ("input_audio_buffer.commit", None),
+}
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with lone UTF-16 surrogates (which JSON escapes can carry, and which no
+    encoder downstream accepts) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -194,6 +236,8 @@ class AsyncRealtimeSession:
         self.conversation = conversation if conversation is not None else Conversation()
         self.config: dict[str, Any] = session_config(**config) if config else {}
         check_session_for(self.endpoint.provider, self.config)
+        if self.config:
+            self._encoded(events.session_update(self.config))
         self._requests: dict[str, str] = {}  # event_id -> type of requests awaiting an answer
         self._last_answer: dict[str, Any] | None = None  # the event that answered one last
         self.dropped_audio_frames = 0
@@ -202,7 +246,10 @@ class AsyncRealtimeSession:
         self._listeners: dict[str, list[Listener]] = {}
         self._audio_listeners: list[AudioListener] = []
         self._waiters: list[tuple[Predicate, asyncio.Future[dict[str, Any]]]] = []
-        self._outbox: deque[dict[str, Any]] = deque()
+        self._outbox: deque[tuple[dict[str, Any], str]] = deque()
+        self._unacked: dict[str, dict[str, Any]] = {}
+        self._created_for: OrderedDict[str, str] = OrderedDict()
+        self._follow_ups: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
         self._wake: asyncio.Event | None = None
         self._ready: asyncio.Event | None = None
         self._closing = False
@@ -248,6 +295,11 @@ class AsyncRealtimeSession:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._start_tools()
+        try:
+            self._encoded(events.session_update(self.config))
+        except ValueError:
+            self._stop_tools()
+            raise
         if self.record and self.recorder is None:
             self.recorder = self._open_recorder()
         self._wake = asyncio.Event()
@@ -257,12 +309,16 @@ class AsyncRealtimeSession:
         ready: asyncio.Future[Any] = asyncio.ensure_future(self._ready.wait())
         first_error: asyncio.Future[Any] = self._first_error
         try:
-            await asyncio.wait({ready, first_error}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({ready, first_error, self._task},
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
             ready.cancel()
         if self._first_error.done() and self._first_error.exception() is not None:
             await self.close()
             raise self._first_error.exception()  # type: ignore[misc]
+        if not self._ready.is_set():  # the loop ended without saying why
+            await self.close()
+            raise ConnectionClosed("the session ended before it was connected")
 
     async def close(self) -> None:
         """Close the connection and stop; nothing is left running."""
@@ -289,7 +345,7 @@ class AsyncRealtimeSession:
                                   f"-{uuid.uuid4().hex[:6]}")
         endpoint = self.endpoint
         secrets = [endpoint.secret.reveal()] if endpoint.secret else []
-        secrets += list(endpoint.extra_headers.values())
+        secrets += [*endpoint.extra_headers.values(), *known_secrets()]
         meta = {"endpoint": {"provider": endpoint.provider, "url": endpoint.describe(),
                              "dialect": endpoint.dialect},
                 "config": self.config, "rtwidget": _version()}
@@ -346,7 +402,7 @@ class AsyncRealtimeSession:
         update = events.session_update({"type": "realtime", "tools": defs})
         try:
             await self.request(update, self._updated_for(update["event_id"]))
-        except (ServerError, ConnectionClosed, TimeoutError) as exc:
+        except (ServerError, ConnectionClosed, TimeoutError, ValueError) as exc:
             log.warning("the server did not take the new tool list: %s", exc)
             return
         self.config["tools"] = defs
@@ -407,15 +463,22 @@ class AsyncRealtimeSession:
     ) -> Coroutine[Any, Any, dict[str, Any]]:
         """Subscribe now, await later: returns a coroutine that yields the first matching
         event received from this moment on (so a fast answer cannot slip past)."""
+        return self._await_waiter(self._subscribe(_predicate(match)), timeout)
+
+    def _subscribe(self, predicate: Predicate) -> tuple[Predicate, asyncio.Future[dict[str, Any]]]:
         if self._fatal is not None:
             raise self._fatal
         if self._closing:
             raise ConnectionClosed("the session is closed")
-        predicate = _predicate(match)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         entry = (predicate, future)
         self._waiters.append(entry)
-        return self._await_waiter(entry, timeout)
+        return entry
+
+    def _unsubscribe(self, entry: tuple[Predicate, asyncio.Future[dict[str, Any]]]) -> None:
+        entry[1].cancel()
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(entry)
 
     async def _await_waiter(
         self, entry: tuple[Predicate, asyncio.Future[dict[str, Any]]], timeout: float | None
@@ -432,15 +495,35 @@ class AsyncRealtimeSession:
 
     def send_nowait(self, event: dict[str, Any]) -> None:
         """Queue a client event. While disconnected, audio appends are dropped (and counted)
-        and every other event waits for the next connection."""
+        and every other event waits for the next connection. An event that cannot be encoded
+        as JSON raises :class:`ValueError` here and is not sent."""
+        self._enqueue(event, None)
+
+    def _enqueue(self, event: dict[str, Any], text: str | None) -> None:
         if self._closing or self._fatal is not None:
             raise ConnectionClosed("the session is closed")
         if not self.connected and event.get("type") == "input_audio_buffer.append":
             self.dropped_audio_frames += 1
             return
-        self._outbox.append(event)
+        if event.get("type") == "conversation.item.create" and isinstance(event.get("item"), dict) \
+                and not event["item"].get("id"):  # an id lets the server's answer be matched
+            event = {**event, "item": {**event["item"], "id": events.new_item_id()}}
+            text = None
+        if not isinstance(event.get("event_id"), str):
+            event = {**event, "event_id": events.new_event_id()}
+            text = None
+        self._outbox.append((event, text if text is not None else self._encoded(event)))
         if self._wake is not None:
             self._wake.set()
+
+    def _encoded(self, event: dict[str, Any]) -> str:
+        """The wire text of a client event, or a :class:`ValueError` saying why there is none."""
+        try:
+            return encode(event, self.endpoint.dialect)
+        except (TypeError, ValueError, RecursionError) as exc:
+            reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise ValueError(f"the {event.get('type')!r} event cannot be sent as JSON: "
+                             f"{reason}") from None
 
     async def send(self, event: dict[str, Any]) -> None:
         """Queue a client event (see :meth:`send_nowait`)."""
@@ -473,20 +556,25 @@ class AsyncRealtimeSession:
             self._last_answer = ev
             return True
 
-        waiter = self.expect(answer, timeout)
+        entry = self._subscribe(answer)
         self._requests[event_id] = kind
         try:
             self.send_nowait(event)
-        except Exception:
-            waiter.close()
+        except BaseException:
+            self._unsubscribe(entry)
             self._requests.pop(event_id, None)
             raise
         try:
-            result = await waiter
+            result = await self._await_waiter(entry, timeout)
         finally:
             self._requests.pop(event_id, None)
+        return self._raise_error(result, event)
+
+    def _raise_error(self, result: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+        """``result``, unless it is the server's ``error`` for ``event``: then raise it."""
         if result.get("type") == "error":
-            raise ServerError(self._request_error(result, event_id, kind))
+            raise ServerError(self._request_error(result, event["event_id"],
+                                                  str(event.get("type"))))
         return result
 
     def _updated_for(self, event_id: str) -> Predicate:
@@ -577,24 +665,94 @@ class AsyncRealtimeSession:
 
     async def ask(self, text: str, timeout: float = 60.0) -> str:
         """Send a text turn and return the reply's text once the model has finished, tool
-        calls included."""
-        done = self.expect(self._is_final_response, timeout)
-        await self.send_text(text)
-        event = await done
-        response = self.conversation.responses.get(event["response"]["id"])
-        return self.reply_text(response) if response is not None else ""
+        calls included. Only the response this turn created counts (and the ones the session
+        creates after running its tools), not another that ends meanwhile."""
+        deadline = asyncio.get_running_loop().time() + timeout
 
-    def _is_final_response(self, event: dict[str, Any]) -> bool:
-        """A ``response.done`` after which no tool call is left for the session to answer."""
-        if event.get("type") != "response.done" or not isinstance(event.get("response"), dict):
-            return False
-        response = self.conversation.responses.get(event["response"].get("id", ""))
+        def left() -> float:
+            return max(0.0, deadline - asyncio.get_running_loop().time())
+
+        if self._fatal is not None:
+            raise self._fatal
+        try:
+            await self.send_text(text, respond=False)
+            create = events.response_create()
+            created = self._created(create)
+            try:
+                self.send_nowait(create)
+            except BaseException:
+                created.close()
+                raise
+            response_id = await asyncio.wait_for(created, left())
+            while True:
+                await self._finished(response_id, left())
+                response = self.conversation.responses.get(response_id)
+                if response is None or not self._needs_follow_up(response):
+                    return self.reply_text(response) if response is not None else ""
+                follow_up = self._follow_up(response_id)
+                next_create = await asyncio.wait_for(asyncio.shield(follow_up), left())
+                response_id = await asyncio.wait_for(self._created(next_create), left())
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"no complete reply within {timeout:g} s") from None
+
+    def _created(self, create: dict[str, Any]) -> Coroutine[Any, Any, str]:
+        """Awaits the id of the response the server created for the ``response.create`` event
+        ``create`` (an ``error`` naming the event raises :class:`ServerError`). Subscribes at
+        once, so call it before sending."""
+        event_id = create["event_id"]
+
+        def answer(ev: dict[str, Any]) -> bool:
+            if ev.get("type") == "error":
+                err = ev.get("error")
+                return isinstance(err, dict) and err.get("event_id") == event_id
+            return ev.get("type") == "response.created" and event_id in self._created_for
+
+        entry = self._subscribe(answer)
+
+        async def wait() -> str:
+            if event_id in self._created_for:
+                self._unsubscribe(entry)
+            else:
+                self._raise_error(await self._await_waiter(entry, None), create)
+            return self._created_for[event_id]
+
+        return wait()
+
+    async def _finished(self, response_id: str, timeout: float) -> None:
+        """Return once the response is done (at once if it already is)."""
+        entry = self._subscribe(lambda ev: ev.get("type") == "response.done"
+                                and isinstance(ev.get("response"), dict)
+                                and ev["response"].get("id") == response_id)
+        response = self.conversation.responses.get(response_id)
+        if response is not None and response.status != "in_progress":
+            self._unsubscribe(entry)
+            return
+        await self._await_waiter(entry, timeout)
+
+    def _follow_up(self, response_id: str) -> asyncio.Future[dict[str, Any]]:
+        """Resolves to the ``response.create`` the tool runner sends after answering the
+        calls of ``response_id``."""
+        future = self._follow_ups.get(response_id)
+        if future is None:
+            future = self._follow_ups[response_id] = asyncio.get_running_loop().create_future()
+            while len(self._follow_ups) > _MAX_REMEMBERED:
+                self._follow_ups.popitem(last=False)[1].cancel()
+        return future
+
+    def followed_up(self, response_id: str, create: dict[str, Any]) -> None:
+        """Tell ``ask()`` that ``create`` continues ``response_id`` (tools answered)."""
+        future = self._follow_up(response_id)
+        if not future.done():
+            future.set_result(create)
+
+    def _needs_follow_up(self, response: Response) -> bool:
+        """Whether the session will answer tool calls of this response with another one."""
         runner = self._runner
-        if response is None or response.status != "completed" or runner is None:
-            return True
+        if response.status != "completed" or runner is None:
+            return False
         items = (self.conversation.get(i) for i in response.item_ids)
-        return not any(i is not None and i.type == "function_call" and runner.handles(i.name)
-                       for i in items)
+        return any(i is not None and i.type == "function_call" and runner.handles(i.name)
+                   for i in items)
 
     def reply_text(self, response: Response) -> str:
         """The text (or audio transcript) of a response's messages."""
@@ -687,6 +845,13 @@ class AsyncRealtimeSession:
                     return
                 reason = str(exc) or type(exc).__name__
                 asked_wait = _retry_after(exc)
+            except Exception as exc:  # a bug or a hostile input: end visibly, never silently
+                log.error("the session's loop failed", exc_info=True)
+                if self._ws is not None:
+                    self._ws.transport.abort()
+                self._finish(RealtimeError(f"the session stopped on an unexpected error: "
+                                           f"{type(exc).__name__}: {exc}"))
+                return
             finally:
                 self._ready.clear()
                 self._ws = None
@@ -743,6 +908,10 @@ class AsyncRealtimeSession:
         for _, future in list(self._waiters):
             if not future.done():
                 future.set_exception(exc)
+        for follow_up in self._follow_ups.values():
+            if not follow_up.done():
+                follow_up.set_exception(exc)
+                follow_up.exception()  # nobody may be waiting: not worth a warning
 
     async def _connect_once(self, *, first: bool) -> None:
         assert self._ready is not None
@@ -770,6 +939,7 @@ class AsyncRealtimeSession:
         if (not first and self.restore_history) or (first and self._restore_first):
             for item in self._history_items():
                 await self._send_now(ws, events.item_create(item))
+        self._requeue_unacknowledged()
         self._ready.set()
         if not first:
             self.note("rtwidget.reconnected", reconnects=self.reconnects)
@@ -842,8 +1012,61 @@ class AsyncRealtimeSession:
                                                          item.id))
         return items
 
-    async def _send_now(self, ws: ClientConnection, event: dict[str, Any]) -> None:
-        text = encode(event, self.endpoint.dialect)
+    def _requeue_unacknowledged(self) -> None:
+        """Client events the last connection took but the server never answered: sent again
+        first (items, responses, item operations), or reported as lost (an audio commit: its
+        audio died with the connection)."""
+        pending, self._unacked = list(self._unacked.values()), {}
+        again = [e for e in pending if e.get("type") in _RESEND]
+        lost = [e for e in pending if e.get("type") not in _RESEND]
+        for event in reversed(again):
+            self._outbox.appendleft((event, self._encoded(event)))
+        if again:
+            log.info("sending %d unanswered client event(s) again", len(again))
+        if lost:
+            self.conversation.problems.append(
+                "lost with the connection, not sent again: "
+                + ", ".join(f"{e.get('type')} {e.get('event_id')}" for e in lost))
+            self.note("rtwidget.events_lost", events=[
+                {"type": e.get("type"), "event_id": e.get("event_id")} for e in lost])
+
+    def _awaiting_answer(self, event: dict[str, Any]) -> None:
+        if event.get("type") in _TRACKED:
+            self._unacked[event["event_id"]] = event
+            if len(self._unacked) > _MAX_UNACKED:  # a server that never answers
+                self._unacked.pop(next(iter(self._unacked)))
+
+    def _acknowledge(self, event: dict[str, Any]) -> None:
+        """Forget the client event this server event answers (see :meth:`_awaiting_answer`)."""
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            return
+        kind = BETA_ALIASES.get(kind, kind)
+        if kind == "error":
+            err = event.get("error")
+            if isinstance(err, dict) and isinstance(err.get("event_id"), str):
+                self._unacked.pop(err["event_id"], None)
+            return
+        rule = _ACKS.get(kind)
+        if rule is None or not self._unacked:
+            return
+        client_type, key = rule
+        wanted = key(event) if key is not None else None
+        for event_id, sent in self._unacked.items():
+            if sent.get("type") == client_type and (key is None or _item_id(sent) == wanted):
+                del self._unacked[event_id]
+                break
+        else:
+            return
+        if kind == "response.created" and isinstance(event.get("response"), dict):
+            self._created_for[event_id] = str(event["response"].get("id"))
+            while len(self._created_for) > _MAX_REMEMBERED:
+                self._created_for.popitem(last=False)
+
+    async def _send_now(self, ws: ClientConnection, event: dict[str, Any],
+                        text: str | None = None) -> None:
+        if text is None:
+            text = encode(event, self.endpoint.dialect)
         await ws.send(text)
         self.conversation.record_sent(event, len(text))
         if self.recorder is not None:
@@ -853,6 +1076,7 @@ class AsyncRealtimeSession:
         ws = self._ws
         assert ws is not None and self._wake is not None
         writer = asyncio.create_task(self._write(ws))
+        writer.add_done_callback(lambda task: self._writer_done(task, ws))
         try:
             async for raw in ws:
                 event = self._decode(raw)
@@ -865,21 +1089,37 @@ class AsyncRealtimeSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
 
+    def _writer_done(self, task: asyncio.Task[None], ws: ClientConnection) -> None:
+        if task.cancelled() or isinstance(task.exception(), websockets.ConnectionClosed):
+            return
+        # the reader must not go on alone: dropping the connection sends it all again
+        log.error("the session's writer failed; reconnecting", exc_info=task.exception())
+        ws.transport.abort()
+
     async def _write(self, ws: ClientConnection) -> None:
         assert self._wake is not None
         while True:
             while self._outbox:
-                event = self._outbox[0]
-                await self._send_now(ws, event)
+                event, text = self._outbox[0]
+                await self._send_now(ws, event, text)
                 self._outbox.popleft()
+                self._awaiting_answer(event)
             self._wake.clear()
             if self._outbox:
                 continue
             await self._wake.wait()
 
     def _decode(self, raw: str | bytes) -> dict[str, Any] | None:
+        """The event in a server message, with its text made safe (no lone surrogates), or
+        ``None`` with the reason in ``conversation.problems``."""
         try:
             event = json.loads(raw)
+            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+                event = _without_surrogates(event)
+        except RecursionError:
+            self.conversation.problems.append("server sent a message nested too deeply")
+            return None
         except (ValueError, UnicodeDecodeError) as exc:
             self.conversation.problems.append(f"server sent a message that is not JSON: {exc}")
             return None
@@ -889,9 +1129,16 @@ class AsyncRealtimeSession:
         return event
 
     def _handle(self, event: dict[str, Any], size: int) -> None:
-        update = self.conversation.apply(event, size)
-        if self.recorder is not None:
-            self.recorder.write("in", event, self.conversation.now, size)
+        try:
+            self._acknowledge(event)
+            update = self.conversation.apply(event, size)
+            if self.recorder is not None:
+                self.recorder.write("in", event, self.conversation.now, size)
+        except Exception as exc:  # the session goes on; the event is not lost from view
+            log.error("could not apply a server event", exc_info=True)
+            self.conversation.problems.append(
+                f"could not apply a {str(event.get('type'))[:80]} event: {type(exc).__name__}")
+            return
         self._dispatch(event, update)
 
     def note(self, kind: str, **fields: Any) -> None:
@@ -937,8 +1184,13 @@ class AsyncRealtimeSession:
                 task = asyncio.ensure_future(result)
                 self._background.add(task)
                 task.add_done_callback(self._listener_done)
-        except Exception:
+        except (Exception, KeyboardInterrupt, SystemExit):
             log.exception("a session listener raised; the session goes on")
+
+
+def _later(timeout: float | None) -> float | None:
+    """How long a caller waits for a call whose own timeout is ``timeout``."""
+    return None if timeout is None else timeout + _GRACE
 
 
 class Expectation:
@@ -946,9 +1198,11 @@ class Expectation:
     :meth:`RealtimeSession.expect`)."""
 
     def __init__(
-        self, session: RealtimeSession, waiter: Coroutine[Any, Any, dict[str, Any]]
+        self, session: RealtimeSession, waiter: Coroutine[Any, Any, dict[str, Any]],
+        timeout: float | None = None,
     ) -> None:
         self._session = session
+        self._timeout = timeout
         self._waiter: Coroutine[Any, Any, dict[str, Any]] | None = waiter
 
     def wait(self) -> dict[str, Any]:
@@ -956,7 +1210,7 @@ class Expectation:
         if self._waiter is None:
             raise RuntimeError("this expectation was already waited for")
         waiter, self._waiter = self._waiter, None
-        return self._session._run(waiter)
+        return self._session._run(waiter, self._timeout)
 
 
 class RealtimeSession:
@@ -993,9 +1247,8 @@ class RealtimeSession:
                                model=config.get("model"))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
-            target=self._loop.run_forever, name="rtwidget-session-loop", daemon=True
+            target=self._serve, name="rtwidget-session-loop", daemon=True
         )
-        self._thread.start()
         self._audio_out: deque[dict[str, Any]] = deque()
         self._voices: dict[str, pd.DataFrame] = {}
         self._audio_wake = False
@@ -1010,7 +1263,8 @@ class RealtimeSession:
             max_message_bytes=max_message_bytes,
             conversation=conversation,
             **config,
-        )
+        )  # before the thread starts: a configuration it refuses leaves nothing running
+        self._thread.start()
         if connect:
             try:
                 self.connect()
@@ -1020,7 +1274,20 @@ class RealtimeSession:
 
     # --- plumbing ----------------------------------------------------------------------------
 
+    def _serve(self) -> None:
+        """The loop thread: a ``KeyboardInterrupt`` or ``SystemExit`` raised on the loop (by a
+        callback) is logged and the loop goes on; only :meth:`_stop_loop` ends it."""
+        while True:
+            try:
+                self._loop.run_forever()
+                return
+            except (KeyboardInterrupt, SystemExit):
+                log.error("the session's loop caught an interrupt; it goes on", exc_info=True)
+
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for it here, at most ``timeout`` seconds (kept
+        by this thread, so it holds even if the loop is stuck); a loop that stopped raises
+        :class:`ConnectionClosed` at once."""
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(
@@ -1031,14 +1298,24 @@ class RealtimeSession:
             coro.close()
             raise ConnectionClosed("the session is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            return future.result(timeout)
+            while True:
+                step = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+                done, _ = concurrent.futures.wait([future], timeout=max(0.0, step))
+                if done:
+                    return future.result()
+                if not self._thread.is_alive():
+                    raise ConnectionClosed("the session's event loop has stopped")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no answer within {timeout:g} s (the session's loop "
+                                       "is busy)")
         except BaseException:
             future.cancel()
             raise
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self.aio.closed:
+        if self.aio.closed or not self._thread.is_alive():
             raise ConnectionClosed("the session is closed")
         self._loop.call_soon_threadsafe(self._guard, fn, *args)
 
@@ -1143,6 +1420,9 @@ class RealtimeSession:
         if self._thread.is_alive():
             with contextlib.suppress(Exception):
                 self._run(self.aio.close(), timeout=10)
+        elif not self._loop.is_running():  # the loop's thread is gone: clean up from here
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(asyncio.wait_for(self.aio.close(), 10))
         self._stop_loop()
 
     def __enter__(self) -> RealtimeSession:
@@ -1170,7 +1450,7 @@ class RealtimeSession:
         Only events arriving after the call count; to wait for the answer to something you
         send, use the blocking methods below, which subscribe before sending.
         """
-        return self._run(self.aio.wait_for(match, timeout))
+        return self._run(self.aio.wait_for(match, timeout), _later(timeout))
 
     def expect(self, match: str | Predicate, timeout: float = 30.0) -> Expectation:
         """Subscribe now to the next event of this type (or matching the predicate); call
@@ -1185,12 +1465,12 @@ class RealtimeSession:
         async def subscribe() -> Coroutine[Any, Any, dict[str, Any]]:
             return self.aio.expect(match, timeout)
 
-        return Expectation(self, self._run(subscribe()))
+        return Expectation(self, self._run(subscribe()), _later(timeout))
 
     def update(self, **config: Any) -> dict[str, Any]:
         """Partially update the session (model, instructions, voice, tools...) and return the
         session as the server now has it."""
-        return self._run(self.aio.update(**config))
+        return self._run(self.aio.update(**config), _later(30.0))
 
     def say(self, text: str, *, respond: bool = True) -> str:
         """Add a user text turn and ask for a reply; returns the item id at once."""
@@ -1200,7 +1480,7 @@ class RealtimeSession:
 
     def ask(self, text: str, timeout: float = 60.0) -> str:
         """Send a text turn and block until the reply is complete; returns its text."""
-        return self._run(self.aio.ask(text, timeout))
+        return self._run(self.aio.ask(text, timeout), _later(timeout))
 
     def send_audio(self, audio: Any) -> None:
         """Stream microphone audio (PCM16 24 kHz mono bytes or a numpy array); never blocks.
@@ -1245,17 +1525,18 @@ class RealtimeSession:
 
     def retrieve(self, item_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """The server's copy of an item."""
-        return self._run(self.aio.retrieve(item_id, timeout))
+        return self._run(self.aio.retrieve(item_id, timeout), _later(timeout))
 
     def delete(self, item_id: str, timeout: float = 30.0) -> None:
         """Delete an item, on the server and locally."""
-        self._run(self.aio.delete(item_id, timeout))
+        self._run(self.aio.delete(item_id, timeout), _later(timeout))
 
     def truncate(
         self, item_id: str, audio_end_ms: int, content_index: int = 0, timeout: float = 30.0
     ) -> None:
         """Mark the assistant audio after ``audio_end_ms`` as never heard."""
-        self._run(self.aio.truncate(item_id, audio_end_ms, content_index, timeout))
+        self._run(self.aio.truncate(item_id, audio_end_ms, content_index, timeout),
+                  _later(timeout))
 
     def note(self, kind: str, **fields: Any) -> None:
         """Log and record something the client saw (an ``rtwidget.*`` event; see
@@ -1267,7 +1548,8 @@ class RealtimeSession:
         """Send a raw client event (it gets an ``event_id`` if it has none)."""
         event = dict(event)
         event.setdefault("event_id", events.new_event_id())
-        self._soon(self.aio.send_nowait, event)
+        text = self.aio._encoded(event)  # an event that cannot be sent is refused here
+        self._soon(self.aio._enqueue, event, text)
 
     def call(self, fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """Run ``await fn()`` on the session's loop and return its result (for extensions)."""

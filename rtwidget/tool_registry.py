@@ -420,12 +420,28 @@ class ToolSet:
         return bool(self.definitions())
 
 
+class ToolExit(Exception):
+    """A tool raised ``SystemExit`` or ``KeyboardInterrupt`` (``argparse`` calls
+    ``sys.exit()``): it becomes an ordinary failure, so it cannot stop the session."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"{type(exc).__name__}({exc})" if str(exc) else type(exc).__name__)
+
+
+async def _guarded(coro: Any) -> Any:
+    try:
+        return await coro
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise ToolExit(exc) from exc
+
+
 async def call_tool(tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> Any:
     """Run a tool under its timeout: coroutines on the current loop, plain functions on a
     daemon thread (a thread cannot be killed, so a sync tool that overruns is abandoned, not
-    stopped; its result is dropped)."""
+    stopped; its result is dropped). ``SystemExit`` and ``KeyboardInterrupt`` from the tool
+    raise :class:`ToolExit`."""
     if tool.is_async:
-        return await asyncio.wait_for(tool.fn(*args, **kwargs), tool.timeout)
+        return await asyncio.wait_for(_guarded(tool.fn(*args, **kwargs)), tool.timeout)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -441,6 +457,8 @@ async def call_tool(tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> Any:
         try:
             result = tool.fn(*args, **kwargs)
         except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                exc = ToolExit(exc)
             if not loop.is_closed():
                 loop.call_soon_threadsafe(settle, False, exc)
             return

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ToolError
 from .protocol import events
-from .tool_registry import ToolSet, call_tool
+from .tool_registry import ToolExit, ToolSet, call_tool
 from .tool_results import error_result, serialise_result
 
 if TYPE_CHECKING:
@@ -127,7 +127,8 @@ class ToolRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            error, kind = f"{name} raised {type(exc).__name__}: {exc}", "exception"
+            what = str(exc) if isinstance(exc, ToolExit) else f"{type(exc).__name__}: {exc}"
+            error, kind = f"{name} raised {what}", "exception"
             log.warning("tool %s raised", name, exc_info=True)
         if error is not None:
             output = error_result(kind or "error", error)
@@ -165,12 +166,13 @@ class ToolRunner:
             if task is None:
                 task = self._start(item.call_id, item.name or "", item.arguments)
             tasks.append(task)
-        finishing = asyncio.ensure_future(self._answer(tasks, respond=response.status
-                                                       == "completed"))
+        finishing = asyncio.ensure_future(self._answer(tasks, response.id,
+                                                       respond=response.status == "completed"))
         self._finishing.add(finishing)
         finishing.add_done_callback(self._finishing.discard)
 
-    async def _answer(self, tasks: list[asyncio.Task[ToolResult]], respond: bool) -> None:
+    async def _answer(self, tasks: list[asyncio.Task[ToolResult]], response_id: str,
+                      respond: bool) -> None:
         results = await asyncio.gather(*tasks)
         for result in results:
             self._running.pop(result.call_id, None)
@@ -182,7 +184,9 @@ class ToolRunner:
         if self.rounds > self.max_rounds:
             log.warning("%d tool rounds in a row; asking the model to answer without tools",
                         self.rounds - 1)
-            self.session.send_nowait(events.response_create(tool_choice="none"))
+            create = events.response_create(tool_choice="none")
             self.rounds = 0
         else:
-            self.session.send_nowait(events.response_create())
+            create = events.response_create()
+        self.session.send_nowait(create)
+        self.session.followed_up(response_id, create)

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
     parser.add_argument("--token", default=os.environ.get("RTWIDGET_SERVER_TOKEN"),
                         help="require this token from clients (env RTWIDGET_SERVER_TOKEN)")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="also serve web pages from this origin, e.g. "
+                        "https://hub.example.org (loopback origins always are; repeatable)")
     parser.add_argument("--pace", type=float, default=0.0,
                         help="seconds between streamed deltas (default 0)")
     parser.add_argument("--scripted", action="store_true",
@@ -33,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("binding beyond loopback needs --token (or RTWIDGET_SERVER_TOKEN)")
 
     async def run() -> None:
+        options = {"token": args.token, "pace": args.pace, "allowed_origins": args.allow_origin}
         if args.scripted:
-            server = LocalServer(args.host, args.port, token=args.token, pace=args.pace)
+            server = LocalServer(args.host, args.port, **options)
         else:
-            server = offline_server(args.host, args.port, token=args.token, pace=args.pace)
+            server = offline_server(args.host, args.port, **options)
         await server.start()
         print(f"rtwidget local Realtime server on {server.url} ({server.description})",
               flush=True)

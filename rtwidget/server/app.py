@@ -11,10 +11,12 @@ import asyncio
 import atexit
 import contextlib
 import hmac
+import ipaddress
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -25,7 +27,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ..providers import wire_logger
+from ..providers import mask_secrets, wire_logger
 from .connection import Connection, ServerOptions
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
 from .vad import VADS, EnergyVad, Vad, VadSettings
@@ -63,9 +65,27 @@ def _default_voice(synthesizer: Synthesizer) -> str:
     return str(voices[0]["name"]) if voices else "default"
 
 
+def _loopback_name(host: str) -> bool:
+    """Whether a host name from a request is this machine's (``127.evil.example`` is not)."""
+    if host in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(value: str) -> str:
+    """The host of a ``Host`` header or of an origin's authority, without the port."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.rpartition(":")[0] if value.count(":") == 1 else value
+
+
 def _safe_headers(headers: Headers) -> dict[str, str]:
     secret = {"authorization", "api-key", "x-api-key", "cookie"}
-    return {k.lower(): v for k, v in headers.raw_items() if k.lower() not in secret}
+    return {k.lower(): mask_secrets(v) for k, v in headers.raw_items() if k.lower() not in secret}
 
 
 class LocalServer:
@@ -81,7 +101,16 @@ class LocalServer:
     ``max_session_bytes`` of items per connection, ``max_connections`` at once (more get HTTP
     503), and ``send_timeout``: a client that stops reading for that long is disconnected
     instead of holding a reply's memory. Binding beyond loopback needs a ``token`` unless
-    ``allow_anonymous=True``.
+    ``allow_anonymous=True``. ``max_connections_per_client`` caps the sessions one client (one
+    browser origin, or one address for clients that send no ``Origin``) may hold, so that it
+    cannot lock the others out.
+
+    Web pages: a browser sends an ``Origin`` with every WebSocket handshake. Only loopback
+    origins (a notebook at ``http://localhost:8888``) and those in ``allowed_origins`` are
+    served, whatever token they offer, so a page on another site cannot drive the server; and a
+    server bound to loopback answers only requests whose ``Host`` is a loopback name or in
+    ``allowed_hosts`` (DNS rebinding). Clients that send no ``Origin`` (the kernel's own
+    session, the ``openai`` package) are not affected.
     """
 
     def __init__(
@@ -97,6 +126,9 @@ class LocalServer:
         max_message_bytes: int = 15 * 1024 * 1024,
         max_session_bytes: int = 256 * 1024 * 1024,
         max_connections: int = 64,
+        max_connections_per_client: int | None = None,
+        allowed_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
         send_timeout: float = 30.0,
         allow_anonymous: bool = False,
         pace: float = 0.0,
@@ -111,6 +143,11 @@ class LocalServer:
         self.host = host
         self.port = port
         self.max_connections = max_connections
+        self.max_connections_per_client = max_connections_per_client or max(
+            1, max_connections - max_connections // 4)
+        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self._clients: Counter[str] = Counter()
         self.send_timeout = send_timeout
         default_vad = VADS[vad_factory] if isinstance(vad_factory, str) else vad_factory
         synthesizer = synthesizer or ToneSynthesizer()
@@ -249,6 +286,33 @@ class LocalServer:
         offered = request.headers.get("api-key", offered)  # Azure's header
         return hmac.compare_digest(offered.encode(), self._token.encode())
 
+    def _foreign(self, request: Request) -> str | None:
+        """Why a request from a web page or through a foreign host name is refused, if it is."""
+        origins = request.headers.get_all("Origin")
+        if origins:
+            origin = origins[0].strip().rstrip("/").lower() if len(origins) == 1 else "several"
+            scheme, _, authority = origin.partition("://")
+            local = scheme in ("http", "https") and _loopback_name(_host_name(authority))
+            if not local and origin not in self.allowed_origins:
+                return (f"web pages from {origin[:100]} may not use this server (allowed: "
+                        "loopback origins and allowed_origins)\n")
+        hosts = request.headers.get_all("Host")
+        host = hosts[0] if len(hosts) == 1 else ", ".join(hosts)
+        if _is_loopback(self.host) and not _loopback_name(_host_name(host)) \
+                and _host_name(host) not in self.allowed_hosts \
+                and host.lower() not in self.allowed_hosts:
+            return f"this server answers to loopback host names, not {host[:100]!r}\n"
+        return None
+
+    @staticmethod
+    def _client(connection: ServerConnection, request: Request) -> str:
+        """Who is connecting, for the per-client limit: the page's origin, else the address."""
+        origin = request.headers.get("Origin")
+        if origin:
+            return "origin " + origin.strip().lower()
+        address = connection.remote_address
+        return "address " + str(address[0] if address else "?")
+
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         query = parse_qs(parts.query)
@@ -261,6 +325,9 @@ class LocalServer:
             headers=_safe_headers(request.headers),
         ))
         del self.handshakes[:-100]
+        if (refused := self._foreign(request)) is not None:
+            log.warning("refused a request: %s", refused.strip())
+            return connection.respond(HTTPStatus.FORBIDDEN, refused)
         if parts.path.rstrip("/") == "/voices/v1/voices":
             return self._voices(connection, request, query)
         if parts.path.rstrip("/") not in {p.rstrip("/") for p in PATHS}:
@@ -271,6 +338,12 @@ class LocalServer:
         if len(self.connections) >= self.max_connections:
             response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
                                           f"{self.max_connections} sessions already open\n")
+            response.headers["Retry-After"] = "5"
+            return response
+        if self._clients[self._client(connection, request)] >= self.max_connections_per_client:
+            response = connection.respond(HTTPStatus.TOO_MANY_REQUESTS,
+                                          f"{self.max_connections_per_client} sessions already "
+                                          "open from this client\n")
             response.headers["Retry-After"] = "5"
             return response
         return None
@@ -305,6 +378,8 @@ class LocalServer:
 
         conn = Connection(self.options, send, abort)
         self.connections.add(conn)
+        client = self._client(ws, ws.request) if ws.request is not None else "?"
+        self._clients[client] += 1
         try:
             await conn.start()
             async for raw in ws:
@@ -313,6 +388,9 @@ class LocalServer:
             pass
         finally:
             self.connections.discard(conn)
+            self._clients[client] -= 1
+            if self._clients[client] <= 0:
+                del self._clients[client]
             await conn.close()
 
 

@@ -38,6 +38,7 @@ from .engines import (
 )
 from .vad import EnergyVad, Vad, VadSettings
 from .validation import (
+    MAX_INPUT_ITEMS,
     Problem,
     check_envelope,
     check_item,
@@ -76,6 +77,7 @@ class ServerOptions:
     max_buffer_ms: int = 15 * 60 * 1000
     max_items: int = 10_000
     max_session_bytes: int = 256 * 1024 * 1024
+    max_out_of_band: int = 4  # out-of-band responses (conversation "none") running at once
     pace: float = 0.0
 
 
@@ -125,7 +127,7 @@ def _wire_part(part: dict[str, Any]) -> dict[str, Any]:
     return dict(part, type=kind) if kind else dict(part)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: list.index() then compares pointers, not contents
 class _Item:
     """A conversation item as the server keeps it; audio apart from the public fields."""
 
@@ -237,6 +239,8 @@ class Connection:
         self._abort = abort
         self.session = default_session(options)
         self.items: list[_Item] = []
+        self._by_id: dict[str, _Item] = {}  # the same items, for lookups by id
+        self._out_of_band: set[asyncio.Task[None]] = set()
         self.buffer = bytearray()
         self._buffer_start_ms = 0
         self._appended_ms = 0
@@ -267,11 +271,14 @@ class Connection:
         await self.emit({"type": "session.created", "session": self.session})
 
     async def close(self) -> None:
-        """Stop the response in progress, if any (the client is gone)."""
+        """Stop the responses in progress, if any (the client is gone)."""
         response = self.response
+        tasks = list(self._out_of_band)
         if response is not None and response.task is not None:
-            response.task.cancel()
-            await asyncio.gather(response.task, return_exceptions=True)
+            tasks.append(response.task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def receive(self, raw: str | bytes) -> None:
         """Handle one message from the client; every problem becomes an ``error`` event."""
@@ -527,13 +534,16 @@ class Connection:
     # --- conversation items ------------------------------------------------------------------
 
     def _index(self, item_id: str) -> int | None:
-        for i, item in enumerate(self.items):
-            if item.id == item_id:
-                return i
-        return None
+        item = self._by_id.get(item_id)
+        if item is None:
+            return None
+        if self.items[-1] is item:  # the usual case: the newest item
+            return len(self.items) - 1
+        return self.items.index(item)
 
     async def _add_item(self, item: _Item, index: int) -> None:
         self.items.insert(index, item)
+        self._by_id[item.id] = item
         item.counted = item.size()
         self.stored_bytes += item.counted
         previous = self.items[index - 1].id if index > 0 else None
@@ -554,7 +564,7 @@ class Connection:
                            f"{self.options.max_items} items; delete some first.")
         data = json.loads(json.dumps(raw))
         item_id = data.get("id") or _new_id("item")
-        if self._index(item_id) is not None:
+        if item_id in self._by_id:
             return Problem("invalid_value", f"An item with id '{item_id}' already exists.",
                            "item.id")
         data.update(id=item_id, object="realtime.item", status="completed")
@@ -590,11 +600,11 @@ class Connection:
                        f"Item with item_id '{item_id}' not found.", "item_id")
 
     async def _on_conversation_item_retrieve(self, event: dict[str, Any]) -> Problem | None:
-        index = self._index(event["item_id"])
-        if index is None:
+        item = self._by_id.get(event["item_id"])
+        if item is None:
             return self._unknown_item("retrieve", event["item_id"])
         await self.emit({"type": "conversation.item.retrieved",
-                         "item": self.items[index].public(with_audio=True)})
+                         "item": item.public(with_audio=True)})
         return None
 
     async def _on_conversation_item_delete(self, event: dict[str, Any]) -> Problem | None:
@@ -602,15 +612,15 @@ class Connection:
         if index is None:
             return self._unknown_item("delete", event["item_id"])
         self.stored_bytes -= self.items[index].counted
+        del self._by_id[self.items[index].id]
         del self.items[index]
         await self.emit({"type": "conversation.item.deleted", "item_id": event["item_id"]})
         return None
 
     async def _on_conversation_item_truncate(self, event: dict[str, Any]) -> Problem | None:
-        index = self._index(event["item_id"])
-        if index is None:
+        item = self._by_id.get(event["item_id"])
+        if item is None:
             return self._unknown_item("truncate", event["item_id"])
-        item = self.items[index]
         content = item.data.get("content", [])
         ci = event["content_index"]
         if item.data.get("role") != "assistant" or ci >= len(content) \
@@ -644,14 +654,17 @@ class Connection:
             if not isinstance(overrides["input"], list):
                 return Problem("invalid_type", "response.input must be a list of items.",
                                "response.input")
+            if len(overrides["input"]) > MAX_INPUT_ITEMS:
+                return Problem("invalid_value", f"response.input holds at most "
+                               f"{MAX_INPUT_ITEMS} items.", "response.input")
             input_turns = []
             for i, entry in enumerate(overrides["input"]):
                 if isinstance(entry, dict) and entry.get("type") == "item_reference":
-                    index = self._index(str(entry.get("id")))
-                    if index is None:
+                    found = self._by_id.get(str(entry.get("id")))
+                    if found is None:
                         return Problem("invalid_value", f"Unknown item '{entry.get('id')}'.",
                                        f"response.input[{i}].id")
-                    input_turns.append(self.items[index].turn())
+                    input_turns.append(found.turn())
                     continue
                 if not isinstance(entry, dict) or (p := check_item(entry)):
                     return p or Problem("invalid_type", "Items must be objects.",
@@ -661,6 +674,11 @@ class Connection:
             return Problem("conversation_already_has_active_response", "Conversation already "
                            f"has an active response in progress: {self.response.id}. Wait "
                            "until the response is finished before creating a new one.")
+        if overrides.get("conversation") == "none" \
+                and len(self._out_of_band) >= self.options.max_out_of_band:
+            return Problem("too_many_active_responses", f"{self.options.max_out_of_band} "
+                           "out-of-band responses are already in progress; wait for one to "
+                           "finish.")
         self._start_response(overrides, input_turns)
         return None
 
@@ -705,6 +723,9 @@ class Connection:
             self.response = response
             self._idle_from_ms = None
         response.task = asyncio.create_task(self._stream(response), name=response.id)
+        if not in_conversation:
+            self._out_of_band.add(response.task)
+            response.task.add_done_callback(self._out_of_band.discard)
 
     def _context(self, response: _Response) -> ReplyContext:
         history = response.input_turns

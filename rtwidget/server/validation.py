@@ -51,6 +51,12 @@ _FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "response.cancel": {"response_id": (_STR, False)},
 }
 
+# upper bounds on what a client sets, so that no setting can make the server hold unbounded data
+MAX_PADDING_MS = 10_000  # turn_detection.prefix_padding_ms and silence_duration_ms
+MAX_INSTRUCTIONS = 200_000  # characters
+MAX_TOOLS = 128
+MAX_INPUT_ITEMS = 1_000  # response.input
+
 _TYPE_NAMES = {str: "string", int: "integer", dict: "object", type(None): "null", list: "array",
                float: "number", bool: "boolean"}
 
@@ -179,8 +185,9 @@ def _check_turn_detection(td: Any, param: str) -> Problem | None:
         return Problem("invalid_value", "threshold must be between 0 and 1.",
                        f"{param}.threshold")
     for key in ("prefix_padding_ms", "silence_duration_ms"):
-        if td.get(key, 0) < 0:
-            return Problem("invalid_value", f"{key} must be >= 0.", f"{param}.{key}")
+        if not 0 <= td.get(key, 0) <= MAX_PADDING_MS:
+            return Problem("invalid_value", f"{key} must be between 0 and {MAX_PADDING_MS}.",
+                           f"{param}.{key}")
     return None
 
 
@@ -191,6 +198,8 @@ def check_tools(tools: Any, param: str) -> Problem | None:
     """``tools`` is a list of ``{type: "function", name, description?, parameters?}``."""
     if not isinstance(tools, list):
         return _expect(tools, (list,), param)
+    if len(tools) > MAX_TOOLS:
+        return Problem("invalid_value", f"At most {MAX_TOOLS} tools; got {len(tools)}.", param)
     for i, tool in enumerate(tools):
         where = f"{param}[{i}]"
         if not isinstance(tool, dict):
@@ -224,6 +233,9 @@ def check_response_fields(cfg: Mapping[str, Any], prefix: str) -> Problem | None
     """Fields shared by the session and by per-response overrides."""
     if "instructions" in cfg and (p := _expect(cfg["instructions"], _STR, f"{prefix}instructions")):
         return p
+    if len(cfg.get("instructions") or "") > MAX_INSTRUCTIONS:
+        return Problem("invalid_value", f"instructions are limited to {MAX_INSTRUCTIONS} "
+                       "characters.", f"{prefix}instructions")
     if "output_modalities" in cfg:
         mods = cfg["output_modalities"]
         if not isinstance(mods, list) or not mods or any(m not in ("text", "audio") for m in mods):
