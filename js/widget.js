@@ -3,7 +3,7 @@
 import CAPTURE_SRC from "worklet:capture";
 import PLAYER_SRC from "worklet:player";
 import PROBE_SRC from "worklet:probe";
-import { chirp, findChirp } from "./dsp.js";
+import { chirp, findChirp, pcm16ToFloat } from "./dsp.js";
 
 const ENGINES = new Map(); // widget key -> Engine, shared by initialize and every render
 const BUSY_FRAMES = 25; // unacknowledged 40 ms frames (1 s) before we say the kernel is busy
@@ -28,13 +28,6 @@ async function addWorklet(ctx, src) {
 }
 
 /** Why the mic cannot work here, or null. */
-/** PCM16 samples as floats in [-1, 1). */
-export function pcm16ToFloat(pcm) {
-  const out = new Float32Array(pcm.length);
-  for (let i = 0; i < pcm.length; i++) out[i] = pcm[i] / 32768;
-  return out;
-}
-
 export function micProblem(win = globalThis) {
   if (!win.isSecureContext) {
     return "The microphone needs a secure page: open JupyterLab over https or at localhost " +
@@ -183,7 +176,7 @@ export class Engine {
     this.ensurePlayback().then(() => {
       const ctx = this.playCtx;
       const buffer = ctx.createBuffer(1, pcm.length, 24000);
-      buffer.getChannelData(0).set(pcm16ToFloat(pcm));
+      pcm16ToFloat(pcm, buffer.getChannelData(0));
       const source = ctx.createBufferSource();
       source.buffer = buffer;
       source.connect(ctx.destination);

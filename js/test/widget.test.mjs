@@ -113,7 +113,6 @@ test("with headphones the mic stays open, and a barge-in opens it at once", () =
 });
 
 test("back-channel audio plays beside the reply player, uncounted and untimed", async () => {
-  assert.deepEqual([...mod.pcm16ToFloat(new Int16Array([0, 16384, -32768]))], [0, 0.5, -1]);
   const started = [];
   class FakeSource {
     connect() {}
