@@ -41,6 +41,9 @@ def test_a_reply_never_ends_on_half_a_sentence() -> None:
 def test_a_reply_says_nothing_twice_and_does_not_restate_the_previous_answer() -> None:
     assert shape("hello i'm here. hello i'm here. more") == "Hello I'm here."
     assert shape("sure thing. paris is nice.", earlier=("Sure thing!",)) == "Paris is nice."
+    # a sentence going round in a loop ends where the loop begins
+    assert shape("la capital es la ciudad de la republica de la republica de la republica.") \
+        == "La capital es la ciudad de la republica."
     # a new paragraph is the model moving on to another topic
     assert shape("a bat and a ball.\nWhat do you get") == "A bat and a ball."
 

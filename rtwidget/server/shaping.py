@@ -34,6 +34,18 @@ def _polish(sentence: str) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
+def _loop_start(sentence: str) -> int | None:
+    """Where a sentence starts to repeat three words it already said, or ``None``."""
+    seen = set()
+    words = list(_WORD.finditer(sentence.lower()))
+    for i in range(len(words) - 2):
+        three = tuple(w.group(0) for w in words[i:i + 3])
+        if three in seen:
+            return words[i].start()
+        seen.add(three)
+    return None
+
+
 def sentences(text: str) -> list[str]:
     """``text`` cut into sentences (the unfinished tail included)."""
     found = [m.group(0) for m in _SENTENCE.finditer(text)]
@@ -93,6 +105,9 @@ class ReplyShaper:
         return not self.sentences and bool(self._skipped)
 
     def _take(self, sentence: str) -> str:
+        looped = _loop_start(sentence)
+        if looped is not None:  # the model went round in a loop: keep what came before it
+            sentence, self.done = sentence[:looped].rstrip(" ,;:") + ".", True
         key = _key(sentence)
         if not key:
             return ""
