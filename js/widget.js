@@ -393,7 +393,7 @@ function setData(el, values) {
 
 /** Make ``el`` look like ``fresh`` (a row just built from newer data), touching only the
  * parts that differ: a streaming reply changes one text node, not the whole row. */
-export function patchRow(el, fresh) {
+function patchRow(el, fresh) {
   if (el.className !== fresh.className) el.className = fresh.className;
   const now = [...el.childNodes];
   const next = [...fresh.childNodes];
@@ -412,14 +412,13 @@ export function patchRow(el, fresh) {
   });
 }
 
-export const MAX_ROWS = 200; // transcript rows kept in the page; older ones are collapsed
+const MAX_ROWS = 200; // transcript rows kept in the page; older ones are collapsed
 
 /** The transcript's rows: rebuilds only rows whose data changed, keeps at most ``MAX_ROWS``
  * (more on request) and orders them by position only when the set of rows changed. */
-export function transcriptRows(container) {
+function transcriptRows(container) {
   const known = new Map(); // id -> the row object last drawn
   const shown = new Map(); // id -> its element, for rows in the page
-  let order = []; // every row, by position
   let limit = MAX_ROWS;
   let changed = [];
   let layout = true;
@@ -460,7 +459,7 @@ export function transcriptRows(container) {
   }
 
   function place() {
-    order = [...known.values()].sort((a, b) => a.pos - b.pos);
+    const order = [...known.values()].sort((a, b) => a.pos - b.pos);
     const visible = order.slice(-limit);
     const keep = new Set(visible.map((r) => r.id));
     for (const [id, el] of shown) {

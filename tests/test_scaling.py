@@ -7,30 +7,17 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 import rtwidget as rt
 from bench._util import SimulatedPage
+from bench.client import preload, voice_chat
 from rtwidget.server import LocalServer, ScriptedReplyEngine
 
 pytestmark = pytest.mark.timeout(240)
 GROWTH_BOUND = 1.5  # generous: the costs compared are the same code path, measured in one run
-
-
-@contextmanager
-def widget_on(url: str) -> Iterator[tuple[rt.VoiceChat, SimulatedPage]]:
-    chat = rt.VoiceChat(rt.RealtimeSession("local", url=url, turn_detection=None, tools=False,
-                                           connect=False), connect=False)
-    chat.session.connect()
-    chat.session.conversation.keep_audio = False
-    try:
-        yield chat, SimulatedPage(chat)
-    finally:
-        chat.close()
 
 
 async def _thread_cpu() -> float:
@@ -50,22 +37,12 @@ def cpu_per_delta(chat: rt.VoiceChat, page: SimulatedPage, words: int) -> dict[s
     return {"cpu_per_delta": cpu / deltas, "deltas": deltas}
 
 
-def fill(chat: rt.VoiceChat, items: int) -> None:
-    for n in range(items):
-        chat.session.say(f"note {n}", respond=False)
-    deadline = time.monotonic() + 60
-    while len(chat.session.conversation) < items and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(chat.session.conversation) >= items
-    time.sleep(0.3)
-
-
 def test_cost_per_audio_delta_does_not_grow_with_the_reply() -> None:
     # the whole reply reaches the page: every delta sent, none held back unacknowledged
     with LocalServer(engine=ScriptedReplyEngine()) as server:
         short, long = [], []
         for _ in range(3):
-            with widget_on(server.url) as (chat, page):
+            with voice_chat(server.url) as (chat, page):
                 short.append(cpu_per_delta(chat, page, 40))   # about 15 s of audio
                 long.append(cpu_per_delta(chat, page, 450))   # about 3 min of audio
                 assert page.audio_chunks == chat.stats["audio_out"]
@@ -81,8 +58,9 @@ def test_cost_per_audio_delta_does_not_grow_with_the_conversation() -> None:
         runs: dict[int, list[dict[str, Any]]] = {10: [], 2_000: []}
         for _ in range(2):
             for items in runs:
-                with widget_on(server.url) as (chat, page):
-                    fill(chat, items)
+                with voice_chat(server.url) as (chat, page):
+                    preload(chat, items)
+                    assert len(chat.session.conversation) >= items
                     runs[items].append(cpu_per_delta(chat, page, 15))  # about 6 s of audio
     ratio = (statistics.median(r["cpu_per_delta"] for r in runs[2_000])
              / statistics.median(r["cpu_per_delta"] for r in runs[10]))
