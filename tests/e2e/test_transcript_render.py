@@ -170,6 +170,7 @@ def test_a_streaming_reply_costs_the_same_under_1000_rows_as_under_10(page_url: 
     for run in runs.values():
         assert run["chunks"] == STREAM_S * 10 and run["started"] == 1, run
         assert run["last_text"].startswith("word0 word1"), run  # the streamed row is drawn
+        assert run["underruns"] == 0, run  # 0.5 s of audio ahead: the page never starves it
     # the page holds the newest 200 rows; the rest are one button away
     assert large["dom_rows"] == 200 and "800 hidden" in large["more"], large
     assert small["dom_rows"] == 10 and small["more"] == "", small
