@@ -61,8 +61,8 @@ def section_markdown(name: str, entry: dict[str, Any]) -> str:
     with collect_tables() as tables:
         SECTIONS[name].report(entry["figures"])
     m = entry["machine"]
-    where = (f"_Measured by `python -m bench --only {name}`"
-             f"{' --quick' if entry.get('quick') else ''} on {entry['date']}: "
+    quick = " --quick" if entry.get("quick") else ""
+    where = (f"_Measured by `python -m bench --only {name}{quick}` on {entry['date']}: "
              f"{m['cpus']} CPUs, {m['processor']}, {m['platform']}, Python {m['python']}._")
     return "\n\n".join([where, *(t.markdown() for t in tables)])
 

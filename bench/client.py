@@ -75,7 +75,13 @@ def rtwidget_send(url: str, frames: int, record: Path | None = None) -> float:
             for _ in range(frames):
                 s.send_audio(FRAME)
             s.commit_audio()
-            s.wait_for("input_audio_buffer.committed", timeout=600)
+            try:
+                s.wait_for("input_audio_buffer.committed", timeout=120)
+            except TimeoutError:
+                raise RuntimeError(
+                    f"no commit after {frames} frames: {s.aio.dropped_audio_frames} dropped, "
+                    f"errors {s.errors[-3:]}, problems {s.conversation.problems[-3:]}, "
+                    f"log {[e.type for e in list(s.conversation.log)[-5:]]}") from None
             s.close()  # the recording, if any, is written to the end
 
         return _cpu(work)
