@@ -1,14 +1,21 @@
-"""Timing helpers shared by the benchmarks: medians over repeats, CPU and wall clocks."""
+"""Helpers shared by the benchmarks: timing, tables, and a page that takes the widget's audio.
+
+Every section's ``report()`` builds its output with :func:`table`; while :func:`collect_tables`
+is active each table is also kept, so ``python -m bench --markdown`` can write the same tables
+into README.md without the sections knowing about Markdown.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +31,47 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, clock: Callable[[], flo
     return statistics.median(samples)
 
 
+@dataclass
+class Table:
+    """One table of figures, as a section's report printed it."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> str:
+        """The table in Markdown, its title in bold above it."""
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+        return "\n".join([f"**{self.title}**", "", line(self.header),
+                          line(["---"] * len(self.header)), *map(line, self.rows)])
+
+
+_collected: list[list[Table]] = []
+
+
+@contextlib.contextmanager
+def collect_tables() -> Iterator[list[Table]]:
+    """Keep every :func:`table` made inside the block, in order."""
+    tables: list[Table] = []
+    _collected.append(tables)
+    try:
+        yield tables
+    finally:
+        _collected.remove(tables)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def table(title: str, header: list[str], rows: list[list[Any]]) -> str:
-    """A plain-text table."""
-    cells = [header] + [[f"{c:.3g}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    """A plain-text table (and, inside :func:`collect_tables`, a kept :class:`Table`)."""
+    body = [[_cell(c) for c in r] for r in rows]
+    for tables in _collected:
+        tables.append(Table(title, list(header), body))
+    cells = [header, *body]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
@@ -48,3 +93,44 @@ def figures_from_test(test: str, figures: Path) -> dict[str, Any]:
         raise ImportError(f"{test} failed: " + done.stdout[-300:])
     result: dict[str, Any] = json.loads(figures.read_text())
     return result
+
+
+AUDIO_ACK_EVERY = 5  # audio chunks between the page's acknowledgements (js/widget.js)
+
+
+def _custom(content: dict[str, Any], buffers: list[Any] | None = None) -> dict[str, Any]:
+    return {"content": {"data": {"method": "custom", "content": content}},
+            "buffers": buffers or []}
+
+
+class SimulatedPage:
+    """Stands in for the browser page of a :class:`~rtwidget.VoiceChat`: says it is ready,
+    takes every message the widget sends (through the widget's real ``send``), acknowledges
+    audio every few chunks with the bytes taken, as ``js/widget.js`` does, and sends mic frames
+    the way the page's messages arrive."""
+
+    def __init__(self, chat: Any) -> None:
+        self.chat = chat
+        self.audio_chunks = self.audio_bytes = self.messages = self.seq = 0
+        self._send = chat.send
+        chat.send = self._receive  # the widget's messages reach the page after the real send
+        chat._handle_msg(_custom({"type": "ready"}))
+
+    def _receive(self, content: dict[str, Any], buffers: list[Any] | None = None) -> None:
+        self._send(content, buffers=buffers)
+        self.messages += 1
+        if content.get("type") == "audio" and buffers:
+            self.audio_chunks += 1
+            self.audio_bytes += len(buffers[0])
+            if self.audio_chunks % AUDIO_ACK_EVERY == 0:
+                self.chat._handle_msg(_custom({"type": "audio_ack", "bytes": self.audio_bytes}))
+
+    def mic_frame(self, pcm: bytes) -> None:
+        """One mic frame from the page, as the kernel's comm hands it to the widget."""
+        self.seq += 1
+        self.chat._handle_msg(_custom({"type": "audio", "seq": self.seq}, [memoryview(pcm)]))
+
+    @property
+    def audio_seconds(self) -> float:
+        """Seconds of reply audio the page received."""
+        return self.audio_bytes / 48_000

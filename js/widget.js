@@ -443,6 +443,119 @@ function rowElement(row) {
   return el;
 }
 
+/** Set an element's text only when it differs (setting it always costs a relayout). */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+/** Set data-* attributes that changed, leaving the others untouched. */
+function setData(el, values) {
+  for (const [k, v] of Object.entries(values)) {
+    const text = String(v);
+    if (el.dataset[k] !== text) el.dataset[k] = text;
+  }
+}
+
+/** Make ``el`` look like ``fresh`` (a row just built from newer data), touching only the
+ * parts that differ: a streaming reply changes one text node, not the whole row. */
+function patchRow(el, fresh) {
+  if (el.className !== fresh.className) el.className = fresh.className;
+  if (el.title !== fresh.title) el.title = fresh.title;
+  const now = [...el.childNodes];
+  const next = [...fresh.childNodes];
+  if (now.length !== next.length) {
+    el.replaceChildren(...next);
+    return;
+  }
+  now.forEach((node, i) => {
+    const want = next[i];
+    if (node.isEqualNode(want)) return;
+    const sameShell = node.nodeType === 1 && node.tagName === want.tagName &&
+      node.className === want.className && node.title === want.title &&
+      node.childElementCount === 0 && want.childElementCount === 0;
+    if (sameShell) node.textContent = want.textContent;
+    else node.replaceWith(want);
+  });
+}
+
+const MAX_ROWS = 200; // transcript rows kept in the page; older ones are collapsed
+
+/** The transcript's rows: rebuilds only rows whose data changed, keeps at most ``MAX_ROWS``
+ * (more on request) and orders them by position only when the set of rows changed. */
+function transcriptRows(container) {
+  const known = new Map(); // id -> the row object last drawn
+  const shown = new Map(); // id -> its element, for rows in the page
+  let limit = MAX_ROWS;
+  let changed = [];
+  let layout = true;
+  const more = h("button", { type: "button", class: "rtw-more" });
+  more.addEventListener("click", () => {
+    limit += MAX_ROWS;
+    layout = true;
+    const before = container.scrollHeight;
+    draw(false);
+    container.scrollTop += container.scrollHeight - before; // keep the rows in view still
+  });
+
+  /** Take the engine's rows; true if anything needs drawing. */
+  function sync(rows) {
+    for (const [id, row] of rows) {
+      const prev = known.get(id);
+      if (prev === row) continue;
+      if (!prev || prev.pos !== row.pos) layout = true;
+      known.set(id, row);
+      changed.push(row);
+    }
+    if (layout || known.size !== rows.size) {
+      for (const id of [...known.keys()]) if (!rows.has(id)) known.delete(id);
+      layout = true;
+    }
+    return layout || changed.length > 0;
+  }
+
+  function draw(stickToBottom) {
+    for (const row of changed) {
+      const el = shown.get(row.id);
+      if (el) patchRow(el, rowElement(row));
+    }
+    changed = [];
+    if (layout) place();
+    layout = false;
+    if (stickToBottom) container.scrollTop = container.scrollHeight;
+  }
+
+  function place() {
+    const order = [...known.values()].sort((a, b) => a.pos - b.pos);
+    const visible = order.slice(-limit);
+    const keep = new Set(visible.map((r) => r.id));
+    for (const [id, el] of shown) {
+      if (!keep.has(id)) {
+        el.remove();
+        shown.delete(id);
+      }
+    }
+    const hidden = order.length - visible.length;
+    if (hidden > 0) {
+      more.textContent = `Show ${Math.min(hidden, MAX_ROWS)} earlier messages (${hidden} hidden)`;
+      if (container.firstChild !== more) container.prepend(more);
+    } else if (more.parentNode) {
+      more.remove();
+    }
+    const offset = hidden > 0 ? 1 : 0;
+    visible.forEach((row, i) => {
+      let el = shown.get(row.id);
+      if (!el) {
+        el = rowElement(row);
+        shown.set(row.id, el);
+      }
+      const at = container.children[i + offset];
+      if (at !== el) container.insertBefore(el, at || null);
+    });
+  }
+
+  return { sync, draw };
+}
+
 function render({ model, el }) {
   const engine = ENGINES.get(model.get("_key"));
   const state = h("span", { class: "rtw-state" });
@@ -498,72 +611,63 @@ function render({ model, el }) {
     notice, error, transcript, form);
   el.append(root);
 
-  const rowEls = new Map();
+  const rows = transcriptRows(transcript);
   function update() {
+    const rowsChanged = rows.sync(engine.rows);
+    // read the scroll position before anything is written (no forced layout)
+    const atBottom = rowsChanged &&
+      transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 4;
     const status = model.get("status");
     const busy = engine.busy;
     const label = status !== "connected" ? status :
       busy ? "kernel busy" : engine.playing ? "speaking" : model.get("phase") || "idle";
-    state.textContent = label;
-    root.dataset.state = label;
-    root.dataset.status = status;
-    Object.assign(root.dataset, {
+    setText(state, label);
+    setData(root, {
+      state: label, status,
       framesSent: engine.stats.framesSent, pushedBytes: engine.stats.pushedBytes,
       playedMs: Math.round(engine.stats.playedMs), started: engine.stats.started,
-      micOn: engine.micOn, acked: engine.acked,
+      underruns: engine.stats.underruns, micOn: engine.micOn, acked: engine.acked,
     });
-    micBtn.textContent = engine.micOn ? "● Mic on" : "Start mic";
+    setText(micBtn, engine.micOn ? "● Mic on" : "Start mic");
     micBtn.classList.toggle("rtw-on", engine.micOn);
-    connBtn.textContent = status === "closed" ? "Connect" : "Disconnect";
-    meter.firstChild.style.width = `${Math.min(100, Math.round(engine.level * 400))}%`;
-    provider.textContent = model.get("provider");
+    setText(connBtn, status === "closed" ? "Connect" : "Disconnect");
+    const width = `${Math.min(100, Math.round(engine.level * 400))}%`;
+    if (meter.firstChild.style.width !== width) meter.firstChild.style.width = width;
+    setText(provider, model.get("provider"));
     const names = engine.voices;
     if (voicePick.options.length !== names.length) {
       voicePick.replaceChildren(...names.map((n) => h("option", { value: n }, n)));
       if (names.includes(engine.voice)) voicePick.value = engine.voice;
     }
     voicePick.style.display = names.length ? "" : "none";
-    notice.textContent = [model.get("notice"), engine.gated && engine.micOn ?
+    setText(notice, [model.get("notice"), engine.gated && engine.micOn ?
       "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : "",
-      probeText(engine)].filter(Boolean).join(" ");
+      probeText(engine)].filter(Boolean).join(" "));
     probeBtn.disabled = !!engine.probing;
-    error.textContent = engine.message || model.get("error");
-    const atBottom = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 4;
-    for (const [id, row] of engine.rows) {
-      const fresh = rowElement(row);
-      const old = rowEls.get(id);
-      if (old) {
-        if (old.innerHTML !== fresh.innerHTML || old.className !== fresh.className) {
-          old.replaceWith(fresh);
-          rowEls.set(id, fresh);
-        }
-      } else {
-        transcript.append(fresh);
-        rowEls.set(id, fresh);
-      }
-    }
-    for (const [id, node] of rowEls) {
-      if (!engine.rows.has(id)) {
-        node.remove();
-        rowEls.delete(id);
-      }
-    }
-    const ordered = [...engine.rows.values()].sort((a, b) => a.pos - b.pos);
-    ordered.forEach((row, i) => {
-      const node = rowEls.get(row.id);
-      if (transcript.children[i] !== node) transcript.insertBefore(node, transcript.children[i] || null);
-    });
-    if (atBottom) transcript.scrollTop = transcript.scrollHeight;
+    setText(error, engine.message || model.get("error"));
+    if (rowsChanged) rows.draw(atBottom);
   }
-  engine.listeners.add(update);
-  const onChange = () => update();
+  // redraw at most once a frame, however many messages arrive in between
+  let queued = false;
+  let alive = true;
+  const schedule = () => {
+    if (queued) return;
+    queued = true;
+    (globalThis.requestAnimationFrame || setTimeout)(() => {
+      queued = false;
+      if (alive) update();
+    });
+  };
+  engine.listeners.add(schedule);
+  const onChange = schedule;
   for (const name of ["status", "phase", "provider", "notice", "error"]) {
     model.on(`change:${name}`, onChange);
   }
   update();
   root.dataset.ready = "true";
   return () => {
-    engine.listeners.delete(update);
+    alive = false;
+    engine.listeners.delete(schedule);
     for (const name of ["status", "phase", "provider", "notice", "error"]) {
       model.off(`change:${name}`, onChange);
     }

@@ -73,6 +73,8 @@ class VoiceChat(anywidget.AnyWidget):
         self._front_ready = threading.Event()
         self._dirty: set[str] = set()
         self._flush_pending = False
+        self._layout_key: tuple[int, int] | None = None
+        self._layout_cache: tuple[dict[str, int], dict[str, Any]] = ({}, {})
         self._mic_on = False
         self._voices: dict[str, Any] | None = None
         self._first_audio_sent: dict[str, float] = {}
@@ -383,19 +385,29 @@ class VoiceChat(anywidget.AnyWidget):
             found = [conv.get(i) for i in dirty]
             items = [i for i in found if i is not None and not i.deleted]
             removed = [i.id for i in found if i is not None and i.deleted]
-        positions: dict[str, int] = {}
-        turn_of: dict[str, Any] = {}  # item id -> the user message its turn began with
-        user = None
-        for pos, each in enumerate(conv):
-            positions[each.id] = pos
-            if each.role == "user" and each.type == "message":
-                user = each
-            elif user is not None:
-                turn_of[each.id] = user
+        positions, turn_of = self._layout(reset or bool(removed))
         rows = [self._row(item, positions.get(item.id, 0), turn_of.get(item.id))
                 for item in items]
         if rows or removed or reset:
             self.send({"type": "rows", "rows": rows, "removed": removed, "reset": reset})
+
+    def _layout(self, fresh: bool) -> tuple[dict[str, int], dict[str, Any]]:
+        """Each item's position, and the user message its turn began with; worked out again
+        only when items came or went, so a streaming reply costs the same in a long talk."""
+        conv = self.session.conversation
+        key = (id(conv), len(conv._order))
+        if fresh or self._layout_key != key:
+            positions: dict[str, int] = {}
+            turn_of: dict[str, Any] = {}
+            user = None
+            for pos, each in enumerate(conv):
+                positions[each.id] = pos
+                if each.role == "user" and each.type == "message":
+                    user = each
+                elif user is not None:
+                    turn_of[each.id] = user
+            self._layout_cache, self._layout_key = (positions, turn_of), key
+        return self._layout_cache
 
     def _row(self, item: Any, pos: int, turn_of: Any = None) -> dict[str, Any]:
         name = item.name
