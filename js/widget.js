@@ -640,7 +640,9 @@ function render({ model, el }) {
       if (names.includes(engine.voice)) voicePick.value = engine.voice;
     }
     voicePick.style.display = names.length ? "" : "none";
-    notice.textContent = [model.get("notice"), engine.gated && engine.micOn ?
+    notice.textContent = [model.get("notice"), engine.pttMode ? "Push-to-talk: hold the " +
+      "button (or Space) to talk; the agent stops, and answers when you let go." :
+      engine.gated && engine.micOn ?
       "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : "",
       probeText(engine)].filter(Boolean).join(" ");
     probeBtn.disabled = !!engine.probing;

@@ -70,14 +70,14 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 @contextmanager
-def _serving(command: list[str], port: int, log_path: Path, env: dict[str, str]
-             ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a Jupyter server until the block ends; wait until it answers on ``port``."""
+def _serving(command: list[str], port: int, log_path: Path, env: dict[str, str],
+             status: str = "/api/status") -> Iterator[subprocess.Popen[bytes]]:
+    """Run a notebook server until the block ends; wait until ``status`` answers on ``port``."""
     log = open(log_path, "w")  # noqa: SIM115
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                             stdin=subprocess.DEVNULL)
     try:
-        wait_until_serving(f"http://127.0.0.1:{port}/api/status", proc, 120, log_path)
+        wait_until_serving(f"http://127.0.0.1:{port}{status}", proc, 120, log_path)
         yield proc
     finally:
         proc.terminate()
@@ -123,6 +123,18 @@ def notebook7(root: Path, tmp: Path) -> Iterator[str]:
                "--JupyterNotebookApp.expose_app_in_browser=True"]
     with _serving(command, port, tmp / "notebook.log", _env(tmp)):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def marimo_app(notebook: Path, tmp: Path, env: dict[str, str]) -> Iterator[str]:
+    """``marimo run`` serving the app ``notebook`` (its cells run when a page opens): yields
+    its URL. Loopback only, no token."""
+    port = free_port()
+    command = [sys.executable, "-m", "marimo", "run", str(notebook), "--headless",
+               "--host", "127.0.0.1", f"--port={port}", "--no-token", "--no-sandbox",
+               "--no-check"]
+    with _serving(command, port, tmp / "marimo.log", {**_env(tmp), **env}, "/health"):
+        yield f"http://127.0.0.1:{port}/"
 
 
 def browser(playwright: Any, wav: Path) -> Any:

@@ -6,6 +6,8 @@ microphone speaking in Flite's voice, the local server with PocketSphinx, and a 
 - a front end whose widget manager drops binary comm buffers, as Colab's does (simulated on the
   kernel's side of the comm, where every buffer is dropped both ways): page and kernel agree on
   base64 and the same spoken turn and playback go through;
+- marimo (``marimo run``): the same spoken turn, tool call and playback, the widget shown with
+  ``mo.ui.anywidget(rt.chat())``;
 - push-to-talk in JupyterLab: a turn spoken while the button is held, then Space held while the
   agent tells a story cuts it, and the turn is answered on release.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from .lab import (
     browser,
     kernel_json,
     lab,
+    marimo_app,
     notebook7,
     silence,
     speech,
@@ -35,13 +39,14 @@ from .lab import (
     write_wav,
 )
 
-NEEDED = ("pocketsphinx", "notebook")
+NEEDED = ("pocketsphinx", "notebook", "marimo")
 MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
 if not (CHROMIUM and FLITE) or MISSING:
     if REQUIRED:
-        raise RuntimeError(f"the front-end browser tests need chromium, flite, pocketsphinx and "
-                           f"notebook (missing: {MISSING}); .ci/run installs them")
-    pytest.skip("chromium, flite, pocketsphinx or notebook is missing", allow_module_level=True)
+        raise RuntimeError(f"the front-end browser tests need chromium, flite, pocketsphinx, "
+                           f"notebook and marimo (missing: {MISSING}); .ci/run installs them")
+    pytest.skip("chromium, flite, pocketsphinx, notebook or marimo is missing",
+                allow_module_level=True)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -234,9 +239,87 @@ def test_push_to_talk_button_and_space_key(tmp: Path) -> None:
     check_spoken_turn(first, [{"role": "user", "text": r["text"]} for r in first["rows"]])
     assert vad is None  # push-to-talk turned the server's VAD off
     rows = facts["rows"]
-    story = next(r for r in rows if r["role"] == "assistant" and "small boat" in (r["text"] or ""))
-    assert story["truncated_ms"] is not None and story["truncated_ms"] > 500, story
-    assert len(story["text"]) < len(STORY)  # the words heard, not the whole story
+    cut = [r for r in rows if r["role"] == "assistant" and r["truncated_ms"] is not None]
+    assert len(cut) == 1 and cut[0]["truncated_ms"] > 500, rows
+    assert STORY.startswith(cut[0]["text"]) and len(cut[0]["text"]) < len(STORY)  # words heard
     users = [r for r in rows if r["role"] == "user" and r["audio_in_s"] > 0.5]
     assert len(users) == 2, rows  # two held turns, each committed on release
     assert first["stats"]["frames_in"] < facts["stats"]["frames_in"]
+
+
+# a marimo app: the chat in a cell; a thread writes the kernel's facts where the test reads them
+MARIMO_APP = """import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import json
+    import os
+    import threading
+    import time
+
+    import marimo as mo
+
+{setup}
+
+    def report():
+        path = os.environ["RT_FACTS"]
+        while True:
+            facts = {facts}
+            with open(path + ".tmp", "w") as f:
+                json.dump(facts, f)
+            os.replace(path + ".tmp", path)
+            time.sleep(0.5)
+
+    threading.Thread(target=report, daemon=True).start()
+    shown = mo.ui.anywidget(chat)
+    shown
+    return
+"""
+
+
+def test_marimo_spoken_turn_tool_call_and_playback(tmp: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    setup = "\n".join("    " + line if line else "" for line in SETUP.splitlines())
+    app = tmp / "voice.py"
+    app.write_text(MARIMO_APP.format(setup=setup, facts=FACTS.replace("_j.", "json.")))
+    facts_path = tmp / "facts.json"
+    wav = write_wav(tmp / "question.wav", silence(1.0), speech(QUESTION), silence(60.0))
+    OUTPUT.mkdir(exist_ok=True)
+    console: list[str] = []
+    with marimo_app(app, tmp, {"RT_FACTS": str(facts_path)}) as url, sync_playwright() as p:
+        chromium = browser(p, wav)
+        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        try:
+            page.goto(url, timeout=90_000)
+            widget = page.locator(".rtw[data-ready=true]")  # (inside marimo's shadow root)
+            widget.wait_for(timeout=120_000)
+            page.locator('.rtw[data-status="connected"]').wait_for(timeout=60_000)
+            page.locator(".rtw[data-transport]").wait_for(timeout=30_000)
+            page.locator(".rtw-mic").click()
+            page.locator(".rtw-function_call_output .rtw-tool-output").wait_for(
+                timeout=120_000)
+            page.locator(".rtw-assistant .rtw-text", has_text="half past ten").wait_for(
+                timeout=120_000)
+            deadline = time.monotonic() + 60
+            while float(widget.get_attribute("data-played-ms") or 0) <= 200:
+                assert time.monotonic() < deadline, "the reply was not played"
+                time.sleep(0.25)
+            time.sleep(1.0)  # the facts file is rewritten every 0.5 s
+            facts = json.loads(facts_path.read_text())
+            shown = [{"role": "user", "text": t}
+                     for t in page.locator(".rtw-user .rtw-text").all_text_contents()]
+            transport = widget.get_attribute("data-transport")
+            widget.screenshot(path=str(OUTPUT / "marimo.png"))
+        except Exception:
+            page.screenshot(path=str(OUTPUT / "marimo-failure.png"))
+            (OUTPUT / "marimo-console.log").write_text("\n".join(console))
+            raise
+        finally:
+            chromium.close()
+    check_spoken_turn(facts, shown)
+    assert facts["transport"] == transport == "binary"  # marimo carries buffers both ways
