@@ -317,6 +317,15 @@ export class Engine {
     }, PTT_TAIL_MS);
   }
 
+  /** Back to hands-free talk: the mic (started if need be) sends all the time again. */
+  async handsFree() {
+    if (!this.micOn) return this.startMic(false);
+    this.pttMode = false;
+    this.model.send({ type: "mic", on: true, ptt: false });
+    this.updateGate();
+    this.emit();
+  }
+
   async startMic(ptt = false) {
     this.pttMode = ptt;
     const problem = micProblem(this.env);
@@ -558,8 +567,8 @@ function render({ model, el }) {
   const state = h("span", { class: "rtw-state" });
   const meter = h("span", { class: "rtw-meter" }, h("span", { class: "rtw-meter-fill" }));
   const micBtn = h("button", { class: "rtw-mic", type: "button", onclick: () => {
-    if (engine.micOn) engine.stopMic();
-    else engine.startMic().catch((e) => engine.fail(String(e)));
+    if (engine.micOn && !engine.pttMode) engine.stopMic();
+    else engine.handsFree().catch((e) => engine.fail(String(e)));
   } });
   const stopBtn = h("button", { class: "rtw-stop", type: "button", title: "Stop the agent",
     onclick: () => { engine.flush("user"); model.send({ type: "interrupt" }); } }, "■ Stop");

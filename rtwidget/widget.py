@@ -236,7 +236,7 @@ class VoiceChat(anywidget.AnyWidget):
         audio goes to it as base64, which every front end carries."""
         up = bool(buffers) and bytes(buffers[0]) == PROBE
         self._b64_down = True
-        self.transport = ""
+        self._call_on_loop(setattr, self, "transport", "")
         self.send({"type": "transport", "up": up, "probe": list(PROBE)}, buffers=[PROBE])
 
     def _show_transport(self, up: bool) -> None:
@@ -281,14 +281,14 @@ class VoiceChat(anywidget.AnyWidget):
                              daemon=True).start()
 
     def _on_mic_frame(self, content: dict[str, Any], buffers: list[memoryview]) -> None:
+        if not buffers and "b64" not in content:
+            return
         try:
             pcm = audio_payload(content, buffers)
         except ValueError:
             self.stats["bad_frames"] += 1
             raise
-        if not pcm:
-            return
-        if len(pcm) % 2:
+        if not pcm or len(pcm) % 2:
             self.stats["bad_frames"] += 1
             return
         self.stats["frames_in"] += 1

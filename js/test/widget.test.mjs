@@ -201,4 +201,9 @@ test("push-to-talk: frames flow only while held, the agent is cut on press, rele
     assert.deepEqual(model.sent.at(-1)[0], { type: "ptt", on: false });
     frame();
     assert.equal(engine.stats.framesSent, 3);
+    // Start mic from push-to-talk: hands-free again, the mic stays on and sends
+    await engine.handsFree();
+    assert.deepEqual(model.sent.at(-1)[0], { type: "mic", on: true, ptt: false });
+    frame();
+    assert.equal(engine.stats.framesSent, 4);
   });

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,24 @@ def write_notebook(path: Path, *cells: str) -> None:
     path.write_text(json.dumps(nb))
 
 
+@contextmanager
+def fake_mic_page(playwright: Any, wav: Path, name: str) -> Iterator[Any]:
+    """A page in headless Chromium whose mic plays ``wav``; on failure its screenshot and
+    console are saved as ``test-output/<name>-failure.png`` and ``<name>-console.log``."""
+    chromium = browser(playwright, wav)
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    try:
+        yield page
+    except Exception:
+        page.screenshot(path=str(OUTPUT / f"{name}-failure.png"))
+        (OUTPUT / f"{name}-console.log").write_text("\n".join(console))
+        raise
+    finally:
+        chromium.close()
+
+
 def open_and_run_all(page: Any, url: str) -> Any:
     """Open a notebook (JupyterLab or Notebook 7), run all its cells, wait for the widget to be
     connected and to have agreed on a transport; returns the widget's locator."""
@@ -122,24 +142,13 @@ def run_spoken_turn(name: str, url_of: Any, cells: list[str], tmp: Path,
     write_notebook(root / "voice.ipynb", *cells)
     wav = write_wav(tmp / "question.wav", silence(1.0), speech(QUESTION), silence(60.0))
     OUTPUT.mkdir(exist_ok=True)
-    console: list[str] = []
-    with serve(root, tmp) as served, sync_playwright() as p:
-        chromium = browser(p, wav)
-        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        try:
-            widget = open_and_run_all(page, url_of(served))
-            page.locator(".rtw-mic").click()
-            wait_for_tool_reply(page)
-            facts = kernel_json(page, FACTS)
-            shown = widget_rows(page)
-            widget.screenshot(path=str(OUTPUT / f"{name}.png"))
-        except Exception:
-            page.screenshot(path=str(OUTPUT / f"{name}-failure.png"))
-            (OUTPUT / f"{name}-console.log").write_text("\n".join(console))
-            raise
-        finally:
-            chromium.close()
+    with serve(root, tmp) as served, sync_playwright() as p, fake_mic_page(p, wav, name) as page:
+        widget = open_and_run_all(page, url_of(served))
+        page.locator(".rtw-mic").click()
+        wait_for_tool_reply(page)
+        facts = kernel_json(page, FACTS)
+        shown = widget_rows(page)
+        widget.screenshot(path=str(OUTPUT / f"{name}.png"))
     return facts, shown
 
 
@@ -193,48 +202,38 @@ def test_push_to_talk_button_and_space_key(tmp: Path) -> None:
     # the fake mic starts its file when the first press opens the mic, and loops it
     wav = write_wav(tmp / "ptt.wav", silence(0.5), question, silence(1.5))
     OUTPUT.mkdir(exist_ok=True)
-    console: list[str] = []
-    with lab(root, tmp) as (url, _), sync_playwright() as p:
-        chromium = browser(p, wav)
-        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        try:
-            widget = open_and_run_all(page, url.split("/lab")[0] + "/lab/tree/voice.ipynb")
-            x, y = page.evaluate(CENTRE, ".rtw-ptt")
-            page.mouse.move(x, y)
-            page.mouse.down()
-            page.wait_for_selector('.rtw[data-ptt="true"]', timeout=10_000)
-            page.wait_for_timeout(int((0.5 + seconds + 0.6) * 1000))
-            page.mouse.up()
-            wait_for_tool_reply(page)
-            first = kernel_json(page, FACTS)
-            # a story, then Space held over it: the agent stops where it was heard
-            page.locator(".rtw-text-input").fill("tell me a story")
-            page.locator(".rtw-text-input").press("Enter")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
-                ".some(e => e.textContent.includes('small boat'))"
-                " && document.querySelector('.rtw').dataset.state === 'speaking'",
-                timeout=60_000)
-            page.wait_for_timeout(1500)
-            page.locator(".rtw-transport").click()  # focus the widget (not the text box)
-            page.keyboard.down("Space")
-            page.wait_for_selector(".rtw-assistant.rtw-cut", timeout=20_000)
-            page.wait_for_timeout(int((2 * (2.0 + seconds) + 0.5) * 1000))  # the question, whole
-            page.keyboard.up("Space")
-            page.wait_for_function(
-                "() => document.querySelectorAll('.rtw-function_call_output').length >= 2",
-                timeout=120_000)
-            facts = kernel_json(page, FACTS)
-            vad = kernel_json(page, "chat.session.conversation.session['audio']['input']"
-                                    ".get('turn_detection', 'unset')")
-            widget.screenshot(path=str(OUTPUT / "push-to-talk.png"))
-        except Exception:
-            page.screenshot(path=str(OUTPUT / "push-to-talk-failure.png"))
-            (OUTPUT / "push-to-talk-console.log").write_text("\n".join(console))
-            raise
-        finally:
-            chromium.close()
+    with lab(root, tmp) as (url, _), sync_playwright() as p, \
+            fake_mic_page(p, wav, "push-to-talk") as page:
+        widget = open_and_run_all(page, url.split("/lab")[0] + "/lab/tree/voice.ipynb")
+        x, y = page.evaluate(CENTRE, ".rtw-ptt")
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.wait_for_selector('.rtw[data-ptt="true"]', timeout=10_000)
+        page.wait_for_timeout(int((0.5 + seconds + 0.6) * 1000))
+        page.mouse.up()
+        wait_for_tool_reply(page)
+        first = kernel_json(page, FACTS)
+        # a story, then Space held over it: the agent stops where it was heard
+        page.locator(".rtw-text-input").fill("tell me a story")
+        page.locator(".rtw-text-input").press("Enter")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
+            ".some(e => e.textContent.includes('small boat'))"
+            " && document.querySelector('.rtw').dataset.state === 'speaking'",
+            timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.locator(".rtw-transport").click()  # focus the widget (not the text box)
+        page.keyboard.down("Space")
+        page.wait_for_selector(".rtw-assistant.rtw-cut", timeout=20_000)
+        page.wait_for_timeout(int((2 * (2.0 + seconds) + 0.5) * 1000))  # the question, whole
+        page.keyboard.up("Space")
+        page.wait_for_function(
+            "() => document.querySelectorAll('.rtw-function_call_output').length >= 2",
+            timeout=120_000)
+        facts = kernel_json(page, FACTS)
+        vad = kernel_json(page, "chat.session.conversation.session['audio']['input']"
+                                ".get('turn_detection', 'unset')")
+        widget.screenshot(path=str(OUTPUT / "push-to-talk.png"))
 
     check_spoken_turn(first, [{"role": "user", "text": r["text"]} for r in first["rows"]])
     assert vad is None  # push-to-talk turned the server's VAD off
@@ -245,6 +244,7 @@ def test_push_to_talk_button_and_space_key(tmp: Path) -> None:
     users = [r for r in rows if r["role"] == "user" and r["audio_in_s"] > 0.5]
     assert len(users) == 2, rows  # two held turns, each committed on release
     assert first["stats"]["frames_in"] < facts["stats"]["frames_in"]
+    assert not facts["error"] and facts["stats"]["bad_frames"] == 0, facts
 
 
 # a marimo app: the chat in a cell; a thread writes the kernel's facts where the test reads them
@@ -289,37 +289,27 @@ def test_marimo_spoken_turn_tool_call_and_playback(tmp: Path) -> None:
     facts_path = tmp / "facts.json"
     wav = write_wav(tmp / "question.wav", silence(1.0), speech(QUESTION), silence(60.0))
     OUTPUT.mkdir(exist_ok=True)
-    console: list[str] = []
-    with marimo_app(app, tmp, {"RT_FACTS": str(facts_path)}) as url, sync_playwright() as p:
-        chromium = browser(p, wav)
-        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        try:
-            page.goto(url, timeout=90_000)
-            widget = page.locator(".rtw[data-ready=true]")  # (inside marimo's shadow root)
-            widget.wait_for(timeout=120_000)
-            page.locator('.rtw[data-status="connected"]').wait_for(timeout=60_000)
-            page.locator(".rtw[data-transport]").wait_for(timeout=30_000)
-            page.locator(".rtw-mic").click()
-            page.locator(".rtw-function_call_output .rtw-tool-output").wait_for(
-                timeout=120_000)
-            page.locator(".rtw-assistant .rtw-text", has_text="half past ten").wait_for(
-                timeout=120_000)
-            deadline = time.monotonic() + 60
-            while float(widget.get_attribute("data-played-ms") or 0) <= 200:
-                assert time.monotonic() < deadline, "the reply was not played"
-                time.sleep(0.25)
-            time.sleep(1.0)  # the facts file is rewritten every 0.5 s
-            facts = json.loads(facts_path.read_text())
-            shown = [{"role": "user", "text": t}
-                     for t in page.locator(".rtw-user .rtw-text").all_text_contents()]
-            transport = widget.get_attribute("data-transport")
-            widget.screenshot(path=str(OUTPUT / "marimo.png"))
-        except Exception:
-            page.screenshot(path=str(OUTPUT / "marimo-failure.png"))
-            (OUTPUT / "marimo-console.log").write_text("\n".join(console))
-            raise
-        finally:
-            chromium.close()
+    with marimo_app(app, tmp, {"RT_FACTS": str(facts_path)}) as url, sync_playwright() as p, \
+            fake_mic_page(p, wav, "marimo") as page:
+        page.goto(url, timeout=90_000)
+        widget = page.locator(".rtw[data-ready=true]")  # (inside marimo's shadow root)
+        widget.wait_for(timeout=120_000)
+        page.locator('.rtw[data-status="connected"]').wait_for(timeout=60_000)
+        page.locator(".rtw[data-transport]").wait_for(timeout=30_000)
+        page.locator(".rtw-mic").click()
+        page.locator(".rtw-function_call_output .rtw-tool-output").wait_for(
+            timeout=120_000)
+        page.locator(".rtw-assistant .rtw-text", has_text="half past ten").wait_for(
+            timeout=120_000)
+        deadline = time.monotonic() + 60
+        while float(widget.get_attribute("data-played-ms") or 0) <= 200:
+            assert time.monotonic() < deadline, "the reply was not played"
+            time.sleep(0.25)
+        time.sleep(1.0)  # the facts file is rewritten every 0.5 s
+        facts = json.loads(facts_path.read_text())
+        shown = [{"role": "user", "text": t}
+                 for t in page.locator(".rtw-user .rtw-text").all_text_contents()]
+        transport = widget.get_attribute("data-transport")
+        widget.screenshot(path=str(OUTPUT / "marimo.png"))
     check_spoken_turn(facts, shown)
     assert facts["transport"] == transport == "binary"  # marimo carries buffers both ways
