@@ -96,7 +96,8 @@ export class Engine {
     this.voices = [];
     this.voice = "";
     this.playerReady = null;
-    this.upBase64 = false; // mic frames go as base64 (the kernel said our probe lost its buffer)
+    // mic frames go as base64 until the kernel says our probe's buffer arrived intact
+    this.upBase64 = true;
     this.pttMode = false; // the mic sends only while push-to-talk is held
     this.pttHeld = false;
     this.pttRelease = null;
@@ -705,8 +706,11 @@ function initialize({ model }) {
   ENGINES.set(key, engine);
   const onMsg = (msg, buffers) => engine.onMessage(msg, buffers);
   model.on("msg:custom", onMsg);
-  const probe = new Uint8Array(PROBE);
-  model.send({ type: "ready", probe: PROBE }, undefined, [probe.buffer]);
+  try {
+    model.send({ type: "ready", probe: PROBE }, undefined, [new Uint8Array(PROBE).buffer]);
+  } catch (err) { // a manager that refuses buffers outright: the probe is lost all the same
+    model.send({ type: "ready", probe: PROBE });
+  }
   return () => {
     model.off("msg:custom", onMsg);
     engine.destroy();
