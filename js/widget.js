@@ -443,7 +443,8 @@ export class Engine {
     this.stats.bytesSent += msg.buf.byteLength;
     const t = performance.timeOrigin + performance.now(); // wall clock, ms
     if (this.upBase64) {
-      this.model.send({ type: "audio", seq: this.seq, t, b64: bytesToBase64(new Uint8Array(msg.buf)) });
+      const b64 = bytesToBase64(new Uint8Array(msg.buf));
+      this.model.send({ type: "audio", seq: this.seq, t, b64 });
     } else {
       this.model.send({ type: "audio", seq: this.seq, t }, undefined, [msg.buf]);
     }
