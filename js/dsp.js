@@ -259,3 +259,20 @@ export function findChirp(signal, template, minScore = 0.3) {
   }
   return best && best.score >= minScore ? best : null;
 }
+
+/** Bytes as base64 (for front ends that drop binary comm buffers). */
+export function bytesToBase64(bytes) {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+/** The bytes of a base64 string, as a DataView (the shape binary buffers arrive in). */
+export function base64ToView(b64) {
+  const text = atob(b64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return new DataView(bytes.buffer);
+}

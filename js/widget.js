@@ -1,9 +1,10 @@
 // The voice chat widget: mic capture and playback (initialize, once per model) and the UI
-// (render, once per view). Audio travels as binary comm buffers both ways.
+// (render, once per view). Audio travels as binary comm buffers both ways, or as base64 in the
+// message where the front end drops buffers (a round trip at start-up finds out which).
 import CAPTURE_SRC from "worklet:capture";
 import PLAYER_SRC from "worklet:player";
 import PROBE_SRC from "worklet:probe";
-import { chirp, findChirp, pcm16ToFloat } from "./dsp.js";
+import { base64ToView, bytesToBase64, chirp, findChirp, pcm16ToFloat } from "./dsp.js";
 
 const ENGINES = new Map(); // widget key -> Engine, shared by initialize and every render
 const BUSY_FRAMES = 25; // unacknowledged 40 ms frames (1 s) before we say the kernel is busy
@@ -13,6 +14,24 @@ const PROBE_LISTEN_MS = 1500;
 // after the agent's last sample has played, the mic stays closed this long (plus the device's
 // output latency): the room's echo and the speaker's own delay must not reach the VAD
 const ECHO_TAIL_MS = 300;
+// push-to-talk: the mic keeps sending this long after release, so the last word is not clipped
+const PTT_TAIL_MS = 200;
+// the transport probe, sent with "ready": the kernel says whether it arrived intact
+export const PROBE = [0x52, 0x54, 0x00, 0xff];
+
+/** The audio of a message: its first binary buffer, or its base64 field; null if none. */
+export function audioOf(msg, buffers) {
+  if (buffers && buffers.length) return buffers[0];
+  return typeof msg.b64 === "string" ? base64ToView(msg.b64) : null;
+}
+
+/** Whether the first buffer holds exactly `expected` (a list of bytes). */
+export function probeIntact(buffers, expected) {
+  if (!buffers || !buffers.length || !Array.isArray(expected)) return false;
+  const v = buffers[0];
+  const got = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  return got.length === expected.length && expected.every((b, i) => got[i] === b);
+}
 
 function moduleUrl(src) {
   return URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
@@ -77,6 +96,11 @@ export class Engine {
     this.voices = [];
     this.voice = "";
     this.playerReady = null;
+    // mic frames go as base64 until the kernel says our probe's buffer arrived intact
+    this.upBase64 = true;
+    this.pttMode = false; // the mic sends only while push-to-talk is held
+    this.pttHeld = false;
+    this.pttRelease = null;
   }
 
   emit() {
@@ -89,9 +113,10 @@ export class Engine {
 
   onMessage(msg, buffers) {
     switch (msg.type) {
-      case "audio":
-        if (buffers && buffers.length) {
-          this.push(msg.item_id, buffers[0]);
+      case "audio": {
+        const view = audioOf(msg, buffers);
+        if (view) {
+          this.push(msg.item_id, view);
           this.audioChunks++;
           // the kernel stops sending audio to a page that stops taking it (a frozen tab)
           if (this.audioChunks % AUDIO_ACK_EVERY === 0) {
@@ -99,12 +124,18 @@ export class Engine {
           }
         }
         break;
+      }
+      case "transport":
+        this.negotiated(msg, buffers);
+        break;
       case "audio_done":
         this.post({ type: "end", item: msg.item_id });
         break;
-      case "backchannel":
-        if (buffers && buffers.length) this.backchannel(buffers[0]);
+      case "backchannel": {
+        const view = audioOf(msg, buffers);
+        if (view) this.backchannel(view);
         break;
+      }
       case "flush":
         this.flush(msg.reason || "server");
         break;
@@ -131,6 +162,14 @@ export class Engine {
                                                      error: String(e) }));
         break;
     }
+  }
+
+  /** The kernel's answer to our probe, with its own: now both sides know what arrives. */
+  negotiated(msg, buffers) {
+    this.upBase64 = msg.up !== true;
+    const down = probeIntact(buffers, msg.probe);
+    this.model.send({ type: "transport", up: msg.up === true, down });
+    this.emit();
   }
 
   post(msg, transfer) {
@@ -231,7 +270,7 @@ export class Engine {
   updateGate(now = false) {
     clearTimeout(this.gateTimer);
     this.gateTimer = null;
-    const want = this.agentBusy && !this.headphones;
+    const want = this.agentBusy && !this.headphones && !this.pttHeld;
     if (want || now || !this.gated) return this.setGate(want);
     const ctx = this.playCtx;
     const tail = ECHO_TAIL_MS + ((ctx && ctx.outputLatency) || 0) * 1000;
@@ -249,7 +288,47 @@ export class Engine {
     this.updateGate(on);
   }
 
-  async startMic() {
+  /**
+   * Push-to-talk pressed: the agent stops, the mic opens (started on the first press) and the
+   * kernel turns the server's turn detection off; frames flow only while it is held.
+   */
+  async pttDown() {
+    if (this.pttRelease) { // pressed again within the release tail: the same turn goes on
+      clearTimeout(this.pttRelease);
+      this.pttRelease = null;
+      return;
+    }
+    if (this.pttHeld) return;
+    this.pttHeld = true;
+    this.pttMode = true;
+    this.flush("user");
+    this.model.send({ type: "ptt", on: true });
+    this.updateGate(true);
+    if (!this.micOn) await this.startMic(true);
+  }
+
+  /** Push-to-talk released: after a short tail the turn ends and the kernel asks for a reply. */
+  pttUp() {
+    if (!this.pttHeld || this.pttRelease) return;
+    this.pttRelease = setTimeout(() => {
+      this.pttRelease = null;
+      this.pttHeld = false;
+      this.model.send({ type: "ptt", on: false });
+      this.updateGate();
+    }, PTT_TAIL_MS);
+  }
+
+  /** Back to hands-free talk: the mic (started if need be) sends all the time again. */
+  async handsFree() {
+    if (!this.micOn) return this.startMic(false);
+    this.pttMode = false;
+    this.model.send({ type: "mic", on: true, ptt: false });
+    this.updateGate();
+    this.emit();
+  }
+
+  async startMic(ptt = false) {
+    this.pttMode = ptt;
     const problem = micProblem(this.env);
     if (problem) return this.fail(problem);
     await this.ensurePlayback();
@@ -277,7 +356,7 @@ export class Engine {
     Object.assign(this, { micCtx: ctx, micStream: stream, capture: node, micOn: true });
     node.port.postMessage({ type: "gate", on: this.gated }); // it may have changed meanwhile
     this.message = "";
-    this.model.send({ type: "mic", on: true, rate: ctx.sampleRate });
+    this.model.send({ type: "mic", on: true, rate: ctx.sampleRate, ptt });
     this.emit();
   }
 
@@ -357,12 +436,18 @@ export class Engine {
 
   onFrame(msg) {
     if (msg.type !== "frame" || !this.micOn || this.probing) return;
+    if (this.pttMode && !this.pttHeld) return;
     this.level = msg.level;
     this.seq++;
     this.stats.framesSent++;
     this.stats.bytesSent += msg.buf.byteLength;
     const t = performance.timeOrigin + performance.now(); // wall clock, ms
-    this.model.send({ type: "audio", seq: this.seq, t }, undefined, [msg.buf]);
+    if (this.upBase64) {
+      const b64 = bytesToBase64(new Uint8Array(msg.buf));
+      this.model.send({ type: "audio", seq: this.seq, t, b64 });
+    } else {
+      this.model.send({ type: "audio", seq: this.seq, t }, undefined, [msg.buf]);
+    }
     if (this.seq % 5 === 0) this.emit();
   }
 
@@ -556,13 +641,49 @@ function transcriptRows(container) {
   return { sync, draw };
 }
 
+/** The hold-to-talk button: the mic is open only while it is pressed. */
+function pushToTalkButton(engine) {
+  const btn = h("button", { class: "rtw-ptt", type: "button",
+    title: "Hold to talk (or hold Space while the widget has focus): the agent stops, and " +
+      "answers when you let go. Best on laptop speakers." }, "Hold to talk");
+  const up = () => engine.pttUp();
+  btn.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    btn.setPointerCapture(e.pointerId);
+    engine.pttDown().catch((err) => engine.fail(String(err)));
+  });
+  for (const name of ["pointerup", "pointercancel", "lostpointercapture"]) {
+    btn.addEventListener(name, up);
+  }
+  return btn;
+}
+
+/** Space held while the widget has focus (not in the text box) is push-to-talk. */
+function listenPushToTalkKey(root, engine) {
+  root.tabIndex = 0;
+  const isSpace = (e) => e.code === "Space" && !["INPUT", "SELECT", "TEXTAREA"].includes(
+    e.target.tagName);
+  root.addEventListener("keydown", (e) => {
+    if (!isSpace(e)) return;
+    e.preventDefault();
+    e.stopPropagation(); // JupyterLab's command-mode shortcuts must not see it
+    if (!e.repeat) engine.pttDown().catch((err) => engine.fail(String(err)));
+  });
+  root.addEventListener("keyup", (e) => {
+    if (!isSpace(e)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    engine.pttUp();
+  });
+}
+
 function render({ model, el }) {
   const engine = ENGINES.get(model.get("_key"));
   const state = h("span", { class: "rtw-state" });
   const meter = h("span", { class: "rtw-meter" }, h("span", { class: "rtw-meter-fill" }));
   const micBtn = h("button", { class: "rtw-mic", type: "button", onclick: () => {
-    if (engine.micOn) engine.stopMic();
-    else engine.startMic().catch((e) => engine.fail(String(e)));
+    if (engine.micOn && !engine.pttMode) engine.stopMic();
+    else engine.handsFree().catch((e) => engine.fail(String(e)));
   } });
   const stopBtn = h("button", { class: "rtw-stop", type: "button", title: "Stop the agent",
     onclick: () => { engine.flush("user"); model.send({ type: "interrupt" }); } }, "■ Stop");
@@ -570,6 +691,9 @@ function render({ model, el }) {
     title: "Measure this browser's audio round trip: plays a short chirp and listens for it " +
       "(use speakers; headphones keep the chirp from the mic)",
     onclick: () => { engine.probe().catch((e) => engine.fail(String(e))); } }, "Latency test");
+  const pttBtn = pushToTalkButton(engine);
+  const transport = h("span", { class: "rtw-transport", title: "How audio travels between " +
+    "this page and the kernel: binary comm buffers, or base64 where the front end drops them" });
   const connBtn = h("button", { class: "rtw-conn", type: "button", onclick: () => {
     model.send({ type: model.get("status") === "closed" ? "connect" : "disconnect" });
   } });
@@ -604,11 +728,12 @@ function render({ model, el }) {
   const form = h("form", { class: "rtw-form", onsubmit: (e) => { e.preventDefault(); submit(); } },
     input, h("button", { type: "submit" }, "Send"));
   const root = h("div", { class: "rtw" },
-    h("div", { class: "rtw-bar" }, connBtn, micBtn, stopBtn, meter, state,
+    h("div", { class: "rtw-bar" }, connBtn, micBtn, pttBtn, stopBtn, meter, state,
       h("label", { class: "rtw-phones", title: "With headphones the mic stays open while " +
         "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick,
-      probeBtn, provider),
+      probeBtn, transport, provider),
     notice, error, transcript, form);
+  listenPushToTalkKey(root, engine);
   el.append(root);
 
   const rows = transcriptRows(transcript);
@@ -627,9 +752,12 @@ function render({ model, el }) {
       framesSent: engine.stats.framesSent, pushedBytes: engine.stats.pushedBytes,
       playedMs: Math.round(engine.stats.playedMs), started: engine.stats.started,
       underruns: engine.stats.underruns, micOn: engine.micOn, acked: engine.acked,
+      ptt: engine.pttHeld, transport: model.get("transport"),
     });
-    setText(micBtn, engine.micOn ? "● Mic on" : "Start mic");
-    micBtn.classList.toggle("rtw-on", engine.micOn);
+    pttBtn.classList.toggle("rtw-on", engine.pttHeld);
+    setText(transport, model.get("transport") ? `audio: ${model.get("transport")}` : "");
+    setText(micBtn, engine.micOn && !engine.pttMode ? "● Mic on" : "Start mic");
+    micBtn.classList.toggle("rtw-on", engine.micOn && !engine.pttMode);
     setText(connBtn, status === "closed" ? "Connect" : "Disconnect");
     const width = `${Math.min(100, Math.round(engine.level * 400))}%`;
     if (meter.firstChild.style.width !== width) meter.firstChild.style.width = width;
@@ -640,7 +768,9 @@ function render({ model, el }) {
       if (names.includes(engine.voice)) voicePick.value = engine.voice;
     }
     voicePick.style.display = names.length ? "" : "none";
-    setText(notice, [model.get("notice"), engine.gated && engine.micOn ?
+    setText(notice, [model.get("notice"), engine.pttMode ? "Push-to-talk: hold the " +
+      "button (or Space) to talk; the agent stops, and answers when you let go." :
+      engine.gated && engine.micOn ?
       "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : "",
       probeText(engine)].filter(Boolean).join(" "));
     probeBtn.disabled = !!engine.probing;
@@ -660,7 +790,8 @@ function render({ model, el }) {
   };
   engine.listeners.add(schedule);
   const onChange = schedule;
-  for (const name of ["status", "phase", "provider", "notice", "error"]) {
+  const TRAITS = ["status", "phase", "provider", "notice", "error", "transport"];
+  for (const name of TRAITS) {
     model.on(`change:${name}`, onChange);
   }
   update();
@@ -668,7 +799,7 @@ function render({ model, el }) {
   return () => {
     alive = false;
     engine.listeners.delete(schedule);
-    for (const name of ["status", "phase", "provider", "notice", "error"]) {
+    for (const name of TRAITS) {
       model.off(`change:${name}`, onChange);
     }
   };
@@ -680,7 +811,11 @@ function initialize({ model }) {
   ENGINES.set(key, engine);
   const onMsg = (msg, buffers) => engine.onMessage(msg, buffers);
   model.on("msg:custom", onMsg);
-  model.send({ type: "ready" });
+  try {
+    model.send({ type: "ready", probe: PROBE }, undefined, [new Uint8Array(PROBE).buffer]);
+  } catch (err) { // a manager that refuses buffers outright: the probe is lost all the same
+    model.send({ type: "ready", probe: PROBE });
+  }
   return () => {
     model.off("msg:custom", onMsg);
     engine.destroy();

@@ -1,12 +1,17 @@
 """The voice chat widget: the browser's mic and speaker, bound to a :class:`RealtimeSession`.
 
-Audio travels as binary comm buffers both ways. Messages from the browser arrive on whichever
-thread the kernel uses for comms; they are handed to the session's own loop at once. Everything
-the widget sends and every trait it changes after start-up comes from the session's loop thread.
+Audio travels as binary comm buffers both ways where the front end carries them intact, and
+as base64 in the message's JSON where it does not (Colab's widget manager drops buffers): the
+page and the kernel find out with a small round trip when the page starts. Messages from the
+browser arrive on whichever thread the kernel uses for comms; they are handed to the session's
+own loop at once. Everything the widget sends and every trait it changes after start-up comes
+from the session's loop thread.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import statistics
 import threading
@@ -33,6 +38,8 @@ ACK_EVERY = 10
 ROW_INTERVAL = 0.15
 MAX_UNACKED_AUDIO_BYTES = 30 * 48_000  # 30 s of audio the page has not confirmed
 BACKCHANNEL_DELTA = "response.backchannel.audio.delta"  # Inworld's back-channel audio
+PROBE = bytes([0x52, 0x54, 0x00, 0xFF])  # the transport probe: survives intact or not at all
+MIN_PTT_BYTES = 4_800  # 100 ms of PCM16 24 kHz: a shorter press is a tap, not a turn
 LOCAL_NOTICE = ("No INWORLD_API_KEY or OPENAI_API_KEY in the environment: talking to the "
                 "embedded local server.")
 
@@ -45,6 +52,20 @@ def backchannel_pcm(event: dict[str, Any]) -> bytes:
     except AudioFormatError as exc:
         log.warning("ignored back-channel audio: %s", exc)
         return b""
+
+
+def audio_payload(content: dict[str, Any], buffers: list[memoryview]) -> bytes:
+    """The PCM16 bytes of an audio message: its first binary buffer, or its ``b64`` field where
+    the front end cannot carry buffers. Raises ``ValueError`` on a ``b64`` that is not base64."""
+    if buffers:
+        return bytes(buffers[0])
+    encoded = content.get("b64")
+    if not isinstance(encoded, str):
+        return b""
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"audio frame is not valid base64: {exc}") from None
 
 
 class VoiceChat(anywidget.AnyWidget):
@@ -64,6 +85,9 @@ class VoiceChat(anywidget.AnyWidget):
     provider = traitlets.Unicode("").tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
+    #: how audio travels between page and kernel: "binary" (comm buffers), "base64" (in the
+    #: JSON, where the front end drops buffers), or "" until the page has said which works
+    transport = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(_key=uuid.uuid4().hex, **kwargs)
@@ -76,6 +100,9 @@ class VoiceChat(anywidget.AnyWidget):
         self._layout_key: tuple[int, int] | None = None
         self._layout_cache: tuple[dict[str, int], dict[str, Any]] = ({}, {})
         self._mic_on = False
+        self._b64_down = False  # send audio to the page as base64 (its buffers do not arrive)
+        self._ptt_bytes: int | None = None  # mic bytes since push-to-talk was pressed
+        self._vad_before: dict[str, Any] | None = None  # turn detection push-to-talk turned off
         self._voices: dict[str, Any] | None = None
         self._first_audio_sent: dict[str, float] = {}
         self._latency: dict[str, deque[float]] = {
@@ -158,6 +185,8 @@ class VoiceChat(anywidget.AnyWidget):
                 self._on_mic_frame(content, buffers)
             elif kind == "ready":  # a new page (or a reload): its audio count starts at 0
                 self._audio_sent = self._audio_acked = 0
+                if "probe" in content:
+                    self._negotiate(buffers)
                 self._front_ready.set()
                 self._schedule_rows(reset=True)
                 self._call_on_loop(self._send_voices)
@@ -169,8 +198,15 @@ class VoiceChat(anywidget.AnyWidget):
                 self._on_played(str(content.get("item_id", "")), content.get("audio_end_ms"))
             elif kind == "interrupt":
                 self._cancel_in_progress()
+            elif kind == "transport":
+                self._b64_down = content.get("down") is not True
+                self._call_on_loop(self._show_transport, content.get("up") is True)
+            elif kind == "ptt":
+                self._push_to_talk(bool(content.get("on")))
             elif kind == "mic":
                 self._mic_on = bool(content.get("on"))
+                if self._mic_on and not content.get("ptt"):
+                    self._restore_vad()
                 self._call_on_loop(self._set_phase, "listening" if self._mic_on else "idle")
             elif kind == "disconnect":
                 threading.Thread(target=self._disconnect, daemon=True).start()
@@ -196,10 +232,64 @@ class VoiceChat(anywidget.AnyWidget):
             log.exception("widget: failed on a %r message", kind)
             self._call_on_loop(self._set_error, f"{type(exc).__name__}: {exc}")
 
-    def _on_mic_frame(self, content: dict[str, Any], buffers: list[memoryview]) -> None:
-        if not buffers:
+    def _negotiate(self, buffers: list[memoryview]) -> None:
+        """A new page sent the probe with its ``ready``: tell it whether the probe arrived (so
+        it knows how to send mic frames) and send one back for it to check. Until it answers,
+        audio goes to it as base64, which every front end carries."""
+        up = bool(buffers) and bytes(buffers[0]) == PROBE
+        self._b64_down = True
+        self._call_on_loop(setattr, self, "transport", "")
+        self.send({"type": "transport", "up": up, "probe": list(PROBE)}, buffers=[PROBE])
+
+    def _show_transport(self, up: bool) -> None:
+        binary = up and not self._b64_down
+        self.transport = "binary" if binary else "base64"
+        log.info("widget transport: mic frames %s, audio to the page %s",
+                 "binary" if up else "base64", "base64" if self._b64_down else "binary")
+
+    def _push_to_talk(self, on: bool) -> None:
+        """Push-to-talk pressed (the agent stops; the user's turn starts, with server VAD off)
+        or released (the turn is committed and answered)."""
+        if on:
+            self._turn_vad_off()
+            self._cancel_in_progress()
+            self.session.send(events.input_audio_clear())
+            self._ptt_bytes = 0
+            self._call_on_loop(self._set_phase, "hearing you")
             return
-        pcm = bytes(buffers[0])
+        heard, self._ptt_bytes = self._ptt_bytes, None
+        if heard is None:
+            return
+        if heard < MIN_PTT_BYTES:  # a tap: nothing to answer
+            self.session.send(events.input_audio_clear())
+            self._call_on_loop(self._set_phase, "idle")
+            return
+        self.session.send(events.input_audio_commit())
+        self.session.send(events.response_create())
+        self._call_on_loop(self._set_phase, "thinking")
+
+    def _turn_vad_off(self) -> None:
+        audio_in = self.session.conversation.session.get("audio", {}).get("input", {})
+        vad = audio_in.get("turn_detection")
+        if vad or (vad is None and "turn_detection" not in audio_in):
+            self._vad_before = dict(vad) if isinstance(vad, dict) else {"type": "server_vad"}
+            self.session.update(turn_detection=None)
+
+    def _restore_vad(self) -> None:
+        """Hands-free mic again: the server's turn detection comes back as it was."""
+        vad, self._vad_before = self._vad_before, None
+        if vad is not None:
+            threading.Thread(target=self.session.update, kwargs={"turn_detection": vad},
+                             daemon=True).start()
+
+    def _on_mic_frame(self, content: dict[str, Any], buffers: list[memoryview]) -> None:
+        if not buffers and "b64" not in content:
+            return
+        try:
+            pcm = audio_payload(content, buffers)
+        except ValueError:
+            self.stats["bad_frames"] += 1
+            raise
         if not pcm or len(pcm) % 2:
             self.stats["bad_frames"] += 1
             return
@@ -210,6 +300,8 @@ class VoiceChat(anywidget.AnyWidget):
             self._latency["frame_ms"].append(time.time() * 1000 - sent_at)
         if self.session.connected:
             self.session.send_audio(pcm)
+            if self._ptt_bytes is not None:
+                self._ptt_bytes += len(pcm)
         seq = content.get("seq")
         if isinstance(seq, int) and seq % ACK_EVERY == 0:
             self.send({"type": "ack", "seq": seq})
@@ -291,7 +383,7 @@ class VoiceChat(anywidget.AnyWidget):
                 self._first_audio_sent[item_id] = time.time()
                 if len(self._first_audio_sent) > 500:
                     self._first_audio_sent.pop(next(iter(self._first_audio_sent)))
-            self.send({"type": "audio", "item_id": item_id}, buffers=[pcm])
+            self._send_audio({"type": "audio", "item_id": item_id}, pcm)
 
     def _on_backchannel(self, event: dict[str, Any]) -> None:
         """Inworld's back-channel audio ("uh-huh" while the user speaks) goes to the page to be
@@ -299,7 +391,14 @@ class VoiceChat(anywidget.AnyWidget):
         pcm = backchannel_pcm(event)
         if pcm and self._front_ready.is_set():
             self.stats["backchannel_out"] += 1
-            self.send({"type": "backchannel", "id": event.get("backchannel_id")}, buffers=[pcm])
+            self._send_audio({"type": "backchannel", "id": event.get("backchannel_id")}, pcm)
+
+    def _send_audio(self, content: dict[str, Any], pcm: bytes) -> None:
+        """Audio to the page, as a binary buffer or, where buffers do not arrive, base64."""
+        if self._b64_down:
+            self.send({**content, "b64": base64.b64encode(pcm).decode("ascii")})
+        else:
+            self.send(content, buffers=[pcm])
 
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type", "")

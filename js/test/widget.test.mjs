@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { build } from "esbuild";
+import { bytesToBase64 } from "../dsp.js";
 
 const bundled = await build({
   entryPoints: [new URL("../widget.js", import.meta.url).pathname], bundle: true, write: false,
@@ -135,3 +136,74 @@ test("back-channel audio plays beside the reply player, uncounted and untimed", 
   assert.equal(engine.stats.pushedBytes, 0);
   assert.equal(model.sent.length, 0);  // no playback_started, no audio_ack
 });
+
+test("transport: a lost probe buffer switches mic frames to base64; the kernel hears back", () => {
+  const model = fakeModel();
+  const engine = new mod.Engine(model, {});
+  engine.micOn = true;
+  // the kernel saw no intact buffer, and its own probe reaches us without one (Colab's manager)
+  engine.onMessage({ type: "transport", up: false, probe: mod.PROBE }, []);
+  assert.deepEqual(model.sent.at(-1)[0], { type: "transport", up: false, down: false });
+  engine.onFrame({ type: "frame", level: 0.1, buf: new Int16Array([1, -2, 300]).buffer });
+  const [frame, buffers] = model.sent.at(-1);
+  assert.equal(buffers, undefined);
+  assert.deepEqual([...new Int16Array(mod.audioOf(frame, []).buffer)], [1, -2, 300]);
+  // where buffers survive, both ways stay binary
+  const fine = new mod.Engine(fakeModel(), {});
+  fine.micOn = true;
+  fine.onMessage({ type: "transport", up: true, probe: mod.PROBE },
+                 [new DataView(new Uint8Array(mod.PROBE).buffer)]);
+  assert.deepEqual(fine.model.sent.at(-1)[0], { type: "transport", up: true, down: true });
+  fine.onFrame({ type: "frame", level: 0.1, buf: new Int16Array([5]).buffer });
+  assert.equal(fine.model.sent.at(-1)[1].length, 1);
+  // a probe that arrives altered is not intact
+  assert.equal(mod.probeIntact([new DataView(new Uint8Array([0x52, 0x54, 0, 0]).buffer)],
+                               mod.PROBE), false);
+});
+
+test("base64 audio from the kernel is played like a binary buffer, back-channel included", () => {
+  const engine = new mod.Engine(fakeModel(), {});
+  engine.ensurePlayback = async () => {};
+  const pcm = new Uint8Array([1, 0, 2, 0, 3, 0]);
+  engine.onMessage({ type: "audio", item_id: "i1", b64: Buffer.from(pcm).toString("base64") });
+  assert.deepEqual([...new Uint8Array(engine.pending[0][0].buf)], [1, 0, 2, 0, 3, 0]);
+  assert.equal(engine.stats.pushedBytes, 6);
+  engine.onMessage({ type: "audio", item_id: "i1" }); // neither buffer nor base64: nothing
+  assert.equal(engine.pending.length, 1);
+  const big = new Uint8Array(100_000).map((_, i) => i % 251);
+  assert.deepEqual(new Uint8Array(mod.audioOf({ b64: bytesToBase64(big) }, []).buffer), big);
+});
+
+test("push-to-talk: frames flow only while held, the agent is cut on press, release ends it",
+  async () => {
+    const model = fakeModel();
+    const engine = new mod.Engine(model, {});
+    engine.micOn = true; // started already (the first press starts it)
+    engine.pttMode = true;
+    const frame = () => engine.onFrame({ type: "frame", level: 0, buf: new ArrayBuffer(1920) });
+    frame();
+    assert.equal(engine.stats.framesSent, 0); // not held: the mic sends nothing
+    const posted = [];
+    engine.post = (msg) => posted.push(msg);
+    engine.agentBusy = true;
+    engine.gated = true;
+    await engine.pttDown();
+    assert.deepEqual(posted, [{ type: "flush", reason: "user" }]); // the agent stops at once
+    assert.equal(engine.gated, false); // and the echo gate does not hold the user's voice
+    assert.deepEqual(model.sent.at(-1)[0], { type: "ptt", on: true });
+    frame();
+    frame();
+    assert.equal(engine.stats.framesSent, 2);
+    engine.pttUp();
+    frame(); // the release tail keeps the end of the last word
+    assert.equal(engine.stats.framesSent, 3);
+    await new Promise((done) => setTimeout(done, 300));
+    assert.deepEqual(model.sent.at(-1)[0], { type: "ptt", on: false });
+    frame();
+    assert.equal(engine.stats.framesSent, 3);
+    // Start mic from push-to-talk: hands-free again, the mic stays on and sends
+    await engine.handsFree();
+    assert.deepEqual(model.sent.at(-1)[0], { type: "mic", on: true, ptt: false });
+    frame();
+    assert.equal(engine.stats.framesSent, 4);
+  });

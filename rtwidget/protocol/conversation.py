@@ -240,6 +240,8 @@ class Conversation:
         self._sent_at: dict[str, float] = {}
         self._speech: dict[str, dict[str, Any]] = {}
         self._mic_bytes = 0
+        self._buffer_from = 0  # mic bytes sent before the input buffer last started empty
+        self._manual_commit: tuple[int, float] | None = None  # (bytes, when) of a commit sent
         self._mic_timeline: list[tuple[int, float]] = []
         self._timeline_floor = 0
         self.tool_outcomes: dict[str, dict[str, Any]] = {}
@@ -255,7 +257,7 @@ class Conversation:
             "conversation.item.truncated": self._on_truncated,
             "input_audio_buffer.speech_started": self._on_speech_started,
             "input_audio_buffer.speech_stopped": self._on_speech_stopped,
-            "input_audio_buffer.committed": self._on_ignored,
+            "input_audio_buffer.committed": self._on_committed,
             "input_audio_buffer.cleared": self._on_ignored,
             "input_audio_buffer.timeout_triggered": self._on_ignored,
             "conversation.item.input_audio_transcription.delta": self._on_input_transcript,
@@ -325,6 +327,11 @@ class Conversation:
             if len(self._mic_timeline) > _MAX_TIMELINE:
                 self._timeline_floor = self._mic_timeline[_MAX_TIMELINE // 2 - 1][0]
                 del self._mic_timeline[:_MAX_TIMELINE // 2]
+        elif kind == "input_audio_buffer.commit":  # a turn ended by hand (push-to-talk)
+            self._manual_commit = (self._mic_bytes - self._buffer_from, self.now)
+            self._buffer_from = self._mic_bytes
+        elif kind == "input_audio_buffer.clear":
+            self._buffer_from = self._mic_bytes
         event_id = event.get("event_id")
         if isinstance(event_id, str):
             self._sent[event_id] = kind
@@ -492,6 +499,23 @@ class Conversation:
             item.audio_in_bytes = max(item.audio_in_bytes, audio_bytes)
         if item.status in ("completed", "incomplete") and item.completed_at is None:
             item.completed_at = self.now
+
+    def _on_committed(self, event: dict[str, Any], kind: str) -> Update:
+        """A committed buffer: one the client committed by hand holds the audio it sent since
+        the buffer was last empty, and its turn ended when the commit was sent."""
+        commit, self._manual_commit = self._manual_commit, None
+        item_id = _str(event.get("item_id"))
+        if commit is None or not item_id:
+            self._buffer_from = self._mic_bytes
+            return Update(type=kind)
+        audio, sent_at = commit
+        item = self._items.get(item_id)
+        if item is None:
+            self._sent_audio[item_id], self._sent_at[item_id] = audio, sent_at
+        else:
+            item.audio_in_bytes = item.audio_in_bytes or audio
+            item.sent_at = item.sent_at or sent_at
+        return Update(type=kind, item=item)
 
     def _on_ignored(self, event: dict[str, Any], kind: str) -> Update:
         return Update(type=kind)

@@ -61,26 +61,48 @@ def write_wav(path: Path, *parts: np.ndarray) -> Path:
     return path
 
 
+def _env(tmp: Path) -> dict[str, str]:
+    """A Jupyter server's environment: its own config and runtime folders, no keys."""
+    return {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
+            "JUPYTER_RUNTIME_DIR": str(tmp / "rt"), "INWORLD_API_KEY": "", "OPENAI_API_KEY": "",
+            "RTWIDGET_URL": "", "VIRTUAL_ENV": sys.prefix,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@contextmanager
+def _serving(command: list[str], port: int, log_path: Path, env: dict[str, str],
+             status: str = "/api/status") -> Iterator[subprocess.Popen[bytes]]:
+    """Run a notebook server until the block ends; wait until ``status`` answers on ``port``."""
+    log = open(log_path, "w")  # noqa: SIM115
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}{status}", proc, 120, log_path)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+SERVER_ARGS = ["--no-browser", "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=",
+               "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True"]
+
+
 @contextmanager
 def lab(root: Path, tmp: Path) -> Iterator[tuple[str, Path]]:
     """``bash scripts/lab`` serving ``root`` (a copy of what the user opens): yields the URL it
     printed for people and its log file. Loopback only, no token."""
     port = free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "cfg"),
-           "JUPYTER_RUNTIME_DIR": str(tmp / "rt"), "INWORLD_API_KEY": "", "OPENAI_API_KEY": "",
-           "RTWIDGET_URL": "", "VIRTUAL_ENV": sys.prefix,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     log_path = tmp / "lab.log"
-    log = open(log_path, "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        ["bash", str(ROOT / "scripts" / "lab"), "--no-browser", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
-         f"--ServerApp.root_dir={root}",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
-    try:
-        wait_until_serving(f"http://127.0.0.1:{port}/api/status", proc, 120, log_path)
+    command = ["bash", str(ROOT / "scripts" / "lab"), *SERVER_ARGS, f"--port={port}",
+               f"--ServerApp.root_dir={root}",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+               "--LabApp.expose_app_in_browser=True"]
+    with _serving(command, port, log_path, _env(tmp)):
         found = None
         for _ in range(50):
             found = re.search(rf"http://127\.0\.0\.1:{port}/\S*", log_path.read_text())
@@ -89,13 +111,30 @@ def lab(root: Path, tmp: Path) -> Iterator[tuple[str, Path]]:
             time.sleep(0.2)
         assert found, log_path.read_text()
         yield found.group(0), log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+
+
+@contextmanager
+def notebook7(root: Path, tmp: Path) -> Iterator[str]:
+    """Jupyter Notebook 7 (``jupyter notebook``) serving ``root``: yields its base URL.
+    Loopback only, no token; the app is exposed as ``window.jupyterapp``, as in JupyterLab."""
+    port = free_port()
+    command = [sys.executable, "-m", "jupyter", "notebook", "--allow-root", *SERVER_ARGS,
+               f"--port={port}", f"--ServerApp.root_dir={root}",
+               "--JupyterNotebookApp.expose_app_in_browser=True"]
+    with _serving(command, port, tmp / "notebook.log", _env(tmp)):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def marimo_app(notebook: Path, tmp: Path, env: dict[str, str]) -> Iterator[str]:
+    """``marimo run`` serving the app ``notebook`` (its cells run when a page opens): yields
+    its URL. Loopback only, no token."""
+    port = free_port()
+    command = [sys.executable, "-m", "marimo", "run", str(notebook), "--headless",
+               "--host", "127.0.0.1", f"--port={port}", "--no-token", "--no-sandbox",
+               "--no-check"]
+    with _serving(command, port, tmp / "marimo.log", {**_env(tmp), **env}, "/health"):
+        yield f"http://127.0.0.1:{port}/"
 
 
 def browser(playwright: Any, wav: Path) -> Any:
