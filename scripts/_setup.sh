@@ -4,8 +4,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
 source "$ROOT/scripts/_system.sh"
-# llama-cpp-python (in the "local" extra) compiles llama.cpp when it installs
-case "${RTWIDGET_EXTRAS:-dev}" in *local*) need_packages cmake:cmake g++:g++ ;; esac
+# llama-cpp-python (in the "local" extra) compiles llama.cpp when it installs; the local
+# server speaks with Flite's voices
+case "${RTWIDGET_EXTRAS:-dev}" in *local*) need_packages cmake:cmake g++:g++ flite:flite ;; esac
 "$PY" -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv

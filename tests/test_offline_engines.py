@@ -52,7 +52,9 @@ def offline(rt_server: LocalServer) -> LocalServer:
 
 def test_the_offline_server_uses_the_real_engines(offline: LocalServer) -> None:
     assert offline.options.model == "local/smollm2"
-    assert type(offline.options.synthesizer).__name__ == "EspeakSynthesizer"
+    engines = [type(e).__name__ for e in offline.options.synthesizer.engines]
+    assert engines == ["FliteSynthesizer", "EspeakSynthesizer"]
+    assert "Flite + eSpeak NG" in offline.description
     assert offline.options.transcriber is not None
     assert "SmolLM2" in offline.description and "Silero" in offline.description.title()
 

@@ -28,6 +28,7 @@ from websockets.http11 import Request, Response
 from ..providers import wire_logger
 from .connection import Connection, ServerOptions
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
+from .speech import default_voice_name
 from .vad import VADS, EnergyVad, Vad, VadSettings
 
 log = logging.getLogger("rtwidget.server")
@@ -112,6 +113,7 @@ class LocalServer:
             engines=dict(engines or {}),
             vads=dict(VADS),
         )
+        self.options.voice = default_voice_name(self.options.synthesizer)
         self.description = description or "scripted replies, tones"
         self._token = token
         self.handshakes: list[Handshake] = []
@@ -306,8 +308,9 @@ _shared_lock = threading.Lock()
 
 def offline_server(host: str = "127.0.0.1", port: int = 0, **options: Any) -> LocalServer:
     """A local server with the best offline engines installed (``rtwidget[local]``: SmolLM2 on
-    llama.cpp, eSpeak NG, PocketSphinx, Silero VAD); what is missing falls back to the scripted
-    engine, tones and the energy VAD, and the server's ``description`` says which."""
+    llama.cpp, Flite with eSpeak NG, PocketSphinx, Silero VAD); what is missing falls back to
+    the scripted engine, tones and the energy VAD, and the server's ``description`` says
+    which."""
     from .defaults import best_available
 
     found = best_available()
