@@ -65,6 +65,7 @@ class LocalServer:
     audio into text when given. ``token``, when set, is required from clients as
     ``Authorization: Bearer <token>`` (or ``Basic``, or a ``token`` query parameter).
     ``pace`` waits that many seconds between streamed deltas, to give clients time to cancel.
+    ``turn_detection`` (``"server_vad"`` or ``"semantic_vad"``) is what new sessions start with.
 
     Limits keep one client from hurting the others: ``max_message_bytes`` per event,
     ``max_session_bytes`` of items per connection, ``max_connections`` at once (more get HTTP
@@ -92,6 +93,7 @@ class LocalServer:
         model: str = "local/scripted",
         engines: dict[str, ReplyEngine] | None = None,
         description: str = "",
+        turn_detection: str = "server_vad",
     ) -> None:
         if not _is_loopback(host) and not token and not allow_anonymous:
             raise ValueError(f"binding to {host} exposes the server beyond this machine: give a "
@@ -112,6 +114,7 @@ class LocalServer:
             model=model,
             engines=dict(engines or {}),
             vads=dict(VADS),
+            turn_detection=turn_detection,
         )
         self.options.voice = default_voice_name(self.options.synthesizer)
         self.description = description or "scripted replies, tones"
@@ -319,7 +322,7 @@ def offline_server(host: str = "127.0.0.1", port: int = 0, **options: Any) -> Lo
     settings: dict[str, Any] = {
         "engines": found.engines, "model": found.model, "synthesizer": found.synthesizer,
         "transcriber": found.transcriber, "vad_factory": found.vad,
-        "description": found.describe(),
+        "description": found.describe(), "turn_detection": "semantic_vad",
     }
     settings.update(options)
     return LocalServer(host, port, **settings)

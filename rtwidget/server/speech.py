@@ -361,12 +361,18 @@ def default_voice_name(synthesizer: Any) -> str:
 
 class PocketsphinxTranscriber:
     """Speech to text with PocketSphinx's bundled US English model. Audio is resampled from
-    24 kHz to the model's 16 kHz with soxr first."""
+    24 kHz to the model's 16 kHz with soxr first. :meth:`transcribe` takes a whole utterance;
+    :meth:`stream` follows one as it is spoken."""
 
     def __init__(self) -> None:
-        ps = require("pocketsphinx", "pocketsphinx")
-        self._decoder = ps.Decoder(samprate=16000, loglevel="FATAL")
+        self._ps = require("pocketsphinx", "pocketsphinx")
+        self._decoder = self._new_decoder()
         self._lock = threading.Lock()
+        self._spare: list[Any] = [self._new_decoder()]  # decoders for live streams, reused
+        self._spare_lock = threading.Lock()
+
+    def _new_decoder(self) -> Any:
+        return self._ps.Decoder(samprate=16000, loglevel="FATAL")
 
     def transcribe(self, pcm: bytes) -> str:
         """The words heard in PCM16 24 kHz mono audio ("" for none)."""
@@ -377,3 +383,60 @@ class PocketsphinxTranscriber:
             self._decoder.end_utt()
             hyp = self._decoder.hyp()
         return hyp.hypstr.strip() if hyp is not None else ""
+
+    def stream(self) -> PocketsphinxStream:
+        """A live transcription of one utterance: feed it audio as it arrives, read partial
+        words at any time, finish it when the turn ends (see :class:`PocketsphinxStream`)."""
+        with self._spare_lock:
+            decoder = self._spare.pop() if self._spare else None
+        return PocketsphinxStream(self, decoder or self._new_decoder())
+
+    def _give_back(self, decoder: Any) -> None:
+        with self._spare_lock:
+            self._spare.append(decoder)
+
+
+class PocketsphinxStream:
+    """One utterance decoded while it is spoken, with its own decoder (live cepstral mean
+    normalisation, so the words are there when the speaker stops). Not thread-safe: one call
+    at a time."""
+
+    def __init__(self, owner: PocketsphinxTranscriber, decoder: Any) -> None:
+        soxr = require("soxr", "soxr")
+        self._owner = owner
+        self._decoder: Any = decoder
+        self._resampler = soxr.ResampleStream(SAMPLE_RATE, 16000, 1, dtype="int16")
+        self.partial = ""
+        decoder.start_utt()
+
+    def _process(self, audio: np.ndarray[Any, Any]) -> None:
+        if len(audio) and self._decoder is not None:
+            self._decoder.process_raw(np.asarray(audio, dtype="<i2").tobytes(), False, False)
+
+    def feed(self, pcm: bytes) -> str:
+        """Decode more PCM16 24 kHz audio; returns the words heard so far (a partial result:
+        later audio can still change them)."""
+        self._process(self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2")))
+        if self._decoder is not None:
+            hyp = self._decoder.hyp()
+            self.partial = hyp.hypstr.strip() if hyp is not None else ""
+        return self.partial
+
+    def finish(self) -> str:
+        """End the utterance and return its final words; the stream is done."""
+        if self._decoder is None:
+            return self.partial
+        self._process(self._resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True))
+        decoder, self._decoder = self._decoder, None
+        try:
+            decoder.end_utt()
+            hyp = decoder.hyp()
+            self.partial = hyp.hypstr.strip() if hyp is not None else ""
+        finally:
+            self._owner._give_back(decoder)
+        return self.partial
+
+    def cancel(self) -> None:
+        """Drop the utterance (its decoder goes back for the next one)."""
+        if self._decoder is not None:
+            self.finish()
