@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import resource
 import statistics
 import subprocess
@@ -22,8 +23,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ._util import ROOT, table
 
@@ -77,7 +76,6 @@ PAUSED = [  # "|" marks a hesitation of PAUSE_MS
 ]
 PAUSE_MS = 500
 FRAME = 960  # 20 ms at 24 kHz, in samples
-LOUD = 300  # a sample louder than this is speech, in the test audio
 
 
 def _speech() -> Any:
@@ -94,21 +92,9 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _loud_span(pcm: bytes) -> tuple[int, int]:
-    """First and last loud sample."""
-    loud = np.nonzero(np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.int32)) > LOUD)[0]
-    return (int(loud[0]), int(loud[-1])) if loud.size else (0, 0)
-
-
-def _trimmed(pcm: bytes, margin_ms: int = 30) -> bytes:
-    first, last = _loud_span(pcm)
-    margin = 24 * margin_ms
-    return pcm[max(0, first - margin) * 2 : (last + margin) * 2]
-
-
 def _with_pause(text: str, speech: Any, voice: str = "slt") -> bytes:
     """``text`` with its ``|`` spoken as a pause of PAUSE_MS."""
-    first, second = (_trimmed(speech.speak(part.strip(), voice)) for part in text.split("|"))
+    first, second = (speech.trim(speech.speak(part.strip(), voice)) for part in text.split("|"))
     return first + speech.silence(PAUSE_MS) + second
 
 
@@ -200,11 +186,11 @@ def _vad_delays(speech: Any) -> dict[str, float]:
     from rtwidget.server.vad import VADS, VadSettings
 
     delays: dict[str, float] = {}
-    clips = [speech.in_room(_trimmed(speech.speak(t)), 500, 1500) for t in QUESTIONS[:5]]
+    clips = [speech.in_room(speech.trim(speech.speak(t)), 500, 1500) for t in QUESTIONS[:5]]
     for name, cls in VADS.items():
         found = []
         for audio in clips:
-            true_end = _loud_span(audio)[1] / 24
+            true_end = speech.speech_end_ms(audio)
             vad = cls(VadSettings(silence_duration_ms=500))
             for i in range(0, len(audio), FRAME * 2):
                 if any(e.kind == "stop" for e in vad.feed(audio[i : i + FRAME * 2])):
@@ -221,10 +207,11 @@ def _first_token(llm: Any) -> float:
         ctx = ReplyContext(instructions="", history=[Turn("user", "message", text)], tools=[],
                            tool_choice="auto", max_output_tokens=40)
         start = time.perf_counter()
-        async for chunk in llm.reply(ctx):
-            if isinstance(chunk, TextDelta):
-                return time.perf_counter() - start
-        return float("nan")
+        first = float("nan")
+        async for chunk in llm.reply(ctx):  # to the end: the model's thread must finish first
+            if isinstance(chunk, TextDelta) and math.isnan(first):
+                first = time.perf_counter() - start
+        return first
 
     return statistics.median(asyncio.run(first(t)) * 1000 for t in QUESTIONS[:5])
 
@@ -270,11 +257,10 @@ def _conversation(speech: Any, quick: bool) -> dict[str, Any]:
         seen: dict[str, float] = {}
         s.on("*", lambda ev: seen.setdefault(ev["type"], time.perf_counter()))
         for text in QUESTIONS[:3] if quick else QUESTIONS:
-            spoken = _trimmed(speech.speak(text))
-            audio = speech.in_room(spoken, 300, 2500)
+            audio = speech.in_room(speech.trim(speech.speak(text)), 300, 2500)
             done = s.expect("response.done", timeout=120)
             seen.clear()
-            sent_end = _stream(s, audio, speech_end=(300 * 24 + _loud_span(spoken)[1]) * 2)
+            sent_end = _stream(s, audio, speech_end=speech.speech_end_ms(audio) * 48)
             done.wait()
             assert sent_end is not None
             turns.append({k: (seen.get(v, float("nan")) - sent_end) * 1000

@@ -22,6 +22,7 @@ SAMPLE_RATE = 24000
 FLITE_VOICES = ("slt", "awb", "rms", "kal")
 NATURAL_VOICES = ("slt", "awb", "rms", "hts")
 HTS_VOICE = "cmu_us_slt_arctic_hts"
+LOUD = 300  # a sample above this is speech, in the synthesizers' output
 
 
 def _command(voice: str, text_file: str, wav_file: str, speed: float) -> list[str]:
@@ -71,6 +72,22 @@ def speak(text: str, voice: str = "slt", rate: int = SAMPLE_RATE, speed: float =
                 raise ValueError(f"{voice} wrote {w.getnchannels()} channels of "
                                  f"{8 * w.getsampwidth()}-bit audio; expected mono PCM16")
     return resample(pcm, source_rate, rate)
+
+
+def trim(pcm: bytes, margin_ms: int = 30, rate: int = SAMPLE_RATE) -> bytes:
+    """``pcm`` without the synthesizer's own quiet before and after the words (``margin_ms``
+    kept), so a test knows where the speech ends."""
+    loud = np.nonzero(np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.int32)) > LOUD)[0]
+    if not loud.size:
+        return b""
+    margin = rate * margin_ms // 1000
+    return pcm[max(0, int(loud[0]) - margin) * 2 : (int(loud[-1]) + margin) * 2]
+
+
+def speech_end_ms(pcm: bytes, rate: int = SAMPLE_RATE) -> int:
+    """Where the last loud sample of ``pcm`` is, in ms."""
+    loud = np.nonzero(np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.int32)) > LOUD)[0]
+    return int(loud[-1]) * 1000 // rate if loud.size else 0
 
 
 def silence(ms: int, rate: int = SAMPLE_RATE) -> bytes:

