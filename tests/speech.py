@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rtwidget.server.speech import resample
+
 SAMPLE_RATE = 24000
 FLITE_VOICES = ("slt", "awb", "rms", "kal")
 NATURAL_VOICES = ("slt", "awb", "rms", "hts")
@@ -47,16 +49,6 @@ def available(voice: str) -> bool:
         return shutil.which(program) is not None and Path(
             f"/usr/share/festival/voices/us/{HTS_VOICE}").is_dir()
     return shutil.which(program) is not None
-
-
-def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
-    """PCM16 mono from one rate to another (soxr, band-limited)."""
-    if from_rate == to_rate or not pcm:
-        return pcm
-    import soxr
-
-    out = soxr.resample(np.frombuffer(pcm, dtype="<i2"), from_rate, to_rate, quality="HQ")
-    return np.asarray(out, dtype="<i2").tobytes()
 
 
 def speak(text: str, voice: str = "slt", rate: int = SAMPLE_RATE, speed: float = 1.0) -> bytes:
