@@ -336,14 +336,18 @@ class Connection:
             self._vad.settings = settings
 
     def _semantic_silence(self, td: dict[str, Any]) -> int:
-        """``semantic_vad``: the silence that ends the turn, from the words heard so far. Once
-        the speaker is silent, a revised last word ("for" heard again as "floor") cannot
+        """``semantic_vad``: the silence that ends the turn, from the words heard so far. Words
+        that do not reach the silence yet (audio sent faster than it is decoded) do not count.
+        Once the speaker is silent, a revised last word ("for" heard again as "floor") cannot
         shorten the wait; a new word (the decoder catching up) can."""
-        words = self._live.partial if self._live else ""
-        needed = silence_needed_ms(words, str(td.get("eagerness") or "auto"))
-        count = len(words.split())
-        vad = self._vad
-        if vad is not None and getattr(vad, "silence_ms", 0) > 0 and count <= self._words_judged \
+        live, vad = self._live, self._vad
+        eagerness = str(td.get("eagerness") or "auto")
+        quiet = getattr(vad, "silence_ms", 0) if vad is not None else 0
+        if live is None or (quiet > 0 and live.backlog_ms > quiet):
+            return silence_needed_ms("", eagerness)
+        needed = silence_needed_ms(live.partial, eagerness)
+        count = len(live.partial.split())
+        if vad is not None and quiet > 0 and count <= self._words_judged \
                 and needed < vad.settings.silence_duration_ms:
             return vad.settings.silence_duration_ms
         self._words_judged = count
@@ -378,6 +382,8 @@ class Connection:
         self.buffer += pcm
         self._appended_ms += len(pcm) // BYTES_PER_MS
         live = self._live
+        if live is not None:
+            self._configure_vad()  # semantic_vad: whether the words still reach the silence
         if self._vad is not None:
             for vad_event in self._vad.feed(pcm):
                 ms = self._vad_origin_ms + vad_event.ms

@@ -101,6 +101,8 @@ class LiveTranscript:
         self._on_words = on_words
         self._chunk_bytes = chunk_ms * 48
         self._pending = bytearray()
+        self._queued = 0  # bytes fed
+        self._decoded = 0  # bytes the decoder has been through
         self._task: asyncio.Task[None] | None = None
         self._previous: list[str] = []
         self.said: list[str] = []  # words already sent as deltas
@@ -112,6 +114,7 @@ class LiveTranscript:
         if self.failed:
             return
         self._pending += pcm
+        self._queued += len(pcm)
         if self._task is None and len(self._pending) >= self._chunk_bytes:
             self._task = asyncio.create_task(self._pump())
 
@@ -126,6 +129,7 @@ class LiveTranscript:
                 chunk = bytes(self._pending)
                 self._pending.clear()
                 partial = await asyncio.to_thread(self._decode, chunk)
+                self._decoded += len(chunk)
                 if partial != self.partial:
                     self.partial = partial
                     await self._on_words(partial, self._settle(partial))
@@ -135,6 +139,11 @@ class LiveTranscript:
                         exc, exc_info=not isinstance(exc, EngineUnavailable))
         finally:
             self._task = None
+
+    @property
+    def backlog_ms(self) -> int:
+        """Audio fed but not decoded yet: how far the partial transcript lags behind."""
+        return (self._queued - self._decoded) // 48
 
     def _settle(self, partial: str) -> str:
         words = partial.split()
