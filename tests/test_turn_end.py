@@ -54,7 +54,8 @@ def listen(server: LocalServer, pcm: bytes, **turn_detection: Any) -> list[dict[
 def test_words_are_read_as_finished_or_not() -> None:
     assert completeness("what is the capital of france") == "complete"
     assert completeness("how many legs does a spider have") == "complete"
-    assert completeness("thanks") == "complete"
+    for finished in ("thanks", "no", "turn the lights on", "thank you very much", "i think so"):
+        assert completeness(finished) == "complete", finished
     for unfinished in ("can you set a timer for", "tell me about the", "i would like to order",
                        "my favorite food is", "what is"):
         assert completeness(unfinished) == "incomplete", unfinished

@@ -23,17 +23,18 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-# words after which an English sentence cannot end
+# words after which an English sentence cannot end (not "so", "then", "on", "more", "much",
+# "no": "I think so", "turn it on", "tell me more", "thank you very much", "no")
 _OPEN_ENDINGS = _words("""
-a an the and or but nor so because since although though if unless whether than then when
-while where until to of in on at for from with without by about into onto over under after
+a an the and or but nor because since although though if unless whether than when
+while where until to of in at for from with without by about into onto over under after
 before between through during against towards toward via per
-my your his her its our their this these those some any every each no
+my your his her its our their this these those some any every each
 i we they he she i'm we're they're you're he's she's it's there's that's what's
 be been being having get got
 um uh er erm hmm
 what which who whom whose why how
-very really quite more most less least much many
+very really quite most less least many
 """)
 
 # verbs that take an object: the end of a statement only if the turn is a question
