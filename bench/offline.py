@@ -1,153 +1,338 @@
-"""The local server's offline engines on a fixed set of utterances (spoken by eSpeak NG):
-VAD end-of-turn delay, ASR word error rate and real-time factor, time to the first reply token,
-time to the first audio after the user stops speaking (streamed at real-time pace through the
-server), and memory. Medians throughout."""
+"""The local server's offline engines, heard and spoken the way people speak: speech made by
+natural voices (Flite, Festival HTS; eSpeak NG kept as the hard case, from ``tests/speech.py``)
+and streamed into the server as a microphone would send it.
+
+- voices: time to synthesise a sentence, per engine and voice;
+- the server's ear: word error rate per test voice on a fixed set of everyday sentences;
+- turn end: one 10-turn conversation with SmolLM2 (the offline server's defaults, semantic VAD):
+  end of speech → turn end, → transcript, → first reply audio, for turn 1, turn 10 and the median;
+- pauses: sentences with a hesitation in the middle, and how many turns were cut there;
+- the VAD engines' end-of-turn delay with 500 ms of silence, first reply token, memory.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import math
 import resource
 import statistics
+import subprocess
+import tempfile
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ._util import ROOT, table
 
-from ._util import table
-
-UTTERANCES = [
-    "what is the weather like in london",
-    "tell me a short story about a cat",
-    "how far away is the moon",
-    "please set a timer for ten minutes",
-    "what is the capital of france",
+WER_SENTENCES = [  # everyday sentences that appear nowhere else in the project
+    "the bakery on the corner sells fresh bread every morning",
+    "please call me back when you get this message",
+    "we are going to the beach next weekend",
+    "how much does a ticket to the museum cost",
+    "i left my umbrella at the office yesterday",
+    "can you recommend a good book for a long flight",
+    "the children played in the garden until it got dark",
+    "what time does the last bus leave tonight",
+    "my sister is learning to play the piano",
+    "turn off the lights in the kitchen please",
 ]
+WER_VOICES = ["slt", "awb", "rms", "kal", "hts", "espeak:en-us", "espeak:en-us+f3"]
+NATURAL = ("slt", "awb", "rms", "hts")
+QUESTIONS = [  # one conversation, ten turns
+    "what is the capital of france",
+    "how many legs does a spider have",
+    "what color is the sky",
+    "can you tell me a fun fact about the ocean",
+    "what should i cook for dinner tonight",
+    "how far away is the moon",
+    "what is your favorite season",
+    "why do cats purr",
+    "how do i make a cup of tea",
+    "what is the tallest mountain in the world",
+]
+PAUSED = [  # "|" marks a hesitation of PAUSE_MS
+    "i would like to order | a large pizza with mushrooms",
+    "can you set a timer for | ten minutes",
+    "what is the weather going to be like | in paris tomorrow",
+    "remind me to call | my mother at six",
+    "i need to buy some | eggs and butter",
+    "tell me about the | history of rome",
+    "how do i get to the | train station from here",
+    "my favorite food is | spaghetti with tomato sauce",
+    "could you play some | relaxing music",
+    "i am looking for a | quiet place to study",
+    "the meeting has been moved to | thursday afternoon",
+    "what is the best way to | learn a new language",
+    "please add milk and | bread to my shopping list",
+    "when does the | pharmacy close today",
+    "i think we should | leave a bit earlier",
+    "show me pictures of | mountains in the snow",
+    "we could go to the cinema | or stay at home",
+    "how long should i | bake the potatoes",
+    "book a table for two | at the italian restaurant",
+    "send a message to | my brother",
+]
+PAUSE_MS = 500
 FRAME = 960  # 20 ms at 24 kHz, in samples
+
+
+def _speech() -> Any:
+    """``tests/speech.py``, the natural test voices."""
+    spec = importlib.util.spec_from_file_location("rtwidget_test_speech",
+                                                  ROOT / "tests" / "speech.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _speech_end_ms(pcm: bytes) -> int:
-    samples = np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.float64))
-    loud = np.nonzero(samples > 32768 * 0.01)[0]
-    return int(loud[-1] / 24) if loud.size else 0
+def _with_pause(text: str, speech: Any, voice: str = "slt") -> bytes:
+    """``text`` with its ``|`` spoken as a pause of PAUSE_MS."""
+    first, second = (speech.trim(speech.speak(part.strip(), voice)) for part in text.split("|"))
+    return first + speech.silence(PAUSE_MS) + second
 
 
-def _wer(ref: str, hyp: str) -> float:
-    r, h = ref.split(), hyp.split()
-    d = list(range(len(h) + 1))
-    for i, rw in enumerate(r, 1):
-        prev, d[0] = d[0], i
-        for j, hw in enumerate(h, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
-    return d[len(h)] / max(1, len(r))
-
-
-def _padded(pcm: bytes, lead_ms: int = 500, tail_ms: int = 1500) -> bytes:
-    rng = np.random.default_rng(5)
-    speech = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    audio = np.concatenate([rng.normal(0, 40, 24 * lead_ms), speech + rng.normal(0, 40,
-                            speech.size), rng.normal(0, 40, 24 * tail_ms)])
-    return np.clip(audio, -32768, 32767).astype("<i2").tobytes()
+def _stream(session: Any, audio: bytes, pace: float = 1.0,
+            speech_end: int | None = None) -> float | None:
+    """Send ``audio`` in 20 ms frames, ``pace`` times real time; returns when the frame with
+    byte ``speech_end`` left (perf_counter), if asked."""
+    start = time.perf_counter()
+    sent_end = None
+    step = FRAME * 2
+    for n, i in enumerate(range(0, len(audio), step)):
+        session.send_audio(audio[i : i + step])
+        if speech_end is not None and sent_end is None and i + step > speech_end:
+            sent_end = time.perf_counter()
+        time.sleep(max(0.0, start + (n + 1) * 0.02 / pace - time.perf_counter()))
+    return sent_end
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Measure and return the figures (raises EngineUnavailable without rtwidget[local])."""
-    from rtwidget.server import EspeakSynthesizer, PocketsphinxTranscriber
-    from rtwidget.server.engines import ReplyContext, TextDelta, Turn
+    from rtwidget.server import PocketsphinxTranscriber
     from rtwidget.server.llm import LlamaReplyEngine
-    from rtwidget.server.vad import VADS, VadSettings
 
+    speech = _speech()
     rss_before = _rss_mb()
-    voice = EspeakSynthesizer()
-    ear = PocketsphinxTranscriber()
+    PocketsphinxTranscriber()
     llm = LlamaReplyEngine()
-    rss_loaded = _rss_mb()
-    spoken = {text: voice.synthesize(text, "en-us", 0.9) for text in UTTERANCES}
     results: dict[str, Any] = {"memory_mb": {"before_engines": rss_before,
-                                             "engines_loaded": rss_loaded}}
-
-    vad_delay: dict[str, float] = {}
-    for name, cls in VADS.items():
-        delays = []
-        for pcm in spoken.values():
-            audio = _padded(pcm)
-            true_end = 500 + _speech_end_ms(pcm)
-            vad = cls(VadSettings(silence_duration_ms=500))
-            for i in range(0, len(audio), FRAME * 2):
-                if any(e.kind == "stop" for e in vad.feed(audio[i : i + FRAME * 2])):
-                    delays.append((i + FRAME * 2) / 48 - true_end)
-                    break
-        vad_delay[name] = statistics.median(delays) if delays else float("nan")
-    results["vad_end_of_turn_ms"] = vad_delay
-
-    wers, rtfs = [], []
-    for text, pcm in spoken.items():
-        start = time.perf_counter()
-        heard = ear.transcribe(pcm)
-        rtfs.append((time.perf_counter() - start) / (len(pcm) / 48000))
-        wers.append(_wer(text, heard))
-    results["asr"] = {"wer": statistics.median(wers), "mean_wer": statistics.fmean(wers),
-                      "rtf": statistics.median(rtfs)}
-
-    async def first_token(text: str) -> float:
-        ctx = ReplyContext(instructions="", history=[Turn("user", "message", text)], tools=[],
-                           tool_choice="auto", max_output_tokens=40)
-        start = time.perf_counter()
-        async for chunk in llm.reply(ctx):
-            if isinstance(chunk, TextDelta):
-                return time.perf_counter() - start
-        return float("nan")
-
-    results["llm_first_token_ms"] = statistics.median(
-        asyncio.run(first_token(t)) * 1000 for t in UTTERANCES)
-    results["first_audio_after_speech_ms"] = _first_audio(spoken, quick)
+                                             "engines_loaded": _rss_mb()}}
+    results["synthesis"] = _synthesis(speech)
+    results["vad_end_of_turn_ms"] = _vad_delays(speech)
+    results["llm_first_token_ms"] = _first_token(llm)
+    del llm
+    results["wer"] = _wer_by_voice(speech, quick)
+    results["turns"] = _conversation(speech, quick)
+    results["pauses"] = _pauses(speech, quick)
     results["memory_mb"]["after_turns"] = _rss_mb()
     return results
 
 
-def _first_audio(spoken: dict[str, bytes], quick: bool) -> float:
-    """Stream each utterance at real-time pace into the offline server; time from the end of
-    the speech (as sent) to the first audio delta received."""
+def _synthesis(speech: Any) -> dict[str, Any]:
+    """Milliseconds to synthesise one sentence (median), and seconds of speech per second."""
+    from rtwidget.server import EspeakSynthesizer, FliteSynthesizer
+
+    out: dict[str, Any] = {}
+    engines = {f"Flite {v}": (FliteSynthesizer(), v) for v in ("slt", "awb", "rms", "kal")}
+    engines["eSpeak NG en-us"] = (EspeakSynthesizer(), "en-us")
+    for name, (engine, voice) in engines.items():
+        times, audio = [], 0.0
+        for text in QUESTIONS:
+            start = time.perf_counter()
+            pcm = engine.synthesize(text + ".", voice, 1.0)
+            times.append(time.perf_counter() - start)
+            audio += len(pcm) / 48000
+        out[name] = {"ms": statistics.median(times) * 1000, "speed": audio / sum(times)}
+    if speech.available("hts"):
+        out["Festival HTS slt (voice loaded)"] = _festival_synthesis(speech.HTS_VOICE)
+    return out
+
+
+def _festival_synthesis(voice: str) -> dict[str, float]:
+    """Festival's HTS voice, in one process: the voice loaded once, then each sentence."""
+    with tempfile.TemporaryDirectory(prefix="rtwidget-bench-") as tmp:
+        load = Path(tmp, "load.scm")
+        load.write_text(f"(voice_{voice})\n")
+        script = Path(tmp, "all.scm")
+        script.write_text(f"(voice_{voice})\n" + "".join(
+            f'(utt.save.wave (utt.synth (Utterance Text "{t}.")) "{tmp}/{i}.wav" \'riff)\n'
+            for i, t in enumerate(QUESTIONS)))
+        start = time.perf_counter()
+        subprocess.run(["festival", "-b", str(load)], check=True, capture_output=True)
+        loading = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run(["festival", "-b", str(script)], check=True, capture_output=True)
+        total = time.perf_counter() - start
+        import wave
+
+        audio = 0.0
+        for i in range(len(QUESTIONS)):
+            with wave.open(f"{tmp}/{i}.wav") as w:
+                audio += w.getnframes() / w.getframerate()
+    per_sentence = max(total - loading, 1e-6) / len(QUESTIONS)
+    return {"ms": per_sentence * 1000, "speed": audio / (per_sentence * len(QUESTIONS)),
+            "load_ms": loading * 1000}
+
+
+def _vad_delays(speech: Any) -> dict[str, float]:
+    """Each VAD engine's delay from the end of speech to its stop event, 500 ms silence."""
+    from rtwidget.server.vad import VADS, VadSettings
+
+    delays: dict[str, float] = {}
+    clips = [speech.in_room(speech.trim(speech.speak(t)), 500, 1500) for t in QUESTIONS[:5]]
+    for name, cls in VADS.items():
+        found = []
+        for audio in clips:
+            true_end = speech.speech_end_ms(audio)
+            vad = cls(VadSettings(silence_duration_ms=500))
+            for i in range(0, len(audio), FRAME * 2):
+                if any(e.kind == "stop" for e in vad.feed(audio[i : i + FRAME * 2])):
+                    found.append((i + FRAME * 2) / 48 - true_end)
+                    break
+        delays[name] = statistics.median(found) if found else float("nan")
+    return delays
+
+
+def _first_token(llm: Any) -> float:
+    from rtwidget.server.engines import ReplyContext, TextDelta, Turn
+
+    async def first(text: str) -> float:
+        ctx = ReplyContext(instructions="", history=[Turn("user", "message", text)], tools=[],
+                           tool_choice="auto", max_output_tokens=40)
+        start = time.perf_counter()
+        first = float("nan")
+        async for chunk in llm.reply(ctx):  # to the end: the model's thread must finish first
+            if isinstance(chunk, TextDelta) and math.isnan(first):
+                first = time.perf_counter() - start
+        return first
+
+    return statistics.median(asyncio.run(first(t)) * 1000 for t in QUESTIONS[:5])
+
+
+def _wer_by_voice(speech: Any, quick: bool) -> dict[str, float]:
+    """Each test voice's sentences streamed (at 4x real time) into the offline server with
+    transcription on; the mean word error rate of what it heard."""
     import rtwidget as rt
     from rtwidget.server import offline_server
 
-    gaps = []
+    voices = [v for v in WER_VOICES if speech.available(v.partition(":")[0])]
+    sentences = WER_SENTENCES[:4] if quick else WER_SENTENCES
+    out: dict[str, float] = {}
+    with offline_server() as server, rt.RealtimeSession(
+        "local", url=server.url, tools=False, transcription="pocketsphinx",
+        turn_detection={"type": "server_vad", "create_response": False},
+    ) as s:
+        for voice in voices:
+            errors = []
+            for text in sentences:
+                done = s.expect("conversation.item.input_audio_transcription.completed",
+                                timeout=60)
+                _stream(s, speech.in_room(speech.speak(text, voice), 400, 900), pace=4.0)
+                errors.append(speech.word_error_rate(text, done.wait()["transcript"]))
+            out[voice] = statistics.fmean(errors)
+    return out
+
+
+def _conversation(speech: Any, quick: bool) -> dict[str, Any]:
+    """One conversation with the offline server's defaults (SmolLM2, semantic VAD): each turn
+    spoken by Flite's slt at real time; times from the end of the speech as sent."""
+    import rtwidget as rt
+    from rtwidget.server import offline_server
+
+    stages = {"turn_end": "input_audio_buffer.speech_stopped",
+              "transcript": "conversation.item.input_audio_transcription.completed",
+              "first_audio": "response.output_audio.delta"}
+    turns: list[dict[str, float]] = []
+    with offline_server() as server, rt.RealtimeSession(
+        "local", url=server.url, tools=False, transcription="pocketsphinx",
+        instructions="You are a helpful voice assistant. Answer in one short sentence.",
+    ) as s:
+        seen: dict[str, float] = {}
+        s.on("*", lambda ev: seen.setdefault(ev["type"], time.perf_counter()))
+        for text in QUESTIONS[:3] if quick else QUESTIONS:
+            audio = speech.in_room(speech.trim(speech.speak(text)), 300, 2500)
+            done = s.expect("response.done", timeout=120)
+            seen.clear()
+            sent_end = _stream(s, audio, speech_end=speech.speech_end_ms(audio) * 48)
+            done.wait()
+            assert sent_end is not None
+            turns.append({k: (seen.get(v, float("nan")) - sent_end) * 1000
+                          for k, v in stages.items()})
+    return {"turn_1": turns[0], "turn_last": turns[-1], "count": len(turns),
+            "median": {k: statistics.median(t[k] for t in turns) for k in stages},
+            "all": turns}
+
+
+def _pauses(speech: Any, quick: bool) -> dict[str, Any]:
+    """Sentences with a hesitation of PAUSE_MS in the middle, at real time, semantic VAD
+    (eagerness auto) beside server VAD (500 ms of silence), two sessions at once: how many
+    turns were cut in the pause."""
+    import rtwidget as rt
+    from rtwidget.server import offline_server
+
+    sentences = PAUSED[:6] if quick else PAUSED
+    clips = [_with_pause(t, speech) for t in sentences]
+    out: dict[str, Any] = {"sentences": len(sentences), "pause_ms": PAUSE_MS}
     with offline_server() as server:
-        for pcm in list(spoken.values())[: 2 if quick else None]:
-            audio = _padded(pcm, tail_ms=2500)
-            end_byte = (500 + _speech_end_ms(pcm)) * 48
+        def listen(name: str, td: dict[str, Any]) -> None:
+            cut = []
             with rt.RealtimeSession("local", url=server.url, tools=False,
-                                    transcription="pocketsphinx") as s:
-                first = s.expect("response.output_audio.delta", timeout=60)
-                sent_end = None
-                start = time.perf_counter()
-                for n, i in enumerate(range(0, len(audio), FRAME * 2)):
-                    s.send_audio(audio[i : i + FRAME * 2])
-                    if sent_end is None and i + FRAME * 2 >= end_byte:
-                        sent_end = time.perf_counter()
-                    time.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
-                first.wait()
-                gaps.append((time.perf_counter() - (sent_end or start)) * 1000)
-    return statistics.median(gaps)
+                                    transcription="pocketsphinx",
+                                    turn_detection={**td, "create_response": False}) as s:
+                stops: list[int] = []
+                s.on("input_audio_buffer.speech_stopped",
+                     lambda ev: stops.append(int(ev["audio_end_ms"])))
+                for pcm, text in zip(clips, sentences, strict=True):
+                    stops.clear()
+                    done = s.expect("conversation.item.input_audio_transcription.completed",
+                                    timeout=60)
+                    _stream(s, speech.in_room(pcm, 400, 2500))
+                    done.wait()
+                    time.sleep(0.3)
+                    if len(stops) > 1:
+                        cut.append(text)
+            out[name] = {"cut": len(cut), "cut_sentences": cut}
+
+        threads = [threading.Thread(target=listen, args=args) for args in (
+            ("semantic_vad", {"type": "semantic_vad", "eagerness": "auto"}),
+            ("server_vad", {"type": "server_vad", "silence_duration_ms": 500}))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return out
 
 
 def report(results: dict[str, Any]) -> str:
-    vad = results["vad_end_of_turn_ms"]
-    rows = [[f"VAD end-of-turn delay, {name} (silence 500 ms)", f"{ms:.0f} ms"]
-            for name, ms in vad.items()]
-    asr = results["asr"]
+    rows = [[f"synthesis, {name}", f"{f['ms']:.0f} ms a sentence, {f['speed']:.0f}x real time"]
+            for name, f in results["synthesis"].items()]
+    wer = results["wer"]
+    rows += [[f"word error rate, test voice {voice}"
+              + (" (natural)" if voice in NATURAL else ""), f"{value:.2f}"]
+             for voice, value in wer.items()]
+    turns = results["turns"]
+    for label, row in (("turn 1", turns["turn_1"]), (f"turn {turns['count']}",
+                       turns["turn_last"]), ("median", turns["median"])):
+        rows.append([f"end of speech → turn end / transcript / first reply audio, {label}",
+                     " / ".join(f"{row[k]:.0f}" for k in ("turn_end", "transcript",
+                                                           "first_audio")) + " ms"])
+    pauses = results["pauses"]
+    rows += [[f"turns cut in a {pauses['pause_ms']} ms mid-sentence pause, {name}",
+              f"{pauses[name]['cut']} of {pauses['sentences']}"]
+             for name in ("semantic_vad", "server_vad")]
+    rows += [[f"VAD end-of-turn delay, {name} (silence 500 ms)", f"{ms:.0f} ms"]
+             for name, ms in results["vad_end_of_turn_ms"].items()]
     rows += [
-        ["ASR word error rate (PocketSphinx, median / mean)",
-         f"{asr['wer']:.2f} / {asr['mean_wer']:.2f}"],
-        ["ASR real-time factor", f"{asr['rtf']:.2f}"],
         ["time to first reply token (SmolLM2-135M)", f"{results['llm_first_token_ms']:.0f} ms"],
-        ["end of speech → first audio back (real-time stream)",
-         f"{results['first_audio_after_speech_ms']:.0f} ms"],
         ["memory: before engines / loaded / after turns (max RSS)",
          " / ".join(f"{v:.0f} MB" for v in results["memory_mb"].values())],
     ]
-    return table(f"Offline engines, {len(UTTERANCES)} utterances (median)", ["figure", "value"],
-                 rows)
+    return table("Offline engines: natural test voices, speech streamed to the local server",
+                 ["figure", "value"], rows)

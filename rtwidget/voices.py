@@ -1,6 +1,6 @@
 """Voices a provider offers, as a DataFrame: Inworld's List Voices REST API, OpenAI's documented
-voices, or the local server's eSpeak NG voices (served over HTTP in Inworld's shape, so the same
-code and the widget's picker work offline)."""
+voices, or the local server's Flite and eSpeak NG voices (served over HTTP in Inworld's shape, so
+the same code and the widget's picker work offline)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def voices(provider: str | None = None, *, api_key: str | None = None, url: str 
     """The voices you can use as ``voice=``: name, display name, language, description, tags.
 
     Inworld: its List Voices API (needs a key). OpenAI: the documented voices. Local: the
-    embedded server's eSpeak NG voices. Errors say what is missing (key, network).
+    embedded server's Flite and eSpeak NG voices. Errors say what is missing (key, network).
     """
     return list_voices(resolve(provider, url=url, api_key=api_key), language, timeout)
 

@@ -4,8 +4,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-python3}"
 source "$ROOT/scripts/_system.sh"
-# llama-cpp-python (in the "local" extra) compiles llama.cpp when it installs
-case "${RTWIDGET_EXTRAS:-dev}" in *local*) need_packages cmake:cmake g++:g++ ;; esac
+# llama-cpp-python (in the "local" extra) compiles llama.cpp when it installs; the local
+# server speaks with Flite's voices
+case "${RTWIDGET_EXTRAS:-dev}" in *local*) need_packages cmake:cmake g++:g++ flite:flite ;; esac
 # an active virtualenv that already runs this checkout (a developer's, or the tests') is used
 # as it is; otherwise .venv, made on the first run
 checkout='import os, rtwidget; print(os.path.realpath(os.path.dirname(rtwidget.__path__[0])))'

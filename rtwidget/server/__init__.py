@@ -15,17 +15,25 @@ from .engines import (
     Transcriber,
     Turn,
 )
-from .speech import EngineUnavailable, EspeakSynthesizer, PocketsphinxTranscriber
+from .speech import (
+    CombinedSynthesizer,
+    EngineUnavailable,
+    EspeakSynthesizer,
+    FliteSynthesizer,
+    PocketsphinxTranscriber,
+)
 from .vad import VADS, EnergyVad, SileroVad, Vad, VadEvent, VadSettings, WebRtcVad
 
 __all__ = [
     "PATHS",
     "VADS",
     "ChatCompletionsReplyEngine",
+    "CombinedSynthesizer",
     "DropConnection",
     "EnergyVad",
     "EngineUnavailable",
     "EspeakSynthesizer",
+    "FliteSynthesizer",
     "Handshake",
     "LocalServer",
     "PocketsphinxTranscriber",

@@ -30,6 +30,7 @@ from websockets.http11 import Request, Response
 from ..providers import mask_secrets, wire_logger
 from .connection import Connection, ServerOptions
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
+from .speech import default_voice_name
 from .vad import VADS, EnergyVad, Vad, VadSettings
 
 log = logging.getLogger("rtwidget.server")
@@ -52,17 +53,6 @@ class Handshake:
 
 def _is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def _default_voice(synthesizer: Synthesizer) -> str:
-    """The voice sessions start with: the synthesizer's default if it names one of its voices,
-    else its first voice (the list puts the usual choice first)."""
-    voices = synthesizer.voices()
-    preferred = str(getattr(synthesizer, "default_voice", "")).lower()
-    for voice in voices:  # the default may be named by its language (eSpeak's "en-us")
-        if preferred in (str(voice.get("name")).lower(), str(voice.get("language")).lower()):
-            return str(voice["name"])
-    return str(voices[0]["name"]) if voices else "default"
 
 
 def _loopback_name(host: str) -> bool:
@@ -96,6 +86,7 @@ class LocalServer:
     audio into text when given. ``token``, when set, is required from clients as
     ``Authorization: Bearer <token>`` (or ``Basic``, or a ``token`` query parameter).
     ``pace`` waits that many seconds between streamed deltas, to give clients time to cancel.
+    ``turn_detection`` (``"server_vad"`` or ``"semantic_vad"``) is what new sessions start with.
 
     Limits keep one client from hurting the others: ``max_message_bytes`` per event,
     ``max_session_bytes`` of items per connection, ``max_connections`` at once (more get HTTP
@@ -136,6 +127,7 @@ class LocalServer:
         engines: dict[str, ReplyEngine] | None = None,
         description: str = "",
         voice: str | None = None,
+        turn_detection: str = "server_vad",
     ) -> None:
         if not _is_loopback(host) and not token and not allow_anonymous:
             raise ValueError(f"binding to {host} exposes the server beyond this machine: give a "
@@ -154,7 +146,7 @@ class LocalServer:
         self.options = ServerOptions(
             engine=engine or (engines or {}).get(model) or ScriptedReplyEngine(),
             synthesizer=synthesizer,
-            voice=voice or _default_voice(synthesizer),
+            voice=voice or default_voice_name(synthesizer),
             transcriber=transcriber,
             vad_factory=default_vad,
             max_message_bytes=max_message_bytes,
@@ -163,6 +155,7 @@ class LocalServer:
             model=model,
             engines=dict(engines or {}),
             vads=dict(VADS),
+            turn_detection=turn_detection,
         )
         self.description = description or "scripted replies, tones"
         self._token = token
@@ -400,8 +393,9 @@ _shared_lock = threading.Lock()
 
 def offline_server(host: str = "127.0.0.1", port: int = 0, **options: Any) -> LocalServer:
     """A local server with the best offline engines installed (``rtwidget[local]``: SmolLM2 on
-    llama.cpp, eSpeak NG, PocketSphinx, Silero VAD); what is missing falls back to the scripted
-    engine, tones and the energy VAD, and the server's ``description`` says which."""
+    llama.cpp, Flite with eSpeak NG, PocketSphinx, Silero VAD); what is missing falls back to
+    the scripted engine, tones and the energy VAD, and the server's ``description`` says
+    which."""
     from .defaults import best_available
 
     found = best_available()
@@ -410,7 +404,7 @@ def offline_server(host: str = "127.0.0.1", port: int = 0, **options: Any) -> Lo
     settings: dict[str, Any] = {
         "engines": found.engines, "model": found.model, "synthesizer": found.synthesizer,
         "transcriber": found.transcriber, "vad_factory": found.vad,
-        "description": found.describe(),
+        "description": found.describe(), "turn_detection": "semantic_vad",
     }
     settings.update(options)
     return LocalServer(host, port, **settings)

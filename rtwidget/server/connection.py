@@ -36,6 +36,7 @@ from .engines import (
     iter_chunks,
     split_sentences,
 )
+from .turns import LiveTranscript, silence_needed_ms
 from .vad import EnergyVad, Vad, VadSettings
 from .validation import (
     MAX_INPUT_ITEMS,
@@ -73,6 +74,7 @@ class ServerOptions:
     vads: dict[str, Callable[[VadSettings], Vad]] = field(default_factory=dict)
     model: str = "local/scripted"
     voice: str = "default"
+    turn_detection: str = "server_vad"
     max_message_bytes: int = 15 * 1024 * 1024
     max_buffer_ms: int = 15 * 60 * 1000
     max_items: int = 10_000
@@ -81,8 +83,18 @@ class ServerOptions:
     pace: float = 0.0
 
 
+def _default_turn_detection(kind: str) -> dict[str, Any]:
+    if kind == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": "auto", "create_response": True,
+                "interrupt_response": True}
+    return {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+            "silence_duration_ms": 500, "idle_timeout_ms": None, "create_response": True,
+            "interrupt_response": True}
+
+
 def default_session(options: ServerOptions) -> dict[str, Any]:
-    """The session a new connection starts with (the hosted APIs' defaults)."""
+    """The session a new connection starts with (the hosted APIs' defaults; the turn detection
+    the server was given)."""
     return {
         "type": "realtime",
         "object": "realtime.session",
@@ -99,15 +111,7 @@ def default_session(options: ServerOptions) -> dict[str, Any]:
                 "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
                 "transcription": None,
                 "noise_reduction": None,
-                "turn_detection": {
-                    "type": "server_vad",
-                    "threshold": 0.5,
-                    "prefix_padding_ms": 300,
-                    "silence_duration_ms": 500,
-                    "idle_timeout_ms": None,
-                    "create_response": True,
-                    "interrupt_response": True,
-                },
+                "turn_detection": _default_turn_detection(options.turn_detection),
             },
             "output": {
                 "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
@@ -248,6 +252,8 @@ class Connection:
         self._vad_factory: Callable[[VadSettings], Vad] | None = None
         self._vad_origin_ms = 0
         self._speech: tuple[str, int] | None = None
+        self._live: LiveTranscript | None = None
+        self._words_judged = 0
         self.response: _Response | None = None
         self.responses_done = 0
         self.stored_bytes = 0
@@ -271,7 +277,9 @@ class Connection:
         await self.emit({"type": "session.created", "session": self.session})
 
     async def close(self) -> None:
-        """Stop the responses in progress, if any (the client is gone)."""
+        """Stop the responses and the live transcription in progress, if any (the client is
+        gone)."""
+        await self._drop_live()
         response = self.response
         tasks = list(self._out_of_band)
         if response is not None and response.task is not None:
@@ -329,10 +337,13 @@ class Connection:
             self._vad = None
             self._speech = None
             return
+        silence = int(td.get("silence_duration_ms", 500))
+        if td.get("type") == "semantic_vad":
+            silence = self._semantic_silence(td)
         settings = VadSettings(
             threshold=float(td.get("threshold", 0.5)),
             prefix_padding_ms=int(td.get("prefix_padding_ms", 300)),
-            silence_duration_ms=int(td.get("silence_duration_ms", 500)),
+            silence_duration_ms=silence,
         )
         factory = self.options.vads.get(str(td.get("engine")), self.options.vad_factory)
         if self._vad is None or factory is not self._vad_factory:
@@ -341,6 +352,24 @@ class Connection:
             self._vad_origin_ms = self._appended_ms
         else:
             self._vad.settings = settings
+
+    def _semantic_silence(self, td: dict[str, Any]) -> int:
+        """``semantic_vad``: the silence that ends the turn, from the words heard so far. Words
+        that do not reach the silence yet (audio sent faster than it is decoded) do not count.
+        Once the speaker is silent, a revised last word ("for" heard again as "floor") cannot
+        shorten the wait; a new word (the decoder catching up) can."""
+        live, vad = self._live, self._vad
+        eagerness = str(td.get("eagerness") or "auto")
+        quiet = getattr(vad, "silence_ms", 0) if vad is not None else 0
+        if live is None or (quiet > 0 and live.backlog_ms > quiet):
+            return silence_needed_ms("", eagerness)
+        needed = silence_needed_ms(live.partial, eagerness)
+        count = len(live.partial.split())
+        if vad is not None and quiet > 0 and count <= self._words_judged \
+                and needed < vad.settings.silence_duration_ms:
+            return vad.settings.silence_duration_ms
+        self._words_judged = count
+        return needed
 
     async def _on_session_update(self, event: dict[str, Any]) -> Problem | None:
         patch = dict(event["session"])
@@ -353,10 +382,12 @@ class Connection:
         merged = merge_session(self.session, patch)
         td = merged["audio"]["input"].get("turn_detection")
         if isinstance(td, dict):
-            defaults = default_session(self.options)["audio"]["input"]["turn_detection"]
+            defaults = _default_turn_detection(str(td.get("type") or "server_vad"))
             merged["audio"]["input"]["turn_detection"] = {**defaults, **td}
         self.session = merged
         self._configure_vad()
+        if self._vad is None:
+            await self._drop_live()
         await self.emit({"type": "session.updated", "session": self.session})
         return None
 
@@ -368,6 +399,9 @@ class Connection:
             return pcm
         self.buffer += pcm
         self._appended_ms += len(pcm) // BYTES_PER_MS
+        live = self._live
+        if live is not None:
+            self._configure_vad()  # semantic_vad: whether the words still reach the silence
         if self._vad is not None:
             for vad_event in self._vad.feed(pcm):
                 ms = self._vad_origin_ms + vad_event.ms
@@ -375,6 +409,8 @@ class Connection:
                     await self._speech_started(ms)
                 elif self._speech is not None:
                     await self._speech_stopped(ms)
+        if live is not None and live is self._live:
+            live.feed(pcm)
         await self._check_idle()
         self._trim_buffer()
         return None
@@ -427,19 +463,50 @@ class Connection:
         self._idle_from_ms = None
         await self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": ms,
                          "item_id": item_id})
+        self._listen(item_id, ms)
         td = self._turn_detection() or {}
         if td.get("interrupt_response", True) and self.response is not None:
             await self._cancel(self.response, "turn_detected")
+
+    def _listen(self, item_id: str, start_ms: int) -> None:
+        """Transcribe the turn while it is spoken (when the transcriber can stream): partial
+        words go out as transcription deltas and, for ``semantic_vad``, decide how long a
+        silence ends the turn."""
+        stream = getattr(self.options.transcriber, "stream", None)
+        if stream is None or self._vad is None:
+            return
+
+        async def heard(partial: str, settled: str) -> None:
+            if self._live is not live:
+                return
+            self._configure_vad()  # semantic_vad: the words set the silence that ends the turn
+            if settled and self.session["audio"]["input"].get("transcription") is not None:
+                await self.emit({"type": "conversation.item.input_audio_transcription.delta",
+                                 "item_id": item_id, "content_index": 0, "delta": settled})
+
+        live = LiveTranscript(stream, heard)
+        self._live = live
+        self._configure_vad()
+        live.feed(self._slice(start_ms - self._vad.settings.prefix_padding_ms,
+                              self._appended_ms))
+
+    async def _drop_live(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            await live.cancel()
 
     async def _speech_stopped(self, ms: int) -> None:
         assert self._speech is not None and self._vad is not None
         item_id, start_ms = self._speech
         self._speech = None
+        live, self._live = self._live, None
         await self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": ms,
                          "item_id": item_id})
         pcm = self._slice(start_ms - self._vad.settings.prefix_padding_ms, ms)
         self._drop_until(ms)
-        committed = await self._commit(pcm, item_id)
+        heard = await live.finish() if live is not None else None
+        self._configure_vad()
+        committed = await self._commit(pcm, item_id, heard, live)
         td = self._turn_detection() or {}
         if committed and td.get("create_response", True) and self.response is None:
             self._start_response({}, None)
@@ -452,6 +519,7 @@ class Connection:
                            f"audio, but buffer only has {ms}ms of audio.")
         pcm = bytes(self.buffer)
         item_id = self._speech[0] if self._speech else _new_id("item")
+        await self._drop_live()
         self.buffer.clear()
         self._buffer_start_ms = self._appended_ms
         self._speech = None
@@ -462,6 +530,7 @@ class Connection:
         return None
 
     async def _on_input_audio_buffer_clear(self, event: dict[str, Any]) -> Problem | None:
+        await self._drop_live()
         self.buffer.clear()
         self._buffer_start_ms = self._appended_ms
         self._speech = None
@@ -479,8 +548,10 @@ class Connection:
                            f"{self.options.max_session_bytes}. Delete some items first.")
         return None
 
-    async def _commit(self, pcm: bytes, item_id: str) -> bool:
-        """Make the audio a user item; ``False`` if the session's budget refused it."""
+    async def _commit(self, pcm: bytes, item_id: str, heard: str | None = None,
+                      live: LiveTranscript | None = None) -> bool:
+        """Make the audio a user item, with its words if they were ``heard`` while it was
+        spoken (else transcribed now); ``False`` if the session's budget refused it."""
         problem = self._admit(len(pcm))
         if problem is not None:
             await self.error(problem, None)
@@ -492,13 +563,17 @@ class Connection:
                       "role": "user", "status": "completed",
                       "content": [{"type": "input_audio", "transcript": None}]}, bytearray(pcm))
         await self._add_item(item, len(self.items))
-        await self._transcribe(item)
+        await self._transcribe(item, heard, live)
         return True
 
-    async def _transcribe(self, item: _Item) -> None:
+    async def _transcribe(self, item: _Item, heard: str | None = None,
+                          live: LiveTranscript | None = None) -> None:
         wanted = self.session["audio"]["input"].get("transcription") is not None
         part = item.data["content"][0]
         if part.get("transcript"):
+            return
+        if heard is not None:
+            await self._transcribed(item, heard, live.remainder(heard) if live else heard)
             return
         if self.options.transcriber is None:
             if wanted:
@@ -523,13 +598,18 @@ class Connection:
                               "message": str(exc), "param": None},
                 })
             return
-        part["transcript"] = text
-        if wanted:
+        await self._transcribed(item, text, text)
+
+    async def _transcribed(self, item: _Item, text: str, delta: str) -> None:
+        item.data["content"][0]["transcript"] = text
+        if self.session["audio"]["input"].get("transcription") is None:
+            return
+        if delta:
             await self.emit({"type": "conversation.item.input_audio_transcription.delta",
-                             "item_id": item.id, "content_index": 0, "delta": text})
-            await self.emit({"type": "conversation.item.input_audio_transcription.completed",
-                             "item_id": item.id, "content_index": 0, "transcript": text,
-                             "usage": {"type": "duration", "seconds": item.audio_ms() / 1000}})
+                             "item_id": item.id, "content_index": 0, "delta": delta})
+        await self.emit({"type": "conversation.item.input_audio_transcription.completed",
+                         "item_id": item.id, "content_index": 0, "transcript": text,
+                         "usage": {"type": "duration", "seconds": item.audio_ms() / 1000}})
 
     # --- conversation items ------------------------------------------------------------------
 

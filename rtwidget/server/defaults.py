@@ -27,8 +27,10 @@ class EngineSet:
         """One line for people: which engines answer."""
         names = {"local/smollm2": "SmolLM2-135M on llama.cpp", "local/scripted":
                  "scripted replies"}
-        voice = "eSpeak NG" if type(self.synthesizer).__name__ == "EspeakSynthesizer" \
-            else "tones (no speech engine)"
+        engines = getattr(self.synthesizer, "engines", (self.synthesizer,))
+        speech = {"FliteSynthesizer": "Flite", "EspeakSynthesizer": "eSpeak NG"}
+        voice = " + ".join(speech[type(e).__name__] for e in engines
+                           if type(e).__name__ in speech) or "tones (no speech engine)"
         ear = "PocketSphinx" if self.transcriber is not None else "no speech-to-text"
         return f"{names.get(self.model, self.model)}, {voice}, {ear}, {self.vad} VAD"
 
@@ -44,11 +46,23 @@ def _try(factory: Any, what: str, missing: list[str]) -> Any:
     return None
 
 
+def _voices(missing: list[str]) -> Synthesizer:
+    """Flite's natural English voices first (slt by default) where Flite is installed, eSpeak
+    NG for other languages and as the fallback; tones when neither is there."""
+    from .speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
+
+    found = [engine for engine in (_try(FliteSynthesizer, "text to speech (Flite)", missing),
+                                   _try(EspeakSynthesizer, "text to speech (eSpeak NG)", missing))
+             if engine is not None]
+    return CombinedSynthesizer(*found) if found else ToneSynthesizer()
+
+
 def best_available() -> EngineSet:
-    """SmolLM2 + eSpeak NG + PocketSphinx + Silero when installed (``rtwidget[local]``);
-    otherwise the scripted engine, tones and the energy VAD, with ``missing`` saying why."""
+    """SmolLM2 + Flite (eSpeak NG for other languages) + PocketSphinx + Silero when installed
+    (``rtwidget[local]`` and the system's ``flite``); otherwise the scripted engine, eSpeak NG or
+    tones and the energy VAD, with ``missing`` saying why."""
     from .llm import LlamaReplyEngine
-    from .speech import EspeakSynthesizer, PocketsphinxTranscriber
+    from .speech import PocketsphinxTranscriber
     from .vad import SileroVad, WebRtcVad
 
     missing: list[str] = []
@@ -56,7 +70,7 @@ def best_available() -> EngineSet:
     llama = _try(LlamaReplyEngine, "replies", missing)
     if llama is not None:
         engines["local/smollm2"] = llama
-    synthesizer = _try(EspeakSynthesizer, "text to speech", missing) or ToneSynthesizer()
+    synthesizer = _voices(missing)
     transcriber = _try(PocketsphinxTranscriber, "speech to text", missing)
     vad = "energy"
     for name, cls in (("silero", SileroVad), ("webrtc", WebRtcVad)):

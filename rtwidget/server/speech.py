@@ -1,14 +1,23 @@
-"""Offline speech engines for the local server: eSpeak NG (text to speech, from the
-``espeakng-loader`` wheel, which ships the library and its data) and PocketSphinx (speech to
-text, whose wheel ships an English model). Both are optional: :func:`require` names the package
-to install when one is missing.
+"""Offline speech engines for the local server: Flite (text to speech with natural English
+voices, from the system's ``flite`` library or command), eSpeak NG (text to speech in many
+languages, from the ``espeakng-loader`` wheel, which ships the library and its data) and
+PocketSphinx (speech to text, whose wheel ships an English model). All are optional:
+:func:`require` names the package to install when one is missing.
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import importlib
+import io
+import shutil
+import subprocess
+import tempfile
 import threading
+import unicodedata
+import wave
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,10 +123,12 @@ class EspeakSynthesizer:
                 i += 1
         return out
 
+    def knows(self, voice: str | None) -> bool:
+        """Whether ``voice`` names one of its voices or languages."""
+        return bool(voice) and str(voice).lower() in self._known
+
     def _voice(self, voice: str | None) -> str:
-        if voice and voice.lower() in self._known:
-            return voice
-        return self.default_voice
+        return voice if voice and self.knows(voice) else self.default_voice
 
     def synthesize(self, text: str, voice: str | None, speed: float) -> bytes:
         """Speak ``text``; returns PCM16 24 kHz mono."""
@@ -141,17 +152,230 @@ class EspeakSynthesizer:
         return resample(b"".join(chunks), self._rate, SAMPLE_RATE)
 
 
+# --- Flite -------------------------------------------------------------------------------------
+
+FLITE_VOICES = {
+    "slt": ("en-us", "US English, female"),
+    "rms": ("en-us", "US English, male"),
+    "awb": ("en-gb", "Scottish English, male"),
+    "kal": ("en-us", "US English, male, 8 kHz diphone voice"),
+}
+_FLITE_MISSING = ("Flite is not installed; install it with apt-get install flite (Debian, "
+                  "Ubuntu) or brew install flite (macOS)")
+_TO_ASCII = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+                           "\u2013": "-", "\u2014": ", ", "\u2026": "..."})
+
+
+def _plain_text(text: str) -> str:
+    """``text`` as the ASCII Flite reads: typographic quotes and dashes mapped, accents
+    dropped."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_TO_ASCII))
+    return decomposed.encode("ascii", "ignore").decode("ascii")
+
+
+class _FliteWave(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_char_p), ("sample_rate", ctypes.c_int),
+                ("num_samples", ctypes.c_int), ("num_channels", ctypes.c_int),
+                ("samples", ctypes.POINTER(ctypes.c_short))]
+
+
+class _FliteVoice(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("features", ctypes.c_void_p),
+                ("ffunctions", ctypes.c_void_p)]
+
+
+class _FliteLibrary:
+    """Flite through its shared library (``libflite`` and one library per voice): each voice
+    is registered once per process, a sentence is one call."""
+
+    def __init__(self) -> None:
+        path = ctypes.util.find_library("flite")
+        if path is None:
+            raise EngineUnavailable(_FLITE_MISSING)
+        lib = ctypes.CDLL(path)
+        lib.flite_text_to_wave.restype = ctypes.POINTER(_FliteWave)
+        lib.flite_text_to_wave.argtypes = [ctypes.c_char_p, ctypes.POINTER(_FliteVoice)]
+        lib.feat_set_float.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_float]
+        lib.delete_wave.argtypes = [ctypes.POINTER(_FliteWave)]
+        lib.flite_init()
+        self._lib = lib
+        self.voices: dict[str, Any] = {}
+        for name in FLITE_VOICES:
+            found = ctypes.util.find_library(f"flite_cmu_us_{name}")
+            if found is None:
+                continue
+            register = getattr(ctypes.CDLL(found), f"register_cmu_us_{name}")
+            register.restype = ctypes.POINTER(_FliteVoice)
+            register.argtypes = [ctypes.c_char_p]
+            voice = register(None)
+            if voice:
+                self.voices[name] = voice
+        if not self.voices:
+            raise EngineUnavailable(_FLITE_MISSING + " (no voice library was found)")
+
+    def synthesize(self, text: str, name: str, stretch: float) -> tuple[bytes, int]:
+        voice = self.voices[name]
+        self._lib.feat_set_float(voice.contents.features, b"duration_stretch", stretch)
+        wav = self._lib.flite_text_to_wave(text.encode("ascii"), voice)
+        if not wav:
+            return b"", SAMPLE_RATE
+        try:
+            w = wav.contents
+            return ctypes.string_at(w.samples, w.num_samples * w.num_channels * 2), w.sample_rate
+        finally:
+            self._lib.delete_wave(wav)
+
+
+class _FliteCommand:
+    """Flite through its ``flite`` command (where only the program is installed): one process
+    per sentence."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("flite")
+        if exe is None:
+            raise EngineUnavailable(_FLITE_MISSING)
+        self._exe = exe
+        listed = subprocess.run([exe, "-lv"], capture_output=True, text=True, timeout=30,
+                                check=False).stdout
+        offered = set(listed.partition(":")[2].split())
+        self.voices = {name: name for name in FLITE_VOICES if name in offered}
+        if not self.voices:
+            raise EngineUnavailable(f"the flite command offers none of {list(FLITE_VOICES)}")
+
+    def synthesize(self, text: str, name: str, stretch: float) -> tuple[bytes, int]:
+        with tempfile.TemporaryDirectory(prefix="rtwidget-flite-") as tmp:
+            source, target = f"{tmp}/text.txt", f"{tmp}/speech.wav"
+            Path(source).write_text(text, encoding="ascii")
+            subprocess.run([self._exe, "-voice", name, "--setf", f"duration_stretch={stretch:.4f}",
+                            "-f", source, "-o", target], capture_output=True, timeout=60,
+                           check=True)
+            with wave.open(io.BytesIO(Path(target).read_bytes())) as w:
+                return w.readframes(w.getnframes()), w.getframerate()
+
+
+_flite_library: _FliteLibrary | None = None
+_flite_lock = threading.Lock()  # the library keeps voices in global state: one call at a time
+
+
+def _load_flite(use_command: bool) -> _FliteLibrary | _FliteCommand:
+    global _flite_library
+    if use_command:
+        return _FliteCommand()
+    with _flite_lock:
+        if _flite_library is None:
+            try:
+                _flite_library = _FliteLibrary()
+            except (OSError, AttributeError, EngineUnavailable):
+                if shutil.which("flite") is None:
+                    raise EngineUnavailable(_FLITE_MISSING) from None
+                return _FliteCommand()
+        return _flite_library
+
+
+class FliteSynthesizer:
+    """Flite's English voices (``slt``, ``rms``, ``awb``, ``kal``: far closer to a person than
+    eSpeak's formant voices), through the system's Flite library, or its ``flite`` command
+    when only that is installed (``use_command=True`` forces it). Unknown voice names fall back
+    to ``default_voice``; ``speed`` scales the speaking rate. Output is PCM16 mono at 24 kHz,
+    resampled with soxr from the voice's 16 kHz (8 kHz for ``kal``).
+    """
+
+    def __init__(self, default_voice: str = "slt", *, use_command: bool = False) -> None:
+        self._engine = _load_flite(use_command)
+        names = list(self._engine.voices)
+        self.default_voice = default_voice if default_voice in names else names[0]
+
+    def knows(self, voice: str | None) -> bool:
+        """Whether ``voice`` names one of its voices."""
+        return bool(voice) and str(voice).lower() in self._engine.voices
+
+    def voices(self) -> list[dict[str, Any]]:
+        """Flite's voices installed here: name, language, description, tags."""
+        return [{"name": name, "language": FLITE_VOICES[name][0],
+                 "description": f"Flite voice ({FLITE_VOICES[name][1]})",
+                 "tags": ["flite", "offline"]} for name in self._engine.voices]
+
+    def synthesize(self, text: str, voice: str | None, speed: float) -> bytes:
+        """Speak ``text``; returns PCM16 24 kHz mono."""
+        words = _plain_text(text)
+        if not any(c.isalnum() for c in words):
+            return b""
+        name = str(voice).lower() if voice and self.knows(voice) else self.default_voice
+        stretch = 1.0 / min(max(speed, 0.25), 4.0)
+        with _flite_lock:
+            pcm, rate = self._engine.synthesize(words, name, stretch)
+        return resample(pcm, rate, SAMPLE_RATE)
+
+
+# --- several engines as one ----------------------------------------------------------------------
+
+
+class CombinedSynthesizer:
+    """The voices of several engines as one list: ``voices()`` puts the English voices first
+    (the first engine's ahead of the others'), then the rest; a voice is spoken by the first
+    engine that knows its name (or, for eSpeak, its language code), and any other name by the
+    first engine's ``default_voice``."""
+
+    def __init__(self, *engines: Any) -> None:
+        if not engines:
+            raise ValueError("CombinedSynthesizer needs at least one engine")
+        self.engines = engines
+        self.default_voice: str = engines[0].default_voice
+
+    def knows(self, voice: str | None) -> bool:
+        """Whether one of the engines knows ``voice``."""
+        return any(engine.knows(voice) for engine in self.engines)
+
+    def voices(self) -> list[dict[str, Any]]:
+        """Every engine's voices, English first, each name once."""
+        rows: dict[str, dict[str, Any]] = {}
+        for engine in self.engines:
+            for row in engine.voices():
+                rows.setdefault(str(row["name"]).lower(), row)
+        return sorted(rows.values(),
+                      key=lambda r: not str(r.get("language", "")).lower().startswith("en"))
+
+    def synthesize(self, text: str, voice: str | None, speed: float) -> bytes:
+        """Speak ``text`` with the engine that has ``voice``; returns PCM16 24 kHz mono."""
+        for engine in self.engines:
+            if engine.knows(voice):
+                return bytes(engine.synthesize(text, voice, speed))
+        return bytes(self.engines[0].synthesize(text, None, speed))
+
+
+def default_voice_name(synthesizer: Any) -> str:
+    """The listed name of a synthesizer's default voice (what a new session starts with, and
+    what a voice picker shows): its ``default_voice`` matched by name, then by language, else
+    the first voice it lists."""
+    rows = synthesizer.voices()
+    wanted = str(getattr(synthesizer, "default_voice", "") or "").lower()
+    for key in ("name", "language"):
+        for row in rows:
+            if str(row.get(key, "")).lower() == wanted:
+                return str(row["name"])
+    return str(rows[0]["name"]) if rows else "default"
+
+
 # --- PocketSphinx --------------------------------------------------------------------------------
 
 
 class PocketsphinxTranscriber:
     """Speech to text with PocketSphinx's bundled US English model. Audio is resampled from
-    24 kHz to the model's 16 kHz with soxr first."""
+    24 kHz to the model's 16 kHz with soxr first. :meth:`transcribe` takes a whole utterance;
+    :meth:`stream` follows one as it is spoken, up to ``max_streams`` at once (each has a
+    decoder of its own; a turn beyond that is transcribed when it ends)."""
 
-    def __init__(self) -> None:
-        ps = require("pocketsphinx", "pocketsphinx")
-        self._decoder = ps.Decoder(samprate=16000, loglevel="FATAL")
+    def __init__(self, max_streams: int = 4) -> None:
+        self._ps = require("pocketsphinx", "pocketsphinx")
+        self._decoder = self._new_decoder()
         self._lock = threading.Lock()
+        self.max_streams = max_streams
+        self._spare: list[Any] = [self._new_decoder()]  # decoders for live streams, reused
+        self._streams = 0
+        self._spare_lock = threading.Lock()
+
+    def _new_decoder(self) -> Any:
+        return self._ps.Decoder(samprate=16000, loglevel="FATAL")
 
     def transcribe(self, pcm: bytes) -> str:
         """The words heard in PCM16 24 kHz mono audio ("" for none)."""
@@ -162,3 +386,69 @@ class PocketsphinxTranscriber:
             self._decoder.end_utt()
             hyp = self._decoder.hyp()
         return hyp.hypstr.strip() if hyp is not None else ""
+
+    def stream(self) -> PocketsphinxStream:
+        """A live transcription of one utterance: feed it audio as it arrives, read partial
+        words at any time, finish it when the turn ends (see :class:`PocketsphinxStream`)."""
+        with self._spare_lock:
+            if self._streams >= self.max_streams:
+                raise EngineUnavailable(f"{self.max_streams} live transcriptions are running")
+            self._streams += 1
+            decoder = self._spare.pop() if self._spare else None
+        try:
+            return PocketsphinxStream(self, decoder or self._new_decoder())
+        except BaseException:
+            with self._spare_lock:
+                self._streams -= 1
+            raise
+
+    def _give_back(self, decoder: Any) -> None:
+        with self._spare_lock:
+            self._streams -= 1
+            self._spare.append(decoder)
+
+
+class PocketsphinxStream:
+    """One utterance decoded while it is spoken, with its own decoder (live cepstral mean
+    normalisation, so the words are there when the speaker stops). Not thread-safe: one call
+    at a time."""
+
+    def __init__(self, owner: PocketsphinxTranscriber, decoder: Any) -> None:
+        soxr = require("soxr", "soxr")
+        self._owner = owner
+        self._decoder: Any = decoder
+        self._resampler = soxr.ResampleStream(SAMPLE_RATE, 16000, 1, dtype="int16")
+        self.partial = ""
+        decoder.start_utt()
+
+    def _process(self, audio: np.ndarray[Any, Any]) -> None:
+        if len(audio) and self._decoder is not None:
+            self._decoder.process_raw(np.asarray(audio, dtype="<i2").tobytes(), False, False)
+
+    def feed(self, pcm: bytes) -> str:
+        """Decode more PCM16 24 kHz audio; returns the words heard so far (a partial result:
+        later audio can still change them)."""
+        self._process(self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2")))
+        if self._decoder is not None:
+            hyp = self._decoder.hyp()
+            self.partial = hyp.hypstr.strip() if hyp is not None else ""
+        return self.partial
+
+    def finish(self) -> str:
+        """End the utterance and return its final words; the stream is done."""
+        if self._decoder is None:
+            return self.partial
+        self._process(self._resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True))
+        decoder, self._decoder = self._decoder, None
+        try:
+            decoder.end_utt()
+            hyp = decoder.hyp()
+            self.partial = hyp.hypstr.strip() if hyp is not None else ""
+        finally:
+            self._owner._give_back(decoder)
+        return self.partial
+
+    def cancel(self) -> None:
+        """Drop the utterance (its decoder goes back for the next one)."""
+        if self._decoder is not None:
+            self.finish()

@@ -52,6 +52,12 @@ class Vad(Protocol):
         """Whether the detector is inside a turn."""
         ...
 
+    @property
+    def silence_ms(self) -> int:
+        """Milliseconds of non-speech since the last speech inside the current turn (0 while
+        the speaker is talking or outside a turn)."""
+        ...
+
 
 class _Turns:
     """Turn-taking from per-frame speech decisions: a start needs ``start_ms`` of speech in a
@@ -67,6 +73,10 @@ class _Turns:
         self._run = 0
         self._quiet = 0
         self._last_speech_end = 0
+
+    @property
+    def silence_ms(self) -> int:
+        return self._quiet * self.frame_ms if self.speaking else 0
 
     def step(self, speech: bool) -> VadEvent | None:
         self.position_ms += self.frame_ms
@@ -100,6 +110,10 @@ class EnergyVad:
     @property
     def in_speech(self) -> bool:
         return self._turns.speaking
+
+    @property
+    def silence_ms(self) -> int:
+        return self._turns.silence_ms
 
     @property
     def position_ms(self) -> int:
@@ -151,6 +165,10 @@ class _Model16k:
     @property
     def in_speech(self) -> bool:
         return self._turns.speaking
+
+    @property
+    def silence_ms(self) -> int:
+        return self._turns.silence_ms
 
     def _is_speech(self, frame: np.ndarray[Any, Any]) -> bool:
         raise NotImplementedError

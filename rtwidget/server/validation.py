@@ -180,6 +180,9 @@ def _check_turn_detection(td: Any, param: str) -> Problem | None:
     if td.get("type", "server_vad") not in ("server_vad", "semantic_vad"):
         return Problem("invalid_value", f"Invalid value: {td.get('type')!r}. Supported values "
                        "are: 'server_vad', 'semantic_vad'.", f"{param}.type")
+    if td.get("eagerness", "auto") not in ("low", "medium", "high", "auto"):
+        return Problem("invalid_value", f"Invalid value: {td.get('eagerness')!r}. Supported "
+                       "values are: 'low', 'medium', 'high', 'auto'.", f"{param}.eagerness")
     threshold = td.get("threshold", 0.5)
     if not 0.0 <= threshold <= 1.0:
         return Problem("invalid_value", "threshold must be between 0 and 1.",

@@ -1,0 +1,202 @@
+"""When a spoken turn ends, for the local server's ``semantic_vad``: from the words heard so far
+(the live transcript) and the session's ``eagerness``, how much silence to wait for before the
+turn is over. A turn that reads as a finished sentence or question ends after a short silence;
+one that stops on a word that needs more ("set a timer for", "I would like to order") waits
+longer, so a speaker who is only pausing is not cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from .speech import EngineUnavailable
+
+log = logging.getLogger("rtwidget.server")
+
+Completeness = Literal["complete", "incomplete", "unknown"]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# words after which an English sentence cannot end (not "so", "then", "on", "more", "much",
+# "no": "I think so", "turn it on", "tell me more", "thank you very much", "no")
+_OPEN_ENDINGS = _words("""
+a an the and or but nor because since although though if unless whether than when
+while where until to of in at for from with without by about into onto over under after
+before between through during against towards toward via per
+my your his her its our their this these those some any every each
+i we they he she i'm we're they're you're he's she's it's there's that's what's
+be been being having get got
+um uh er erm hmm
+what which who whom whose why how
+very really quite most less least many
+""")
+
+# verbs that take an object: the end of a statement only if the turn is a question
+_WANTS_OBJECT = _words("""
+order buy get make need want find tell give put set bring take send book show play pay
+visit reach use try open close check meet call ask cook watch read write
+""")
+
+# auxiliaries: they end a question ("how many legs does a spider have"), not a statement
+_AUXILIARIES = _words("""is are was were am do does did don't doesn't can can't could would
+should shall will won't may might must have has had""")
+
+_QUESTION_WORDS = _words("""what which who whom whose why how where when can could would
+will should shall do does did is are was were may might have has""")
+
+_WHOLE_REPLIES = _words("""yes no yeah yep nope okay ok sure thanks hello hi hey bye goodbye
+stop please right great fine""")
+
+# silence in ms before the turn ends: (complete, unknown, incomplete), by eagerness
+SILENCE_MS: dict[str, tuple[int, int, int]] = {
+    "high": (150, 400, 1000),
+    "medium": (250, 600, 2000),
+    "auto": (250, 600, 2000),
+    "low": (500, 1200, 4000),
+}
+
+
+def completeness(words: str) -> Completeness:
+    """Whether the words heard so far read as a finished turn."""
+    heard = [w.strip(".,!?;:") for w in words.lower().split()]
+    heard = [w for w in heard if w]
+    if not heard:
+        return "unknown"
+    last = heard[-1]
+    if last in _OPEN_ENDINGS:
+        return "incomplete"
+    question = heard[0] in _QUESTION_WORDS
+    if last in _WANTS_OBJECT and not question:
+        return "incomplete"
+    if last in _AUXILIARIES and not (question and len(heard) >= 4):
+        return "incomplete"
+    if len(heard) == 1 and last not in _WHOLE_REPLIES:
+        return "unknown"
+    return "complete"
+
+
+def silence_needed_ms(words: str, eagerness: str = "auto") -> int:
+    """Milliseconds of silence that end the turn, given the words heard so far."""
+    complete, unknown, incomplete = SILENCE_MS.get(eagerness, SILENCE_MS["auto"])
+    return {"complete": complete, "unknown": unknown, "incomplete": incomplete}[
+        completeness(words)]
+
+
+class LiveTranscript:
+    """A transcriber's live stream, fed from the event loop without blocking it: audio is
+    queued and decoded on a worker thread about every ``chunk_ms``, one call in flight at a
+    time. After each decode, ``on_words(partial, settled)`` gets the partial transcript and the
+    words that have just settled (the same in two partials in a row), to send as a delta.
+    """
+
+    def __init__(self, open_stream: Callable[[], Any],
+                 on_words: Callable[[str, str], Awaitable[None]], chunk_ms: int = 100) -> None:
+        self._open = open_stream
+        self._stream: Any = None
+        self._on_words = on_words
+        self._chunk_bytes = chunk_ms * 48
+        self._pending = bytearray()
+        self._queued = 0  # bytes fed
+        self._decoded = 0  # bytes the decoder has been through
+        self._task: asyncio.Task[None] | None = None
+        self._previous: list[str] = []
+        self.said: list[str] = []  # words already sent as deltas
+        self.partial = ""
+        self.failed = False
+
+    def feed(self, pcm: bytes) -> None:
+        """Queue audio; decoding starts once a chunk's worth is waiting."""
+        if self.failed:
+            return
+        self._pending += pcm
+        self._queued += len(pcm)
+        if self._task is None and len(self._pending) >= self._chunk_bytes:
+            self._task = asyncio.create_task(self._pump())
+
+    def _decode(self, pcm: bytes) -> str:
+        if self._stream is None:
+            self._stream = self._open()
+        return str(self._stream.feed(pcm))
+
+    async def _pump(self) -> None:
+        try:
+            while len(self._pending) >= self._chunk_bytes and not self.failed:
+                chunk = bytes(self._pending)
+                self._pending.clear()
+                partial = await asyncio.to_thread(self._decode, chunk)
+                self._decoded += len(chunk)
+                if partial != self.partial:
+                    self.partial = partial
+                    await self._on_words(partial, self._settle(partial))
+        except Exception as exc:
+            self.failed = True
+            log.warning("live transcription stopped (%s); the turn is transcribed when it ends",
+                        exc, exc_info=not isinstance(exc, EngineUnavailable))
+        finally:
+            self._task = None
+
+    @property
+    def backlog_ms(self) -> int:
+        """Audio fed but not decoded yet: how far the partial transcript lags behind."""
+        return (self._queued - self._decoded) // 48
+
+    def _settle(self, partial: str) -> str:
+        words = partial.split()
+        stable = []
+        for a, b in zip(words, self._previous, strict=False):
+            if a != b:
+                break
+            stable.append(a)
+        self._previous = words
+        if len(stable) <= len(self.said) or stable[: len(self.said)] != self.said:
+            return ""
+        new = stable[len(self.said):]
+        delta = (" " if self.said else "") + " ".join(new)
+        self.said = stable
+        return delta
+
+    async def finish(self) -> str | None:
+        """Decode what is queued and end the utterance: the final transcript, or ``None`` if
+        live decoding failed (the caller transcribes the audio itself)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.failed:
+            await self.cancel()
+            return None
+        rest = bytes(self._pending)
+        self._pending.clear()
+
+        def end() -> str:
+            if rest or self._stream is None:
+                self._decode(rest)
+            return str(self._stream.finish())
+
+        try:
+            self.partial = await asyncio.to_thread(end)
+        except Exception:
+            log.exception("live transcription failed; the turn is transcribed when it ends")
+            self.failed = True
+            return None
+        return self.partial
+
+    def remainder(self, final: str) -> str:
+        """The delta that completes the words already sent, if ``final`` extends them."""
+        words = final.split()
+        if len(words) <= len(self.said) or words[: len(self.said)] != self.said:
+            return ""
+        return (" " if self.said else "") + " ".join(words[len(self.said):])
+
+    async def cancel(self) -> None:
+        """Stop decoding and release the stream."""
+        self.failed = True
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await asyncio.to_thread(stream.cancel)
