@@ -7,10 +7,14 @@ import asyncio
 import importlib.util
 import os
 import re
+import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+import rtwidget as rt
+from rtwidget.server import LocalServer, ToneSynthesizer
 from rtwidget.server.engines import ReplyContext, TextDelta, Turn
 from rtwidget.server.shaping import ReplyShaper, wants_long
 
@@ -119,3 +123,27 @@ def test_real_replies_are_short_whole_sentences(llama: Any) -> None:
         assert reply[0].isupper() and reply.rstrip()[-1] in ".!?", replies
         assert len(re.findall(r"[.!?](\s|$)", reply)) <= 2, replies
     assert len(set(replies)) == len(replies), replies
+
+
+class TwoSentences:
+    """Writes one sentence, then waits before writing the next (a slow model)."""
+
+    def __init__(self) -> None:
+        self.go_on = threading.Event()
+
+    async def reply(self, context: ReplyContext) -> AsyncIterator[TextDelta]:
+        yield TextDelta("The first sentence is here.", whole=True)
+        await asyncio.to_thread(self.go_on.wait, 20)
+        yield TextDelta(" And then the second one.", whole=True)
+
+
+def test_a_whole_sentence_is_spoken_before_the_next_one_is_written() -> None:
+    engine = TwoSentences()
+    with LocalServer(engine=engine, synthesizer=ToneSynthesizer()) as srv, \
+            rt.RealtimeSession("local", url=srv.url) as s:
+        heard = s.expect("response.output_audio.delta", timeout=10)
+        done = s.expect("response.done", timeout=30)
+        s.say("go")
+        heard.wait()  # while the engine has not written its second sentence yet
+        engine.go_on.set()
+        assert done.wait()["response"]["status"] == "completed"

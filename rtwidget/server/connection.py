@@ -838,7 +838,7 @@ class Connection:
                     self._abort()
                     return
                 if isinstance(chunk, TextDelta):
-                    await self._text(response, chunk.text)
+                    await self._text(response, chunk.text, chunk.whole)
                 elif isinstance(chunk, ToolCall):
                     await self._finish_message(response, "completed")
                     await self._tool_call(response, chunk)
@@ -897,7 +897,7 @@ class Connection:
         return {"response_id": response.id, "item_id": item.id,
                 "output_index": response.output.index(item), "content_index": 0}
 
-    async def _text(self, response: _Response, text: str) -> None:
+    async def _text(self, response: _Response, text: str, whole: bool = False) -> None:
         self._spend(response, count_tokens(text))
         audio = "audio" in response.modalities
         item = response.message
@@ -916,7 +916,7 @@ class Connection:
                              **self._where(response, item), "delta": text})
             return
         response.pending_speech += text
-        sentences, response.pending_speech = split_sentences(response.pending_speech, False)
+        sentences, response.pending_speech = split_sentences(response.pending_speech, whole)
         for sentence in sentences:
             await self._speak(response, item, sentence)
 

@@ -26,9 +26,11 @@ from ..protocol.audio import SAMPLE_RATE
 
 @dataclass(frozen=True)
 class TextDelta:
-    """A piece of the reply's text."""
+    """A piece of the reply's text; ``whole`` when it ends on a sentence boundary, so what it
+    completes can be spoken at once rather than when the next piece confirms the boundary."""
 
     text: str
+    whole: bool = False
 
 
 @dataclass(frozen=True)

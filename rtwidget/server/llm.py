@@ -214,7 +214,7 @@ class LlamaReplyEngine:
                 if turn.type != "function_call_output":
                     break
                 outputs.append(_plain(turn.output or ""))
-            yield TextDelta(" ".join(f"{o.rstrip('.')}." for o in reversed(outputs)))
+            yield TextDelta(" ".join(f"{o.rstrip('.')}." for o in reversed(outputs)), whole=True)
             return
         tool = self._pick_tool(context)
         if tool is not None:
@@ -232,12 +232,12 @@ class LlamaReplyEngine:
         max_tokens = context.max_output_tokens * 2 + 8 if context.max_output_tokens else \
             (320 if long else 64)
         async for said in self._say(messages, shaper, max_tokens, context.temperature, False):
-            yield TextDelta(said)
+            yield TextDelta(said, whole=True)
         if shaper.only_repeats:  # it restated an earlier answer: once more, on the question alone
             shaper = ReplyShaper(shaper.max_sentences, shaper.max_words, earlier)
             async for said in self._say([messages[0], messages[-1]], shaper, max_tokens,
                                         context.temperature * 1.5, True):
-                yield TextDelta(said)
+                yield TextDelta(said, whole=True)
 
     async def _say(self, messages: list[dict[str, str]], shaper: ReplyShaper, max_tokens: int,
                    temperature: float, repeat: bool) -> AsyncIterator[str]:
