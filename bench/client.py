@@ -74,9 +74,10 @@ def rtwidget_send(url: str, frames: int, record: Path | None = None) -> float:
         def work() -> None:
             for _ in range(frames):
                 s.send_audio(FRAME)
+            committed = s.expect("input_audio_buffer.committed", timeout=120)  # before it comes
             s.commit_audio()
             try:
-                s.wait_for("input_audio_buffer.committed", timeout=120)
+                committed.wait()
             except TimeoutError:
                 raise RuntimeError(
                     f"no commit after {frames} frames: {s.aio.dropped_audio_frames} dropped, "

@@ -15,6 +15,7 @@ unless ``phrase_tool_results=True`` (worth it with a bigger GGUF).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -246,12 +247,17 @@ class LlamaReplyEngine:
         queue: asyncio.Queue[tuple[str, str | None] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
+        def post(item: tuple[str, str | None] | None) -> None:
+            # the reader may be gone (its loop closed) while the model finishes a token
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
         def produce() -> None:
             try:
                 for piece in self._stream(messages, max_tokens, temperature, stop):
-                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+                    post(piece)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+                post(None)
 
         worker = threading.Thread(target=produce, name="rtwidget-llama", daemon=True)
         worker.start()

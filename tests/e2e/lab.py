@@ -4,7 +4,6 @@ natural voice (Flite), and ways to drive JupyterLab and read the kernel's facts.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -12,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 
 import numpy as np
 from conftest import free_port, wait_until_serving
+from speech import speak
+from speech import write_wav as save_wav
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"
@@ -35,15 +35,9 @@ CHROMIUM_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-
 
 
 def speech(text: str, voice: str = "slt") -> np.ndarray:
-    """``text`` spoken by Flite, as float samples at the fake microphone's rate."""
-    assert FLITE, "flite is not installed"
-    raw = subprocess.run([FLITE, "-voice", voice, "-t", text, "-o", "/dev/stdout"],
-                         check=True, capture_output=True).stdout
-    with wave.open(io.BytesIO(raw)) as w:
-        rate = w.getframerate()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
-    t_out = np.arange(int(len(pcm) * RATE / rate)) / RATE
-    return np.interp(t_out, np.arange(len(pcm)) / rate, pcm)
+    """``text`` spoken by ``voice`` (a test voice of ``tests/speech.py``: Flite's by default),
+    as float samples at the fake microphone's rate."""
+    return np.frombuffer(speak(text, voice, rate=RATE), dtype="<i2").astype(np.float64)
 
 
 def silence(seconds: float) -> np.ndarray:
@@ -53,12 +47,8 @@ def silence(seconds: float) -> np.ndarray:
 
 def write_wav(path: Path, *parts: np.ndarray) -> Path:
     """The parts one after another, as the 48 kHz mono PCM16 file the fake mic plays."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(np.clip(np.concatenate(parts), -32768, 32767).astype("<i2").tobytes())
-    return path
+    pcm = np.clip(np.concatenate(parts), -32768, 32767).astype("<i2").tobytes()
+    return save_wav(path, pcm, RATE)
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -93,16 +83,18 @@ SERVER_ARGS = ["--no-browser", "--ServerApp.ip=127.0.0.1", "--IdentityProvider.t
 
 
 @contextmanager
-def lab(root: Path, tmp: Path) -> Iterator[tuple[str, Path]]:
-    """``bash scripts/lab`` serving ``root`` (a copy of what the user opens): yields the URL it
-    printed for people and its log file. Loopback only, no token."""
+def lab(root: Path, tmp: Path, env: dict[str, str] | None = None
+        ) -> Iterator[tuple[str, Path]]:
+    """``bash scripts/lab`` serving ``root`` (a copy of what the user opens), with ``env`` added
+    to its environment: yields the URL it printed for people and its log file. Loopback only,
+    no token."""
     port = free_port()
     log_path = tmp / "lab.log"
     command = ["bash", str(ROOT / "scripts" / "lab"), *SERVER_ARGS, f"--port={port}",
                f"--ServerApp.root_dir={root}",
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                "--LabApp.expose_app_in_browser=True"]
-    with _serving(command, port, log_path, _env(tmp)):
+    with _serving(command, port, log_path, {**_env(tmp), **(env or {})}):
         found = None
         for _ in range(50):
             found = re.search(rf"http://127\.0\.0\.1:{port}/\S*", log_path.read_text())

@@ -1,27 +1,22 @@
-"""End to end: a real JupyterLab, a real headless Chromium with a fake microphone playing a
-speech WAV made here with espeak-ng, driven by Playwright. Loopback only."""
+"""End to end: a real JupyterLab started by ``scripts/lab``, a real headless Chromium with a
+fake microphone playing eSpeak NG speech (the hard case for the ear; the natural voices are in
+``test_voice_notebook``), driven by Playwright. Loopback only."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from conftest import free_port, wait_until_serving
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from .lab import CHROMIUM, OUTPUT, REQUIRED, browser, lab, silence, speech, write_wav
+
 ESPEAK = shutil.which("espeak-ng")
-REQUIRED = os.environ.get("RTWIDGET_REQUIRE_E2E") == "1"
-OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 if not (CHROMIUM and ESPEAK):
     if REQUIRED:
@@ -111,23 +106,9 @@ def run_cell(page: Any, index: int) -> None:
 
 
 def speech_wav(path: Path) -> None:
-    """Two sentences of espeak-ng speech, padded with quiet, as 48 kHz mono PCM16."""
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run([ESPEAK, "-s", "150", "-w", str(raw),
-                    "Hello there. I would like to hear a short story about the sea."],
-                   check=True)
-    with wave.open(str(raw)) as w:
-        rate = w.getframerate()
-        speech = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
-    t_out = np.arange(int(len(speech) * 48000 / rate)) / 48000
-    speech = np.interp(t_out, np.arange(len(speech)) / rate, speech)
-    quiet = np.zeros(int(48000 * 1.5))
-    audio = np.concatenate([quiet, speech, quiet, quiet])
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(48000)
-        w.writeframes(np.clip(audio, -32768, 32767).astype("<i2").tobytes())
+    """Two sentences of eSpeak NG speech, padded with quiet, for the fake microphone."""
+    write_wav(path, silence(1.5), speech("Hello there. I would like to hear a short story about "
+                                         "the sea.", "espeak"), silence(3.0))
 
 
 def notebook(path: Path) -> None:
@@ -139,50 +120,27 @@ def notebook(path: Path) -> None:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``scripts/lab`` serving a folder with this test's notebook: its base URL and the
+    folder."""
     root = tmp_path / "lab"
     root.mkdir()
     notebook(root / "voice.ipynb")
-    port = free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "INWORLD_API_KEY": "",
-           "OPENAI_API_KEY": "", "RT_E2E_KEY": KEY}
-    log = open(tmp_path / "lab.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--allow-root", "--no-browser",
-         "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.ip=127.0.0.1",
-         f"--port={port}", f"--ServerApp.root_dir={root}",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_serving(f"{url}/api/status", proc, 90, tmp_path / "lab.log")
-    try:
-        yield url, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with lab(root, tmp_path, {"RT_E2E_KEY": KEY}) as (url, _):
+        yield url.split("/lab/")[0], root
 
 
-def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_path: Path) -> None:
+def test_talk_through_the_widget_in_a_real_browser(served: tuple[str, Path],
+                                                   tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    url, root = lab
+    url, root = served
     wav = tmp_path / "speech.wav"
     speech_wav(wav)
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}",
-            "--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-gpu",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        chromium = browser(p, wav)
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
         console: list[str] = []
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         try:
@@ -255,7 +213,7 @@ def test_talk_through_the_widget_in_a_real_browser(lab: tuple[str, Path], tmp_pa
             (OUTPUT / "console.log").write_text("\n".join(console))
             raise
         finally:
-            browser.close()
+            chromium.close()
 
     (OUTPUT / "browser-latency.json").write_text(json.dumps(facts["latency"]))
     assert 0 <= facts["latency"]["frame_ms"] < 5000
