@@ -739,9 +739,10 @@ function render({ model, el }) {
   const rows = transcriptRows(transcript);
   function update() {
     const rowsChanged = rows.sync(engine.rows);
-    // read the scroll position before anything is written (no forced layout)
+    // read the scroll position before anything is written (no forced layout); rows out of
+    // view have estimated heights, so "at the bottom" allows a couple of rows of slack
     const atBottom = rowsChanged &&
-      transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 4;
+      transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 80;
     const status = model.get("status");
     const busy = engine.busy;
     const label = status !== "connected" ? status :
