@@ -10,8 +10,6 @@ from the session's loop thread.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import statistics
 import threading
@@ -27,7 +25,7 @@ import traitlets
 
 from .frame import LiveView
 from .protocol import events
-from .protocol.audio import AudioFormatError, decode_audio
+from .protocol.audio import AudioFormatError, decode_audio, encode_audio
 from .providers import Endpoint, resolve, transcription_model
 from .session import RealtimeSession
 
@@ -56,16 +54,12 @@ def backchannel_pcm(event: dict[str, Any]) -> bytes:
 
 def audio_payload(content: dict[str, Any], buffers: list[memoryview]) -> bytes:
     """The PCM16 bytes of an audio message: its first binary buffer, or its ``b64`` field where
-    the front end cannot carry buffers. Raises ``ValueError`` on a ``b64`` that is not base64."""
+    the front end cannot carry buffers. Raises ``AudioFormatError`` (a ``ValueError``) on a
+    ``b64`` that is not PCM16 in base64."""
     if buffers:
         return bytes(buffers[0])
     encoded = content.get("b64")
-    if not isinstance(encoded, str):
-        return b""
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except binascii.Error as exc:
-        raise ValueError(f"audio frame is not valid base64: {exc}") from None
+    return decode_audio(encoded) if isinstance(encoded, str) else b""
 
 
 class VoiceChat(anywidget.AnyWidget):
@@ -396,7 +390,7 @@ class VoiceChat(anywidget.AnyWidget):
     def _send_audio(self, content: dict[str, Any], pcm: bytes) -> None:
         """Audio to the page, as a binary buffer or, where buffers do not arrive, base64."""
         if self._b64_down:
-            self.send({**content, "b64": base64.b64encode(pcm).decode("ascii")})
+            self.send({**content, "b64": encode_audio(pcm)})
         else:
             self.send(content, buffers=[pcm])
 

@@ -136,6 +136,33 @@ def browser(playwright: Any, wav: Path) -> Any:
                                             f"--use-file-for-fake-audio-capture={wav}"])
 
 
+def write_notebook(path: Path, *cells: str) -> None:
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [],
+                     "execution_count": None, "id": f"c{i}"} for i, src in enumerate(cells)],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                      "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+
+
+@contextmanager
+def fake_mic_page(playwright: Any, wav: Path, name: str) -> Iterator[Any]:
+    """A page in headless Chromium whose mic plays ``wav``; on failure its screenshot and
+    console are saved as ``test-output/<name>-failure.png`` and ``<name>-console.log``."""
+    chromium = browser(playwright, wav)
+    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    try:
+        yield page
+    except Exception:
+        page.screenshot(path=str(OUTPUT / f"{name}-failure.png"))
+        (OUTPUT / f"{name}-console.log").write_text("\n".join(console))
+        raise
+    finally:
+        chromium.close()
+
+
 KERNEL_RUN = """async (code) => {
     const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
     const future = kernel.requestExecute({code, store_history: false});

@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from .lab import CHROMIUM, OUTPUT, REQUIRED, browser, lab, silence, speech, write_wav
+from .lab import (
+    CHROMIUM,
+    OUTPUT,
+    REQUIRED,
+    fake_mic_page,
+    lab,
+    silence,
+    speech,
+    write_notebook,
+    write_wav,
+)
 
 ESPEAK = shutil.which("espeak-ng")
 
@@ -111,21 +121,13 @@ def speech_wav(path: Path) -> None:
                                          "the sea.", "espeak"), silence(3.0))
 
 
-def notebook(path: Path) -> None:
-    cells = [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [],
-              "execution_count": None, "id": f"c{i}"} for i, src in enumerate(NOTEBOOK_CELLS)]
-    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5}))
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``scripts/lab`` serving a folder with this test's notebook: its base URL and the
     folder."""
     root = tmp_path / "lab"
     root.mkdir()
-    notebook(root / "voice.ipynb")
+    write_notebook(root / "voice.ipynb", *NOTEBOOK_CELLS)
     with lab(root, tmp_path, {"RT_E2E_KEY": KEY}) as (url, _):
         yield url.split("/lab/")[0], root
 
@@ -138,82 +140,71 @@ def test_talk_through_the_widget_in_a_real_browser(served: tuple[str, Path],
     wav = tmp_path / "speech.wav"
     speech_wav(wav)
     OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = browser(p, wav)
-        page = chromium.new_page(viewport={"width": 1280, "height": 900})
-        console: list[str] = []
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        try:
-            page.goto(f"{url}/lab/tree/voice.ipynb?reset", timeout=60_000)
-            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
-                                   timeout=90_000)
-            page.add_style_tag(content=".Toastify { display: none !important; }")  # lab's news
-            run_cell(page, 0)
-            run_cell(page, 1)
-            widget = page.locator(".rtw[data-ready=true]")
-            widget.wait_for(timeout=60_000)
-            page.wait_for_selector('.rtw[data-status="connected"]', timeout=30_000)
+    with sync_playwright() as p, fake_mic_page(p, wav, "widget") as page:
+        page.goto(f"{url}/lab/tree/voice.ipynb?reset", timeout=60_000)
+        page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
+                               timeout=90_000)
+        page.add_style_tag(content=".Toastify { display: none !important; }")  # lab's news
+        run_cell(page, 0)
+        run_cell(page, 1)
+        widget = page.locator(".rtw[data-ready=true]")
+        widget.wait_for(timeout=60_000)
+        page.wait_for_selector('.rtw[data-status="connected"]', timeout=30_000)
 
-            page.wait_for_selector(".rtw-voice option", state="attached", timeout=20_000)
-            page.locator(".rtw-mic").click()
-            # the fake mic talks; the server's VAD answers with audio the player must play
-            page.wait_for_function(
-                "() => { const w = document.querySelector('.rtw');"
-                " return w && +w.dataset.framesSent > 50 && +w.dataset.playedMs > 200; }",
-                timeout=60_000)
-            page.wait_for_selector(".rtw-assistant .rtw-latency", timeout=20_000)
-            # (data-played-ms follows the item playing now: read it while it is the spoken reply)
-            played = float(widget.get_attribute("data-played-ms") or 0)
-            started = int(widget.get_attribute("data-started") or 0)
+        page.wait_for_selector(".rtw-voice option", state="attached", timeout=20_000)
+        page.locator(".rtw-mic").click()
+        # the fake mic talks; the server's VAD answers with audio the player must play
+        page.wait_for_function(
+            "() => { const w = document.querySelector('.rtw');"
+            " return w && +w.dataset.framesSent > 50 && +w.dataset.playedMs > 200; }",
+            timeout=60_000)
+        page.wait_for_selector(".rtw-assistant .rtw-latency", timeout=20_000)
+        # (data-played-ms follows the item playing now: read it while it is the spoken reply)
+        played = float(widget.get_attribute("data-played-ms") or 0)
+        started = int(widget.get_attribute("data-started") or 0)
 
-            page.locator(".rtw-text-input").fill("what time is it")
-            page.locator(".rtw-text-input").press("Enter")
-            page.wait_for_selector(".rtw-function_call_output .rtw-tool-output",
-                                   timeout=30_000)
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
-                ".some(e => e.textContent.includes('half past ten'))", timeout=30_000)
-            # the latency probe: the fake mic plays a file, so the chirp is not heard back,
-            # and the widget must say so (with what the browser reports) instead of hanging
-            page.locator(".rtw-probe").click()
-            page.wait_for_function(
-                "() => /not heard back|round trip:|Latency probe:/.test("
-                "document.querySelector('.rtw-notice').textContent)", timeout=20_000)
-            widget.screenshot(path=str(OUTPUT / "widget.png"))
-            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
-                          " {theme: 'JupyterLab Dark'})")
-            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
-                                   timeout=20_000)
-            page.wait_for_timeout(500)
-            widget.screenshot(path=str(OUTPUT / "widget-dark.png"))
+        page.locator(".rtw-text-input").fill("what time is it")
+        page.locator(".rtw-text-input").press("Enter")
+        page.wait_for_selector(".rtw-function_call_output .rtw-tool-output",
+                               timeout=30_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
+            ".some(e => e.textContent.includes('half past ten'))", timeout=30_000)
+        # the latency probe: the fake mic plays a file, so the chirp is not heard back,
+        # and the widget must say so (with what the browser reports) instead of hanging
+        page.locator(".rtw-probe").click()
+        page.wait_for_function(
+            "() => /not heard back|round trip:|Latency probe:/.test("
+            "document.querySelector('.rtw-notice').textContent)", timeout=20_000)
+        widget.screenshot(path=str(OUTPUT / "widget.png"))
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                      " {theme: 'JupyterLab Dark'})")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                               timeout=20_000)
+        page.wait_for_timeout(500)
+        widget.screenshot(path=str(OUTPUT / "widget-dark.png"))
 
-            # a cell blocks the kernel for 4 s while the mic streams: frames are either still
-            # acknowledged (comms on a subshell) or the widget says the kernel is busy
-            run_cell(page, 2)
-            during = page.evaluate(WATCH_BUSY)
-            (OUTPUT / "busy-cell.json").write_text(json.dumps(during))
-            assert "kernel busy" in during["states"] or during["acked"] >= 40, during
-            page.wait_for_function(
-                "() => document.querySelector('.rtw').dataset.state !== 'kernel busy'",
-                timeout=20_000)
+        # a cell blocks the kernel for 4 s while the mic streams: frames are either still
+        # acknowledged (comms on a subshell) or the widget says the kernel is busy
+        run_cell(page, 2)
+        during = page.evaluate(WATCH_BUSY)
+        (OUTPUT / "busy-cell.json").write_text(json.dumps(during))
+        assert "kernel busy" in during["states"] or during["acked"] >= 40, during
+        page.wait_for_function(
+            "() => document.querySelector('.rtw').dataset.state !== 'kernel busy'",
+            timeout=20_000)
 
-            run_cell(page, 3)
-            facts_path = root / "facts.json"
-            deadline = time.monotonic() + 30
-            while not facts_path.exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            facts = json.loads(facts_path.read_text())
-            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-            saved = root / "voice.ipynb"
-            deadline = time.monotonic() + 20
-            while "widget-view+json" not in saved.read_text() and time.monotonic() < deadline:
-                time.sleep(0.2)
-        except Exception:
-            page.screenshot(path=str(OUTPUT / "failure.png"))
-            (OUTPUT / "console.log").write_text("\n".join(console))
-            raise
-        finally:
-            chromium.close()
+        run_cell(page, 3)
+        facts_path = root / "facts.json"
+        deadline = time.monotonic() + 30
+        while not facts_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        facts = json.loads(facts_path.read_text())
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        saved = root / "voice.ipynb"
+        deadline = time.monotonic() + 20
+        while "widget-view+json" not in saved.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     (OUTPUT / "browser-latency.json").write_text(json.dumps(facts["latency"]))
     assert 0 <= facts["latency"]["frame_ms"] < 5000

@@ -18,8 +18,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ from .lab import (
     FLITE,
     OUTPUT,
     REQUIRED,
-    browser,
+    fake_mic_page,
     kernel_json,
     lab,
     marimo_app,
@@ -38,6 +36,7 @@ from .lab import (
     silence,
     speech,
     widget_rows,
+    write_notebook,
     write_wav,
 )
 
@@ -74,33 +73,6 @@ chat.comm.handle_msg = lambda msg: _handle({**msg, "buffers": []})'''
 FACTS = ("{'transport': chat.transport, 'stats': chat.stats, 'error': chat.error, "
          "'rows': _j.loads(chat.df[['role', 'type', 'status', 'text', 'audio_in_s', "
          "'truncated_ms', 'output']].to_json(orient='records'))}")
-
-
-def write_notebook(path: Path, *cells: str) -> None:
-    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [],
-                     "execution_count": None, "id": f"c{i}"} for i, src in enumerate(cells)],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                      "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    path.write_text(json.dumps(nb))
-
-
-@contextmanager
-def fake_mic_page(playwright: Any, wav: Path, name: str) -> Iterator[Any]:
-    """A page in headless Chromium whose mic plays ``wav``; on failure its screenshot and
-    console are saved as ``test-output/<name>-failure.png`` and ``<name>-console.log``."""
-    chromium = browser(playwright, wav)
-    page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-    console: list[str] = []
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    try:
-        yield page
-    except Exception:
-        page.screenshot(path=str(OUTPUT / f"{name}-failure.png"))
-        (OUTPUT / f"{name}-console.log").write_text("\n".join(console))
-        raise
-    finally:
-        chromium.close()
 
 
 def open_and_run_all(page: Any, url: str) -> Any:

@@ -22,13 +22,14 @@ from .lab import (
     OUTPUT,
     REQUIRED,
     ROOT,
-    browser,
+    fake_mic_page,
     kernel_json,
     lab,
     silence,
     speech,
     widget_rows,
     words,
+    write_notebook,
     write_wav,
 )
 
@@ -133,12 +134,10 @@ def test_notebook_01_run_all_then_two_spoken_questions_and_a_typed_turn(
                     speech(QUESTIONS[1]), silence(90.0))
     OUTPUT.mkdir(exist_ok=True)
     console: list[tuple[str, str]] = []
-    with sync_playwright() as p:
-        chromium = browser(p, wav)
-        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-        page.on("console", lambda m: console.append((m.type, m.text)))
-        page.on("pageerror", lambda e: console.append(("pageerror", str(e))))
-        try:
+    try:
+        with sync_playwright() as p, fake_mic_page(p, wav, "voice-notebook") as page:
+            page.on("console", lambda m: console.append((m.type, m.text)))
+            page.on("pageerror", lambda e: console.append(("pageerror", str(e))))
             open_notebook(page, url, "01_voice_chat.ipynb")
             run_all(page)
             widget = page.locator(".rtw[data-ready=true]")
@@ -163,13 +162,9 @@ def test_notebook_01_run_all_then_two_spoken_questions_and_a_typed_turn(
             shown = widget_rows(page)
             widget.screenshot(path=str(OUTPUT / "voice-notebook.png"))
             page.screenshot(path=str(OUTPUT / "voice-notebook-page.png"), full_page=True)
-        except Exception:
-            page.screenshot(path=str(OUTPUT / "voice-notebook-failure.png"))
-            raise
-        finally:
-            (OUTPUT / "voice-notebook-console.log").write_text(
-                "\n".join(f"{k}: {t}" for k, t in console))
-            chromium.close()
+    finally:
+        (OUTPUT / "voice-notebook-console.log").write_text(
+            "\n".join(f"{k}: {t}" for k, t in console))
     (OUTPUT / "voice-notebook.json").write_text(json.dumps({"facts": seen, "shown": shown},
                                                            indent=1))
 
@@ -211,16 +206,11 @@ def watch_comm(ws: Any, into: list[str]) -> None:
     ws.on("framesent", lambda f: keep("out", f))
 
 
-BARGE_IN_NOTEBOOK = {
-    "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "outputs": [],
-               "execution_count": None, "source": src} for i, src in enumerate([
-        "%load_ext rtwidget",
-        '%rtchat --instructions "You are a storyteller: asked for a story, you tell a long, '
-        'detailed one. You answer questions in one sentence."',
-    ])],
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                "language": "python"}},
-    "nbformat": 4, "nbformat_minor": 5}
+BARGE_IN_CELLS = [
+    "%load_ext rtwidget",
+    '%rtchat --instructions "You are a storyteller: asked for a story, you tell a long, '
+    'detailed one. You answer questions in one sentence."',
+]
 
 
 def test_talking_over_a_long_reply_with_headphones_interrupts_it(
@@ -228,17 +218,15 @@ def test_talking_over_a_long_reply_with_headphones_interrupts_it(
     from playwright.sync_api import sync_playwright
 
     url, _, root, tmp = served
-    (root / "barge_in.ipynb").write_text(json.dumps(BARGE_IN_NOTEBOOK))
+    write_notebook(root / "barge_in.ipynb", *BARGE_IN_CELLS)
     # Flite's rms voice: the one PocketSphinx hears best (the bench's table), so that what this
     # test judges is the barge-in, not the ear
     wav = write_wav(tmp / "barge-in.wav", silence(0.5), speech(QUESTIONS[1], "rms"),
                     silence(90.0))
     comm: list[str] = []  # the widget's custom messages both ways, should this fail
-    with sync_playwright() as p:
-        chromium = browser(p, wav)
-        page = chromium.new_page(viewport={"width": 1280, "height": 1000})
-        page.on("websocket", lambda ws: watch_comm(ws, comm))
-        try:
+    try:
+        with sync_playwright() as p, fake_mic_page(p, wav, "barge-in") as page:
+            page.on("websocket", lambda ws: watch_comm(ws, comm))
             base = url.split("/lab/")[0]
             open_notebook(page, f"{base}/lab/tree/barge_in.ipynb?reset", "barge_in.ipynb")
             run_all(page)
@@ -257,12 +245,8 @@ def test_talking_over_a_long_reply_with_headphones_interrupts_it(
             page.wait_for_timeout(1000)
             shown = widget_rows(page)
             widget.screenshot(path=str(OUTPUT / "barge-in.png"))
-        except Exception:
-            page.screenshot(path=str(OUTPUT / "barge-in-failure.png"))
-            (OUTPUT / "barge-in-comm.log").write_text("\n".join(comm))
-            raise
-        finally:
-            chromium.close()
+    finally:
+        (OUTPUT / "barge-in-comm.log").write_text("\n".join(comm))
     (OUTPUT / "barge-in.json").write_text(json.dumps({"facts": seen, "shown": shown}, indent=1))
 
     story = next(r for r in seen["rows"] if r["role"] == "assistant" and r["truncated_ms"])
