@@ -1,4 +1,4 @@
-// Bundles js/widget.js (with the worklets inlined as text) into rtwidget/static/widget.js.
+// Bundles js/widget.js (with the worklets inlined as text) into rtwidget/notebook/static/widget.js.
 // `node js/build.mjs --check` fails if the shipped bundle differs from a fresh build.
 import { build } from "esbuild";
 import { readFile, writeFile, mkdir } from "node:fs/promises";
@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const outDir = join(here, "..", "rtwidget", "static");
+const outDir = join(here, "..", "rtwidget", "notebook", "static");
 const check = process.argv.includes("--check");
 
 const worklets = {
@@ -35,7 +35,7 @@ if (check) {
   for (const [name, text] of targets) {
     const shipped = await readFile(join(outDir, name), "utf8").catch(() => "");
     if (shipped !== text) {
-      console.error(`rtwidget/static/${name} is stale: run \`node js/build.mjs\` and commit it`);
+      console.error(`rtwidget/notebook/static/${name} is stale: run \`node js/build.mjs\` and commit it`);
       stale = true;
     }
   }
@@ -43,4 +43,4 @@ if (check) {
 }
 await mkdir(outDir, { recursive: true });
 for (const [name, text] of targets) await writeFile(join(outDir, name), text);
-console.log(`built rtwidget/static/widget.js (${bundle.length} bytes) and widget.css`);
+console.log(`built rtwidget/notebook/static/widget.js (${bundle.length} bytes) and widget.css`);

@@ -29,11 +29,11 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 import rtwidget as rt
 from rtwidget import AuthenticationError, RealtimeSession
+from rtwidget.client.session import NO_RECONNECT
 from rtwidget.protocol import events
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
 from rtwidget.server.connection import Connection, ServerOptions
 from rtwidget.server.engines import ToneSynthesizer
-from rtwidget.session import NO_RECONNECT
 
 pytestmark = pytest.mark.timeout(120)
 

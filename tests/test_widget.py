@@ -11,7 +11,7 @@ import pytest
 from conftest import frames, utterance
 
 import rtwidget as rt
-from rtwidget.magics import chat_kwargs
+from rtwidget.notebook.magics import chat_kwargs
 from rtwidget.server import LocalServer
 
 
@@ -180,7 +180,7 @@ def test_voice_picker_gets_the_voices_and_changes_the_voice(widget) -> None:
 
 
 def test_a_page_that_stops_taking_audio_is_not_flooded(widget) -> None:
-    from rtwidget.widget import MAX_UNACKED_AUDIO_BYTES
+    from rtwidget.notebook.widget import MAX_UNACKED_AUDIO_BYTES
 
     chat, browser = widget  # this fake page never acknowledges audio: a frozen tab
     for _ in range(3):

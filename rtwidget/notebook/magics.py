@@ -9,7 +9,7 @@ from typing import Any
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
-from .tool_registry import tools as default_tools
+from ..tooling.registry import tools as default_tools
 from .widget import chat
 
 

@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .errors import ToolError
-from .protocol import events
-from .tool_registry import ToolExit, ToolSet, call_tool
-from .tool_results import error_result, serialise_result
-
-if TYPE_CHECKING:
-    from .session import AsyncRealtimeSession
+from ..errors import ToolError
+from ..protocol import events
+from ..protocol.conversation import Conversation
+from .registry import ToolExit, ToolSet, call_tool
+from .results import error_result, serialise_result
 
 log = logging.getLogger("rtwidget.tools")
 
@@ -41,6 +40,21 @@ class ToolResult:
     seconds: float
 
 
+class ToolHost(Protocol):
+    """What the runner needs of a session (an :class:`~rtwidget.AsyncRealtimeSession` is one)."""
+
+    conversation: Conversation
+
+    def on(self, event_type: str, callback: Callable[[dict[str, Any]], Any]
+           ) -> Callable[[], None]: ...
+
+    def note(self, kind: str, **fields: Any) -> None: ...
+
+    def send_nowait(self, event: dict[str, Any]) -> None: ...
+
+    def followed_up(self, response_id: str, create: dict[str, Any]) -> None: ...
+
+
 class ToolRunner:
     """Runs a session's tool calls (see the module docstring).
 
@@ -48,7 +62,7 @@ class ToolRunner:
     follow-up response is created with ``tool_choice="none"`` so the model has to answer.
     """
 
-    def __init__(self, session: AsyncRealtimeSession, toolset: ToolSet, max_rounds: int = 8):
+    def __init__(self, session: ToolHost, toolset: ToolSet, max_rounds: int = 8):
         self.session = session
         self.toolset = toolset
         self.max_rounds = max_rounds

@@ -29,7 +29,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
-from .errors import (
+from ..data.frame import FrameCache, LiveView, events_frame, export
+from ..errors import (
     AuthenticationError,
     ConnectionClosed,
     ErrorInfo,
@@ -38,21 +39,16 @@ from .errors import (
     ServerRejected,
     error_info_from_event,
 )
-from .frame import FrameCache, LiveView, events_frame, export
-from .protocol import events
-from .protocol.audio import SAMPLE_RATE, resample, to_pcm16
-from .protocol.client_events import (
-    NOT_GIVEN,
-    check_session_for,
-    merge_session,
-    session_config,
-)
-from .protocol.conversation import BETA_ALIASES, Conversation, Response, Update
-from .protocol.dialects import encode
-from .providers import Endpoint, known_secrets, resolve, wire_logger
-from .recording import Recorder
-from .tool_registry import ToolSet
-from .tool_runner import ToolResult, ToolRunner
+from ..protocol import events
+from ..protocol.audio import SAMPLE_RATE, resample, to_pcm16
+from ..protocol.client_events import NOT_GIVEN, check_session_for, merge_session, session_config
+from ..protocol.conversation import BETA_ALIASES, Conversation, Response, Update
+from ..protocol.dialects import encode
+from ..protocol.redact import known_secrets, wire_logger
+from ..tooling.registry import ToolSet
+from ..tooling.runner import ToolResult, ToolRunner
+from .providers import Endpoint, resolve
+from .recorder import Recorder
 
 log = logging.getLogger("rtwidget.session")
 
@@ -194,7 +190,7 @@ class AsyncRealtimeSession:
     conversation so far, so the server picks up where it left off.
 
     ``tools`` chooses what the model may call: by default every tool in :data:`rtwidget.tools`
-    (kept current as tools are defined); or a :class:`~rtwidget.tool_registry.ToolRegistry`; or a
+    (kept current as tools are defined); or a :class:`~rtwidget.ToolRegistry`; or a
     list of functions, tool names and raw definitions (dicts, whose calls you answer yourself);
     or ``False`` for none. ``run_tools=False`` leaves every call to you.
 
@@ -205,8 +201,9 @@ class AsyncRealtimeSession:
     ``conversation`` is the state to fill; a long-running session can bound its memory with
     ``Conversation(keep_audio=False, max_log=5000)`` (no reply audio kept, a shorter log).
 
-    ``record`` writes the session to a folder (:mod:`rtwidget.recording`): a path, or ``True``
-    for a new folder under ``recordings/``. Load it back with :func:`rtwidget.load_recording`.
+    ``record`` writes the session to a folder (:mod:`rtwidget.protocol.record_format`): a
+    path, or ``True`` for a new folder under ``recordings/``. Load it back with
+    :func:`rtwidget.load_recording`.
     """
 
     def __init__(
@@ -288,7 +285,7 @@ class AsyncRealtimeSession:
         if self._task is not None:
             return
         if not self.endpoint.url:
-            from .server import shared_local_server
+            from ..server import shared_local_server
 
             server = await asyncio.to_thread(shared_local_server)
             self.endpoint = resolve("local", url=server.url)
@@ -1375,7 +1372,7 @@ class RealtimeSession:
 
     @property
     def df(self) -> pd.DataFrame:
-        """The conversation as a DataFrame, one row per item (columns: ``rtwidget.frame.COLUMNS``;
+        """The conversation as a DataFrame, one row per item (columns: ``rtwidget.COLUMNS``;
         built when asked for, cached until the next change)."""
         return self.aio.frames.get()
 

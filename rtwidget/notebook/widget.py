@@ -23,11 +23,11 @@ import anywidget
 import pandas as pd
 import traitlets
 
-from .frame import LiveView
-from .protocol import events
-from .protocol.audio import AudioFormatError, decode_audio, encode_audio
-from .providers import Endpoint, resolve, transcription_model
-from .session import RealtimeSession
+from ..client.providers import Endpoint, resolve, transcription_model
+from ..client.session import RealtimeSession
+from ..data.frame import LiveView
+from ..protocol import events
+from ..protocol.audio import AudioFormatError, decode_audio, encode_audio
 
 log = logging.getLogger("rtwidget.widget")
 
@@ -137,7 +137,7 @@ class VoiceChat(anywidget.AnyWidget):
                 self._show_provider()
                 threading.Thread(target=self._load_voices, daemon=True).start()
                 if self.notice == LOCAL_NOTICE:
-                    from .server import shared_local_server
+                    from ..server import shared_local_server
 
                     self.notice = f"{LOCAL_NOTICE} ({shared_local_server().description})"
                 self._schedule_rows(reset=True)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .protocol.audio import duration_ms
-from .protocol.conversation import Conversation, Item, Response
+from ..protocol.audio import duration_ms
+from ..protocol.conversation import Conversation, Item, Response
 
 UTC_TIME = "datetime64[us, UTC]"
 
