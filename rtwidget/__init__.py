@@ -14,14 +14,10 @@ With no API key in the environment, sessions connect to the embedded local serve
 
 from __future__ import annotations
 
+from .client.options import NO_RECONNECT, Reconnect, SessionOptions
 from .client.providers import Endpoint, Secret, ask_key, resolve
-from .client.session import (
-    NO_RECONNECT,
-    AsyncRealtimeSession,
-    Expectation,
-    RealtimeSession,
-    Reconnect,
-)
+from .client.session import AsyncRealtimeSession
+from .client.sync import Expectation, RealtimeSession
 from .client.voices import voices
 from .data.frame import COLUMNS, LiveView
 from .data.frame import load as load_conversation
@@ -35,7 +31,8 @@ from .errors import (
     ServerRejected,
     ToolError,
 )
-from .notebook.widget import VoiceChat, chat
+from .notebook.chat import chat
+from .notebook.widget import VoiceChat
 from .protocol import Conversation, Item, Response
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
@@ -75,6 +72,7 @@ __all__ = [
     "Secret",
     "ServerError",
     "ServerRejected",
+    "SessionOptions",
     "Tool",
     "ToolError",
     "ToolRegistry",

@@ -29,7 +29,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 import rtwidget as rt
 from rtwidget import AuthenticationError, RealtimeSession
-from rtwidget.client.session import NO_RECONNECT
+from rtwidget.client.options import NO_RECONNECT
 from rtwidget.protocol import events
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
 from rtwidget.server.connection import Connection, ServerOptions

@@ -631,7 +631,7 @@ def test_the_openai_agents_realtime_runner_uses_a_tool_on_the_local_server(
 
 
 def test_back_channel_pcm_is_decoded_and_bad_audio_is_dropped() -> None:
-    from rtwidget.notebook.widget import backchannel_pcm
+    from rtwidget.notebook.transport import backchannel_pcm
 
     good = {"delta": base64.b64encode(b"\1\0\2\0").decode()}
     assert backchannel_pcm(good) == b"\1\0\2\0"

@@ -14,7 +14,7 @@ from conftest import frames, utterance
 from test_widget import FakeBrowser
 
 import rtwidget as rt
-from rtwidget.notebook.widget import PROBE
+from rtwidget.notebook.transport import PROBE
 from rtwidget.server import LocalServer
 
 

@@ -10,7 +10,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
 from ..tooling.registry import tools as default_tools
-from .widget import chat
+from .chat import chat
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,18 +4,16 @@ Audio travels as binary comm buffers both ways where the front end carries them 
 as base64 in the message's JSON where it does not (Colab's widget manager drops buffers): the
 page and the kernel find out with a small round trip when the page starts. Messages from the
 browser arrive on whichever thread the kernel uses for comms; they are handed to the session's
-own loop at once. Everything the widget sends and every trait it changes after start-up comes
-from the session's loop thread.
+own loop at once and never wait for the network (a voice change or push-to-talk sends its
+``session.update`` and lets the answer arrive later). Everything the widget sends and every
+trait it changes after start-up comes from the session's loop thread.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
-import time
-import uuid
-from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +21,15 @@ import anywidget
 import pandas as pd
 import traitlets
 
-from ..client.providers import Endpoint, resolve, transcription_model
-from ..client.session import RealtimeSession
+from ..client.sync import RealtimeSession
 from ..data.frame import LiveView
 from ..protocol import events
-from ..protocol.audio import AudioFormatError, decode_audio, encode_audio
+from ..protocol.audio import encode_audio
+from ..protocol.items import Update
+from .push_to_talk import PushToTalk
+from .rows import RowFeed, touched
+from .timings import BrowserTimings
+from .transport import PROBE, audio_payload, backchannel_pcm
 
 log = logging.getLogger("rtwidget.widget")
 
@@ -36,30 +38,8 @@ ACK_EVERY = 10
 ROW_INTERVAL = 0.15
 MAX_UNACKED_AUDIO_BYTES = 30 * 48_000  # 30 s of audio the page has not confirmed
 BACKCHANNEL_DELTA = "response.backchannel.audio.delta"  # Inworld's back-channel audio
-PROBE = bytes([0x52, 0x54, 0x00, 0xFF])  # the transport probe: survives intact or not at all
-MIN_PTT_BYTES = 4_800  # 100 ms of PCM16 24 kHz: a shorter press is a tap, not a turn
 LOCAL_NOTICE = ("No INWORLD_API_KEY or OPENAI_API_KEY in the environment: talking to the "
                 "embedded local server.")
-
-
-def backchannel_pcm(event: dict[str, Any]) -> bytes:
-    """The PCM16 audio of a ``response.backchannel.audio.delta``, or ``b""`` if it has none or
-    it is not valid audio (logged; the session goes on)."""
-    try:
-        return decode_audio(event.get("delta"))
-    except AudioFormatError as exc:
-        log.warning("ignored back-channel audio: %s", exc)
-        return b""
-
-
-def audio_payload(content: dict[str, Any], buffers: list[memoryview]) -> bytes:
-    """The PCM16 bytes of an audio message: its first binary buffer, or its ``b64`` field where
-    the front end cannot carry buffers. Raises ``AudioFormatError`` (a ``ValueError``) on a
-    ``b64`` that is not PCM16 in base64."""
-    if buffers:
-        return bytes(buffers[0])
-    encoded = content.get("b64")
-    return decode_audio(encoded) if isinstance(encoded, str) else b""
 
 
 class VoiceChat(anywidget.AnyWidget):
@@ -73,7 +53,6 @@ class VoiceChat(anywidget.AnyWidget):
     _esm = STATIC / "widget.js"
     _css = STATIC / "widget.css"
 
-    _key = traitlets.Unicode().tag(sync=True)
     status = traitlets.Unicode("connecting").tag(sync=True)
     phase = traitlets.Unicode("idle").tag(sync=True)
     provider = traitlets.Unicode("").tag(sync=True)
@@ -84,27 +63,45 @@ class VoiceChat(anywidget.AnyWidget):
     transport = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
-        super().__init__(_key=uuid.uuid4().hex, **kwargs)
+        super().__init__(**kwargs)
         self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
                       "audio_dropped": 0, "truncations": 0, "backchannel_out": 0}
         self._audio_sent = self._audio_acked = 0
         self._front_ready = threading.Event()
-        self._dirty: set[str] = set()
+        self._rows = RowFeed()
         self._flush_pending = False
-        self._layout_key: tuple[int, int] | None = None
-        self._layout_cache: tuple[dict[str, int], dict[str, Any]] = ({}, {})
         self._mic_on = False
         self._b64_down = False  # send audio to the page as base64 (its buffers do not arrive)
-        self._ptt_bytes: int | None = None  # mic bytes since push-to-talk was pressed
-        self._vad_before: dict[str, Any] | None = None  # turn detection push-to-talk turned off
+        self._ptt = PushToTalk(self._update_soon,
+                               lambda phase: self._call_on_loop(self._set_phase, phase))
         self._voices: dict[str, Any] | None = None
-        self._first_audio_sent: dict[str, float] = {}
-        self._latency: dict[str, deque[float]] = {
-            "frame_ms": deque(maxlen=2000), "playback_start_ms": deque(maxlen=200),
-            "device_out_ms": deque(maxlen=200)}
+        self._timings = BrowserTimings()
         self._offs: list[Any] = []
         self.probe: dict[str, Any] = {}
         self._probe_done = threading.Event()
+        self._messages: dict[str, Callable[[dict[str, Any], list[memoryview]], None]] = {
+            "audio": self._on_mic_frame, "ready": self._on_ready, "text": self._on_text,
+            "played": self._on_played, "interrupt": self._on_interrupt,
+            "transport": self._on_transport, "ptt": self._on_ptt, "mic": self._on_mic,
+            "disconnect": self._on_disconnect, "connect": self._on_connect,
+            "client_error": self._on_client_error, "voice": self._on_voice,
+            "audio_ack": self._on_audio_ack, "probe_result": self._on_probe,
+            "playback_started": self._on_playback_started,
+        }
+        self._updates: dict[str, Callable[[Update, dict[str, Any]], None]] = {
+            "input_audio_buffer.speech_started": self._on_speech_started,
+            "input_audio_buffer.speech_stopped": self._thinking,
+            "response.created": self._thinking,
+            "response.output_audio.delta": self._speaking,
+            "response.output_text.delta": self._speaking,
+            "response.output_audio.done": self._on_audio_done,
+            "response.done": self._on_response_done,
+            "session.created": self._on_session, "session.updated": self._on_session,
+            "rtwidget.reconnecting": self._on_reconnecting,
+            "rtwidget.reconnected": self._on_reconnected,
+            "rtwidget.closed": self._on_closed,
+            "error": self._on_error,
+        }
         self.on_msg(self._on_msg)
         self._bind(session)
         if connect:
@@ -116,7 +113,7 @@ class VoiceChat(anywidget.AnyWidget):
         for off in self._offs:
             off()
         self.session = session
-        self._offs = [session.on("*", self._on_event), session.on_audio(self._on_audio),
+        self._offs = [session.on_update(self._on_update), session.on_audio(self._on_audio),
                       session.on(BACKCHANNEL_DELTA, self._on_backchannel)]
         endpoint = session.endpoint
         self.provider = endpoint.describe() if endpoint.url else f"{endpoint.provider} (starting)"
@@ -174,57 +171,77 @@ class VoiceChat(anywidget.AnyWidget):
 
     def _on_msg(self, _: Any, content: dict[str, Any], buffers: list[memoryview]) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
+        handler = self._messages.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            log.warning("widget: ignored a message of unknown type %r", kind)
+            return
         try:
-            if kind == "audio":
-                self._on_mic_frame(content, buffers)
-            elif kind == "ready":  # a new page (or a reload): its audio count starts at 0
-                self._audio_sent = self._audio_acked = 0
-                if "probe" in content:
-                    self._negotiate(buffers)
-                self._front_ready.set()
-                self._schedule_rows(reset=True)
-                self._call_on_loop(self._send_voices)
-            elif kind == "text":
-                text = str(content.get("text", "")).strip()
-                if text:
-                    self.session.say(text)
-            elif kind == "played":
-                self._on_played(str(content.get("item_id", "")), content.get("audio_end_ms"))
-            elif kind == "interrupt":
-                self._cancel_in_progress()
-            elif kind == "transport":
-                self._b64_down = content.get("down") is not True
-                self._call_on_loop(self._show_transport, content.get("up") is True)
-            elif kind == "ptt":
-                self._push_to_talk(bool(content.get("on")))
-            elif kind == "mic":
-                self._mic_on = bool(content.get("on"))
-                if self._mic_on and not content.get("ptt"):
-                    self._restore_vad()
-                self._call_on_loop(self._set_phase, "listening" if self._mic_on else "idle")
-            elif kind == "disconnect":
-                threading.Thread(target=self._disconnect, daemon=True).start()
-            elif kind == "connect":
-                threading.Thread(target=self._reconnect, daemon=True).start()
-            elif kind == "client_error":
-                log.warning("widget: %s", content.get("message"))
-            elif kind == "voice":
-                name = str(content.get("voice", ""))
-                if name:
-                    self.session.update(voice=name)
-            elif kind == "audio_ack":
-                if isinstance(content.get("bytes"), int):
-                    self._audio_acked = max(self._audio_acked, content["bytes"])
-            elif kind == "probe_result":
-                self._on_probe(content)
-            elif kind == "playback_started":
-                self._on_playback_started(str(content.get("item_id")), content.get("t"),
-                                          content.get("device_ms"))
-            else:
-                log.warning("widget: ignored a message of unknown type %r", kind)
+            handler(content, buffers)
         except Exception as exc:
             log.exception("widget: failed on a %r message", kind)
             self._call_on_loop(self._set_error, f"{type(exc).__name__}: {exc}")
+
+    def _on_ready(self, content: dict[str, Any], buffers: list[memoryview]) -> None:
+        """A new page (or a reload): its audio count starts at 0."""
+        self._audio_sent = self._audio_acked = 0
+        if "probe" in content:
+            self._negotiate(buffers)
+        self._front_ready.set()
+        self._schedule_rows(reset=True)
+        self._call_on_loop(self._send_voices)
+
+    def _on_text(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        text = str(content.get("text", "")).strip()
+        if text:
+            self.session.send(events.item_create(events.text_message(text)))
+            self.session.send(events.response_create())
+
+    def _on_interrupt(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        self._cancel_in_progress()
+
+    def _on_transport(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        self._b64_down = content.get("down") is not True
+        self._call_on_loop(self._show_transport, content.get("up") is True)
+
+    def _on_ptt(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        if content.get("on"):
+            self._ptt.press(self.session)
+        else:
+            self._ptt.release(self.session)
+
+    def _on_mic(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        self._mic_on = bool(content.get("on"))
+        if self._mic_on and not content.get("ptt"):
+            self._ptt.hands_free()
+        self._call_on_loop(self._set_phase, "listening" if self._mic_on else "idle")
+
+    def _on_disconnect(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        threading.Thread(target=self._disconnect, daemon=True).start()
+
+    def _on_connect(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        threading.Thread(target=self._reconnect, daemon=True).start()
+
+    def _on_client_error(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        log.warning("widget: %s", content.get("message"))
+
+    def _on_voice(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        name = str(content.get("voice", ""))
+        if name:
+            self._update_soon(voice=name)
+
+    def _on_audio_ack(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        if isinstance(content.get("bytes"), int):
+            self._audio_acked = max(self._audio_acked, content["bytes"])
+
+    def _update_soon(self, **config: Any) -> None:
+        """A ``session.update`` sent now, its answer not waited for; a refusal shows."""
+
+        def answered(future: Any) -> None:
+            exc = None if future.cancelled() else future.exception()
+            if exc is not None:
+                self._call_on_loop(self._set_error, f"The server refused the change: {exc}")
+
+        self.session.update_soon(**config).add_done_callback(answered)
 
     def _negotiate(self, buffers: list[memoryview]) -> None:
         """A new page sent the probe with its ``ready``: tell it whether the probe arrived (so
@@ -241,41 +258,6 @@ class VoiceChat(anywidget.AnyWidget):
         log.info("widget transport: mic frames %s, audio to the page %s",
                  "binary" if up else "base64", "base64" if self._b64_down else "binary")
 
-    def _push_to_talk(self, on: bool) -> None:
-        """Push-to-talk pressed (the agent stops; the user's turn starts, with server VAD off)
-        or released (the turn is committed and answered)."""
-        if on:
-            self._turn_vad_off()
-            self._cancel_in_progress()
-            self.session.send(events.input_audio_clear())
-            self._ptt_bytes = 0
-            self._call_on_loop(self._set_phase, "hearing you")
-            return
-        heard, self._ptt_bytes = self._ptt_bytes, None
-        if heard is None:
-            return
-        if heard < MIN_PTT_BYTES:  # a tap: nothing to answer
-            self.session.send(events.input_audio_clear())
-            self._call_on_loop(self._set_phase, "idle")
-            return
-        self.session.send(events.input_audio_commit())
-        self.session.send(events.response_create())
-        self._call_on_loop(self._set_phase, "thinking")
-
-    def _turn_vad_off(self) -> None:
-        audio_in = self.session.conversation.session.get("audio", {}).get("input", {})
-        vad = audio_in.get("turn_detection")
-        if vad or (vad is None and "turn_detection" not in audio_in):
-            self._vad_before = dict(vad) if isinstance(vad, dict) else {"type": "server_vad"}
-            self.session.update(turn_detection=None)
-
-    def _restore_vad(self) -> None:
-        """Hands-free mic again: the server's turn detection comes back as it was."""
-        vad, self._vad_before = self._vad_before, None
-        if vad is not None:
-            threading.Thread(target=self.session.update, kwargs={"turn_detection": vad},
-                             daemon=True).start()
-
     def _on_mic_frame(self, content: dict[str, Any], buffers: list[memoryview]) -> None:
         if not buffers and "b64" not in content:
             return
@@ -291,34 +273,31 @@ class VoiceChat(anywidget.AnyWidget):
         self.stats["bytes_in"] += len(pcm)
         sent_at = content.get("t")
         if isinstance(sent_at, (int, float)):
-            self._latency["frame_ms"].append(time.time() * 1000 - sent_at)
+            self._timings.frame(sent_at)
         if self.session.connected:
             self.session.send_audio(pcm)
-            if self._ptt_bytes is not None:
-                self._ptt_bytes += len(pcm)
+            self._ptt.frame(len(pcm))
         seq = content.get("seq")
         if isinstance(seq, int) and seq % ACK_EVERY == 0:
             self.send({"type": "ack", "seq": seq})
 
-    def _on_playback_started(self, item_id: str, at_ms: Any, device_ms: Any) -> None:
-        """The browser played the first sample of ``item_id`` at ``at_ms`` (its wall clock)."""
+    def _on_playback_started(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        """The browser played the first sample of an item at ``t`` (its wall clock, ms)."""
+        item_id, at_ms = str(content.get("item_id")), content.get("t")
         if not isinstance(at_ms, (int, float)):
             return
-        if isinstance(device_ms, (int, float)) and 0 <= device_ms < 10_000:
-            self._latency["device_out_ms"].append(float(device_ms))
-        sent = self._first_audio_sent.get(item_id)
-        if sent is not None:
-            self._latency["playback_start_ms"].append(at_ms - sent * 1000)
+        self._timings.playback_started(item_id, at_ms, content.get("device_ms"))
         self.session.note("rtwidget.playback_started", item_id=item_id, at=at_ms / 1000)
 
-    def _on_probe(self, content: dict[str, Any]) -> None:
+    def _on_probe(self, content: dict[str, Any], _: list[memoryview]) -> None:
         fields = ("heard", "roundtrip_ms", "output_ms", "input_ms", "rate", "score", "error")
         self.probe = {k: content.get(k) for k in fields if content.get(k) is not None}
         self._probe_done.set()
         self.session.note("rtwidget.latency_probe", **self.probe)
 
-    def _on_played(self, item_id: str, audio_end_ms: Any) -> None:
-        """The browser stopped playing ``item_id`` after ``audio_end_ms``: cut the rest."""
+    def _on_played(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        """The browser stopped playing an item after ``audio_end_ms``: cut the rest."""
+        item_id, audio_end_ms = str(content.get("item_id", "")), content.get("audio_end_ms")
         item = self.session.conversation.get(item_id)
         if item is None or not isinstance(audio_end_ms, (int, float)):
             return
@@ -339,25 +318,25 @@ class VoiceChat(anywidget.AnyWidget):
         self._call_on_loop_or_now(lambda: setattr(self, "status", "closed"))
 
     def _reconnect(self) -> None:
+        """A new session where the old one was: same endpoint, conversation and options (tools,
+        whether to run them, recording, keepalive, the configuration as last confirmed)."""
         old = self.session
-        fresh = RealtimeSession(endpoint=old.endpoint, connect=False, reconnect=old.aio.reconnect,
-                                conversation=old.conversation, tools=old.aio.toolset)
-        fresh.aio.config = dict(old.aio.config)
+        options = old.options
+        if isinstance(options.record, (str, Path)):  # that folder holds the last session
+            options = options.replace(record=_next_folder(Path(options.record)))
+        fresh = RealtimeSession(endpoint=old.endpoint, options=options,
+                                conversation=old.conversation, connect=False)
         self._bind(fresh)
         self._connect()
 
     # --- events from the session (its loop thread) ----------------------------------------------
 
     def _call_on_loop(self, fn: Any, *args: Any) -> None:
-        loop = self.session._loop
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(fn, *args)
+        self.session.call_soon(fn, *args)
 
     def _call_on_loop_or_now(self, fn: Any) -> None:
-        if self.session._loop.is_closed():
+        if not self.session.call_soon(fn):
             fn()
-        else:
-            self._call_on_loop(fn)
 
     def _set_phase(self, phase: str) -> None:
         if self.phase != phase:
@@ -373,10 +352,7 @@ class VoiceChat(anywidget.AnyWidget):
                 return
             self._audio_sent += len(pcm)
             self.stats["audio_out"] += 1
-            if item_id not in self._first_audio_sent:
-                self._first_audio_sent[item_id] = time.time()
-                if len(self._first_audio_sent) > 500:
-                    self._first_audio_sent.pop(next(iter(self._first_audio_sent)))
+            self._timings.audio_sent(item_id)
             self._send_audio({"type": "audio", "item_id": item_id}, pcm)
 
     def _on_backchannel(self, event: dict[str, Any]) -> None:
@@ -394,67 +370,55 @@ class VoiceChat(anywidget.AnyWidget):
         else:
             self.send(content, buffers=[pcm])
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type", "")
-        if kind == "input_audio_buffer.speech_started":
-            self._set_phase("hearing you")
-            if self._front_ready.is_set():
-                self.send({"type": "flush", "reason": "speech"})
-        elif kind in ("input_audio_buffer.speech_stopped", "response.created"):
-            self._set_phase("thinking")
-        elif kind in ("response.output_audio.delta", "response.audio.delta",
-                      "response.output_text.delta", "response.text.delta"):
-            self._set_phase("speaking")
-        elif kind in ("response.output_audio.done", "response.audio.done"):
-            if self._front_ready.is_set():
-                self.send({"type": "audio_done", "item_id": event.get("item_id")})
-        elif kind == "response.done":
-            self._set_phase("listening" if self._mic_on else "idle")
-            self._end_audio(event)
-        elif kind == "session.created" or kind == "session.updated":
-            self._show_provider()
-        elif kind == "rtwidget.reconnecting":
-            self.status = "reconnecting"
-        elif kind == "rtwidget.reconnected":
-            self.status = "connected"
-        elif kind == "rtwidget.closed":
-            self.status = "closed"
-            self.error = str(event.get("reason", ""))
-        elif kind == "error":
-            info = self.session.conversation.errors[-1] if self.session.conversation.errors \
-                else None
-            self.error = str(info) if info else "the server reported an error"
-        self._mark(event)
+    def _on_update(self, event: dict[str, Any], update: Update) -> None:
+        handler = self._updates.get(update.type)
+        if handler is not None:
+            handler(update, event)
+        if self._rows.mark(touched(update, self.session.conversation)):
+            self._schedule_rows()
 
-    def _end_audio(self, event: dict[str, Any]) -> None:
+    def _on_speech_started(self, update: Update, event: dict[str, Any]) -> None:
+        self._set_phase("hearing you")
+        if self._front_ready.is_set():
+            self.send({"type": "flush", "reason": "speech"})
+
+    def _thinking(self, update: Update, event: dict[str, Any]) -> None:
+        self._set_phase("thinking")
+
+    def _speaking(self, update: Update, event: dict[str, Any]) -> None:
+        self._set_phase("speaking")
+
+    def _on_audio_done(self, update: Update, event: dict[str, Any]) -> None:
+        if self._front_ready.is_set() and update.item is not None:
+            self.send({"type": "audio_done", "item_id": update.item.id})
+
+    def _on_response_done(self, update: Update, event: dict[str, Any]) -> None:
         """A response is over: none of its items will get more audio. Providers do not all send
         ``response.output_audio.done`` for a cancelled reply, and the page keeps the mic closed
         while it still expects audio."""
-        if not self._front_ready.is_set():
+        self._set_phase("listening" if self._mic_on else "idle")
+        if not self._front_ready.is_set() or update.response is None:
             return
-        response = event.get("response")
-        rid = response.get("id") if isinstance(response, dict) else None
-        known = self.session.conversation.responses.get(str(rid))
-        for item_id in known.item_ids if known is not None else []:
+        for item_id in update.response.item_ids:
             item = self.session.conversation.get(item_id)
             if item is not None and item.audio_out_bytes:
                 self.send({"type": "audio_done", "item_id": item_id})
 
-    def _mark(self, event: dict[str, Any]) -> None:
-        ids: list[str] = []
-        if isinstance(event.get("item_id"), str):
-            ids.append(event["item_id"])
-        item = event.get("item")
-        if isinstance(item, dict) and isinstance(item.get("id"), str):
-            ids.append(item["id"])
-        response = event.get("response")
-        if isinstance(response, dict) and event.get("type") == "response.done":
-            known = self.session.conversation.responses.get(str(response.get("id")))
-            if known is not None:
-                ids.extend(known.item_ids)
-        if ids:
-            self._dirty.update(ids)
-            self._schedule_rows()
+    def _on_session(self, update: Update, event: dict[str, Any]) -> None:
+        self._show_provider()
+
+    def _on_reconnecting(self, update: Update, event: dict[str, Any]) -> None:
+        self.status = "reconnecting"
+
+    def _on_reconnected(self, update: Update, event: dict[str, Any]) -> None:
+        self.status = "connected"
+
+    def _on_closed(self, update: Update, event: dict[str, Any]) -> None:
+        self.status = "closed"
+        self.error = str(event.get("reason", ""))
+
+    def _on_error(self, update: Update, event: dict[str, Any]) -> None:
+        self.error = str(update.error) if update.error else "the server reported an error"
 
     def _schedule_rows(self, reset: bool = False) -> None:
         if reset:
@@ -463,81 +427,15 @@ class VoiceChat(anywidget.AnyWidget):
         if self._flush_pending:
             return
         self._flush_pending = True
-        self.session._loop.call_later(ROW_INTERVAL, self._flush_rows)
+        self.session.call_later(ROW_INTERVAL, self._flush_rows)
 
     def _flush_rows(self, reset: bool = False) -> None:
         self._flush_pending = False
         if not self._front_ready.is_set():
             return
-        conv = self.session.conversation
-        if reset:
-            items = list(conv)
-            removed: list[str] = []
-        else:
-            dirty, self._dirty = self._dirty, set()
-            found = [conv.get(i) for i in dirty]
-            items = [i for i in found if i is not None and not i.deleted]
-            removed = [i.id for i in found if i is not None and i.deleted]
-        positions, turn_of = self._layout(reset or bool(removed))
-        rows = [self._row(item, positions.get(item.id, 0), turn_of.get(item.id))
-                for item in items]
-        if rows or removed or reset:
-            self.send({"type": "rows", "rows": rows, "removed": removed, "reset": reset})
-
-    def _layout(self, fresh: bool) -> tuple[dict[str, int], dict[str, Any]]:
-        """Each item's position, and the user message its turn began with; worked out again
-        only when items came or went, so a streaming reply costs the same in a long talk."""
-        conv = self.session.conversation
-        key = (id(conv), len(conv._order))
-        if fresh or self._layout_key != key:
-            positions: dict[str, int] = {}
-            turn_of: dict[str, Any] = {}
-            user = None
-            for pos, each in enumerate(conv):
-                positions[each.id] = pos
-                if each.role == "user" and each.type == "message":
-                    user = each
-                elif user is not None:
-                    turn_of[each.id] = user
-            self._layout_cache, self._layout_key = (positions, turn_of), key
-        return self._layout_cache
-
-    def _row(self, item: Any, pos: int, turn_of: Any = None) -> dict[str, Any]:
-        name = item.name
-        if item.type == "function_call_output" and item.call_id:
-            call = self.session.conversation.by_call_id(item.call_id)
-            name = call.name if call is not None else None
-            error = call.error if call is not None else None
-        else:
-            error = item.error
-        return {"id": item.id, "role": item.role or ("tool" if item.type ==
-                "function_call_output" else "assistant"), "kind": item.type,
-                "text": item.display_text, "status": item.status, "name": name,
-                "arguments": item.arguments, "output": item.output, "error": error,
-                "pos": pos, "seconds": self._seconds(item), "pending": self._pending(item),
-                "cut": item.truncated_ms is not None,
-                "latency": self._latency_of(item, turn_of)}
-
-    @staticmethod
-    def _latency_of(item: Any, user: Any) -> float | None:
-        """Seconds from the end of the user's turn to this reply being heard (or, until it
-        plays, arriving): the figure shown on the reply."""
-        if user is None or item.role != "assistant" or item.type != "message":
-            return None
-        reached = item.played_at or item.first_audio_at or item.first_text_at
-        return max(0.0, reached - user.turn_ended_at) if reached is not None else None
-
-    def _pending(self, item: Any) -> bool:
-        """A spoken turn whose words are still on their way (transcription is on and has
-        neither answered nor failed)."""
-        if item.role != "user" or item.display_text or item.error or not item.audio_in_seconds:
-            return False
-        audio_in = self.session.conversation.session.get("audio", {}).get("input", {})
-        return bool(audio_in.get("transcription"))
-
-    @staticmethod
-    def _seconds(item: Any) -> float:
-        return float(item.audio_in_seconds or item.audio_out_seconds)
+        message = self._rows.message(self.session.conversation, reset)
+        if message is not None:
+            self.send(message)
 
     # --- the API users touch ------------------------------------------------------------------
 
@@ -549,12 +447,7 @@ class VoiceChat(anywidget.AnyWidget):
         while earlier audio still plays, so ``first_playback_start_ms``, with an idle player,
         is the path itself); ``device_out_ms``, the output latency the browser reports; and
         ``device_roundtrip_ms`` from :meth:`probe_latency`."""
-        out = {name: float(statistics.median(values)) if values else float("nan")
-               for name, values in self._latency.items()}
-        starts = self._latency["playback_start_ms"]
-        out["first_playback_start_ms"] = float(starts[0]) if starts else float("nan")
-        out["device_roundtrip_ms"] = float(self.probe.get("roundtrip_ms", float("nan")))
-        return out
+        return self._timings.medians(self.probe.get("roundtrip_ms", float("nan")))
 
     def probe_latency(self, timeout: float = 15.0) -> dict[str, Any]:
         """Measure the browser's own audio round trip (the Latency test button does the same):
@@ -605,32 +498,10 @@ class VoiceChat(anywidget.AnyWidget):
         return f"<VoiceChat {self.session!r}>"
 
 
-def chat(
-    provider: str | None = None,
-    *,
-    url: str | None = None,
-    api_key: str | None = None,
-    headers: dict[str, str] | None = None,
-    tools: Any = None,
-    endpoint: Endpoint | None = None,
-    transcription: str | dict[str, Any] | None = "default",
-    **config: Any,
-) -> VoiceChat:
-    """Show a voice chat bound to a new session; returns the widget.
-
-    ``config`` keywords are those of :class:`RealtimeSession` (``model``, ``instructions``,
-    ``voice``, ``tts_model``, ``output_modalities``, ``turn_detection``, ``tool_choice``...).
-    The user's speech is transcribed so their words show as they speak: ``transcription`` is
-    the provider's documented speech-to-text model by default, another model name (or a full
-    transcription object), or ``None`` for none. ``endpoint`` (from :func:`rtwidget.resolve`)
-    replaces ``provider``/``url``/``api_key``/``headers``. With no API key in the environment
-    it talks to the embedded local server.
-    """
-    if endpoint is None:
-        endpoint = resolve(provider, url=url, api_key=api_key, headers=headers,
-                           model=config.get("model"))
-    if transcription == "default":
-        transcription = transcription_model(endpoint)
-    session = RealtimeSession(endpoint=endpoint, tools=tools, connect=False,
-                              transcription=transcription, **config)
-    return VoiceChat(session)
+def _next_folder(folder: Path) -> Path:
+    """``folder``, or if it already holds a recording the first free ``folder-2``, ``-3``..."""
+    candidate, n = folder, 1
+    while (candidate / "events.jsonl").exists():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate

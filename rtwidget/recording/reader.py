@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..client.session import RealtimeSession
+from ..client.sync import RealtimeSession
 from ..data.frame import conversation_frame, events_frame
 from ..protocol.conversation import Conversation
 from ..protocol.record_format import FORMAT, VERSION, RecordingError, join_audio, wav_bytes

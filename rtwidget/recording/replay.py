@@ -24,7 +24,8 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from ..client.session import AsyncRealtimeSession, RealtimeSession
+from ..client.session import AsyncRealtimeSession
+from ..client.sync import RealtimeSession
 from ..protocol import events
 from ..protocol.client_events import merge_session, session_config
 from ..protocol.conversation import Conversation
