@@ -96,9 +96,10 @@ class VoiceChat(anywidget.AnyWidget):
             "response.output_text.delta": self._speaking,
             "response.output_audio.done": self._on_audio_done,
             "response.done": self._on_response_done,
-            "session.created": self._on_session, "session.updated": self._on_session,
-            "rtwidget.reconnecting": self._on_reconnecting,
-            "rtwidget.reconnected": self._on_reconnected,
+            "session.created": lambda *_: self._show_provider(),
+            "session.updated": lambda *_: self._show_provider(),
+            "rtwidget.reconnecting": lambda *_: setattr(self, "status", "reconnecting"),
+            "rtwidget.reconnected": lambda *_: setattr(self, "status", "connected"),
             "rtwidget.closed": self._on_closed,
             "error": self._on_error,
         }
@@ -403,15 +404,6 @@ class VoiceChat(anywidget.AnyWidget):
             item = self.session.conversation.get(item_id)
             if item is not None and item.audio_out_bytes:
                 self.send({"type": "audio_done", "item_id": item_id})
-
-    def _on_session(self, update: Update, event: dict[str, Any]) -> None:
-        self._show_provider()
-
-    def _on_reconnecting(self, update: Update, event: dict[str, Any]) -> None:
-        self.status = "reconnecting"
-
-    def _on_reconnected(self, update: Update, event: dict[str, Any]) -> None:
-        self.status = "connected"
 
     def _on_closed(self, update: Update, event: dict[str, Any]) -> None:
         self.status = "closed"

@@ -18,7 +18,9 @@ from ..errors import ErrorInfo, error_info_from_event
 from .audio import AudioFormatError, decode_audio
 from .items import (
     BETA_ALIASES,
+    EarlyFacts,
     Item,
+    ItemOrder,
     LogEntry,
     Response,
     Update,
@@ -29,6 +31,11 @@ from .items import (
     summarise,
 )
 from .sent import SentEvents
+
+# events understood to change nothing the conversation keeps
+_IGNORED = ("conversation.created", "input_audio_buffer.cleared",
+            "input_audio_buffer.timeout_triggered", "response.content_part.added",
+            "conversation.item.input_audio_transcription.segment")
 
 
 class Conversation:
@@ -57,47 +64,42 @@ class Conversation:
         self.unknown_events = 0
         self.version = 0
         self._items: dict[str, Item] = {}
-        self._order: list[str] = []
+        self._order = ItemOrder()
         self._by_call: dict[str, str] = {}
         self._outputs: dict[str, str] = {}
         self.sent = SentEvents()
-        self._speech: dict[str, dict[str, Any]] = {}
+        self._early = EarlyFacts()  # VAD facts about items not here yet
         self.tool_outcomes: dict[str, dict[str, Any]] = {}
         self.now = clock()
+        item, known = self._for_item, self._for_known_item
+        stt = "conversation.item.input_audio_transcription"
         self._handlers: dict[str, Callable[[dict[str, Any], str], Update]] = {
-            "session.created": self._on_session,
-            "session.updated": self._on_session,
-            "conversation.created": self._on_ignored,
-            "conversation.item.added": self._on_item,
-            "conversation.item.done": self._on_item,
+            "session.created": self._on_session, "session.updated": self._on_session,
+            "conversation.item.added": self._on_item, "conversation.item.done": self._on_item,
             "conversation.item.retrieved": self._on_item,
-            "conversation.item.deleted": self._on_deleted,
-            "conversation.item.truncated": self._on_truncated,
+            "conversation.item.deleted": known(self._on_deleted),
+            "conversation.item.truncated": known(self._on_truncated),
             "input_audio_buffer.speech_started": self._on_speech_started,
             "input_audio_buffer.speech_stopped": self._on_speech_stopped,
             "input_audio_buffer.committed": self._on_committed,
-            "input_audio_buffer.cleared": self._on_ignored,
-            "input_audio_buffer.timeout_triggered": self._on_ignored,
-            "conversation.item.input_audio_transcription.delta": self._on_input_transcript,
-            "conversation.item.input_audio_transcription.completed": self._on_input_transcript,
-            "conversation.item.input_audio_transcription.failed": self._on_input_failed,
-            "conversation.item.input_audio_transcription.segment": self._on_ignored,
+            f"{stt}.delta": item(self._on_input_transcript),
+            f"{stt}.completed": item(self._on_input_transcript),
+            f"{stt}.failed": item(self._on_input_failed),
             "response.created": self._on_response_created,
             "response.done": self._on_response_done,
             "response.output_item.added": self._on_output_item,
             "response.output_item.done": self._on_output_item,
-            "response.content_part.added": self._on_ignored,
-            "response.content_part.done": self._on_content_part_done,
-            "response.output_text.delta": self._on_text_delta,
-            "response.output_text.done": self._on_text_done,
-            "response.output_audio.delta": self._on_audio_delta,
+            "response.content_part.done": item(self._on_content_part_done),
+            "response.output_text.delta": item(self._on_text_delta),
+            "response.output_text.done": item(self._on_text_done),
+            "response.output_audio.delta": item(self._on_audio_delta),
             "response.output_audio.done": self._on_audio_done,
-            "response.output_audio_transcript.delta": self._on_transcript_delta,
-            "response.output_audio_transcript.done": self._on_transcript_done,
-            "response.function_call_arguments.delta": self._on_args_delta,
-            "response.function_call_arguments.done": self._on_args_done,
-            "rate_limits.updated": self._on_rate_limits,
-            "error": self._on_error,
+            "response.output_audio_transcript.delta": item(self._on_transcript_delta),
+            "response.output_audio_transcript.done": item(self._on_transcript_done),
+            "response.function_call_arguments.delta": item(self._on_args_delta),
+            "response.function_call_arguments.done": item(self._on_args_done),
+            "rate_limits.updated": self._on_rate_limits, "error": self._on_error,
+            **dict.fromkeys(_IGNORED, lambda event, kind: Update(type=kind)),
         }
 
     # --- reading ---------------------------------------------------------------------------
@@ -107,18 +109,18 @@ class Conversation:
 
     def __iter__(self) -> Iterator[Item]:
         """Items in conversation order, deleted ones left out."""
-        order = list(self._order)  # a copy: the session's thread may be appending
+        order = list(self._order.ids)  # a copy: the session's thread may be appending
         return (self._items[i] for i in order if not self._items[i].deleted)
 
     @property
     def items_seen(self) -> int:
         """How many items the conversation has held, deleted ones included: it changes only
         when an item comes (a layout keyed on it is redone once per item, not per delta)."""
-        return len(self._order)
+        return len(self._order.ids)
 
     def all_items(self) -> list[Item]:
         """Every item in conversation order, deleted ones included."""
-        return [self._items[i] for i in list(self._order)]
+        return [self._items[i] for i in list(self._order.ids)]
 
     def get(self, item_id: str) -> Item | None:
         """The item with this id, or ``None``."""
@@ -200,19 +202,9 @@ class Conversation:
 
     def abandon_in_progress(self, reason: str) -> list[Response]:
         """Mark responses still in progress as failed (the connection carrying them is gone)."""
-        now = self.now
-        abandoned = []
-        for response in self.responses.values():
-            if response.status != "in_progress":
-                continue
-            response.status = "failed"
-            response.status_details = {"type": "failed", "reason": reason}
-            response.done_at = now
-            for item_id in response.item_ids:
-                item = self._items.get(item_id)
-                if item is not None and item.status in (None, "in_progress"):
-                    item.status = "incomplete"
-            abandoned.append(response)
+        abandoned = [r for r in self.responses.values() if r.status == "in_progress"]
+        for response in abandoned:
+            response.fail(reason, self.now, [self._items.get(i) for i in response.item_ids])
         if abandoned:
             self.version += 1
         return abandoned
@@ -229,23 +221,31 @@ class Conversation:
         if item is not None:
             return item
         item = Item(id=item_id, created_at=self.now)
+        item.previous_item_id = self._order.place(item_id, previous, self._items.__contains__)
         self._items[item_id] = item
-        if previous == "<absent>" or not self._order:
-            self._order.append(item_id)
-        elif previous is None:
-            self._order.insert(0, item_id)
-        elif isinstance(previous, str) and previous in self._items:
-            item.previous_item_id = previous
-            if self._order[-1] == previous:
-                self._order.append(item_id)
-            else:
-                self._order.insert(self._order.index(previous) + 1, item_id)
-        else:
-            self._order.append(item_id)
         item.audio_in_bytes, item.sent_at = self.sent.item_facts(item_id)
-        for attr, value in self._speech.pop(item_id, {}).items():
-            setattr(item, attr, value)
+        item.set(self._early.take(item_id))
         return item
+
+    def _for_item(self, handler: Callable[[dict[str, Any], str, Item], Update]
+                  ) -> Callable[[dict[str, Any], str], Update]:
+        """``handler`` called with the item the event is about; without one, nothing changes."""
+
+        def handle(event: dict[str, Any], kind: str) -> Update:
+            item = self._item_for(event)
+            return Update(type=kind) if item is None else handler(event, kind, item)
+
+        return handle
+
+    def _for_known_item(self, handler: Callable[[dict[str, Any], str, Item], Update]
+                        ) -> Callable[[dict[str, Any], str], Update]:
+        """``handler`` called with the item the event names, if it is known."""
+
+        def handle(event: dict[str, Any], kind: str) -> Update:
+            item = self._items.get(str_or_none(event.get("item_id")) or "")
+            return Update(type=kind) if item is None else handler(event, kind, item)
+
+        return handle
 
     def _item_for(self, event: dict[str, Any]) -> Item | None:
         item_id = str_or_none(event.get("item_id"))
@@ -279,9 +279,6 @@ class Conversation:
             item.sent_at = item.sent_at or sent_at
         return Update(type=kind, item=item)
 
-    def _on_ignored(self, event: dict[str, Any], kind: str) -> Update:
-        return Update(type=kind)
-
     def _on_session(self, event: dict[str, Any], kind: str) -> Update:
         if kind == "session.created":  # a new connection: its audio buffer starts empty
             self.sent.new_connection()
@@ -304,18 +301,12 @@ class Conversation:
             item.status = item.status or "completed"
         return Update(type=kind, item=item)
 
-    def _on_deleted(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._items.get(str_or_none(event.get("item_id")) or "")
-        if item is None:
-            return Update(type=kind)
+    def _on_deleted(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         item.deleted = True
         item.status = "deleted"
         return Update(type=kind, item=item)
 
-    def _on_truncated(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._items.get(str_or_none(event.get("item_id")) or "")
-        if item is None:
-            return Update(type=kind)
+    def _on_truncated(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         item.truncated_ms = int_or_none(event.get("audio_end_ms"))
         item.cut_transcript()
         return Update(type=kind, item=item)
@@ -337,19 +328,13 @@ class Conversation:
         if not item_id:
             return None
         item = self._items.get(item_id)
-        if item is not None:
-            for attr, value in facts.items():
-                setattr(item, attr, value)
-            return item
-        self._speech.setdefault(item_id, {}).update(facts)
-        if len(self._speech) > 1000:
-            self._speech.pop(next(iter(self._speech)))
-        return None
-
-    def _on_input_transcript(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
         if item is None:
-            return Update(type=kind)
+            self._early.put(item_id, facts)
+        else:
+            item.set(facts)
+        return item
+
+    def _on_input_transcript(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         if kind.endswith(".delta"):
             item.transcript += str_or_none(event.get("delta")) or ""
         else:
@@ -357,10 +342,7 @@ class Conversation:
             item.transcript_done_at = self.now
         return Update(type=kind, item=item)
 
-    def _on_input_failed(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_input_failed(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         error = dict_of(event.get("error"))
         item.error = "transcription failed: " + str(error.get("message") or "no reason given")
         return Update(type=kind, item=item)
@@ -425,10 +407,7 @@ class Conversation:
         self._absorb(item, data, final=kind.endswith(".done"))
         return Update(type=kind, item=item, response=response)
 
-    def _on_content_part_done(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_content_part_done(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         part = dict_of(event.get("part"))
         if str_or_none(part.get("text")) and not item.text:
             item.text = part["text"]
@@ -447,25 +426,16 @@ class Conversation:
             item.response_id = item.response_id or response.id
         return response
 
-    def _on_text_delta(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_text_delta(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         item.text += str_or_none(event.get("delta")) or ""
         item.role = item.role or "assistant"
         return Update(type=kind, item=item, response=self._mark_first(item, event, "first_text_at"))
 
-    def _on_text_done(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_text_done(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         item.text = str_or_none(event.get("text")) or item.text
         return Update(type=kind, item=item)
 
-    def _on_audio_delta(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_audio_delta(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         try:
             pcm = decode_audio(event.get("delta"))
         except AudioFormatError as exc:
@@ -483,28 +453,19 @@ class Conversation:
     def _on_audio_done(self, event: dict[str, Any], kind: str) -> Update:
         return Update(type=kind, item=self._item_for(event))
 
-    def _on_transcript_delta(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_transcript_delta(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         delta = str_or_none(event.get("delta")) or ""
         if delta:  # where this piece begins in the audio, for what a barge-in leaves heard
             item.transcript_marks.append((len(item.transcript), item.audio_out_bytes))
             item.transcript += delta
         return Update(type=kind, item=item, response=self._mark_first(item, event, "first_text_at"))
 
-    def _on_transcript_done(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_transcript_done(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         item.transcript = str_or_none(event.get("transcript")) or item.transcript
         item.cut_transcript()  # a cut that came first is worked out on the whole transcript
         return Update(type=kind, item=item)
 
-    def _on_args_delta(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_args_delta(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         item.type = "function_call"
         item.arguments += str_or_none(event.get("delta")) or ""
         call_id = str_or_none(event.get("call_id"))
@@ -513,10 +474,7 @@ class Conversation:
             self._by_call[call_id] = item.id
         return Update(type=kind, item=item, response=self._mark_first(item, event, "first_text_at"))
 
-    def _on_args_done(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._item_for(event)
-        if item is None:
-            return Update(type=kind)
+    def _on_args_done(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         item.type = "function_call"
         arguments = str_or_none(event.get("arguments"))
         if arguments is not None:

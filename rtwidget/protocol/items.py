@@ -3,6 +3,7 @@ what one event changed, plus the GA names of beta events. Pure data, no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,11 @@ class Item:
             self.heard = heard_text(self.transcript, self.transcript_marks,
                                     self.audio_out_bytes, self.truncated_ms * BYTES_PER_MS)
 
+    def set(self, facts: dict[str, Any]) -> None:
+        """Set attributes by name."""
+        for attr, value in facts.items():
+            setattr(self, attr, value)
+
     def absorb(self, data: dict[str, Any], *, final: bool, now: float) -> None:
         """Take the fields of a server item object (``final``: the item is complete, so its
         text replaces what the deltas built)."""
@@ -177,6 +183,17 @@ class Response:
     metadata: dict[str, Any] | None = None
 
 
+    def fail(self, reason: str, now: float, items: list[Item | None]) -> None:
+        """The response will never finish (its connection is gone): failed, and its
+        unfinished ``items`` incomplete."""
+        self.status = "failed"
+        self.status_details = {"type": "failed", "reason": reason}
+        self.done_at = now
+        for item in items:
+            if item is not None and item.status in (None, "in_progress"):
+                item.status = "incomplete"
+
+
 @dataclass(slots=True)  # not frozen: one is made per event, and frozen fields cost 4x
 class LogEntry:
     """One event on the wire, in or out. Audio payloads are summarised, never kept as text."""
@@ -233,3 +250,41 @@ def summarise(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+
+
+class ItemOrder:
+    """Item ids in conversation order, placed after the item the server names as previous."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def place(self, item_id: str, previous: Any, known: Callable[[str], bool]) -> str | None:
+        """Add ``item_id`` after ``previous`` (``None``: first; a missing key, given as
+        ``"<absent>"``, or an unknown id: last); returns the previous id it was placed after."""
+        ids = self.ids
+        if previous == "<absent>" or not ids:
+            ids.append(item_id)
+        elif previous is None:
+            ids.insert(0, item_id)
+        elif isinstance(previous, str) and known(previous):
+            ids.insert(len(ids) if ids[-1] == previous else ids.index(previous) + 1, item_id)
+            return previous
+        else:
+            ids.append(item_id)
+        return None
+
+
+class EarlyFacts:
+    """Facts about items that have not arrived yet (the VAD speaks of an item before it is
+    added), kept for the item, at most 1,000 items' worth."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str, dict[str, Any]] = {}
+
+    def put(self, item_id: str, facts: dict[str, Any]) -> None:
+        self._facts.setdefault(item_id, {}).update(facts)
+        if len(self._facts) > 1000:
+            self._facts.pop(next(iter(self._facts)))
+
+    def take(self, item_id: str) -> dict[str, Any]:
+        return self._facts.pop(item_id, {})
