@@ -286,7 +286,7 @@ class Connection:
             done = {"type": "response.done", "response": {
                 "id": response.id, "status": "failed",
                 "status_details": response.status_details}}
-            self.hub.dispatch(done, Update(type="response.done", known=False))
+            self.hub.dispatch(done, Update(type="response.done", response=response, known=False))
 
     def _close_reason(self, code: int | None) -> str:
         ws = self._ws

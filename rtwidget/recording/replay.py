@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from ..client.options import SessionOptions
 from ..client.session import AsyncRealtimeSession
 from ..client.sync import RealtimeSession
 from ..protocol import events
@@ -189,10 +190,11 @@ def replay(recording: Recording, session: RealtimeSession | None = None, *,
     """
     own = session is None
     if session is None:
-        session = RealtimeSession(provider, url=url, api_key=api_key, tools=tools,
-                                  record=record, connect=False)
         recorded = {k: v for k, v in recording.meta.get("config", {}).items() if k != "tools"}
-        session.aio.config = merge_session(recorded, session_config(**config) if config else {})
+        options = SessionOptions(config=merge_session(recorded, session_config(**config)),
+                                 tools=tools, record=record)
+        session = RealtimeSession(provider, url=url, api_key=api_key, options=options,
+                                  connect=False)
     try:
         if not session.connected:
             session.connect()
