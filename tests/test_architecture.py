@@ -111,8 +111,8 @@ def test_the_local_server_imports_the_protocol_only() -> None:
 
 
 def test_the_protocol_does_no_io() -> None:
-    io = re.compile(r"^\s*(import|from)\s+(socket|websockets|asyncio|threading|subprocess|urllib\.request|http\.client)\b",
-                    re.M)
+    io = re.compile(r"^\s*(import|from)\s+(socket|websockets|asyncio|threading|subprocess|"
+                    r"urllib\.request|http\.client)\b", re.M)
     assert [n for n, p in modules().items() if n.startswith("rtwidget.protocol")
             and io.search(p.read_text())] == []
 
