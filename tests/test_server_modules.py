@@ -1,0 +1,87 @@
+"""How the local server is put together: what its modules import, and that every client event
+it accepts reaches a handler."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from rtwidget.protocol import events
+from rtwidget.server import ScriptedReplyEngine, ToneSynthesizer
+from rtwidget.server.connection import Connection
+from rtwidget.server.session import ServerOptions
+from rtwidget.server.validation import CLIENT_EVENTS
+
+SERVER = Path(__file__).resolve().parent.parent / "rtwidget" / "server"
+
+
+def _imported(path: Path) -> set[str]:
+    """The ``rtwidget`` modules a server module imports, as absolute names."""
+    package = ["rtwidget", "server"]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "rtwidget"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                base = node.module or ""
+            else:
+                base = ".".join([*package[: len(package) - node.level + 1], node.module or ""])
+            if base.split(".")[0] == "rtwidget":
+                found.add(base.rstrip("."))
+    return found
+
+
+def test_the_server_imports_only_itself_and_the_protocol() -> None:
+    modules = sorted(SERVER.glob("*.py"))
+    assert len(modules) > 10
+    outside = {
+        (path.name, name)
+        for path in modules
+        for name in _imported(path)
+        if not name.startswith(("rtwidget.server", "rtwidget.protocol"))
+    }
+    assert not outside
+    assert "rtwidget.protocol.audio" in _imported(SERVER / "session.py")  # the scan sees imports
+
+
+def test_every_client_event_the_server_accepts_has_a_handler() -> None:
+    """A type that passed validation but had no handler would come back as a server_error."""
+    silence = bytes(960)
+    samples: dict[str, dict[str, Any]] = {
+        "session.update": events.session_update({"instructions": "Be brief."}),
+        "input_audio_buffer.append": events.input_audio_append(silence),
+        "input_audio_buffer.commit": events.input_audio_commit(),
+        "input_audio_buffer.clear": events.input_audio_clear(),
+        "conversation.item.create": events.item_create(events.text_message("hi", item_id="i1")),
+        "conversation.item.retrieve": events.item_retrieve("i1"),
+        "conversation.item.truncate": events.item_truncate("i1", 0),
+        "conversation.item.delete": events.item_delete("i1"),
+        "response.create": events.response_create(output_modalities=["text"]),
+        "response.cancel": events.response_cancel(),
+        "output_audio_buffer.clear": {"type": "output_audio_buffer.clear"},
+    }
+    assert set(samples) == set(CLIENT_EVENTS)
+
+    async def run() -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(text: str) -> None:
+            sent.append(json.loads(text))
+
+        conn = Connection(ServerOptions(engine=ScriptedReplyEngine(),
+                                        synthesizer=ToneSynthesizer()), send, lambda: None)
+        for kind in CLIENT_EVENTS:
+            await conn.receive(json.dumps({**samples[kind], "event_id": kind}))
+        await conn.close()
+        return sent
+
+    sent = asyncio.run(run())
+    errors = {e["error"]["event_id"]: e["error"]["code"] for e in sent if e["type"] == "error"}
+    assert "server_error" not in errors.values(), errors
+    answered = {"session.updated", "input_audio_buffer.cleared", "conversation.item.added",
+                "conversation.item.retrieved", "conversation.item.deleted", "response.created"}
+    assert answered <= {e["type"] for e in sent}
