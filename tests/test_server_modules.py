@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from conftest import socketless_connection
+
 from rtwidget.protocol import events
-from rtwidget.server import ScriptedReplyEngine, ToneSynthesizer
-from rtwidget.server.connection import Connection
-from rtwidget.server.session import ServerOptions
 from rtwidget.server.validation import CLIENT_EVENTS
 
 SERVER = Path(__file__).resolve().parent.parent / "rtwidget" / "server"
@@ -67,13 +66,7 @@ def test_every_client_event_the_server_accepts_has_a_handler() -> None:
     assert set(samples) == set(CLIENT_EVENTS)
 
     async def run() -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
-
-        async def send(text: str) -> None:
-            sent.append(json.loads(text))
-
-        conn = Connection(ServerOptions(engine=ScriptedReplyEngine(),
-                                        synthesizer=ToneSynthesizer()), send, lambda: None)
+        conn, sent = socketless_connection()
         for kind in CLIENT_EVENTS:
             await conn.receive(json.dumps({**samples[kind], "event_id": kind}))
         await conn.close()

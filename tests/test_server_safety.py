@@ -10,15 +10,13 @@ import time
 from typing import Any
 
 import pytest
-from conftest import RULES, RawClient, utterance
+from conftest import RULES, RawClient, socketless_connection, utterance
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from rtwidget import RealtimeSession
 from rtwidget.protocol import events
-from rtwidget.server import LocalServer, ScriptedReplyEngine, ToneSynthesizer
-from rtwidget.server.connection import Connection
-from rtwidget.server.session import ServerOptions
+from rtwidget.server import LocalServer, ScriptedReplyEngine
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -209,13 +207,7 @@ def test_a_cancel_read_before_its_response_ran_ends_it() -> None:
     events arrive in one read): the response still gets its created and done events, and the
     next response.create is accepted."""
     async def run() -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
-
-        async def send(text: str) -> None:
-            sent.append(json.loads(text))
-
-        conn = Connection(ServerOptions(engine=ScriptedReplyEngine(),
-                                        synthesizer=ToneSynthesizer()), send, lambda: None)
+        conn, sent = socketless_connection()
         await conn.receive(json.dumps(events.item_create(events.text_message("hello"))))
         await conn.receive(json.dumps(events.response_create()))
         await conn.receive(json.dumps(events.response_cancel()))  # no loop turn in between
