@@ -28,8 +28,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..protocol.redact import mask_secrets, wire_logger
-from .connection import Connection, ServerOptions
+from .connection import Connection
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
+from .session import ServerOptions
 from .speech import default_voice_name
 from .vad import VADS, EnergyVad, Vad, VadSettings
 
