@@ -22,7 +22,10 @@ from .client.voices import voices
 from .data.frame import COLUMNS, LiveView
 from .data.frame import load as load_conversation
 from .data.latency import plot_latency, turn_latency
-from .errors import (
+from .notebook.chat import chat
+from .notebook.widget import VoiceChat
+from .protocol import Conversation, Item, Response
+from .protocol.errors import (
     AuthenticationError,
     ConnectionClosed,
     ErrorInfo,
@@ -31,9 +34,6 @@ from .errors import (
     ServerRejected,
     ToolError,
 )
-from .notebook.chat import chat
-from .notebook.widget import VoiceChat
-from .protocol import Conversation, Item, Response
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
 from .server import LocalServer

@@ -23,11 +23,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
-from ..errors import AuthenticationError, ConnectionClosed, RealtimeError, ServerRejected
 from ..protocol import events
 from ..protocol.acks import Acknowledgements
 from ..protocol.conversation import Conversation
 from ..protocol.dialects import encode
+from ..protocol.errors import AuthenticationError, ConnectionClosed, RealtimeError, ServerRejected
 from ..protocol.history import history_items
 from ..protocol.items import Update
 from ..protocol.redact import known_secrets, wire_logger

@@ -9,12 +9,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..data.frame import FrameCache
-from ..errors import ConnectionClosed, ServerError
 from ..protocol import events
 from ..protocol.acks import MAX_REMEMBERED
 from ..protocol.audio import SAMPLE_RATE, resample, to_pcm16
 from ..protocol.client_events import check_session_for, merge_session, session_config
 from ..protocol.conversation import Conversation
+from ..protocol.errors import ConnectionClosed, ServerError
 from ..protocol.history import continues, reply_text
 from ..protocol.items import Response
 from ..protocol.requests import PendingRequests

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from ..data.frame import LiveView, events_frame, export
-from ..errors import ConnectionClosed, ErrorInfo
 from ..protocol import events
 from ..protocol.audio import SAMPLE_RATE
 from ..protocol.conversation import Conversation
+from ..protocol.errors import ConnectionClosed, ErrorInfo
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from .events import AudioListener, Listener, Predicate, UpdateListener

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import AuthenticationError, RealtimeError
+from ..protocol.errors import AuthenticationError, RealtimeError
 from .providers import Endpoint, resolve
 
 VOICE_COLUMNS = ["name", "display_name", "language", "description", "tags"]

@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ErrorInfo, error_info_from_event
 from .audio import AudioFormatError, decode_audio
+from .errors import ErrorInfo, error_info_from_event
 from .items import (
     BETA_ALIASES,
     EarlyFacts,

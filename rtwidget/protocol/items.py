@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ErrorInfo
 from .audio import BYTES_PER_MS, duration_ms
+from .errors import ErrorInfo
 from .heard import Mark, heard_text
 
 BETA_ALIASES: dict[str, str] = {

@@ -7,8 +7,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ErrorInfo, error_info_from_event
 from .conversation import Conversation
+from .errors import ErrorInfo, error_info_from_event
 
 Predicate = Callable[[dict[str, Any]], bool]
 

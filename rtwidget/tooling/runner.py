@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import ToolError
 from ..protocol import events
 from ..protocol.conversation import Conversation
+from ..protocol.errors import ToolError
 from ..protocol.items import Item, Response, Update
 from .registry import ToolExit, ToolSet, call_tool
 from .results import error_result, serialise_result
