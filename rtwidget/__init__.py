@@ -25,18 +25,25 @@ from .data.latency import plot_latency, turn_latency
 from .notebook.chat import chat
 from .notebook.widget import VoiceChat
 from .protocol import Conversation, Item, Response
+from .protocol.audio import AudioFormatError
 from .protocol.errors import (
     AuthenticationError,
+    ConfigError,
     ConnectionClosed,
     ErrorInfo,
+    InvalidInput,
+    NotFound,
     RealtimeError,
     ServerError,
     ServerRejected,
     ToolError,
+    UsageError,
+    WaitTimeout,
 )
+from .protocol.record_format import RecordingError, RecordingExists
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
-from .server import LocalServer
+from .server import EngineError, EngineUnavailable, LocalServer
 from .tooling.registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
 from .tooling.runner import ToolResult
 
@@ -54,19 +61,27 @@ __all__ = [
     "COLUMNS",
     "NO_RECONNECT",
     "AsyncRealtimeSession",
+    "AudioFormatError",
     "AuthenticationError",
+    "ConfigError",
     "ConnectionClosed",
     "Conversation",
     "Endpoint",
+    "EngineError",
+    "EngineUnavailable",
     "ErrorInfo",
     "Expectation",
+    "InvalidInput",
     "Item",
     "LiveView",
     "LocalServer",
+    "NotFound",
     "RealtimeError",
     "RealtimeSession",
     "Reconnect",
     "Recording",
+    "RecordingError",
+    "RecordingExists",
     "Replay",
     "Response",
     "Secret",
@@ -78,7 +93,9 @@ __all__ = [
     "ToolRegistry",
     "ToolResult",
     "ToolSet",
+    "UsageError",
     "VoiceChat",
+    "WaitTimeout",
     "__version__",
     "ask_key",
     "build_tool",

@@ -27,7 +27,13 @@ from ..protocol import events
 from ..protocol.acks import Acknowledgements
 from ..protocol.conversation import Conversation
 from ..protocol.dialects import encode
-from ..protocol.errors import AuthenticationError, ConnectionClosed, RealtimeError, ServerRejected
+from ..protocol.errors import (
+    AuthenticationError,
+    ConnectionClosed,
+    InvalidInput,
+    RealtimeError,
+    ServerRejected,
+)
 from ..protocol.history import history_items
 from ..protocol.items import Update
 from ..protocol.redact import known_secrets, wire_logger
@@ -203,12 +209,12 @@ class Connection:
             self._wake.set()
 
     def _encoded(self, event: dict[str, Any]) -> str:
-        """The wire text of a client event, or a :class:`ValueError` saying why there is none."""
+        """The wire text of a client event, or an :class:`InvalidInput` saying why there is none."""
         try:
             return encode(event, self.endpoint.dialect)
         except (TypeError, ValueError, RecursionError) as exc:
             reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise ValueError(f"the {event.get('type')!r} event cannot be sent as JSON: "
+            raise InvalidInput(f"the {event.get('type')!r} event cannot be sent as JSON: "
                              f"{reason}") from None
 
     async def _send_now(self, ws: ClientConnection, event: dict[str, Any],

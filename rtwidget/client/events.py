@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol.errors import WaitTimeout
 from ..protocol.items import BETA_ALIASES, Update
 
 log = logging.getLogger("rtwidget.session")
@@ -85,11 +86,12 @@ class EventHub:
             self._waiters.remove(entry)
 
     async def wait(self, entry: Waiter, timeout: float | None) -> dict[str, Any]:
-        """The event the waiter takes; ``TimeoutError`` after ``timeout`` seconds."""
+        """The event the waiter takes; :class:`WaitTimeout` (a ``TimeoutError``) after
+        ``timeout`` seconds."""
         try:
             return await asyncio.wait_for(entry[1], timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(f"no matching server event within {timeout} s") from None
+            raise WaitTimeout(f"no matching server event within {timeout} s") from None
         finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..protocol.errors import ConfigError, InvalidInput
 from ..protocol.redact import looks_secret, mask_url, remember_secret
 
 ProviderName = Literal["inworld", "openai", "azure", "url", "local"]
@@ -127,10 +128,10 @@ def ask_key(provider: str = "inworld") -> None:
     environment (``INWORLD_API_KEY``, ``OPENAI_API_KEY`` or ``AZURE_OPENAI_API_KEY``), where
     sessions find it: the key is never typed into a cell, so it is not saved in the notebook."""
     if provider not in ENV_KEYS:
-        raise ValueError(f"ask_key knows {sorted(ENV_KEYS)}, not {provider!r}")
+        raise ConfigError(f"ask_key knows {sorted(ENV_KEYS)}, not {provider!r}")
     value = getpass.getpass(f"{provider} API key (kept in this kernel only): ").strip()
     if not value:
-        raise ValueError("no key was entered; nothing changed")
+        raise InvalidInput("no key was entered; nothing changed")
     os.environ[ENV_KEYS[provider]] = value
 
 
@@ -156,7 +157,7 @@ def _inworld(url: str, api_key: str | None, jwt: str | None, key_id: str | None,
         return Endpoint("inworld", url, None, "bearer", extra, "ga", session_key,
                         token_source=JwtMinter(key_id, key_secret))
     if (key_id or key_secret) and jwt is None:
-        raise ValueError("an Inworld JWT is minted from both key_id= and key_secret=; one of "
+        raise ConfigError("an Inworld JWT is minted from both key_id= and key_secret=; one of "
                          "them is missing")
     raw = jwt if jwt is not None else (api_key if api_key is not None
                                        else os.environ.get(ENV_KEYS["inworld"]))
@@ -224,7 +225,7 @@ def resolve(
     if name == "azure":
         base = url or os.environ.get("AZURE_OPENAI_ENDPOINT", "")
         if not base:
-            raise ValueError("provider 'azure' needs url= (https://<resource>.openai.azure.com) "
+            raise ConfigError("provider 'azure' needs url= (https://<resource>.openai.azure.com) "
                              "or AZURE_OPENAI_ENDPOINT")
         parts = urlsplit(base)
         scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
@@ -243,7 +244,7 @@ def resolve(
                         query=query)
     if name == "url":
         if not url:
-            raise ValueError("provider 'url' needs url=")
+            raise ConfigError("provider 'url' needs url=")
         secret = Secret(api_key) if api_key else None
         return Endpoint("url", url, secret, "bearer" if secret else "none", extra, dialect)
     if name == "local":
@@ -251,7 +252,7 @@ def resolve(
         return Endpoint(
             "local", url or "", secret, "bearer" if secret else "none", extra, dialect
         )
-    raise ValueError(f"unknown provider {provider!r}; expected inworld, openai, azure, url or "
+    raise ConfigError(f"unknown provider {provider!r}; expected inworld, openai, azure, url or "
                      "local")
 
 

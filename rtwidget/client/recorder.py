@@ -26,6 +26,7 @@ from ..protocol.record_format import (
     REDACTED,
     TRACKS,
     VERSION,
+    RecordingExists,
     split_audio,
     wav_bytes,
 )
@@ -87,7 +88,7 @@ class Recorder:
                  secrets: Sequence[str] = ()) -> None:
         self.folder = Path(folder)
         if (self.folder / "events.jsonl").exists():
-            raise FileExistsError(f"{self.folder} already holds a recording; pick a new folder")
+            raise RecordingExists(f"{self.folder} already holds a recording; pick a new folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         self._secrets = [s for s in secrets if s and len(s) >= 4]
         self.meta = {"format": FORMAT, "version": VERSION,

@@ -14,7 +14,7 @@ from ..protocol.acks import MAX_REMEMBERED
 from ..protocol.audio import SAMPLE_RATE, resample, to_pcm16
 from ..protocol.client_events import check_session_for, merge_session, session_config
 from ..protocol.conversation import Conversation
-from ..protocol.errors import ConnectionClosed, ServerError
+from ..protocol.errors import ConnectionClosed, ServerError, WaitTimeout
 from ..protocol.history import continues, reply_text
 from ..protocol.items import Response
 from ..protocol.requests import PendingRequests
@@ -212,7 +212,7 @@ class AsyncRealtimeSession(Connection):
     def send_nowait(self, event: dict[str, Any]) -> None:
         """Queue a client event. While disconnected, audio appends are dropped (and counted)
         and every other event waits for the next connection. An event that cannot be encoded
-        as JSON raises :class:`ValueError` here and is not sent."""
+        as JSON raises :class:`InvalidInput` (a ``ValueError``) here and is not sent."""
         self._enqueue(event, None)
 
     async def send(self, event: dict[str, Any]) -> None:
@@ -361,7 +361,7 @@ class AsyncRealtimeSession(Connection):
                 next_create = await asyncio.wait_for(asyncio.shield(follow_up), left())
                 response_id = await asyncio.wait_for(self._created(next_create), left())
         except asyncio.TimeoutError:
-            raise TimeoutError(f"no complete reply within {timeout:g} s") from None
+            raise WaitTimeout(f"no complete reply within {timeout:g} s") from None
 
     def _created(self, create: dict[str, Any]) -> Coroutine[Any, Any, str]:
         """Awaits the id of the response the server created for the ``response.create`` event

@@ -21,7 +21,7 @@ from ..data.frame import LiveView, events_frame, export
 from ..protocol import events
 from ..protocol.audio import SAMPLE_RATE
 from ..protocol.conversation import Conversation
-from ..protocol.errors import ConnectionClosed, ErrorInfo
+from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError, WaitTimeout
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from .events import AudioListener, Listener, Predicate, UpdateListener
@@ -56,7 +56,7 @@ class Expectation:
     def wait(self) -> dict[str, Any]:
         """Block until the event arrives (or the timeout given to ``expect`` passes)."""
         if self._waiter is None:
-            raise RuntimeError("this expectation was already waited for")
+            raise UsageError("this expectation was already waited for")
         waiter, self._waiter = self._waiter, None
         return self._session._run(waiter, self._timeout)
 
@@ -127,7 +127,7 @@ class RealtimeSession:
         :class:`ConnectionClosed` at once."""
         if threading.current_thread() is self._thread:
             coro.close()
-            raise RuntimeError(
+            raise UsageError(
                 "this blocking call was made on the session's own thread (from a listener); "
                 "use session.aio and await it instead"
             )
@@ -145,7 +145,7 @@ class RealtimeSession:
                 if not self._thread.is_alive():
                     raise ConnectionClosed("the session's event loop has stopped")
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"no answer within {timeout:g} s (the session's loop "
+                    raise WaitTimeout(f"no answer within {timeout:g} s (the session's loop "
                                        "is busy)")
         except BaseException:
             future.cancel()

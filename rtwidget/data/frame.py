@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..protocol.audio import duration_ms
 from ..protocol.conversation import Conversation
+from ..protocol.errors import InvalidInput
 from ..protocol.items import Item, Response
 from ..protocol.turns import TurnTimes, role_of, since, starts_turn
 
@@ -223,7 +224,7 @@ def export(df: pd.DataFrame, path: str | Path) -> Path:
         df.to_json(target, orient="records", date_format="iso", lines=suffix == ".jsonl",
                    date_unit="us")
     else:
-        raise ValueError(f"export to .parquet, .json or .jsonl, not {suffix or 'no suffix'!r}")
+        raise InvalidInput(f"export to .parquet, .json or .jsonl, not {suffix or 'no suffix'!r}")
     return target
 
 
@@ -238,7 +239,7 @@ def load(path: str | Path) -> pd.DataFrame:
             if suffix == ".jsonl" else json.loads(source.read_text() or "[]")
         df = pd.DataFrame.from_records(records)
     else:
-        raise ValueError(f"load a .parquet, .json or .jsonl file, not {suffix!r}")
+        raise InvalidInput(f"load a .parquet, .json or .jsonl file, not {suffix!r}")
     return coerce(df, COLUMNS)
 
 

@@ -25,6 +25,7 @@ from ..client.sync import RealtimeSession
 from ..data.frame import LiveView
 from ..protocol import events
 from ..protocol.audio import encode_audio
+from ..protocol.errors import UsageError, WaitTimeout
 from ..protocol.items import Update
 from .push_to_talk import PushToTalk
 from .rows import RowFeed, touched
@@ -448,11 +449,11 @@ class VoiceChat(anywidget.AnyWidget):
         reports (``output_ms``, ``input_ms``) or an ``error``. Needs speakers the mic can
         hear."""
         if not self._front_ready.is_set():
-            raise RuntimeError("the widget is not on screen yet: display it first")
+            raise UsageError("the widget is not on screen yet: display it first")
         self._probe_done.clear()
         self.send({"type": "probe"})
         if not self._probe_done.wait(timeout):
-            raise TimeoutError(f"the browser sent no probe result within {timeout:g} s "
+            raise WaitTimeout(f"the browser sent no probe result within {timeout:g} s "
                                "(press Latency test; the result lands in chat.probe)")
         return dict(self.probe)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidInput
+
 SAMPLE_RATE = 24_000
 """The Realtime protocol's audio rate: PCM16 little-endian, mono, 24 kHz."""
 
@@ -15,7 +17,7 @@ BYTES_PER_SECOND = SAMPLE_RATE * 2
 BYTES_PER_MS = BYTES_PER_SECOND // 1000
 
 
-class AudioFormatError(ValueError):
+class AudioFormatError(InvalidInput):
     """Audio that cannot be PCM16 mono: odd byte count, wrong dtype or shape, bad base64."""
 
 

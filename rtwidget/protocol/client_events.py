@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 from .audio import SAMPLE_RATE, encode_audio, to_pcm16
+from .errors import ConfigError, InvalidInput
 
 
 class _NotGiven:
@@ -74,7 +75,7 @@ def audio_format(fmt: Any = "pcm16", rate: int = SAMPLE_RATE) -> dict[str, Any]:
         "audio/pcma": "audio/pcma",
     }
     if fmt not in names:
-        raise ValueError(f"unknown audio format {fmt!r}; expected one of {sorted(names)}")
+        raise ConfigError(f"unknown audio format {fmt!r}; expected one of {sorted(names)}")
     out: dict[str, Any] = {"type": names[fmt]}
     if out["type"] == "audio/pcm":
         out["rate"] = rate
@@ -94,7 +95,7 @@ def turn_detection(
 ) -> dict[str, Any]:
     """A ``turn_detection`` object; keywords left at ``None`` are left to the server."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"turn_detection threshold must be in [0, 1], got {threshold}")
+        raise ConfigError(f"turn_detection threshold must be in [0, 1], got {threshold}")
     fields = {
         "type": kind,
         "threshold": threshold,
@@ -113,20 +114,20 @@ def tool_choice_value(choice: Any) -> Any:
     object ``{"type": "function", "name": ...}``."""
     if isinstance(choice, Mapping):
         if choice.get("type") != "function" or not isinstance(choice.get("name"), str):
-            raise ValueError(f"tool_choice object must be {{type: function, name}}, got {choice}")
+            raise ConfigError(f"tool_choice object must be {{type: function, name}}, got {choice}")
         return dict(choice)
     if choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, str) and choice:
         return {"type": "function", "name": choice}
-    raise ValueError(f"tool_choice must be auto, none, required or a tool name, got {choice!r}")
+    raise ConfigError(f"tool_choice must be auto, none, required or a tool name, got {choice!r}")
 
 
 def _max_tokens(value: Any) -> Any:
     if value == "inf":
         return "inf"
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"max_output_tokens must be a positive int or 'inf', got {value!r}")
+        raise ConfigError(f"max_output_tokens must be a positive int or 'inf', got {value!r}")
     return value
 
 
@@ -134,7 +135,7 @@ def _modalities(value: Any) -> list[str]:
     items = [value] if isinstance(value, str) else list(value)
     bad = [m for m in items if m not in ("text", "audio")]
     if not items or bad:
-        raise ValueError(f"output_modalities must be 'text' and/or 'audio', got {value!r}")
+        raise ConfigError(f"output_modalities must be 'text' and/or 'audio', got {value!r}")
     return items
 
 
@@ -170,7 +171,7 @@ def session_config(
     session: dict[str, Any] = {"type": "realtime"}
     if model is not NOT_GIVEN:
         if not isinstance(model, str) or not model:
-            raise ValueError(f"model must be a non-empty string, got {model!r}")
+            raise ConfigError(f"model must be a non-empty string, got {model!r}")
         session["model"] = model
     if instructions is not NOT_GIVEN:
         session["instructions"] = str(instructions)
@@ -215,7 +216,7 @@ def session_config(
         audio_out["model"] = str(tts_model)
     if speed is not NOT_GIVEN:
         if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
-            raise ValueError(f"speed must be a positive number, got {speed!r}")
+            raise ConfigError(f"speed must be a positive number, got {speed!r}")
         audio_out["speed"] = float(speed)
 
     audio: dict[str, Any] = {}
@@ -273,15 +274,15 @@ PROVIDER_DATA_BRANCHES = ("stt", "tts", "memory", "backchannel", "responsiveness
 
 def _provider_data(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"provider_data must be a dict of Inworld's providerData branches, got "
+        raise ConfigError(f"provider_data must be a dict of Inworld's providerData branches, got "
                          f"{type(value).__name__}")
     unknown = [k for k in value if k not in PROVIDER_DATA_BRANCHES]
     if unknown:
-        raise ValueError(f"provider_data has no branch {unknown[0]!r}; Inworld's branches are "
+        raise ConfigError(f"provider_data has no branch {unknown[0]!r}; Inworld's branches are "
                          f"{', '.join(PROVIDER_DATA_BRANCHES)} (other fields go in extra=)")
     bad = [k for k, v in value.items() if not isinstance(v, Mapping)]
     if bad:
-        raise ValueError(f"provider_data[{bad[0]!r}] must be an object (a dict)")
+        raise ConfigError(f"provider_data[{bad[0]!r}] must be an object (a dict)")
     return json.loads(json.dumps(dict(value)))
 
 
@@ -293,7 +294,7 @@ _OPENAI_GA_REFUSES = {
 
 
 def check_session_for(provider: str, session: Mapping[str, Any]) -> None:
-    """Raise :class:`ValueError` (before anything is sent) for a session field ``provider``
+    """Raise :class:`ConfigError` (before anything is sent) for a session field ``provider``
     is documented to reject. OpenAI and Azure speak the GA protocol: no ``temperature``, no
     ``audio.output.model`` (``tts_model``), no ``providerData``, and output is audio *or* text.
     Inworld, the local server and other URLs get what was given."""
@@ -301,16 +302,16 @@ def check_session_for(provider: str, session: Mapping[str, Any]) -> None:
         return
     for key, reason in _OPENAI_GA_REFUSES.items():
         if key in session:
-            raise ValueError(f"{reason} (provider {provider!r})")
+            raise ConfigError(f"{reason} (provider {provider!r})")
     audio = session.get("audio")
     output = audio.get("output") if isinstance(audio, Mapping) else None
     if isinstance(output, Mapping) and "model" in output:
-        raise ValueError(f"tts_model is Inworld's; OpenAI's GA Realtime API has no "
+        raise ConfigError(f"tts_model is Inworld's; OpenAI's GA Realtime API has no "
                          f"audio.output.model (choose the voice with voice=) (provider "
                          f"{provider!r})")
     modalities = session.get("output_modalities")
     if isinstance(modalities, Sequence) and len(modalities) != 1:
-        raise ValueError(f"OpenAI's GA Realtime API answers in audio or in text, not both: use "
+        raise ConfigError(f"OpenAI's GA Realtime API answers in audio or in text, not both: use "
                          f"output_modalities=['audio'] (it comes with a transcript) or ['text'], "
                          f"not {list(modalities)} (provider {provider!r})")
 
@@ -412,7 +413,7 @@ def item_delete(item_id: str) -> dict[str, Any]:
 def item_truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> dict[str, Any]:
     """``conversation.item.truncate``: the assistant audio after ``audio_end_ms`` was not heard."""
     if audio_end_ms < 0:
-        raise ValueError(f"audio_end_ms must be >= 0, got {audio_end_ms}")
+        raise InvalidInput(f"audio_end_ms must be >= 0, got {audio_end_ms}")
     return _event(
         "conversation.item.truncate",
         item_id=item_id,

@@ -1,4 +1,9 @@
-"""The exceptions rtwidget raises. Catch :class:`RealtimeError` to catch them all."""
+"""The exceptions rtwidget raises. Catch :class:`RealtimeError` to catch them all.
+
+Errors about a value given to rtwidget are also the stdlib exception such code raised before
+(:class:`InvalidInput` is a ``ValueError``, :class:`WaitTimeout` a ``TimeoutError``...), so an
+``except ValueError`` written for them keeps working.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,34 @@ class ServerRejected(RealtimeError):
 
 class ToolError(RealtimeError):
     """A tool could not be defined, or could not be run with the arguments the model gave."""
+
+
+class InvalidInput(RealtimeError, ValueError):
+    """A value given to rtwidget that it cannot use; the message says what was expected and
+    what was found. Nothing was sent or changed."""
+
+
+class ConfigError(InvalidInput):
+    """A configuration rtwidget cannot use: a session setting, a provider and its
+    credentials, or a local server option."""
+
+
+class WaitTimeout(RealtimeError, TimeoutError):
+    """A call that waits for an answer (from the server, the session's loop or the browser)
+    gave up after its timeout. The session goes on."""
+
+
+class UsageError(RealtimeError, RuntimeError):
+    """A call made when it cannot work: on the wrong thread, twice, or before what it needs
+    exists (a widget not on screen, a server not started)."""
+
+
+class NotFound(RealtimeError, KeyError, IndexError):
+    """No such name, id or position. Both a ``KeyError`` and an ``IndexError``, so code that
+    caught either keeps working."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .audio import SAMPLE_RATE
+from .errors import InvalidInput
 
 FORMAT = "rtwidget-recording"
 VERSION = 1
@@ -39,8 +40,13 @@ REDACTED = "[redacted]"
 APPEND_KEYS = {"type", "event_id", "audio"}
 
 
-class RecordingError(ValueError):
-    """A folder that is not a readable recording (missing files, wrong format version)."""
+class RecordingError(InvalidInput):
+    """A recording that cannot give what was asked: a folder that is not a readable recording
+    (missing files, wrong format version), or an item with no audio."""
+
+
+class RecordingExists(RecordingError, FileExistsError):
+    """The folder given to record into already holds a recording (it is never overwritten)."""
 
 
 def split_audio(event: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:

@@ -16,6 +16,7 @@ import pandas as pd
 from ..client.sync import RealtimeSession
 from ..data.frame import conversation_frame, events_frame
 from ..protocol.conversation import Conversation
+from ..protocol.errors import NotFound
 from ..protocol.record_format import FORMAT, VERSION, RecordingError, join_audio, wav_bytes
 from .replay import Replay, replay
 
@@ -152,7 +153,7 @@ class Recording:
 
         pcm = self.audio(item)
         if not pcm:
-            raise ValueError(f"item {item!r} has no audio in this recording")
+            raise RecordingError(f"item {item!r} has no audio in this recording")
         return Audio(data=wav_bytes(pcm), autoplay=False)
 
     def replay(self, session: RealtimeSession | None = None, **options: Any) -> Replay:
@@ -164,11 +165,11 @@ class Recording:
     def _item(self, item: str | int) -> str:
         if isinstance(item, str):
             if self.conversation.get(item) is None:
-                raise KeyError(f"no item {item!r} in this recording")
+                raise NotFound(f"no item {item!r} in this recording")
             return item
         items = list(self.conversation)
         if not -len(items) <= item < len(items):
-            raise IndexError(f"position {item} is outside the conversation's "
+            raise NotFound(f"position {item} is outside the conversation's "
                              f"{len(items)} items")
         return items[item].id
 

@@ -17,6 +17,7 @@ from .engines import (
 )
 from .speech import (
     CombinedSynthesizer,
+    EngineError,
     EngineUnavailable,
     EspeakSynthesizer,
     FliteSynthesizer,
@@ -31,6 +32,7 @@ __all__ = [
     "CombinedSynthesizer",
     "DropConnection",
     "EnergyVad",
+    "EngineError",
     "EngineUnavailable",
     "EspeakSynthesizer",
     "FliteSynthesizer",

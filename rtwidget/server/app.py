@@ -27,6 +27,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..protocol.errors import ConfigError, UsageError
 from ..protocol.redact import mask_secrets, wire_logger
 from .connection import Connection
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
@@ -131,7 +132,7 @@ class LocalServer:
         turn_detection: str = "server_vad",
     ) -> None:
         if not _is_loopback(host) and not token and not allow_anonymous:
-            raise ValueError(f"binding to {host} exposes the server beyond this machine: give a "
+            raise ConfigError(f"binding to {host} exposes the server beyond this machine: give a "
                              "token=, or allow_anonymous=True if that is really wanted")
         self.host = host
         self.port = port
@@ -256,7 +257,7 @@ class LocalServer:
         with :meth:`start_in_thread`; call it from any other thread."""
         loop, server = self._loop, self._server
         if loop is None or server is None:
-            raise RuntimeError("close_connections() needs a server started with "
+            raise UsageError("close_connections() needs a server started with "
                                "start_in_thread()")
 
         async def close_all() -> int:

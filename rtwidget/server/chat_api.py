@@ -9,7 +9,7 @@ from typing import Any
 
 from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, Turn
 from .llm import DEFAULT_INSTRUCTIONS
-from .speech import require
+from .speech import EngineError, require
 
 
 def _message(turn: Turn) -> dict[str, Any]:
@@ -71,7 +71,7 @@ class ChatCompletionsReplyEngine:
         ) as response:
             if response.status_code >= 400:
                 detail = (await response.aread()).decode(errors="replace")[:300]
-                raise RuntimeError(f"{self.url} answered HTTP {response.status_code}: {detail}")
+                raise EngineError(f"{self.url} answered HTTP {response.status_code}: {detail}")
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
                     continue

@@ -23,9 +23,15 @@ from typing import Any
 import numpy as np
 
 from ..protocol.audio import SAMPLE_RATE
+from ..protocol.errors import ConfigError, RealtimeError
 
 
-class EngineUnavailable(RuntimeError):
+class EngineError(RealtimeError, RuntimeError):
+    """An engine of the local server failed (its package is missing, a service it calls
+    refused)."""
+
+
+class EngineUnavailable(EngineError):
     """An engine's package is not installed; the message says what to install."""
 
 
@@ -318,7 +324,7 @@ class CombinedSynthesizer:
 
     def __init__(self, *engines: Any) -> None:
         if not engines:
-            raise ValueError("CombinedSynthesizer needs at least one engine")
+            raise ConfigError("CombinedSynthesizer needs at least one engine")
         self.engines = engines
         self.default_voice: str = engines[0].default_voice
 

@@ -30,7 +30,7 @@ import docstring_parser
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from ..protocol.errors import ToolError
+from ..protocol.errors import NotFound, RealtimeError, ToolError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -278,14 +278,15 @@ class ToolRegistry:
         return tool
 
     def unregister(self, tool: str | Callable[..., Any]) -> None:
-        """Remove a tool by name or by function; a name that is not there raises ``KeyError``."""
+        """Remove a tool by name or by function; a name that is not there raises
+        :class:`NotFound` (a ``KeyError``)."""
         with self._lock:
             if isinstance(tool, str):
                 names = [tool] if tool in self._tools else []
             else:
                 names = [n for n, t in self._tools.items() if t.fn is tool]
             if not names:
-                raise KeyError(f"no tool {getattr(tool, '__name__', tool)!r} in this registry")
+                raise NotFound(f"no tool {getattr(tool, '__name__', tool)!r} in this registry")
             for n in names:
                 del self._tools[n]
         self._changed()
@@ -420,7 +421,7 @@ class ToolSet:
         return bool(self.definitions())
 
 
-class ToolExit(Exception):
+class ToolExit(RealtimeError):
     """A tool raised ``SystemExit`` or ``KeyboardInterrupt`` (``argparse`` calls
     ``sys.exit()``): it becomes an ordinary failure, so it cannot stop the session."""
 
