@@ -82,7 +82,7 @@ def test_a_loaded_recording_gives_the_live_dataframes(
     rt.tool(weather_v1, name="get_weather")
     with rt.RealtimeSession("local", url=rt_server.url, record=folder.parent / "open") as s:
         s.ask("what is the weather in Rome")
-        time.sleep(0.3)  # still recording: the writer thread flushes after every batch
+        assert s.aio.recorder is not None and s.aio.recorder.flush()  # still recording
         live_events, live_df = s.events, s.df
         reopened = rt.load_recording(folder.parent / "open")
         pd.testing.assert_frame_equal(reopened.events, live_events)
@@ -257,6 +257,30 @@ def test_a_mic_frames_line_is_what_the_general_writer_would_write(tmp_path: Path
     assert rt.load_recording(tmp_path / "r").track("sent") == pcm
 
 
+def test_flush_returns_once_everything_queued_is_on_disk(tmp_path: Path) -> None:
+    import base64
+
+    from rtwidget.client.recorder import Recorder
+
+    recorder = Recorder(tmp_path / "r", {})
+    try:
+        for n in range(200):
+            recorder.write("in", {"type": "response.output_text.delta", "delta": str(n)},
+                           float(n), 40)
+        assert recorder.flush()
+        lines = (tmp_path / "r" / "events.jsonl").read_text().splitlines()
+        assert [json.loads(line)["event"]["delta"] for line in lines] == [
+            str(n) for n in range(200)]
+        pcm = bytes(range(256)) * 4
+        recorder.write("out", {"type": "input_audio_buffer.append",
+                               "audio": base64.b64encode(pcm).decode()}, 300.0, 1400)
+        assert recorder.flush()  # the writer was pausing between batches: it waits for that
+        assert rt.load_recording(tmp_path / "r").track("sent") == pcm  # the WAV header too
+    finally:
+        recorder.close()
+    assert recorder.flush()  # closed: everything is written already
+
+
 def test_history_restored_after_a_reconnect_is_not_replayed(tmp_path: Path) -> None:
     rt.tool(weather_v1, name="get_weather")
     with LocalServer(engine=ScriptedReplyEngine(rules=RULES)) as srv:
@@ -291,6 +315,7 @@ def test_a_recording_that_cannot_write_stops_cleanly_and_says_why(tmp_path: Path
     assert recorder.failed and "closed file" in recorder.failed
     recorder.write("in", {"type": "session.updated"}, 2.0, 10)
     assert recorder._queue.empty()  # nothing piles up once it has failed
+    assert recorder.flush() is False  # at once: nothing will be written any more
     recorder.close()
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
     assert "closed file" in meta["failed"]

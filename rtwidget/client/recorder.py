@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..protocol.audio import SAMPLE_RATE
+from ..protocol.errors import WaitTimeout
 from ..protocol.record_format import (
     APPEND_KEYS,
     FORMAT,
@@ -38,6 +39,7 @@ log = logging.getLogger("rtwidget.recording")
 
 
 _FLUSH_EVERY = 0.1  # seconds; what a crash can lose at most
+_Record = tuple[str, dict[str, Any], float, int]  # direction, event, time, size on the wire
 
 
 class _Track:
@@ -79,7 +81,8 @@ class _Track:
 class Recorder:
     """Writes a session to ``folder`` as it happens (see the module docstring).
 
-    :meth:`write` is called from the session's loop and only queues; a thread does the I/O.
+    :meth:`write` is called from the session's loop and only queues; a thread does the I/O,
+    flushing to disk every ``0.1`` s at most; :meth:`flush` waits for what is queued so far.
     ``secrets`` are strings that must never reach the disk (the API key); a line containing
     one is written with it replaced by ``[redacted]``.
     """
@@ -100,8 +103,7 @@ class Recorder:
         self._write_meta()
         self._events = (self.folder / "events.jsonl").open("w", encoding="utf-8")
         self._tracks = {name: _Track(self.folder / f"{name}.wav") for name in TRACKS}
-        self._queue: queue.SimpleQueue[tuple[str, dict[str, Any], float, int] | None] = \
-            queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Record | threading.Event | None] = queue.SimpleQueue()
         self.events = 0
         self.failed: str | None = None
         self._closed = False
@@ -114,6 +116,22 @@ class Recorder:
         recording has failed (a full disk), so the queue cannot grow without end."""
         if self.failed is None:
             self._queue.put((direction, event, at, size))
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Block until every event queued so far is written and flushed to disk, so a reader
+        of the folder sees them (a recording is also readable while it is being made).
+        Returns ``False`` if the recording stopped on a failure first (see :attr:`failed`);
+        raises :class:`~rtwidget.WaitTimeout` if the writer takes longer than ``timeout``."""
+        done = threading.Event()
+        self._queue.put(done)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done.wait(_FLUSH_EVERY):
+            if not self._thread.is_alive():  # closed (all written) or failed
+                return self.failed is None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"the recording to {self.folder} was not flushed within "
+                                  f"{timeout:g} s")
+        return True
 
     def close(self) -> None:
         """Write what is queued, finish the files and ``meta.json`` (which says if and why
@@ -144,8 +162,12 @@ class Recorder:
         try:
             while True:
                 record = self._queue.get()
+                flushed: list[threading.Event] = []
                 while record is not None:
-                    self._line(*record)
+                    if isinstance(record, threading.Event):
+                        flushed.append(record)
+                    else:
+                        self._line(*record)
                     try:
                         record = self._queue.get_nowait()
                     except queue.Empty:
@@ -153,6 +175,8 @@ class Recorder:
                 self._events.flush()
                 for track in self._tracks.values():
                     track.flush()
+                for waiter in flushed:
+                    waiter.set()
                 if record is None:
                     break
                 time.sleep(_FLUSH_EVERY)  # let a batch gather: one flush for many events
