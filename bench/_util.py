@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -107,11 +108,14 @@ class SimulatedPage:
     """Stands in for the browser page of a :class:`~rtwidget.VoiceChat`: says it is ready,
     takes every message the widget sends (through the widget's real ``send``), acknowledges
     audio every few chunks with the bytes taken, as ``js/widget.js`` does, and sends mic frames
-    the way the page's messages arrive."""
+    the way the page's messages arrive. ``rows`` is the transcript it has been sent, by item id;
+    :meth:`wait_for_rows` waits for it to show something."""
 
     def __init__(self, chat: Any) -> None:
         self.chat = chat
         self.audio_chunks = self.audio_bytes = self.messages = self.seq = 0
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._rows_changed = threading.Condition()
         self._send = chat.send
         chat.send = self._receive  # the widget's messages reach the page after the real send
         chat._handle_msg(_custom({"type": "ready"}))
@@ -119,11 +123,31 @@ class SimulatedPage:
     def _receive(self, content: dict[str, Any], buffers: list[Any] | None = None) -> None:
         self._send(content, buffers=buffers)
         self.messages += 1
+        if content.get("type") == "rows":
+            self._take_rows(content)
         if content.get("type") == "audio" and buffers:
             self.audio_chunks += 1
             self.audio_bytes += len(buffers[0])
             if self.audio_chunks % AUDIO_ACK_EVERY == 0:
                 self.chat._handle_msg(_custom({"type": "audio_ack", "bytes": self.audio_bytes}))
+
+    def _take_rows(self, content: dict[str, Any]) -> None:
+        with self._rows_changed:
+            if content.get("reset"):
+                self.rows.clear()
+            self.rows.update((row["id"], row) for row in content.get("rows", []))
+            for item_id in content.get("removed", []):
+                self.rows.pop(item_id, None)
+            self._rows_changed.notify_all()
+
+    def wait_for_rows(self, shown: Callable[[dict[str, dict[str, Any]]], bool],
+                      timeout: float = 60.0) -> None:
+        """Block until ``shown(rows)`` is true of the transcript the page has been sent (the
+        widget sends rows a moment after the session has them); ``TimeoutError`` if not."""
+        with self._rows_changed:
+            if not self._rows_changed.wait_for(lambda: shown(self.rows), timeout):
+                raise TimeoutError(f"the page's transcript did not get there in {timeout:g} s "
+                                   f"({len(self.rows)} rows)")
 
     def mic_frame(self, pcm: bytes) -> None:
         """One mic frame from the page, as the kernel's comm hands it to the widget."""

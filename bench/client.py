@@ -298,14 +298,11 @@ def reply_cost(chat: Any, page: SimulatedPage, minutes: float) -> dict[str, floa
             "us_per_delta": cpu * 1e6 / max(deltas, 1)}
 
 
-def preload(chat: Any, items: int) -> None:
-    """Grow the conversation to ``items`` typed messages, and let the widget draw them."""
+def preload(chat: Any, page: SimulatedPage, items: int) -> None:
+    """Grow the conversation to ``items`` typed messages, and wait for the page to show them."""
     for n in range(items):
         chat.session.say(f"note {n}: a line of earlier conversation", respond=False)
-    deadline = time.monotonic() + 120
-    while len(chat.session.conversation) < items and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    page.wait_for_rows(lambda rows: len(rows) >= items, timeout=120)
 
 
 def scaling(quick: bool) -> dict[str, dict[str, dict[str, float]]]:
@@ -322,7 +319,7 @@ def scaling(quick: bool) -> dict[str, dict[str, dict[str, float]]]:
                 by_reply[f"{run['audio_s']:.0f} s"] = run
         for items in CONVERSATION_ITEMS:
             with voice_chat(url) as (chat, page):
-                preload(chat, items)
+                preload(chat, page, items)
                 by_conversation[f"{items:,}"] = reply_cost(chat, page, 0.5 * scale)
         floor = floor_at_real_time(url, 0.5 * scale)
     return {"by_reply": by_reply, "by_conversation": by_conversation, "floor": floor}

@@ -30,7 +30,9 @@ def cpu_per_delta(chat: rt.VoiceChat, page: SimulatedPage, words: int) -> dict[s
     chunks = page.audio_chunks
     start = session._run(_thread_cpu())
     session.ask(" ".join(["ocean"] * words), timeout=300)
-    time.sleep(0.3)  # the transcript's last rows go out after the reply
+    reply = list(session.conversation)[-1]
+    # the transcript's last rows go out after the reply: their cost is the reply's too
+    page.wait_for_rows(lambda rows: rows.get(reply.id, {}).get("status") == "completed")
     cpu = session._run(_thread_cpu()) - start
     deltas = page.audio_chunks - chunks
     assert chat.stats["audio_dropped"] == 0 and deltas > 0
@@ -59,7 +61,7 @@ def test_cost_per_audio_delta_does_not_grow_with_the_conversation() -> None:
         for _ in range(2):
             for items in runs:
                 with voice_chat(server.url) as (chat, page):
-                    preload(chat, items)
+                    preload(chat, page, items)
                     assert len(chat.session.conversation) >= items
                     runs[items].append(cpu_per_delta(chat, page, 15))  # about 6 s of audio
     ratio = (statistics.median(r["cpu_per_delta"] for r in runs[2_000])
