@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -33,6 +34,28 @@ WEATHER_TOOL = {
 }
 
 FAST_RETRY = Reconnect(base_delay=0.05, max_delay=0.2, max_attempts=5)
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0, what: str = "") -> T:
+    """Call ``check`` until it returns something truthy (returned) without raising
+    ``AssertionError``: the barrier for state another thread or process changes with no event
+    to wait on. After ``timeout`` seconds the test fails with the last assertion, or saying
+    ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            failure = AssertionError(f"{what or 'the condition'} did not happen within "
+                                     f"{timeout:g} s (last: {result!r})")
+        except AssertionError as exc:
+            failure = exc
+        if time.monotonic() >= deadline:
+            raise failure
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import FAST_RETRY, RULES
+from conftest import FAST_RETRY, RULES, eventually
 from faults import FaultProxy
 
 from rtwidget import AuthenticationError, RealtimeSession, ServerRejected
@@ -244,14 +244,14 @@ def test_faults_leave_no_thread_task_or_socket_behind(proxy: FaultProxy,
         proxy.reset()  # the proxy's own hold on the stalled connection (it is in this process)
 
     one_life()  # the first life loads modules and warms pools; count from the second
-    deadline = time.monotonic() + 10
-    while paced.connections and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: not paced.connections, 10, "the server closing the first life's socket")
     before, tasks_before = _resources(), _server_tasks(paced)
     for _ in range(3):
         one_life()
-    deadline = time.monotonic() + 10
-    while (_resources() != before or paced.connections) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _resources() == before  # threads, open file descriptors (sockets included)
-    assert not paced.connections and _server_tasks(paced) == tasks_before
+
+    def released() -> bool:
+        assert _resources() == before  # threads, open file descriptors (sockets included)
+        assert not paced.connections and _server_tasks(paced) == tasks_before
+        return True
+
+    eventually(released, 10)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import utterance
+from conftest import eventually, utterance
 
 import rtwidget as rt
 from rtwidget.data.frame import COLUMNS, FrameCache, LiveView, conversation_frame
@@ -158,12 +158,13 @@ def test_live_view_redraws_at_a_bounded_rate() -> None:
             "id": f"i{i}", "type": "message", "role": "user",
             "content": [{"type": "input_text", "text": str(i)}]}})
         listeners[0]({})
-        time.sleep(0.002)
+        time.sleep(0.002)  # the updates arrive over time: that is what is rate-limited
     elapsed = time.monotonic() - started
-    time.sleep(0.4)
+    # the last update is drawn by a timer, after the interval
+    eventually(lambda: shown and list(shown[-1]["text"]) == ["295", "296", "297", "298", "299"], 5,
+               "the last rows drawn")
     view.stop()
     assert 1 <= view.redraws <= elapsed * 4 + 2
-    assert list(shown[-1]["text"]) == ["295", "296", "297", "298", "299"]
     assert not listeners
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST_RETRY, RULES, RawClient
+from conftest import FAST_RETRY, RULES, RawClient, eventually
 from faults import FaultProxy
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
@@ -143,8 +143,7 @@ def test_a_configuration_that_cannot_be_encoded_fails_the_constructor_at_once(
             "parameters": deeply_nested(900)}
     with pytest.raises(ValueError, match="nested too deeply"):
         RealtimeSession("local", url=server.url, tools=[deep], open_timeout=5)
-    time.sleep(0.2)
-    assert threading.active_count() <= threads  # no session thread left behind
+    eventually(lambda: threading.active_count() <= threads, 5, "no session thread left behind")
 
 
 # --- 2. tools that raise SystemExit / KeyboardInterrupt -------------------------------------------
@@ -304,11 +303,9 @@ def test_a_turn_sent_into_a_frozen_connection_is_sent_again_after_the_reconnect(
         reconnected = s.expect("rtwidget.reconnected", timeout=30)
         with ThreadPoolExecutor(1) as pool:
             reply = pool.submit(s.ask, "are you there", 30)
-            deadline = time.monotonic() + 10
-            while not any(e.direction == "out" and e.type == "response.create"
-                          for e in list(s.conversation.log)[-3:]):
-                assert time.monotonic() < deadline, "the turn was never written"
-                time.sleep(0.02)
+            eventually(lambda: any(e.direction == "out" and e.type == "response.create"
+                                   for e in list(s.conversation.log)[-3:]), 10,
+                       "the turn being written")
             proxy.reset()  # the frozen connection dies with the turn in it
             reconnected.wait()
             assert reply.result(40) == "You said: are you there"

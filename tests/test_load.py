@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import frames, free_port, utterance, wait_until_serving
+from conftest import eventually, frames, free_port, utterance, wait_until_serving
 
 import rtwidget as rt
 from rtwidget import RealtimeSession
@@ -88,9 +88,7 @@ def test_eight_sessions_stream_at_real_time_in_one_process(child_server: str) ->
                     s.send_audio(frame)
                 tick += 1
                 time.sleep(max(0.0, start + tick * FRAME_S - time.monotonic()))
-        deadline = time.monotonic() + 30
-        while min(answered) < turns and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: min(answered) >= turns, 30, f"{turns} answers in every session")
         cpu, wall = _cpu_s() - cpu0, time.monotonic() - wall0
         assert answered == [turns] * len(sessions)
         for s in sessions:

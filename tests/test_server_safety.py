@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from typing import Any
 
 import pytest
-from conftest import RULES, RawClient, socketless_connection, utterance
+from conftest import RULES, RawClient, eventually, socketless_connection, utterance
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -68,9 +67,7 @@ def test_connections_beyond_the_limit_get_503_and_the_others_carry_on() -> None:
         first.send(events.response_create())
         assert first.until("response.done")["response"]["status"] == "completed"
         second.close()
-        deadline = time.monotonic() + 5
-        while len(srv.connections) > 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: len(srv.connections) <= 1, 5, "the server letting the second go")
         third = RawClient(srv.url)  # a place came free
         third.close()
         first.close()
@@ -85,10 +82,7 @@ def test_a_client_that_stops_reading_is_dropped_and_others_are_served() -> None:
             greedy.send(json.dumps(events.response_create()))
         with RealtimeSession("local", url=srv.url, output_modalities=["text"]) as other:
             assert other.ask("are you there") == "You said: are you there"
-        deadline = time.monotonic() + 20
-        while len(srv.connections) > 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not srv.connections  # the server let go of the greedy one
+        eventually(lambda: not srv.connections, 20, "the server letting go of the greedy one")
 
 
 def test_hostile_messages_get_errors_and_the_connection_goes_on(raw: RawClient) -> None:

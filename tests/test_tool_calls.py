@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -85,11 +84,13 @@ def test_async_tool_runs_on_the_session_loop(tool_server) -> None:
 
 def test_two_calls_run_concurrently_and_answer_in_call_order(tool_server) -> None:
     both_running = threading.Barrier(2, timeout=10)
+    finished: list[str] = []
+    b_finished = threading.Event()
 
     @rt.tool
     def slow_a() -> str:
         both_running.wait()  # only passes if slow_b runs at the same time
-        time.sleep(0.05)  # finish second
+        assert b_finished.wait(10)  # finish second
         return "A"
 
     @rt.tool
@@ -97,8 +98,15 @@ def test_two_calls_run_concurrently_and_answer_in_call_order(tool_server) -> Non
         both_running.wait()
         return "B"
 
+    def on_result(event: dict) -> None:
+        finished.append(event["name"])
+        if event["name"] == "slow_b":
+            b_finished.set()
+
     with open_session(tool_server) as s:
+        s.on("rtwidget.tool_result", on_result)
         assert s.ask("run both") == "The tool returned A; B."
+        assert finished == ["slow_b", "slow_a"]
         outputs = [i for i in s.conversation if i.type == "function_call_output"]
         calls = [i for i in s.conversation if i.type == "function_call"]
     assert [o.output for o in outputs] == ["A", "B"]

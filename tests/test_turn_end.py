@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import frames
+from conftest import eventually, frames
 from speech import available, in_room, silence, speak, trim, word_error_rate
 
 import rtwidget as rt
@@ -43,11 +43,9 @@ def listen(server: LocalServer, pcm: bytes, **turn_detection: Any) -> list[dict[
         s.on("*", lambda ev: seen.append(ev) if ev["type"].startswith(
             ("input_audio_buffer.", "conversation.item.input_audio")) else None)
         stream(s, pcm)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(
-                e["type"].endswith("transcription.completed") for e in seen) < sum(
-                e["type"] == "input_audio_buffer.speech_stopped" for e in seen):
-            time.sleep(0.05)
+        eventually(lambda: sum(e["type"].endswith("transcription.completed") for e in seen)
+                   >= sum(e["type"] == "input_audio_buffer.speech_stopped" for e in seen),
+                   30, "a transcript for every turn")
     return seen
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import frames, utterance
+from conftest import eventually, frames, utterance
 
 import rtwidget as rt
 from rtwidget.notebook.magics import chat_kwargs
@@ -38,13 +38,7 @@ class FakeBrowser:
         return [m for m in list(self.sent) if m[0].get("type") == kind]
 
     def wait(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = predicate()
-            if result:
-                return result
-            time.sleep(0.02)
-        raise AssertionError("the widget did not get there in time")
+        return eventually(predicate, timeout, "the widget getting there")
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conftest import free_port, wait_until_serving
+from conftest import eventually, free_port, wait_until_serving
 from speech import speak
 from speech import write_wav as save_wav
 
@@ -95,14 +94,12 @@ def lab(root: Path, tmp: Path, env: dict[str, str] | None = None
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                "--LabApp.expose_app_in_browser=True"]
     with _serving(command, port, log_path, {**_env(tmp), **(env or {})}):
-        found = None
-        for _ in range(50):
+        def printed_url() -> re.Match[str]:
             found = re.search(rf"http://127\.0\.0\.1:{port}/\S*", log_path.read_text())
-            if found:
-                break
-            time.sleep(0.2)
-        assert found, log_path.read_text()
-        yield found.group(0), log_path
+            assert found, log_path.read_text()
+            return found
+
+        yield eventually(printed_url, 10).group(0), log_path
 
 
 @contextmanager

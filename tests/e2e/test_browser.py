@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import eventually
 
 from .lab import (
     CHROMIUM,
@@ -196,15 +196,12 @@ def test_talk_through_the_widget_in_a_real_browser(served: tuple[str, Path],
 
         run_cell(page, 3)
         facts_path = root / "facts.json"
-        deadline = time.monotonic() + 30
-        while not facts_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually(facts_path.exists, 30, "the cell writing facts.json")
         facts = json.loads(facts_path.read_text())
         page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
         saved = root / "voice.ipynb"
-        deadline = time.monotonic() + 20
-        while "widget-view+json" not in saved.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually(lambda: "widget-view+json" in saved.read_text(), 20,
+                   "the notebook saved with the widget's output")
 
     (OUTPUT / "browser-latency.json").write_text(json.dumps(facts["latency"]))
     assert 0 <= facts["latency"]["frame_ms"] < 5000

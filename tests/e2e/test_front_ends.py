@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import eventually
 
 from .lab import (
     CHROMIUM,
@@ -273,15 +273,17 @@ def test_marimo_spoken_turn_tool_call_and_playback(tmp: Path) -> None:
             timeout=120_000)
         page.locator(".rtw-assistant .rtw-text", has_text="half past ten").wait_for(
             timeout=120_000)
-        deadline = time.monotonic() + 60
-        while float(widget.get_attribute("data-played-ms") or 0) <= 200:
-            assert time.monotonic() < deadline, "the reply was not played"
-            time.sleep(0.25)
-        time.sleep(1.0)  # the facts file is rewritten every 0.5 s
-        facts = json.loads(facts_path.read_text())
+        eventually(lambda: float(widget.get_attribute("data-played-ms") or 0) > 200, 60,
+                   "the reply being played")
         shown = [{"role": "user", "text": t}
                  for t in page.locator(".rtw-user .rtw-text").all_text_contents()]
         transport = widget.get_attribute("data-transport")
         widget.screenshot(path=str(OUTPUT / "marimo.png"))
-    check_spoken_turn(facts, shown)
+
+        def facts_of_the_turn() -> dict[str, Any]:  # the file is rewritten every 0.5 s
+            facts: dict[str, Any] = json.loads(facts_path.read_text())
+            check_spoken_turn(facts, shown)
+            return facts
+
+        facts = eventually(facts_of_the_turn, 30)
     assert facts["transport"] == transport == "binary"  # marimo carries buffers both ways

@@ -10,11 +10,12 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import eventually
 
 from .lab import (
     CHROMIUM,
@@ -117,6 +118,34 @@ def run_all(page: Any) -> None:
         "c => c.model.type !== 'code' || c.model.executionCount)", timeout=300_000)
 
 
+def drawn_rows(page: Any, check: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    """The transcript as the widget shows it, once ``check(rows)`` passes: the page draws
+    rows a moment after the kernel has them."""
+    def drawn() -> list[dict[str, Any]]:
+        rows = widget_rows(page)
+        check(rows)
+        return rows
+
+    return eventually(drawn, 20)
+
+
+def shows_the_turns(seen: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """The widget shows the words of the spoken turns and of the typed one, no placeholder."""
+    shown_user = " ".join(r["text"] for r in rows if r["role"] == "user")
+    for user, _ in spoken_turns(seen)[:2]:
+        assert (user["text"] or "") in shown_user, (user["text"], rows)
+    assert TYPED in shown_user, rows
+    assert not [r for r in rows if PLACEHOLDER.search(r["text"])], rows
+
+
+def shows_the_cut(seen: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """The widget shows the interrupted reply as cut, with the words that were heard."""
+    story = next((r for r in seen["rows"] if r["role"] == "assistant" and r["truncated_ms"]),
+                 None)
+    assert story is not None, seen["rows"]
+    assert any(r["text"] == story["text"] and r["cut"] for r in rows), rows
+
+
 def wait_until_quiet(page: Any) -> None:
     """The agent has finished speaking (the widget says so)."""
     page.wait_for_function("() => { const w = document.querySelector('.rtw');"
@@ -158,8 +187,7 @@ def test_notebook_01_run_all_then_two_spoken_questions_and_a_typed_turn(
                 r["role"] == "user" and r["text"] == TYPED for r in f["rows"]) and all(
                 r["status"] != "in_progress" for r in f["rows"]), 120)
             wait_until_quiet(page)
-            page.wait_for_timeout(1000)
-            shown = widget_rows(page)
+            shown = drawn_rows(page, lambda rows: shows_the_turns(seen, rows))
             widget.screenshot(path=str(OUTPUT / "voice-notebook.png"))
             page.screenshot(path=str(OUTPUT / "voice-notebook-page.png"), full_page=True)
     finally:
@@ -242,8 +270,7 @@ def test_talking_over_a_long_reply_with_headphones_interrupts_it(
             seen = wait_for(page, "the barge-in and the answer to the question",
                             lambda f: answered(f, 1) and f["stats"]["truncations"] >= 1, 180)
             wait_until_quiet(page)
-            page.wait_for_timeout(1000)
-            shown = widget_rows(page)
+            shown = drawn_rows(page, lambda rows: shows_the_cut(seen, rows))
             widget.screenshot(path=str(OUTPUT / "barge-in.png"))
     finally:
         (OUTPUT / "barge-in-comm.log").write_text("\n".join(comm))
