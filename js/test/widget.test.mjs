@@ -1,27 +1,22 @@
 // Main-thread pieces of the widget that need no browser: mic diagnostics and message handling.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { build } from "esbuild";
+import { importBundle } from "../bundle.mjs";
+import { micErrorText, micProblem } from "../devices.js";
 import { bytesToBase64 } from "../dsp.js";
 
-const bundled = await build({
-  entryPoints: [new URL("../widget.js", import.meta.url).pathname], bundle: true, write: false,
-  format: "esm", plugins: [{ name: "w", setup(b) {
-    b.onResolve({ filter: /^worklet:/ }, (a) => ({ path: a.path, namespace: "w" }));
-    b.onLoad({ filter: /.*/, namespace: "w" }, () => ({ contents: "", loader: "text" }));
-  } }],
-});
-const mod = await import(`data:text/javascript,${encodeURIComponent(bundled.outputFiles[0].text)}`);
+const mod = await importBundle("engine.js");
+const { probeText } = await importBundle("latency-probe.js");
 
 test("an insecure page, a missing API and a denied mic each get a plain message", () => {
-  assert.match(mod.micProblem({ isSecureContext: false }), /secure page.*https.*localhost/);
-  assert.match(mod.micProblem({ isSecureContext: true, navigator: {} }), /no microphone API/);
+  assert.match(micProblem({ isSecureContext: false }), /secure page.*https.*localhost/);
+  assert.match(micProblem({ isSecureContext: true, navigator: {} }), /no microphone API/);
   const ok = { isSecureContext: true, AudioWorkletNode: class {},
                navigator: { mediaDevices: { getUserMedia() {} } } };
-  assert.equal(mod.micProblem(ok), null);
-  assert.match(mod.micErrorText({ name: "NotAllowedError" }), /permission was denied/);
-  assert.match(mod.micErrorText({ name: "NotFoundError" }), /No microphone was found/);
-  assert.match(mod.micErrorText({ name: "NotReadableError" }), /in use/);
+  assert.equal(micProblem(ok), null);
+  assert.match(micErrorText({ name: "NotAllowedError" }), /permission was denied/);
+  assert.match(micErrorText({ name: "NotFoundError" }), /No microphone was found/);
+  assert.match(micErrorText({ name: "NotReadableError" }), /in use/);
 });
 
 function fakeModel() {
@@ -68,11 +63,11 @@ test("audio for the player is queued until the player exists, copied out of the 
 });
 
 test("the latency probe says what it measured, or why it could not", async () => {
-  assert.equal(mod.probeText({}), "");
-  assert.match(mod.probeText({ probing: true }), /Measuring/);
-  assert.match(mod.probeText({ probeResult: { heard: true, roundtrip_ms: 142.4, output_ms: 21 } }),
+  assert.equal(probeText({}), "");
+  assert.match(probeText({ probing: true }), /Measuring/);
+  assert.match(probeText({ probeResult: { heard: true, roundtrip_ms: 142.4, output_ms: 21 } }),
                /round trip: 142 ms \(the browser reports 21 ms output latency\)/);
-  assert.match(mod.probeText({ probeResult: { heard: false, output_ms: 21 } }), /not heard back/);
+  assert.match(probeText({ probeResult: { heard: false, output_ms: 21 } }), /not heard back/);
   // a page without a mic answers the kernel's request with the reason, and sends no frames
   const model = fakeModel();
   const engine = new mod.Engine(model, { isSecureContext: false });
