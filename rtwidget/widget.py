@@ -14,7 +14,6 @@ import logging
 import statistics
 import threading
 import time
-import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,6 @@ class VoiceChat(anywidget.AnyWidget):
     _esm = STATIC / "widget.js"
     _css = STATIC / "widget.css"
 
-    _key = traitlets.Unicode().tag(sync=True)
     status = traitlets.Unicode("connecting").tag(sync=True)
     phase = traitlets.Unicode("idle").tag(sync=True)
     provider = traitlets.Unicode("").tag(sync=True)
@@ -84,7 +82,7 @@ class VoiceChat(anywidget.AnyWidget):
     transport = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
-        super().__init__(_key=uuid.uuid4().hex, **kwargs)
+        super().__init__(**kwargs)
         self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
                       "audio_dropped": 0, "truncations": 0, "backchannel_out": 0}
         self._audio_sent = self._audio_acked = 0

@@ -202,3 +202,43 @@ test("push-to-talk: frames flow only while held, the agent is cut on press, rele
     frame();
     assert.equal(engine.stats.framesSent, 4);
   });
+
+/** A model as anywidget hands it over: custom messages in, messages sent out. */
+function listeningModel() {
+  const handlers = new Set();
+  return {
+    sent: [], handlers,
+    get: () => "",
+    on: (name, fn) => { if (name === "msg:custom") handlers.add(fn); },
+    off: (name, fn) => { if (name === "msg:custom") handlers.delete(fn); },
+    send(msg, cb, buffers) { this.sent.push([msg, buffers]); },
+    feed(msg, buffers) { for (const fn of handlers) fn(msg, buffers); },
+  };
+}
+
+test("the default export is a factory: each widget model gets its own engine", async () => {
+  const { default: factory } = await importBundle("widget.js");
+  assert.equal(typeof factory, "function");
+  const [one, two] = [factory(), factory()];
+  assert.notEqual(one, two);
+  const [a, b] = [listeningModel(), listeningModel()];
+  const closeA = one.initialize({ model: a });
+  two.initialize({ model: b });
+  for (const model of [a, b]) { // each says it is ready once, with the probe as a buffer
+    assert.equal(model.sent.length, 1);
+    const [msg, buffers] = model.sent[0];
+    assert.deepEqual(msg, { type: "ready", probe: mod.PROBE });
+    assert.deepEqual([...new Uint8Array(buffers[0])], mod.PROBE);
+  }
+  // the kernel's answer to one model is answered by that model's engine alone
+  a.feed({ type: "transport", up: true, probe: mod.PROBE },
+         [new DataView(new Uint8Array(mod.PROBE).buffer)]);
+  assert.deepEqual(a.sent.at(-1)[0], { type: "transport", up: true, down: true });
+  assert.equal(b.sent.length, 1);
+  // the model's end stops its engine (the mic off) and stops listening; the other goes on
+  closeA();
+  assert.deepEqual(a.sent.at(-1)[0], { type: "mic", on: false });
+  assert.equal(a.handlers.size, 0);
+  b.feed({ type: "transport", up: false, probe: mod.PROBE }, []);
+  assert.deepEqual(b.sent.at(-1)[0], { type: "transport", up: false, down: false });
+});
