@@ -53,8 +53,9 @@ class CaptureProcessor extends AudioWorkletProcessor {
 
   /** A finished frame goes to the main thread, transferred: the next one needs a new buffer. */
   sendFrame(frame) {
+    const next = new Int16Array(frame.length); // (before the transfer empties `frame`)
     this.port.postMessage({ type: "frame", buf: frame.buffer, level: this.meter.level }, [frame.buffer]);
-    return new Int16Array(frame.length);
+    return next;
   }
 }
 
