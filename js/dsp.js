@@ -52,7 +52,7 @@ export class LevelMeter {
  * Streaming resampler: any input rate to `outRate`, block by block, keeping its phase across
  * blocks. Downsampling first runs a windowed-sinc low-pass at the output Nyquist so speech
  * energy above 12 kHz does not fold back; then linear interpolation picks the samples.
- * `processInto` allocates nothing once it has seen a block of the same length.
+ * `processInto` allocates nothing once it has seen a block as long.
  */
 export class Resampler {
   constructor(inRate, outRate = TARGET_RATE, taps = 31) {

@@ -81,13 +81,11 @@ def test_two_widgets_two_views_of_one_and_a_view_drawn_again(tmp_path: Path) -> 
     with lab(root, tmp_path) as (url, _), sync_playwright() as p, \
             fake_mic_page(p, wav, "widget-views") as page:
         page.goto(url.split("/lab")[0] + "/lab/tree/views.ipynb", timeout=90_000)
-        page.wait_for_function(
-            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-            " return w && w.sessionContext && w.sessionContext.session"
-            " && w.sessionContext.session.kernel"
-            " && w.sessionContext.session.kernel.status === 'idle'; }", timeout=120_000)
+        page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]',
+                               timeout=90_000)
         page.add_style_tag(content=".Toastify { display: none !important; }")
-        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        for index in range(len(CELLS)):
+            run_cell(page, index)
         wait_for_views(page, "views.length === 3 && views.every((v) => v.ready &&"
                              " v.status === 'connected')", timeout=120_000)
 
