@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtwidget.frame import conversation_frame
+from rtwidget.data.frame import conversation_frame
 from rtwidget.protocol import Conversation
 
 from ._util import median_time, table

@@ -14,6 +14,14 @@ With no API key in the environment, sessions connect to the embedded local serve
 
 from __future__ import annotations
 
+from .client.options import NO_RECONNECT, Reconnect, SessionOptions
+from .client.providers import Endpoint, Secret, ask_key, resolve
+from .client.session import AsyncRealtimeSession
+from .client.sync import Expectation, RealtimeSession
+from .client.voices import voices
+from .data.frame import COLUMNS, LiveView
+from .data.frame import load as load_conversation
+from .data.latency import plot_latency, turn_latency
 from .errors import (
     AuthenticationError,
     ConnectionClosed,
@@ -23,30 +31,19 @@ from .errors import (
     ServerRejected,
     ToolError,
 )
-from .frame import COLUMNS, LiveView
-from .frame import load as load_conversation
-from .latency import plot_latency, turn_latency
+from .notebook.chat import chat
+from .notebook.widget import VoiceChat
 from .protocol import Conversation, Item, Response
-from .providers import Endpoint, Secret, ask_key, resolve
-from .recording import Recording, load_recording
-from .replay import Replay, diff
+from .recording.reader import Recording, load_recording
+from .recording.replay import Replay, diff
 from .server import LocalServer
-from .session import (
-    NO_RECONNECT,
-    AsyncRealtimeSession,
-    Expectation,
-    RealtimeSession,
-    Reconnect,
-)
-from .tool_registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
-from .tool_runner import ToolResult
-from .voices import voices
-from .widget import VoiceChat, chat
+from .tooling.registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
+from .tooling.runner import ToolResult
 
 
 def load_ipython_extension(ipython: object) -> None:
     """``%load_ext rtwidget``: registers ``%rtchat`` and ``%rttools``."""
-    from .magics import load_ipython_extension as load
+    from .notebook.magics import load_ipython_extension as load
 
     load(ipython)
 
@@ -75,6 +72,7 @@ __all__ = [
     "Secret",
     "ServerError",
     "ServerRejected",
+    "SessionOptions",
     "Tool",
     "ToolError",
     "ToolRegistry",

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .recording import Recording
-    from .replay import Replay
+    from .recording.reader import Recording
+    from .recording.replay import Replay
     from .server import LocalServer
 
 
@@ -36,7 +36,7 @@ def replay_recording(recording: Recording | str | Path, server: LocalServer, *,
     """Replay ``recording`` against ``server`` (a running :class:`~rtwidget.LocalServer`) with
     the current ``tools`` (default: :data:`rtwidget.tools`) and the recorded configuration
     changed by ``config``; returns the :class:`~rtwidget.Replay`, its session still open."""
-    from .recording import Recording, load_recording
+    from .recording.reader import Recording, load_recording
 
     loaded = recording if isinstance(recording, Recording) else load_recording(recording)
     return loaded.replay(provider="local", url=server.url, speed=speed, tools=tools, **config)

@@ -13,6 +13,8 @@ from websockets.sync.client import ClientConnection, connect
 from rtwidget import RealtimeSession, Reconnect
 from rtwidget.protocol.audio import SAMPLE_RATE
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine, ToneSynthesizer
+from rtwidget.server.connection import Connection
+from rtwidget.server.session import ServerOptions
 
 RULES = [
     Rule(r"weather in (?P<city>\w+)", calls=[("get_weather", {"city": "{city}"})]),
@@ -88,6 +90,18 @@ def raw(server: LocalServer) -> Iterator[RawClient]:
     client = RawClient(server.url)
     yield client
     client.close()
+
+
+def socketless_connection() -> tuple[Connection, list[dict[str, Any]]]:
+    """A local-server connection driven without sockets (``await conn.receive(text)``), with
+    the scripted engine and tones; the events it sends land in the list."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(text: str) -> None:
+        sent.append(json.loads(text))
+
+    options = ServerOptions(engine=ScriptedReplyEngine(), synthesizer=ToneSynthesizer())
+    return Connection(options, send, lambda: None), sent
 
 
 def utterance(words: str = "hello there how are you today", lead_ms: int = 400,

@@ -57,7 +57,7 @@ def test_the_conversation_shows_what_was_heard_and_keeps_all_that_was_said() -> 
 
 
 def conv_frame_row(conv: Conversation, item_id: str) -> dict:
-    from rtwidget.frame import conversation_frame
+    from rtwidget.data.frame import conversation_frame
 
     frame = conversation_frame(conv)
     return frame[frame["item_id"] == item_id].iloc[0].to_dict()

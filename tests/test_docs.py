@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtwidget.frame import COLUMNS
+from rtwidget.data.frame import COLUMNS
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 

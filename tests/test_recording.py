@@ -14,8 +14,8 @@ import pytest
 from conftest import RULES, frames, utterance
 
 import rtwidget as rt
-from rtwidget.recording import RecordingError, join_audio, split_audio
-from rtwidget.replay import answer_times, plan
+from rtwidget.protocol.record_format import RecordingError, join_audio, split_audio
+from rtwidget.recording.replay import answer_times, plan
 from rtwidget.server import LocalServer, ScriptedReplyEngine
 
 SECRET = "sk-test-0123456789abcdefSECRET"
@@ -239,7 +239,7 @@ def test_turn_latency_columns_are_ordered_from_the_end_of_speech(
 def test_a_mic_frames_line_is_what_the_general_writer_would_write(tmp_path: Path) -> None:
     import base64
 
-    from rtwidget.recording import Recorder
+    from rtwidget.client.recorder import Recorder
 
     pcm = bytes(range(200)) * 5
     frame = {"type": "input_audio_buffer.append", "event_id": 'evt_"7"',
@@ -282,7 +282,7 @@ def test_history_restored_after_a_reconnect_is_not_replayed(tmp_path: Path) -> N
 
 
 def test_a_recording_that_cannot_write_stops_cleanly_and_says_why(tmp_path: Path) -> None:
-    from rtwidget.recording import Recorder
+    from rtwidget.client.recorder import Recorder
 
     recorder = Recorder(tmp_path / "r", {})
     recorder._events.close()  # as if the disk went away under it

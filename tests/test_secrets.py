@@ -16,7 +16,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 import rtwidget as rt
 from rtwidget import AuthenticationError, RealtimeSession
-from rtwidget.providers import mask_url
+from rtwidget.protocol.redact import mask_url
 from rtwidget.server import LocalServer
 
 KEY = "sk-test-" + os.urandom(12).hex()

@@ -3,13 +3,14 @@ message, per session and per server, clients that stop reading, hostile input, i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
 from typing import Any
 
 import pytest
-from conftest import RULES, RawClient, utterance
+from conftest import RULES, RawClient, socketless_connection, utterance
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
@@ -176,13 +177,53 @@ def test_a_fuzzing_client_cannot_break_the_server_or_its_neighbours(server: Loca
     bystander.close()
 
 
-def test_a_response_cancelled_before_it_starts_still_ends(raw: RawClient) -> None:
+# each word of the scripted "long story" (360 words) waits this long before the next one, so
+# that reply cannot be over before the test's own timeout (120 s): a cancel sent right behind its
+# create always finds it in progress, however late the server reads it
+_SLOW_PACE = 0.5
+
+
+def test_a_response_cancelled_before_it_starts_still_ends() -> None:
     """Found by the fuzzer: a cancel right behind its create used to leave the response
     'active' forever, refusing every later response.create."""
-    raw.send(events.item_create(events.text_message("hello")))
-    raw.send(events.response_create())
-    raw.send(events.response_cancel())
-    done = raw.until("response.done")
-    assert done["response"]["status"] == "cancelled"
-    raw.send(events.response_create())
-    assert raw.until("response.done")["response"]["status"] == "completed"
+    with LocalServer(engine=ScriptedReplyEngine(rules=RULES), pace=_SLOW_PACE) as srv:
+        raw = RawClient(srv.url)
+        raw.send(events.item_create(events.text_message("tell me a long story")))
+        raw.send(events.response_create())
+        raw.send(events.response_cancel())
+        done = raw.until("response.done")
+        assert done["response"]["status"] == "cancelled"
+        assert done["response"]["status_details"]["reason"] == "client_cancelled"
+        raw.send(events.item_create(events.text_message("hello")))
+        raw.send(events.response_create(output_modalities=["text"]))
+        done = raw.until("response.done")
+        assert done["response"]["status"] == "completed"
+        assert done["response"]["output"][0]["content"][0]["text"] == "You said: hello"
+        raw.close()
+
+
+def test_a_cancel_read_before_its_response_ran_ends_it() -> None:
+    """The cancel is handled before the response's task takes its first step (as when both
+    events arrive in one read): the response still gets its created and done events, and the
+    next response.create is accepted."""
+    async def run() -> list[dict[str, Any]]:
+        conn, sent = socketless_connection()
+        await conn.receive(json.dumps(events.item_create(events.text_message("hello"))))
+        await conn.receive(json.dumps(events.response_create()))
+        await conn.receive(json.dumps(events.response_cancel()))  # no loop turn in between
+        assert conn.responses.active is None
+        await conn.receive(json.dumps(events.response_create(output_modalities=["text"])))
+        second = conn.responses.active
+        assert second is not None and second.task is not None
+        await second.task
+        await conn.close()
+        return [e for e in sent if e["type"].startswith("response.") or e["type"] == "error"]
+
+    sent = asyncio.run(run())
+    first = [e for e in sent if e.get("response", {}).get("id") == sent[0]["response"]["id"]]
+    assert [e["type"] for e in first] == ["response.created", "response.done"]
+    assert first[1]["response"]["status"] == "cancelled" and not first[1]["response"]["output"]
+    assert not [e for e in sent if e["type"] == "error"]
+    assert sent[-1]["type"] == "response.done"
+    assert sent[-1]["response"]["status"] == "completed"
+    assert sent[-1]["response"]["output"][0]["content"][0]["text"] == "You said: hello"

@@ -10,12 +10,7 @@ import time
 import pytest
 from conftest import FAST_RETRY, WEATHER_TOOL, frames, utterance
 
-from rtwidget import (
-    AuthenticationError,
-    RealtimeSession,
-    ServerError,
-    ServerRejected,
-)
+from rtwidget import AuthenticationError, RealtimeSession, ServerError, ServerRejected
 from rtwidget.protocol import events
 from rtwidget.server import LocalServer, ScriptedReplyEngine
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from rtwidget.tool_results import error_result, serialise_result
+from rtwidget.tooling.results import error_result, serialise_result
 
 
 @dataclasses.dataclass

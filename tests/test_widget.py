@@ -11,7 +11,7 @@ import pytest
 from conftest import frames, utterance
 
 import rtwidget as rt
-from rtwidget.magics import chat_kwargs
+from rtwidget.notebook.magics import chat_kwargs
 from rtwidget.server import LocalServer
 
 
@@ -180,7 +180,7 @@ def test_voice_picker_gets_the_voices_and_changes_the_voice(widget) -> None:
 
 
 def test_a_page_that_stops_taking_audio_is_not_flooded(widget) -> None:
-    from rtwidget.widget import MAX_UNACKED_AUDIO_BYTES
+    from rtwidget.notebook.widget import MAX_UNACKED_AUDIO_BYTES
 
     chat, browser = widget  # this fake page never acknowledges audio: a frozen tab
     for _ in range(3):
@@ -218,3 +218,53 @@ def test_playback_starts_land_in_the_dataframe(widget) -> None:
     shown = browser.wait(lambda: [r for m, _ in browser.of_type("rows") for r in m["rows"]
                                   if r["id"] == reply["item_id"] and r["latency"] is not None])
     assert shown[-1]["latency"] == pytest.approx(user["played_s"], abs=0.01)
+
+
+def test_disconnect_and_connect_keep_every_session_setting(tmp_path) -> None:
+    """Disconnect → Connect builds a new session: it keeps the tools, whether to run them,
+    the tool round cap, the recording, keepalive, reconnect policy and the configuration as
+    the server last confirmed it. A ``run_tools=False`` chat must not start running tools."""
+    from rtwidget.server import Rule, ScriptedReplyEngine
+
+    calls: list[str] = []
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        calls.append(city)
+        return "sunny"
+
+    tools = rt.ToolRegistry()
+    tools.register(get_weather)
+    rules = [Rule(r"weather in (?P<city>\w+)", calls=[("get_weather", {"city": "{city}"})])]
+    policy = rt.Reconnect(base_delay=0.01, max_delay=0.05, max_attempts=3)
+    with LocalServer(engine=ScriptedReplyEngine(rules=rules)) as server:
+        chat = rt.chat("local", url=server.url, tools=tools, run_tools=False, max_tool_rounds=3,
+                       record=tmp_path / "talk", ping_interval=7.0, ping_timeout=9.0,
+                       restore_history=False, reconnect=policy, open_timeout=4.0,
+                       max_message_bytes=1 << 20, instructions="Be brief.",
+                       output_modalities=["text"])
+        browser = FakeBrowser(chat)
+        try:
+            browser.wait(lambda: chat.status == "connected")
+            chat.session.update(instructions="Be briefer.")  # confirmed: kept for the next one
+            before = chat.session.options
+            browser.message({"type": "disconnect"})
+            browser.wait(lambda: chat.status == "closed")
+            browser.message({"type": "connect"})
+            browser.wait(lambda: chat.status == "connected")
+            after = chat.session.options
+            assert after.replace(record=None) == before.replace(record=None)
+            assert after.config["instructions"] == "Be briefer."
+            assert (after.run_tools, after.max_tool_rounds, after.reconnect) == (False, 3, policy)
+            assert (after.ping_interval, after.ping_timeout, after.open_timeout) == (7.0, 9.0, 4.0)
+            assert after.tools.registry is tools and not after.restore_history
+            assert after.record == tmp_path / "talk-2"  # the first folder holds the first session
+            chat.session.say("what is the weather in Paris")
+            call = browser.wait(lambda: [r for r in chat.df.itertuples()
+                                         if r.type == "function_call"])
+            assert call[0].tool_name == "get_weather"
+            assert calls == [] and chat.session.tool_results == {}  # left to the caller
+        finally:
+            chat.close()
+    assert rt.load_recording(tmp_path / "talk").meta["config"]["instructions"] == "Be briefer."
+    assert (tmp_path / "talk-2" / "events.jsonl").exists()

@@ -14,8 +14,8 @@ from conftest import frames, utterance
 from test_widget import FakeBrowser
 
 import rtwidget as rt
+from rtwidget.notebook.transport import PROBE
 from rtwidget.server import LocalServer
-from rtwidget.widget import PROBE
 
 
 class BufferlessBrowser(FakeBrowser):

@@ -3,7 +3,8 @@
 from . import client_events as events
 from .audio import SAMPLE_RATE, AudioFormatError, decode_audio, encode_audio, to_pcm16
 from .client_events import NOT_GIVEN, merge_session, session_config
-from .conversation import BETA_ALIASES, Conversation, Item, LogEntry, Response, Update
+from .conversation import Conversation
+from .items import BETA_ALIASES, Item, LogEntry, Response, Update
 
 __all__ = [
     "BETA_ALIASES",

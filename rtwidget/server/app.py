@@ -27,9 +27,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from ..providers import mask_secrets, wire_logger
-from .connection import Connection, ServerOptions
+from ..protocol.redact import mask_secrets, wire_logger
+from .connection import Connection
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
+from .session import ServerOptions
 from .speech import default_voice_name
 from .vad import VADS, EnergyVad, Vad, VadSettings
 
@@ -344,7 +345,7 @@ class LocalServer:
     def _voices(self, connection: ServerConnection, request: Request,
                 query: dict[str, list[str]]) -> Response:
         """Inworld's List Voices call, answered with this server's own voices."""
-        from ..voices import inworld_page
+        from .voice_list import inworld_page
 
         if not self._authorized(request, query):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-STATIC = Path(__file__).resolve().parents[2] / "rtwidget" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "rtwidget" / "notebook" / "static"
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 if not CHROMIUM:

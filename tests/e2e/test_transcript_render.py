@@ -20,7 +20,7 @@ import pytest
 
 from .test_browser import CHROMIUM, OUTPUT
 
-STATIC = Path(__file__).resolve().parents[2] / "rtwidget" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "rtwidget" / "notebook" / "static"
 ROW_COUNTS = (10, 1_000)
 STREAM_S = 8.0
 

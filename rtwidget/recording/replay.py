@@ -18,18 +18,18 @@ import asyncio
 import bisect
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 
-from .protocol import events
-from .protocol.client_events import merge_session, session_config
-from .protocol.conversation import Conversation
-
-if TYPE_CHECKING:
-    from .recording import Recording
-    from .session import AsyncRealtimeSession, RealtimeSession
+from ..client.options import SessionOptions
+from ..client.session import AsyncRealtimeSession
+from ..client.sync import RealtimeSession
+from ..protocol import events
+from ..protocol.client_events import merge_session, session_config
+from ..protocol.conversation import Conversation
 
 _USER_EVENTS = {"input_audio_buffer.append", "input_audio_buffer.commit",
                 "input_audio_buffer.clear", "response.cancel"}
@@ -43,6 +43,20 @@ class Action:
     at: float
     event: dict[str, Any]
     answers_before: int
+
+
+class Recording(Protocol):
+    """What a replay reads of a recording (a loaded :class:`~rtwidget.Recording` is one)."""
+
+    meta: dict[str, Any]
+
+    @property
+    def conversation(self) -> Conversation: ...
+
+    @property
+    def df(self) -> pd.DataFrame: ...
+
+    def events_with_audio(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]: ...
 
 
 def answer_times(conversation: Conversation) -> list[float]:
@@ -174,14 +188,13 @@ def replay(recording: Recording, session: RealtimeSession | None = None, *,
     every tool in :data:`rtwidget.tools`). ``speed`` divides the recorded pauses
     (``math.inf``: no pauses). The session stays open for inspection; :meth:`Replay.close` it.
     """
-    from .session import RealtimeSession
-
     own = session is None
     if session is None:
-        session = RealtimeSession(provider, url=url, api_key=api_key, tools=tools,
-                                  record=record, connect=False)
         recorded = {k: v for k, v in recording.meta.get("config", {}).items() if k != "tools"}
-        session.aio.config = merge_session(recorded, session_config(**config) if config else {})
+        options = SessionOptions(config=merge_session(recorded, session_config(**config)),
+                                 tools=tools, record=record)
+        session = RealtimeSession(provider, url=url, api_key=api_key, options=options,
+                                  connect=False)
     try:
         if not session.connected:
             session.connect()

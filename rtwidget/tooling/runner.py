@@ -13,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .errors import ToolError
-from .protocol import events
-from .tool_registry import ToolExit, ToolSet, call_tool
-from .tool_results import error_result, serialise_result
-
-if TYPE_CHECKING:
-    from .session import AsyncRealtimeSession
+from ..errors import ToolError
+from ..protocol import events
+from ..protocol.conversation import Conversation
+from ..protocol.items import Item, Response, Update
+from .registry import ToolExit, ToolSet, call_tool
+from .results import error_result, serialise_result
 
 log = logging.getLogger("rtwidget.tools")
 
@@ -41,6 +41,21 @@ class ToolResult:
     seconds: float
 
 
+class ToolHost(Protocol):
+    """What the runner needs of a session (an :class:`~rtwidget.AsyncRealtimeSession` is one)."""
+
+    conversation: Conversation
+
+    def on_update(self, callback: Callable[[dict[str, Any], Update], Any]
+                  ) -> Callable[[], None]: ...
+
+    def note(self, kind: str, **fields: Any) -> None: ...
+
+    def send_nowait(self, event: dict[str, Any]) -> None: ...
+
+    def followed_up(self, response_id: str, create: dict[str, Any]) -> None: ...
+
+
 class ToolRunner:
     """Runs a session's tool calls (see the module docstring).
 
@@ -48,7 +63,7 @@ class ToolRunner:
     follow-up response is created with ``tool_choice="none"`` so the model has to answer.
     """
 
-    def __init__(self, session: AsyncRealtimeSession, toolset: ToolSet, max_rounds: int = 8):
+    def __init__(self, session: ToolHost, toolset: ToolSet, max_rounds: int = 8):
         self.session = session
         self.toolset = toolset
         self.max_rounds = max_rounds
@@ -56,10 +71,7 @@ class ToolRunner:
         self.results: dict[str, ToolResult] = {}
         self._running: dict[str, asyncio.Task[ToolResult]] = {}
         self._finishing: set[asyncio.Task[None]] = set()
-        self._off = [
-            session.on("response.function_call_arguments.done", self._on_arguments_done),
-            session.on("response.done", self._on_response_done),
-        ]
+        self._off = [session.on_update(self._on_update)]
 
     def detach(self) -> None:
         """Stop answering calls and cancel the ones running."""
@@ -72,31 +84,20 @@ class ToolRunner:
         """Whether calls to ``name`` are this runner's to answer."""
         return not (name and self.toolset.handled_elsewhere(name))
 
-    def _call_of(self, event: dict[str, Any]) -> tuple[str | None, str | None]:
-        """The call id and tool name of ``response.function_call_arguments.done``: from the
-        event, else from the ``function_call`` item it names (Inworld may leave ``name``, and
-        even ``call_id``, off the event; they arrive on the item)."""
-        call_id, name = event.get("call_id"), event.get("name")
-        call_id = call_id if isinstance(call_id, str) and call_id else None
-        name = name if isinstance(name, str) and name else None
-        if call_id is None or name is None:
-            conversation = self.session.conversation
-            item_id = event.get("item_id")
-            item = conversation.get(item_id) if isinstance(item_id, str) else None
-            if item is None and call_id is not None:
-                item = conversation.by_call_id(call_id)
-            if item is not None and item.type == "function_call":
-                call_id, name = call_id or item.call_id, name or item.name
-        return call_id, name
+    def _on_update(self, event: dict[str, Any], update: Update) -> None:
+        if update.type == "response.function_call_arguments.done" and update.item is not None:
+            self._on_arguments_done(update.item)
+        elif update.type == "response.done" and update.response is not None:
+            self._on_response_done(update.response)
 
-    def _on_arguments_done(self, event: dict[str, Any]) -> None:
-        call_id, name = self._call_of(event)
-        if call_id is None or call_id in self._running or call_id in self.results:
+    def _on_arguments_done(self, call: Item) -> None:
+        """A call's arguments are complete: run it now (the item has the call id and name even
+        where the event left them off, as Inworld may)."""
+        call_id = call.call_id
+        if not call_id or call_id in self._running or call_id in self.results:
             return
-        if not self.handles(name):
-            return
-        arguments = event.get("arguments")
-        self._start(call_id, name or "", arguments if isinstance(arguments, str) else "")
+        if self.handles(call.name):
+            self._start(call_id, call.name or "", call.arguments)
 
     def _start(self, call_id: str, name: str, arguments: str) -> asyncio.Task[ToolResult]:
         task = asyncio.ensure_future(self._run(call_id, name, arguments))
@@ -139,12 +140,7 @@ class ToolRunner:
                           seconds=result.seconds, error=error, error_type=kind)
         return result
 
-    def _on_response_done(self, event: dict[str, Any]) -> None:
-        raw = event.get("response")
-        response = self.session.conversation.responses.get(
-            raw.get("id", "") if isinstance(raw, dict) else "")
-        if response is None:
-            return
+    def _on_response_done(self, response: Response) -> None:
         calls = []
         for item_id in response.item_ids:
             item = self.session.conversation.get(item_id)

@@ -5,7 +5,6 @@ the same code and the widget's picker work offline)."""
 from __future__ import annotations
 
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -13,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import AuthenticationError, RealtimeError
+from ..errors import AuthenticationError, RealtimeError
 from .providers import Endpoint, resolve
 
 VOICE_COLUMNS = ["name", "display_name", "language", "description", "tags"]
@@ -84,7 +83,7 @@ def list_voices(endpoint: Endpoint, language: str | None = None,
             else http_base(endpoint)
     else:
         if not endpoint.url:
-            from .server import shared_local_server
+            from ..server import shared_local_server
 
             endpoint = resolve("local", url=shared_local_server().url)
         base = http_base(endpoint)
@@ -114,41 +113,3 @@ def voices(provider: str | None = None, *, api_key: str | None = None, url: str 
     embedded server's Flite and eSpeak NG voices. Errors say what is missing (key, network).
     """
     return list_voices(resolve(provider, url=url, api_key=api_key), language, timeout)
-
-
-def inworld_shape(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Voices (``name``, ``language``, ``description``, ``tags``) in Inworld's List Voices
-    response shape, for the local server."""
-    return {"voices": [{"voiceId": r["name"], "displayName": r["name"],
-                        "langCode": str(r.get("language", "")).upper().replace("-", "_"),
-                        "description": r.get("description", ""), "tags": r.get("tags", []),
-                        "source": "SYSTEM"} for r in rows]}
-
-
-_LANG_FILTER = re.compile(r'^\s*lang_code\s*=\s*"([^"]*)"\s*$')
-
-
-def inworld_page(rows: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any] | None:
-    """One page of List Voices for the local server, from ``rows`` and the documented query
-    (``filter=lang_code = "en"``, ``pageSize``, ``pageToken``); ``None`` for a query it cannot
-    read. Without ``pageSize`` the whole list comes in one page, as Inworld's legacy path does."""
-    wanted = ""
-    if query.get("filter"):
-        match = _LANG_FILTER.match(query["filter"])
-        if match is None:
-            return None
-        wanted = match.group(1).lower().replace("_", "-")
-    if wanted:
-        rows = [r for r in rows if str(r.get("language", "")).lower().startswith(wanted)]
-    try:
-        start = int(query.get("pageToken") or 0)
-        size = int(query.get("pageSize") or len(rows) or 1)
-    except ValueError:
-        return None
-    if start < 0 or size < 1:
-        return None
-    page = inworld_shape(rows[start:start + size])
-    page["totalSize"] = len(rows)
-    if start + size < len(rows):
-        page["nextPageToken"] = str(start + size)
-    return page

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from .errors import AuthenticationError, RealtimeError
+from ..errors import AuthenticationError, RealtimeError
 
 AUTH_URL = "https://api.inworld.ai/auth/v1/tokens/token:generate"
 ENGINE_HOST = "api-engine.inworld.ai"

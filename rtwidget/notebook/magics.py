@@ -9,8 +9,8 @@ from typing import Any
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.display import display
 
-from .tool_registry import tools as default_tools
-from .widget import chat
+from ..tooling.registry import tools as default_tools
+from .chat import chat
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,15 +8,15 @@ embedded local server.
 from __future__ import annotations
 
 import getpass
-import logging
 import os
-import re
 import uuid
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..protocol.redact import looks_secret, mask_url, remember_secret
 
 ProviderName = Literal["inworld", "openai", "azure", "url", "local"]
 
@@ -26,33 +26,6 @@ DEFAULT_OPENAI_MODEL = "gpt-realtime"
 
 ENV_KEYS: dict[str, str] = {"inworld": "INWORLD_API_KEY", "openai": "OPENAI_API_KEY",
                             "azure": "AZURE_OPENAI_API_KEY"}
-
-
-_SECRET_WORDS = "key|token|secret|pass|auth|sig|credential|jwt|code"  # in a name
-_SECRET_NAME = re.compile(f"({_SECRET_WORDS})", re.I)
-_SECRET_PARAM = _SECRET_NAME
-_MIN_SECRET = 6  # shorter values are not masked by value (they would mask ordinary words)
-_known: set[str] = set()
-
-
-def remember_secret(value: str | None) -> None:
-    """Mask ``value`` wherever :func:`mask_secrets` runs (logs, reprs, recordings), whatever
-    name it appears under."""
-    if value and len(value) >= _MIN_SECRET:
-        _known.add(value)
-
-
-def known_secrets() -> list[str]:
-    """Every credential value this process has seen, longest first."""
-    return sorted(_known, key=len, reverse=True)
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with every known credential value replaced by ``***``."""
-    for value in known_secrets():
-        if value in text:
-            text = text.replace(value, "***")
-    return text
 
 
 class Secret:
@@ -97,12 +70,12 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         for name, value in self.extra_headers.items():
-            if _SECRET_NAME.search(name):
+            if looks_secret(name):
                 remember_secret(value)
         parts = urlsplit(self.url)
         remember_secret(parts.password)
         for name, value in [*parse_qsl(parts.query), *self.query.items()]:
-            if _SECRET_NAME.search(name):
+            if looks_secret(name):
                 remember_secret(value)
 
     def __repr__(self) -> str:
@@ -159,59 +132,6 @@ def ask_key(provider: str = "inworld") -> None:
     if not value:
         raise ValueError("no key was entered; nothing changed")
     os.environ[ENV_KEYS[provider]] = value
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any user info and the values of query parameters that could hold a
-    credential replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
-    query = "&".join(
-        f"{k}=***" if _SECRET_PARAM.search(k) else f"{k}={v}" if v else k
-        for k, v in parse_qsl(parts.query, keep_blank_values=True))
-    return mask_secrets(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
-
-
-_CREDENTIAL_LINE = re.compile(rf"(?im)^([<>]?\s*(?:[\w-]*(?:{_SECRET_WORDS})[\w-]*|cookie|"
-                              r"set-cookie)\s*:).*$")
-_CREDENTIAL_PARAM = re.compile(rf"([?&][^=&\s]*(?:{_SECRET_WORDS})[^=&\s]*=)[^&\s]+", re.I)
-
-
-class RedactCredentials(logging.Filter):
-    """Masks credentials in log records: header lines whose name looks secret, such as
-    ``Authorization``, ``X-Goog-Api-Key`` or ``WWW-Authenticate`` (the ``websockets`` library
-    logs every header at DEBUG level), secret-looking URL query values, and every known
-    credential value wherever it appears."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:  # the traceback's text is masked too
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = mask_secrets(record.exc_text)
-        masked = mask_secrets(
-            _CREDENTIAL_PARAM.sub(r"\1***", _CREDENTIAL_LINE.sub(r"\1 ***", message)))
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
-def wire_logger(name: str) -> logging.Logger:
-    """The logger to hand to ``websockets`` (``rtwidget.wire.client`` / ``.server``): its
-    records pass :class:`RedactCredentials` first, so DEBUG logging shows no key."""
-    return _redacted(f"rtwidget.wire.{name}")
-
-
-def _redacted(name: str) -> logging.Logger:
-    logger = logging.getLogger(name)
-    if not any(isinstance(f, RedactCredentials) for f in logger.filters):
-        logger.addFilter(RedactCredentials())
-    return logger
-
-
-for _name in ("rtwidget.session", "rtwidget.server", "rtwidget.tools", "rtwidget.recording",
-              "rtwidget.widget"):  # rtwidget's own records, which may quote a server or URL
-    _redacted(_name)
 
 
 def _key(explicit: str | None, env_name: str) -> Secret | None:

@@ -11,15 +11,16 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .protocol.audio import duration_ms
-from .protocol.conversation import Conversation, Item, Response
+from ..protocol.audio import duration_ms
+from ..protocol.conversation import Conversation
+from ..protocol.items import Item, Response
+from ..protocol.turns import TurnTimes, role_of, since, starts_turn
 
 UTC_TIME = "datetime64[us, UTC]"
 
@@ -65,37 +66,13 @@ EVENT_COLUMNS: dict[str, tuple[str, str]] = {
 }
 
 def _seconds(start: float | None, end: float | None) -> float:
-    if start is None or end is None:
-        return np.nan
-    return max(0.0, end - start)
-
-
-@dataclass
-class _Turn:
-    """When the stages of one user turn's reply first happened (see the ``*_s`` columns)."""
-
-    response: float | None = None
-    audio: float | None = None
-    played: float | None = None
-
-    def saw(self, item: Item, response: Response | None) -> None:
-        firsts = [t for t in (item.first_text_at, item.first_audio_at) if t is not None]
-        if response is not None:
-            firsts += [t for t in (response.first_text_at, response.first_audio_at)
-                       if t is not None]
-        self.response = min([*firsts, *_present(self.response)], default=None)
-        self.audio = min([*_present(item.first_audio_at), *_present(self.audio)], default=None)
-        self.played = min([*_present(item.played_at), *_present(self.played)], default=None)
-
-
-def _present(value: float | None) -> list[float]:
-    return [] if value is None else [value]
+    seconds = since(start, end)
+    return np.nan if seconds is None else seconds
 
 
 def _row(position: int, item: Item, response: Response | None, first_of_response: bool,
          call: Item | None, tool: Mapping[str, Any] | None) -> list[Any]:
-    role = item.role or ("tool" if item.type == "function_call_output" else
-                         "assistant" if item.type == "function_call" else None)
+    role = role_of(item)
     audio_out = duration_ms(item.audio_out_bytes) / 1000.0
     if item.truncated_ms is not None:
         audio_out = min(audio_out, item.truncated_ms / 1000.0)
@@ -136,7 +113,7 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
 _TURN_AT = list(COLUMNS).index("speech_end_at")
 
 
-def _fill_turn(row: list[Any], user: Item, turn: _Turn) -> None:
+def _fill_turn(row: list[Any], user: Item, turn: TurnTimes) -> None:
     end = user.turn_ended_at
     spoken = user.speech_stopped_at is not None
     row[_TURN_AT:_TURN_AT + 6] = [
@@ -187,7 +164,7 @@ def conversation_frame(conversation: Conversation, include_deleted: bool = False
     rows: list[list[Any]] = []
     turn_row: list[Any] | None = None
     user: Item | None = None
-    turn = _Turn()
+    turn = TurnTimes()
     for position, item in enumerate(items):
         response = conversation.responses.get(item.response_id) if item.response_id else None
         first = response is not None and response.id not in seen_responses
@@ -198,10 +175,10 @@ def conversation_frame(conversation: Conversation, include_deleted: bool = False
         tool = conversation.tool_outcomes.get(item.call_id) if item.call_id else None
         row = _row(position, item, response, first, call, tool)
         rows.append(row)
-        if item.role == "user" and item.type == "message":
+        if starts_turn(item):
             if turn_row is not None and user is not None:
                 _fill_turn(turn_row, user, turn)
-            turn_row, user, turn = row, item, _Turn()
+            turn_row, user, turn = row, item, TurnTimes()
         elif user is not None:
             turn.saw(item, response)
     if turn_row is not None and user is not None:

@@ -30,7 +30,7 @@ import docstring_parser
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from .errors import ToolError
+from ..errors import ToolError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

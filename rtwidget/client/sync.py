@@ -1,0 +1,448 @@
+"""The blocking session: :class:`RealtimeSession` runs an :class:`AsyncRealtimeSession` on a
+private thread, so that audio, keepalives and tool calls keep flowing while a notebook cell is
+busy, and every call is safe from any thread."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from ..data.frame import LiveView, events_frame, export
+from ..errors import ConnectionClosed, ErrorInfo
+from ..protocol import events
+from ..protocol.audio import SAMPLE_RATE
+from ..protocol.conversation import Conversation
+from ..tooling.registry import ToolSet
+from ..tooling.runner import ToolResult
+from .events import AudioListener, Listener, Predicate, UpdateListener
+from .options import SessionOptions
+from .providers import Endpoint, resolve
+from .session import AsyncRealtimeSession
+
+log = logging.getLogger("rtwidget.session")
+
+T = TypeVar("T")
+_POLL = 0.25  # how often a blocked caller checks that the session's loop is still alive
+_GRACE = 2.0  # beyond a call's own timeout, before the caller stops waiting for the loop
+
+
+def _later(timeout: float | None) -> float | None:
+    """How long a caller waits for a call whose own timeout is ``timeout``."""
+    return None if timeout is None else timeout + _GRACE
+
+
+class Expectation:
+    """An event a :class:`RealtimeSession` is already listening for (see
+    :meth:`RealtimeSession.expect`)."""
+
+    def __init__(
+        self, session: RealtimeSession, waiter: Coroutine[Any, Any, dict[str, Any]],
+        timeout: float | None = None,
+    ) -> None:
+        self._session = session
+        self._timeout = timeout
+        self._waiter: Coroutine[Any, Any, dict[str, Any]] | None = waiter
+
+    def wait(self) -> dict[str, Any]:
+        """Block until the event arrives (or the timeout given to ``expect`` passes)."""
+        if self._waiter is None:
+            raise RuntimeError("this expectation was already waited for")
+        waiter, self._waiter = self._waiter, None
+        return self._session._run(waiter, self._timeout)
+
+
+class RealtimeSession:
+    """A Realtime session with a blocking API, safe to call from any thread.
+
+    It owns an event loop on a daemon thread, so streaming goes on while notebook cells run.
+    Use it as a context manager or call :meth:`close`; either leaves no thread or socket behind.
+
+    ``settings`` are those of :class:`AsyncRealtimeSession` (:class:`~rtwidget.SessionOptions`
+    fields and session configuration keywords); ``provider``/``url``/``api_key``/``headers``
+    choose the endpoint as :func:`rtwidget.resolve` does, or ``endpoint`` gives it.
+
+    >>> with RealtimeSession(instructions="Be brief.") as s:   # doctest: +SKIP
+    ...     s.ask("What is the capital of France?")
+    """
+
+    def __init__(
+        self,
+        provider: str | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        endpoint: Endpoint | None = None,
+        connect: bool = True,
+        options: SessionOptions | None = None,
+        conversation: Conversation | None = None,
+        **settings: Any,
+    ) -> None:
+        options = SessionOptions.of(options, **settings)
+        if endpoint is None:
+            endpoint = resolve(provider, url=url, api_key=api_key, headers=headers,
+                               model=options.config.get("model"))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._serve, name="rtwidget-session-loop", daemon=True
+        )
+        self._audio_out: deque[dict[str, Any]] = deque()
+        self._voices: dict[str, pd.DataFrame] = {}
+        self._audio_wake = False
+        # before the thread starts: a configuration it refuses leaves nothing running
+        self.aio = AsyncRealtimeSession(endpoint, options=options, conversation=conversation)
+        self._thread.start()
+        if connect:
+            try:
+                self.connect()
+            except BaseException:
+                self._stop_loop()
+                raise
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """The loop thread: a ``KeyboardInterrupt`` or ``SystemExit`` raised on the loop (by a
+        callback) is logged and the loop goes on; only :meth:`_stop_loop` ends it."""
+        while True:
+            try:
+                self._loop.run_forever()
+                return
+            except (KeyboardInterrupt, SystemExit):
+                log.error("the session's loop caught an interrupt; it goes on", exc_info=True)
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for it here, at most ``timeout`` seconds (kept
+        by this thread, so it holds even if the loop is stuck); a loop that stopped raises
+        :class:`ConnectionClosed` at once."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError(
+                "this blocking call was made on the session's own thread (from a listener); "
+                "use session.aio and await it instead"
+            )
+        if not self._thread.is_alive():
+            coro.close()
+            raise ConnectionClosed("the session is closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                step = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+                done, _ = concurrent.futures.wait([future], timeout=max(0.0, step))
+                if done:
+                    return future.result()
+                if not self._thread.is_alive():
+                    raise ConnectionClosed("the session's event loop has stopped")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no answer within {timeout:g} s (the session's loop "
+                                       "is busy)")
+        except BaseException:
+            future.cancel()
+            raise
+
+    def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.aio.closed or not self._thread.is_alive():
+            raise ConnectionClosed("the session is closed")
+        self._loop.call_soon_threadsafe(self._guard, fn, *args)
+
+    def _guard(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("dropped a client event that could not be queued")
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run ``fn(*args)`` on the session's thread soon, from any thread (it must not
+        block); ``False`` if the session's loop has stopped, and then it does not run."""
+        if self._loop.is_closed():
+            return False
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # closed in between
+            return False
+        return True
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the session's thread in ``delay`` seconds; call it on that
+        thread (from a listener)."""
+        self._loop.call_later(delay, fn, *args)
+
+    def _stop_loop(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    # --- public API --------------------------------------------------------------------------
+
+    @property
+    def conversation(self) -> Conversation:
+        """The conversation state (items, responses, errors, event log)."""
+        return self.aio.conversation
+
+    @property
+    def options(self) -> SessionOptions:
+        """The options this session runs with now (its confirmed configuration and tools
+        included): ``RealtimeSession(endpoint=s.endpoint, options=s.options)`` starts a session
+        just like it."""
+        return self.aio.options
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where the session connects (never shows the key)."""
+        return self.aio.endpoint
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open right now."""
+        return self.aio.connected
+
+    @property
+    def errors(self) -> list[ErrorInfo]:
+        """Every ``error`` event received, oldest first."""
+        return list(self.aio.conversation.errors)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The session configuration as the server last confirmed it (re-applied after each
+        reconnect)."""
+        return dict(self.aio.config)
+
+    def voices(self, language: str | None = None) -> pd.DataFrame:
+        """The voices this session's provider offers (name, display name, language,
+        description, tags); fetched once per session and language, then cached."""
+        from .voices import list_voices
+
+        key = language or ""
+        if key not in self._voices:
+            self._voices[key] = list_voices(self.endpoint, language)
+        return self._voices[key].copy()
+
+    @property
+    def df(self) -> pd.DataFrame:
+        """The conversation as a DataFrame, one row per item (columns: ``rtwidget.COLUMNS``;
+        built when asked for, cached until the next change)."""
+        return self.aio.frames.get()
+
+    @property
+    def events(self) -> pd.DataFrame:
+        """The raw event log as a DataFrame: direction, type, time, size, payload."""
+        return events_frame(self.conversation)
+
+    def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
+        """Show the DataFrame's last ``rows`` rows and redraw them in place as the talk goes on,
+        at most ``max_rate`` times a second. ``.stop()`` on the result freezes it."""
+        return LiveView(self.aio.frames, lambda cb: self.on("*", cb), rows, max_rate)
+
+    def export(self, path: str | Path) -> Path:
+        """Write the conversation DataFrame to ``.parquet``, ``.json`` or ``.jsonl``; read it
+        back with :func:`rtwidget.load_conversation`."""
+        return export(self.df, path)
+
+    @property
+    def tools(self) -> ToolSet:
+        """The tools this session offers (change them with ``update(tools=...)``)."""
+        return self.aio.toolset
+
+    @property
+    def tool_results(self) -> dict[str, ToolResult]:
+        """Finished tool calls by ``call_id``: output, error, duration."""
+        return self.aio.tool_results
+
+    def connect(self) -> None:
+        """Connect (done by the constructor unless ``connect=False``)."""
+        self._run(self.aio.connect())
+
+    def connect_in_background(self) -> concurrent.futures.Future[None]:
+        """Start connecting and return at once; the future holds the outcome. Events sent
+        meanwhile wait for the connection (audio appends are dropped until it is up)."""
+        return asyncio.run_coroutine_threadsafe(self.aio.connect(), self._loop)
+
+    def close(self) -> None:
+        """Close the connection and stop the session's thread."""
+        if self._loop.is_closed():
+            return
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._run(self.aio.close(), timeout=10)
+        elif not self._loop.is_running():  # the loop's thread is gone: clean up from here
+            with contextlib.suppress(Exception):
+                self._loop.run_until_complete(asyncio.wait_for(self.aio.close(), 10))
+        self._stop_loop()
+
+    def __enter__(self) -> RealtimeSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else ("closed" if self.aio.closed else "connecting")
+        return f"<RealtimeSession {self.endpoint.describe()} {state}>"
+
+    def on(self, event_type: str, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(event)`` (on the session's thread) for each event of this type, or
+        ``"*"`` for every event. Returns a function that unsubscribes."""
+        return self.aio.on(event_type, callback)
+
+    def on_update(self, callback: UpdateListener) -> Callable[[], None]:
+        """Call ``callback(event, update)`` (on the session's thread) for every event, with
+        the conversation's typed :class:`~rtwidget.protocol.Update`."""
+        return self.aio.on_update(callback)
+
+    def on_audio(self, callback: AudioListener) -> Callable[[], None]:
+        """Call ``callback(item_id, pcm16_bytes)`` for every assistant audio delta."""
+        return self.aio.on_audio(callback)
+
+    def wait_for(self, match: str | Predicate, timeout: float = 30.0) -> dict[str, Any]:
+        """Block until a server event of this type (or matching the predicate) arrives.
+
+        Only events arriving after the call count; to wait for the answer to something you
+        send, use the blocking methods below, which subscribe before sending.
+        """
+        return self._run(self.aio.wait_for(match, timeout), _later(timeout))
+
+    def expect(self, match: str | Predicate, timeout: float = 30.0) -> Expectation:
+        """Subscribe now to the next event of this type (or matching the predicate); call
+        ``.wait()`` on the result after sending whatever should cause it.
+
+        >>> done = session.expect("response.done")          # doctest: +SKIP
+        >>> session.say("Hi!")
+        >>> done.wait()["response"]["status"]
+        'completed'
+        """
+
+        async def subscribe() -> Coroutine[Any, Any, dict[str, Any]]:
+            return self.aio.expect(match, timeout)
+
+        return Expectation(self, self._run(subscribe()), _later(timeout))
+
+    def update(self, **config: Any) -> dict[str, Any]:
+        """Partially update the session (model, instructions, voice, tools...) and return the
+        session as the server now has it."""
+        return self._run(self.aio.update(**config), _later(30.0))
+
+    def update_soon(self, **config: Any) -> concurrent.futures.Future[dict[str, Any]]:
+        """:meth:`update` without waiting, from any thread: the update is sent before anything
+        sent after this call; the returned future holds the server's session object, or the
+        error (a rejected update changes nothing)."""
+        result: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+
+        def settle(done: asyncio.Future[dict[str, Any]]) -> None:
+            if done.cancelled():
+                result.cancel()
+            elif done.exception() is not None:
+                result.set_exception(done.exception())
+            else:
+                result.set_result(done.result())
+
+        def start() -> None:
+            try:
+                self.aio.update_nowait(**config).add_done_callback(settle)
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        self._soon(start)
+        return result
+
+    def say(self, text: str, *, respond: bool = True) -> str:
+        """Add a user text turn and ask for a reply; returns the item id at once."""
+        return self._run(self.aio.send_text(text, respond=respond))
+
+    send_text = say
+
+    def ask(self, text: str, timeout: float = 60.0) -> str:
+        """Send a text turn and block until the reply is complete; returns its text."""
+        return self._run(self.aio.ask(text, timeout), _later(timeout))
+
+    def send_audio(self, audio: Any) -> None:
+        """Stream microphone audio (PCM16 24 kHz mono bytes or a numpy array); never blocks.
+        Audio at another rate: convert it whole first (``rtwidget.protocol.audio.resample``).
+
+        The event is built here (validation and base64 off the session's loop); frames that
+        arrive while the loop is busy cross over together, with one wake-up."""
+        self._audio_out.append(events.input_audio_append(audio))
+        if not self._audio_wake:
+            self._audio_wake = True
+            self._soon(self._drain_audio)
+
+    def _drain_audio(self) -> None:
+        self._audio_wake = False
+        while self._audio_out:
+            self.aio.send_nowait(self._audio_out.popleft())
+
+    def send_audio_item(
+        self, audio: Any, *, transcript: str | None = None, respond: bool = True,
+        rate: int = SAMPLE_RATE,
+    ) -> str:
+        """Add a pre-recorded audio message (recorded at ``rate`` Hz) and ask for a reply;
+        returns its item id."""
+        return self._run(self.aio.send_audio_item(audio, transcript=transcript, respond=respond,
+                                                  rate=rate))
+
+    def commit_audio(self) -> None:
+        """End the user's audio turn by hand (when server VAD is off)."""
+        self._run(self.aio.commit_audio())
+
+    def clear_audio(self) -> None:
+        """Drop audio appended but not yet committed."""
+        self._run(self.aio.clear_audio())
+
+    def create_response(self, **overrides: Any) -> str:
+        """Ask the model to respond now, with optional per-response overrides."""
+        return self._run(self.aio.create_response(**overrides))
+
+    def cancel(self, response_id: str | None = None) -> None:
+        """Cancel the response in progress."""
+        self._run(self.aio.cancel(response_id))
+
+    def retrieve(self, item_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """The server's copy of an item."""
+        return self._run(self.aio.retrieve(item_id, timeout), _later(timeout))
+
+    def delete(self, item_id: str, timeout: float = 30.0) -> None:
+        """Delete an item, on the server and locally."""
+        self._run(self.aio.delete(item_id, timeout), _later(timeout))
+
+    def truncate(
+        self, item_id: str, audio_end_ms: int, content_index: int = 0, timeout: float = 30.0
+    ) -> None:
+        """Mark the assistant audio after ``audio_end_ms`` as never heard."""
+        self._run(self.aio.truncate(item_id, audio_end_ms, content_index, timeout),
+                  _later(timeout))
+
+    def note(self, kind: str, **fields: Any) -> None:
+        """Log and record something the client saw (an ``rtwidget.*`` event; see
+        :meth:`AsyncRealtimeSession.note`), from any thread; after close it is dropped."""
+        if not self.aio.closed:
+            self._soon(lambda: self.aio.note(kind, **fields))
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Send a raw client event (it gets an ``event_id`` if it has none)."""
+        event = dict(event)
+        event.setdefault("event_id", events.new_event_id())
+        text = self.aio._encoded(event)  # an event that cannot be sent is refused here
+        self._soon(self.aio._enqueue, event, text)
+
+    def call(self, fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
+        """Run ``await fn()`` on the session's loop and return its result (for extensions)."""
+
+        async def runner() -> T:
+            return await fn()
+
+        return self._run(runner(), timeout)

@@ -1,0 +1,81 @@
+"""The transcript rows the widget sends to the page: only the items an event changed, laid out
+(position, turn) from the conversation once per item added, not once per delta."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..protocol.conversation import Conversation
+from ..protocol.items import Item, Update
+from ..protocol.turns import Layout, layout, reply_heard_after, role_of
+
+
+def touched(update: Update, conversation: Conversation) -> list[str]:
+    """The ids of the items whose row an event may have changed."""
+    ids = [update.item.id] if update.item is not None else []
+    if update.response is not None and update.type == "response.done":
+        ids.extend(update.response.item_ids)
+    return ids
+
+
+class RowFeed:
+    """Collects changed items between flushes and turns them into one ``rows`` message."""
+
+    def __init__(self) -> None:
+        self._dirty: set[str] = set()
+        self._layout_key: tuple[int, int] | None = None
+        self._layout = Layout({}, {})
+
+    def mark(self, ids: list[str]) -> bool:
+        """Rows to send again at the next flush; whether any were added."""
+        self._dirty.update(ids)
+        return bool(ids)
+
+    def message(self, conversation: Conversation, reset: bool) -> dict[str, Any] | None:
+        """The ``rows`` message for the page (every row when ``reset``), or ``None``."""
+        if reset:
+            items = list(conversation)
+            removed: list[str] = []
+            self._dirty.clear()
+        else:
+            dirty, self._dirty = self._dirty, set()
+            found = [conversation.get(i) for i in dirty]
+            items = [i for i in found if i is not None and not i.deleted]
+            removed = [i.id for i in found if i is not None and i.deleted]
+        if not (items or removed or reset):
+            return None
+        laid = self._laid_out(conversation, reset or bool(removed))
+        rows = [row(item, laid.position.get(item.id, 0), laid.turn_of.get(item.id), conversation)
+                for item in items]
+        return {"type": "rows", "rows": rows, "removed": removed, "reset": reset}
+
+    def _laid_out(self, conversation: Conversation, fresh: bool) -> Layout:
+        key = (id(conversation), conversation.items_seen)
+        if fresh or self._layout_key != key:
+            self._layout, self._layout_key = layout(conversation), key
+        return self._layout
+
+
+def row(item: Item, pos: int, user: Item | None, conversation: Conversation) -> dict[str, Any]:
+    """One transcript row as the page draws it."""
+    name = item.name
+    error = item.error
+    if item.type == "function_call_output" and item.call_id:
+        call = conversation.by_call_id(item.call_id)
+        name = call.name if call is not None else None
+        error = call.error if call is not None else None
+    return {"id": item.id, "role": role_of(item) or "assistant", "kind": item.type,
+            "text": item.display_text, "status": item.status, "name": name,
+            "arguments": item.arguments, "output": item.output, "error": error,
+            "pos": pos, "seconds": float(item.audio_in_seconds or item.audio_out_seconds),
+            "pending": pending(item, conversation), "cut": item.truncated_ms is not None,
+            "latency": reply_heard_after(item, user)}
+
+
+def pending(item: Item, conversation: Conversation) -> bool:
+    """A spoken turn whose words are still on their way (transcription is on and has neither
+    answered nor failed)."""
+    if item.role != "user" or item.display_text or item.error or not item.audio_in_seconds:
+        return False
+    audio_in = conversation.session.get("audio", {}).get("input", {})
+    return bool(audio_in.get("transcription"))

@@ -1,0 +1,290 @@
+"""The conversation's values: items, responses, log entries and the :class:`Update` that says
+what one event changed, plus the GA names of beta events. Pure data, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ErrorInfo
+from .audio import BYTES_PER_MS, duration_ms
+from .heard import Mark, heard_text
+
+BETA_ALIASES: dict[str, str] = {
+    "conversation.item.created": "conversation.item.added",
+    "response.text.delta": "response.output_text.delta",
+    "response.text.done": "response.output_text.done",
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+}
+"""Older (beta) server event names and the GA names they mean."""
+
+_AUDIO_FIELDS = ("audio", "delta")
+
+
+def str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def dict_of(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def list_of(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == value and abs(value) < 1e15:
+        return int(value)
+    return None
+
+
+@dataclass
+class Item:
+    """One conversation item: a message, a function call, or a function call's output."""
+
+    id: str
+    type: str = "message"
+    role: str | None = None
+    status: str | None = None
+    response_id: str | None = None
+    previous_item_id: str | None = None
+    text: str = ""
+    transcript: str = ""
+    audio_in_bytes: int = 0
+    audio_out_bytes: int = 0
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    output: str | None = None
+    error: str | None = None
+    truncated_ms: int | None = None
+    deleted: bool = False
+    created_at: float = 0.0
+    completed_at: float | None = None
+    first_text_at: float | None = None
+    first_audio_at: float | None = None
+    speech_started_ms: int | None = None
+    speech_stopped_ms: int | None = None
+    speech_stopped_at: float | None = None
+    speech_end_at: float | None = None
+    sent_at: float | None = None
+    transcript_done_at: float | None = None
+    played_at: float | None = None
+    audio: bytearray | None = None
+    transcript_marks: list[Mark] = field(default_factory=list, repr=False)
+    heard: str | None = None
+
+    @property
+    def display_text(self) -> str:
+        """The text, or the audio transcript when the item has no text; of a reply cut off by a
+        barge-in, the words heard before it stopped (``transcript`` keeps all it said)."""
+        if self.text:
+            return self.text
+        return self.transcript if self.heard is None else self.heard
+
+    def cut_transcript(self) -> None:
+        """Work out :attr:`heard` from the full transcript and where the audio was cut."""
+        if self.truncated_ms is not None:
+            self.heard = heard_text(self.transcript, self.transcript_marks,
+                                    self.audio_out_bytes, self.truncated_ms * BYTES_PER_MS)
+
+    def set(self, facts: dict[str, Any]) -> None:
+        """Set attributes by name."""
+        for attr, value in facts.items():
+            setattr(self, attr, value)
+
+    def absorb(self, data: dict[str, Any], *, final: bool, now: float) -> None:
+        """Take the fields of a server item object (``final``: the item is complete, so its
+        text replaces what the deltas built)."""
+        kind = str_or_none(data.get("type"))
+        if kind:
+            self.type = kind
+        for attr in ("role", "status", "call_id", "name"):
+            value = str_or_none(data.get(attr))
+            if value is not None:
+                setattr(self, attr, value)
+        arguments = data.get("arguments")
+        if isinstance(arguments, str) and (arguments or final):
+            self.arguments = arguments
+        output = data.get("output")
+        if isinstance(output, str):
+            self.output = output
+        texts: list[str] = []
+        transcripts: list[str] = []
+        audio_bytes = 0
+        for part in list_of(data.get("content")):
+            part = dict_of(part)
+            text = str_or_none(part.get("text"))
+            if text:
+                texts.append(text)
+            transcript = str_or_none(part.get("transcript"))
+            if transcript:
+                transcripts.append(transcript)
+            audio = part.get("audio")
+            if isinstance(audio, str):
+                audio_bytes += b64_bytes(audio)
+        if texts and (final or not self.text):
+            self.text = "".join(texts)
+        if transcripts and (final or not self.transcript) and self.heard is None:
+            self.transcript = "".join(transcripts)  # (after a cut, the server's is the heard part)
+        if audio_bytes and self.role == "user":
+            self.audio_in_bytes = max(self.audio_in_bytes, audio_bytes)
+        if self.status in ("completed", "incomplete") and self.completed_at is None:
+            self.completed_at = now
+
+    @property
+    def audio_in_seconds(self) -> float:
+        """Seconds of user audio in this item: the audio sent, or for a turn the server cut
+        from streamed audio, the span its VAD reported."""
+        if self.audio_in_bytes:
+            return duration_ms(self.audio_in_bytes) / 1000.0
+        if self.speech_started_ms is not None and self.speech_stopped_ms is not None:
+            return max(0, self.speech_stopped_ms - self.speech_started_ms) / 1000.0
+        return 0.0
+
+    @property
+    def turn_ended_at(self) -> float:
+        """For a user message, the end of the user's turn: when the last sample of their
+        speech was sent (by the server VAD's end), else when the VAD said so, else when the
+        message was sent (or appeared)."""
+        for at in (self.speech_end_at, self.speech_stopped_at, self.sent_at):
+            if at is not None:
+                return at
+        return self.created_at
+
+    @property
+    def audio_out_seconds(self) -> float:
+        """Seconds of assistant audio received for this item."""
+        return duration_ms(self.audio_out_bytes) / 1000.0
+
+
+@dataclass
+class Response:
+    """One model response, with its status, usage and timing."""
+
+    id: str
+    status: str = "in_progress"
+    status_details: dict[str, Any] | None = None
+    item_ids: list[str] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    done_at: float | None = None
+    first_text_at: float | None = None
+    first_audio_at: float | None = None
+    metadata: dict[str, Any] | None = None
+
+
+    def fail(self, reason: str, now: float, items: list[Item | None]) -> None:
+        """The response will never finish (its connection is gone): failed, and its
+        unfinished ``items`` incomplete."""
+        self.status = "failed"
+        self.status_details = {"type": "failed", "reason": reason}
+        self.done_at = now
+        for item in items:
+            if item is not None and item.status in (None, "in_progress"):
+                item.status = "incomplete"
+
+
+@dataclass(slots=True)  # not frozen: one is made per event, and frozen fields cost 4x
+class LogEntry:
+    """One event on the wire, in or out. Audio payloads are summarised, never kept as text."""
+
+    direction: str
+    type: str
+    at: float
+    size: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Update:
+    """What one applied event changed; ``type`` is the event's GA name (a beta name is
+    translated), ``known`` is false for an event the conversation does not handle."""
+
+    type: str
+    item: Item | None = None
+    response: Response | None = None
+    audio: bytes | None = None
+    error: ErrorInfo | None = None
+    known: bool = True
+
+
+def b64_bytes(text: str) -> int:
+    """How many bytes a base64 string decodes to (without decoding it)."""
+    return len(text) * 3 // 4 - text[-2:].count("=")
+
+
+def summarise(event: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``event`` safe to keep in a log: base64 audio becomes a byte count."""
+    if event.get("type") == "input_audio_buffer.append" and isinstance(event.get("audio"), str):
+        # the event sent 50 times a second: the same result, without the general search
+        return dict(event, audio=f"<audio: {b64_bytes(event['audio'])} bytes>")
+    needs = any(isinstance(event.get(k), str) and len(event[k]) > 64 for k in _AUDIO_FIELDS)
+    item = event.get("item")
+    nested = isinstance(item, dict) and any(
+        isinstance(p, dict) and "audio" in p for p in list_of(item.get("content"))
+    )
+    if not needs and not nested:
+        return event
+    out = dict(event)
+    for key in _AUDIO_FIELDS:
+        value = out.get(key)
+        if isinstance(value, str) and len(value) > 64:
+            out[key] = f"<audio: {b64_bytes(value)} bytes>"
+    if nested:
+        parts = []
+        for part in list_of(item.get("content")) if isinstance(item, dict) else []:
+            if isinstance(part, dict) and isinstance(part.get("audio"), str):
+                part = dict(part, audio=f"<audio: {b64_bytes(part['audio'])} bytes>")
+            parts.append(part)
+        out["item"] = dict(item, content=parts) if isinstance(item, dict) else item
+    return out
+
+
+
+
+class ItemOrder:
+    """Item ids in conversation order, placed after the item the server names as previous."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def place(self, item_id: str, previous: Any, known: Callable[[str], bool]) -> str | None:
+        """Add ``item_id`` after ``previous`` (``None``: first; a missing key, given as
+        ``"<absent>"``, or an unknown id: last); returns the previous id it was placed after."""
+        ids = self.ids
+        if previous == "<absent>" or not ids:
+            ids.append(item_id)
+        elif previous is None:
+            ids.insert(0, item_id)
+        elif isinstance(previous, str) and known(previous):
+            ids.insert(len(ids) if ids[-1] == previous else ids.index(previous) + 1, item_id)
+            return previous
+        else:
+            ids.append(item_id)
+        return None
+
+
+class EarlyFacts:
+    """Facts about items that have not arrived yet (the VAD speaks of an item before it is
+    added), kept for the item, at most 1,000 items' worth."""
+
+    def __init__(self) -> None:
+        self._facts: dict[str, dict[str, Any]] = {}
+
+    def put(self, item_id: str, facts: dict[str, Any]) -> None:
+        self._facts.setdefault(item_id, {}).update(facts)
+        if len(self._facts) > 1000:
+            self._facts.pop(next(iter(self._facts)))
+
+    def take(self, item_id: str) -> dict[str, Any]:
+        return self._facts.pop(item_id, {})

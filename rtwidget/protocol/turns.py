@@ -1,0 +1,90 @@
+"""Turns and their timing, worked out once for the DataFrame, the latency table and the widget.
+
+A user message and the items after it, up to the next user message, are one turn. Each stage
+of the reply is timed from the end of the user's turn (``Item.turn_ended_at``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .items import Item, Response
+
+
+def role_of(item: Item) -> str | None:
+    """The role an item shows as: its own, else ``"tool"`` for a function call's output and
+    ``"assistant"`` for a function call (the model made it)."""
+    if item.role:
+        return item.role
+    if item.type == "function_call_output":
+        return "tool"
+    if item.type == "function_call":
+        return "assistant"
+    return None
+
+
+def starts_turn(item: Item) -> bool:
+    """Whether the item is a user message, which begins a turn."""
+    return item.role == "user" and item.type == "message"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Each item's position in the conversation, and the user message its turn began with."""
+
+    position: dict[str, int]
+    turn_of: dict[str, Item]
+
+
+def layout(items: Iterable[Item]) -> Layout:
+    """The :class:`Layout` of ``items`` (in conversation order)."""
+    position: dict[str, int] = {}
+    turn_of: dict[str, Item] = {}
+    user: Item | None = None
+    for pos, item in enumerate(items):
+        position[item.id] = pos
+        if starts_turn(item):
+            user = item
+        elif user is not None:
+            turn_of[item.id] = user
+    return Layout(position, turn_of)
+
+
+def _earliest(*times: float | None) -> float | None:
+    present = [t for t in times if t is not None]
+    return min(present) if present else None
+
+
+def since(start: float | None, end: float | None) -> float | None:
+    """Seconds from ``start`` to ``end`` (never negative), or ``None`` if either is unknown."""
+    if start is None or end is None:
+        return None
+    return max(0.0, end - start)
+
+
+@dataclass
+class TurnTimes:
+    """When the stages of one turn's reply first happened: any reply delta, reply audio in
+    the kernel, reply audio playing in the browser."""
+
+    response: float | None = None
+    audio: float | None = None
+    played: float | None = None
+
+    def saw(self, item: Item, response: Response | None) -> None:
+        """Take an item of the turn (and its response) into account."""
+        firsts = [item.first_text_at, item.first_audio_at]
+        if response is not None:
+            firsts += [response.first_text_at, response.first_audio_at]
+        self.response = _earliest(*firsts, self.response)
+        self.audio = _earliest(item.first_audio_at, self.audio)
+        self.played = _earliest(item.played_at, self.played)
+
+
+def reply_heard_after(item: Item, user: Item | None) -> float | None:
+    """Seconds from the end of the user's turn to this reply being heard (or, until it plays,
+    arriving): the figure shown on a reply."""
+    if user is None or item.role != "assistant" or item.type != "message":
+        return None
+    return since(user.turn_ended_at, item.played_at or item.first_audio_at or item.first_text_at)

@@ -1,0 +1,278 @@
+"""The conversation as the local server keeps it: items in order, the session's byte budget,
+the ``conversation.item.*`` client events (create, retrieve, delete, truncate), and the
+transcription of user audio items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.heard import Mark, heard_text
+from .engines import Turn
+from .session import BYTES_PER_MS, Session, new_id
+from .turns import LiveTranscript
+from .validation import Problem, check_item, decode_base64_audio
+
+log = logging.getLogger("rtwidget.server")
+
+
+@dataclass(eq=False)  # identity: list.index() then compares pointers, not contents
+class Item:
+    """A conversation item as the server keeps it; audio apart from the public fields."""
+
+    data: dict[str, Any]
+    pcm: bytearray = field(default_factory=bytearray)
+    counted: int = 0  # bytes charged to the session's budget when it was added
+    marks: list[Mark] = field(default_factory=list)  # where each spoken sentence begins
+
+    @property
+    def id(self) -> str:
+        """The item's id."""
+        return str(self.data["id"])
+
+    def public(self, with_audio: bool = False) -> dict[str, Any]:
+        """The item as server events carry it (its audio base64-encoded if ``with_audio``)."""
+        out = json.loads(json.dumps(self.data))
+        if with_audio and self.pcm:
+            for part in out.get("content", []):
+                if part.get("type") in ("input_audio", "output_audio", "audio"):
+                    part["audio"] = base64.b64encode(bytes(self.pcm)).decode("ascii")
+        return out
+
+    def audio_ms(self) -> int:
+        """How long its audio lasts."""
+        return len(self.pcm) // BYTES_PER_MS
+
+    def size(self) -> int:
+        """Bytes it holds, as counted against the session's budget (taken when it is added)."""
+        return len(self.pcm) + len(json.dumps(self.data))
+
+    def turn(self) -> Turn:
+        """The item as a reply engine reads it."""
+        d = self.data
+        if d["type"] == "message":
+            texts = []
+            for part in d.get("content", []):
+                texts.append(part.get("text") or part.get("transcript") or "")
+            return Turn(role=d["role"], type="message", text="".join(texts).strip(),
+                        audio_ms=self.audio_ms())
+        return Turn(role="assistant" if d["type"] == "function_call" else "tool", type=d["type"],
+                    name=d.get("name"), arguments=d.get("arguments"), output=d.get("output"),
+                    call_id=d.get("call_id"))
+
+
+def _unknown_item(action: str, item_id: str) -> Problem:
+    return Problem(f"item_{action}_invalid_item_id",
+                   f"Item with item_id '{item_id}' not found.", "item_id")
+
+
+class Items:
+    """The conversation's items, in order and by id, with the bytes they hold."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.items: list[Item] = []
+        self._by_id: dict[str, Item] = {}  # the same items, for lookups by id
+        self.stored_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def get(self, item_id: str) -> Item | None:
+        """The item with this id, if the conversation holds it."""
+        return self._by_id.get(item_id)
+
+    def index(self, item_id: str) -> int | None:
+        """Where the item with this id stands in the conversation, if it is there."""
+        item = self._by_id.get(item_id)
+        if item is None:
+            return None
+        if self.items[-1] is item:  # the usual case: the newest item
+            return len(self.items) - 1
+        return self.items.index(item)
+
+    def previous_id(self, index: int) -> str | None:
+        """The id of the item before position ``index`` (``None`` at the start)."""
+        return self.items[index - 1].id if index > 0 else None
+
+    def admit(self, size: int) -> Problem | None:
+        """Whether ``size`` more bytes fit in this session's budget."""
+        limit = self._session.options.max_session_bytes
+        if self.stored_bytes + size > limit:
+            return Problem("session_too_large", f"This session already holds "
+                           f"{self.stored_bytes} bytes of items; the limit is {limit}. Delete "
+                           "some items first.")
+        return None
+
+    async def add(self, item: Item, index: int | None = None) -> None:
+        """Insert the item at ``index`` (default: last) and announce it."""
+        index = len(self.items) if index is None else index
+        self.items.insert(index, item)
+        self._by_id[item.id] = item
+        item.counted = item.size()
+        self.stored_bytes += item.counted
+        previous = self.previous_id(index)
+        public = item.public()
+        await self._session.emit({"type": "conversation.item.added",
+                                  "previous_item_id": previous, "item": public})
+        if public.get("status") != "in_progress":
+            await self._session.emit({"type": "conversation.item.done",
+                                      "previous_item_id": previous, "item": public})
+
+    # --- client events -----------------------------------------------------------------------
+
+    async def create(self, event: dict[str, Any]) -> Problem | None:
+        """``conversation.item.create``."""
+        raw = event["item"]
+        problem = check_item(raw)
+        if problem is not None:
+            return problem
+        if len(self.items) >= self._session.options.max_items:
+            return Problem("conversation_too_long", f"The conversation already holds "
+                           f"{self._session.options.max_items} items; delete some first.")
+        data = json.loads(json.dumps(raw))
+        item_id = data.get("id") or new_id("item")
+        if item_id in self._by_id:
+            return Problem("invalid_value", f"An item with id '{item_id}' already exists.",
+                           "item.id")
+        data.update(id=item_id, object="realtime.item", status="completed")
+        pcm = _take_audio(data)
+        if isinstance(pcm, Problem):
+            return pcm
+        index = self._insert_at(event)
+        if isinstance(index, Problem):
+            return index
+        item = Item(data, pcm)
+        problem = self.admit(item.size())
+        if problem is not None:
+            return problem
+        await self.add(item, index)
+        if pcm and data["role"] == "user":
+            await self.transcribe(item)
+        return None
+
+    def _insert_at(self, event: dict[str, Any]) -> int | Problem:
+        if "previous_item_id" not in event:
+            return len(self.items)
+        if event["previous_item_id"] in (None, "root"):
+            return 0
+        found = self.index(event["previous_item_id"])
+        if found is None:
+            return Problem("invalid_value", f"previous_item_id '{event['previous_item_id']}' "
+                           "is not in the conversation.", "previous_item_id")
+        return found + 1
+
+    async def retrieve(self, event: dict[str, Any]) -> Problem | None:
+        """``conversation.item.retrieve``."""
+        item = self._by_id.get(event["item_id"])
+        if item is None:
+            return _unknown_item("retrieve", event["item_id"])
+        await self._session.emit({"type": "conversation.item.retrieved",
+                                  "item": item.public(with_audio=True)})
+        return None
+
+    async def delete(self, event: dict[str, Any]) -> Problem | None:
+        """``conversation.item.delete``."""
+        index = self.index(event["item_id"])
+        if index is None:
+            return _unknown_item("delete", event["item_id"])
+        self.stored_bytes -= self.items[index].counted
+        del self._by_id[self.items[index].id]
+        del self.items[index]
+        await self._session.emit({"type": "conversation.item.deleted",
+                                  "item_id": event["item_id"]})
+        return None
+
+    async def truncate(self, event: dict[str, Any]) -> Problem | None:
+        """``conversation.item.truncate``: cut an assistant's audio where playback stopped."""
+        item = self._by_id.get(event["item_id"])
+        if item is None:
+            return _unknown_item("truncate", event["item_id"])
+        content = item.data.get("content", [])
+        ci = event["content_index"]
+        if item.data.get("role") != "assistant" or ci >= len(content) \
+                or content[ci].get("type") not in ("output_audio", "audio"):
+            return Problem("invalid_value", "Only the audio part of an assistant message can be "
+                           "truncated.", "content_index")
+        end_ms = event["audio_end_ms"]
+        if end_ms > item.audio_ms():
+            return Problem("invalid_value", f"Audio content of {item.audio_ms()}ms is already "
+                           f"shorter than {end_ms}ms.", "audio_end_ms")
+        # the reply engine sees what the user heard, as a hosted model does
+        content[ci]["transcript"] = heard_text(content[ci].get("transcript") or "", item.marks,
+                                               len(item.pcm), end_ms * BYTES_PER_MS)
+        del item.pcm[end_ms * BYTES_PER_MS:]
+        await self._session.emit({"type": "conversation.item.truncated", "item_id": item.id,
+                                  "content_index": ci, "audio_end_ms": end_ms})
+        return None
+
+    # --- transcription of user audio ---------------------------------------------------------
+
+    async def transcribe(self, item: Item, heard: str | None = None,
+                         live: LiveTranscript | None = None) -> None:
+        """Give a user audio item its words: those ``heard`` while it was spoken, else the
+        transcriber's now; the client hears of it if it asked for transcription."""
+        wanted = self._session.transcribing
+        part = item.data["content"][0]
+        if part.get("transcript"):
+            return
+        if heard is not None:
+            await self._transcribed(item, heard, live.remainder(heard) if live else heard)
+            return
+        transcriber = self._session.options.transcriber
+        if transcriber is None:
+            await self._failed(item, wanted, "no_transcriber", "This server has no speech-to-text "
+                               "engine; install the offline engines (pip install "
+                               "'rtwidget[local]').")
+            return
+        try:
+            text = await asyncio.to_thread(transcriber.transcribe, bytes(item.pcm))
+        except Exception as exc:
+            log.exception("transcription failed")
+            await self._failed(item, wanted, "transcription_failed", str(exc))
+            return
+        await self._transcribed(item, text, text)
+
+    async def _failed(self, item: Item, wanted: bool, code: str, message: str) -> None:
+        if wanted:
+            await self._session.emit({
+                "type": "conversation.item.input_audio_transcription.failed",
+                "item_id": item.id, "content_index": 0,
+                "error": {"type": "transcription_error", "code": code, "message": message,
+                          "param": None},
+            })
+
+    async def _transcribed(self, item: Item, text: str, delta: str) -> None:
+        item.data["content"][0]["transcript"] = text
+        if not self._session.transcribing:
+            return
+        if delta:
+            await self._session.emit({
+                "type": "conversation.item.input_audio_transcription.delta",
+                "item_id": item.id, "content_index": 0, "delta": delta})
+        await self._session.emit({
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": item.id, "content_index": 0, "transcript": text,
+            "usage": {"type": "duration", "seconds": item.audio_ms() / 1000}})
+
+
+def _take_audio(data: dict[str, Any]) -> bytearray | Problem:
+    """The PCM of a created item's ``input_audio`` parts, taken out of its public fields."""
+    pcm = bytearray()
+    for i, part in enumerate(data.get("content", [])):
+        if part.get("type") == "input_audio":
+            decoded = decode_base64_audio(part.pop("audio"), f"item.content[{i}].audio")
+            if isinstance(decoded, Problem):
+                return decoded
+            pcm += decoded
+            part.setdefault("transcript", None)
+    return pcm

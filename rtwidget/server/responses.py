@@ -1,0 +1,232 @@
+"""Responses of the local server: ``response.create`` and ``response.cancel``, and the life of
+each response, from ``response.created`` through the reply engine's words (written out by
+:mod:`.output`) to ``response.done`` with its status and usage.
+
+At most one response at a time belongs to the conversation (its output becomes conversation
+items); out-of-band responses (``conversation: "none"``) run beside it, a few at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+
+from ..protocol.client_events import merge_session
+from .engines import DropConnection, ReplyContext, TextDelta, ToolCall, Turn, count_tokens
+from .items import Item, Items
+from .output import OutputWriter, Response, TokenLimit
+from .session import Session, new_id
+from .validation import MAX_INPUT_ITEMS, Problem, check_item, check_response_fields
+
+log = logging.getLogger("rtwidget.server")
+
+_SESSION_KEYS = ("instructions", "output_modalities", "max_output_tokens", "tools",
+                 "tool_choice", "temperature", "model")
+
+
+class Responses:
+    """The responses of one connection. ``on_start`` runs when a response of the conversation
+    starts; ``on_end`` when it ends, with how many ms of audio it produced."""
+
+    def __init__(self, session: Session, items: Items, on_start: Callable[[], None],
+                 on_end: Callable[[int], None]) -> None:
+        self._session = session
+        self._emit = session.emit
+        self._items = items
+        self._output = OutputWriter(session, items)
+        self._on_start = on_start
+        self._on_end = on_end
+        self.active: Response | None = None  # the conversation's response in progress
+        self.out_of_band: set[asyncio.Task[None]] = set()
+        self.done = 0
+
+    async def close(self) -> None:
+        """Stop every response in progress (the client is gone)."""
+        tasks = list(self.out_of_band)
+        if self.active is not None and self.active.task is not None:
+            tasks.append(self.active.task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- client events -----------------------------------------------------------------------
+
+    async def create(self, event: dict[str, Any]) -> Problem | None:
+        """``response.create``."""
+        overrides = dict(event.get("response") or {})
+        problem = check_response_fields(overrides, "response.")
+        if problem is not None:
+            return problem
+        if overrides.get("conversation", "auto") not in ("auto", "none"):
+            return Problem("invalid_value", "conversation must be 'auto' or 'none'.",
+                           "response.conversation")
+        input_turns: list[Turn] | None = None
+        if "input" in overrides:
+            turns = self._input_turns(overrides["input"])
+            if isinstance(turns, Problem):
+                return turns
+            input_turns = turns
+        if self.active is not None and overrides.get("conversation", "auto") == "auto":
+            return Problem("conversation_already_has_active_response", "Conversation already "
+                           f"has an active response in progress: {self.active.id}. Wait "
+                           "until the response is finished before creating a new one.")
+        limit = self._session.options.max_out_of_band
+        if overrides.get("conversation") == "none" and len(self.out_of_band) >= limit:
+            return Problem("too_many_active_responses", f"{limit} out-of-band responses are "
+                           "already in progress; wait for one to finish.")
+        self.start(overrides, input_turns)
+        return None
+
+    def _input_turns(self, entries: Any) -> list[Turn] | Problem:
+        """``response.input``: items, or references to the conversation's, as turns."""
+        if not isinstance(entries, list):
+            return Problem("invalid_type", "response.input must be a list of items.",
+                           "response.input")
+        if len(entries) > MAX_INPUT_ITEMS:
+            return Problem("invalid_value", f"response.input holds at most "
+                           f"{MAX_INPUT_ITEMS} items.", "response.input")
+        turns = []
+        for i, entry in enumerate(entries):
+            if isinstance(entry, dict) and entry.get("type") == "item_reference":
+                found = self._items.get(str(entry.get("id")))
+                if found is None:
+                    return Problem("invalid_value", f"Unknown item '{entry.get('id')}'.",
+                                   f"response.input[{i}].id")
+                turns.append(found.turn())
+                continue
+            if not isinstance(entry, dict) or (p := check_item(entry)):
+                return p or Problem("invalid_type", "Items must be objects.",
+                                    f"response.input[{i}]")
+            turns.append(Item({**entry, "id": "input"}).turn())
+        return turns
+
+    async def cancel(self, event: dict[str, Any]) -> Problem | None:
+        """``response.cancel``."""
+        response = self.active
+        wanted = event.get("response_id")
+        if response is None or (wanted and wanted != response.id):
+            return Problem("response_cancel_not_active", "Cancellation failed: no active "
+                           "response found" + (f" with id '{wanted}'." if wanted else "."))
+        await self.stop(response, "client_cancelled")
+        return None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, overrides: dict[str, Any], input_turns: list[Turn] | None) -> None:
+        """Start streaming a response with these ``response.create`` overrides."""
+        settings = self._session.settings
+        config = {k: settings.get(k) for k in _SESSION_KEYS}
+        config.update({k: v for k, v in overrides.items() if k != "audio"})
+        out_audio = merge_session(settings["audio"]["output"],
+                                  (overrides.get("audio") or {}).get("output") or {})
+        config["voice"] = out_audio.get("voice")
+        config["speed"] = float(out_audio.get("speed") or 1.0)
+        in_conversation = overrides.get("conversation", "auto") == "auto"
+        response = Response(new_id("resp"), config, in_conversation, input_turns)
+        if in_conversation:
+            self.active = response
+            self._on_start()
+        response.task = asyncio.create_task(self._stream(response), name=response.id)
+        if not in_conversation:
+            self.out_of_band.add(response.task)
+            response.task.add_done_callback(self.out_of_band.discard)
+
+    async def stop(self, response: Response, reason: str) -> None:
+        """Cancel a response in progress; it ends with ``response.done`` (status
+        ``cancelled``) even if its streaming never began."""
+        response.status_details = {"type": "cancelled", "reason": reason}
+        if response.task is not None and not response.task.done():
+            response.task.cancel()
+            await asyncio.gather(response.task, return_exceptions=True)
+        if self.active is response:  # cancelled before its task ever ran: end it here
+            self.active = None
+            response.status = "cancelled"
+            self.done += 1
+            await self._emit({"type": "response.created", "response": response.public()})
+            await self._emit({"type": "response.done", "response": response.public()})
+
+    def _context(self, response: Response) -> ReplyContext:
+        history = response.input_turns
+        if history is None:
+            history = [item.turn() for item in self._items.items]
+        for turn in history:
+            tokens = count_tokens(turn.text or turn.arguments or turn.output or "")
+            audio = int(turn.audio_ms / 100)
+            response.input_tokens += tokens + audio
+            response.input_audio_tokens += audio
+        cfg = response.config
+        max_tokens = cfg.get("max_output_tokens")
+        return ReplyContext(
+            instructions=str(cfg.get("instructions") or ""),
+            history=history,
+            tools=list(cfg.get("tools") or []),
+            tool_choice=cfg.get("tool_choice", "auto"),
+            max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            temperature=float(cfg.get("temperature") or 0.8),
+            model=str(cfg.get("model") or ""),
+        )
+
+    async def _stream(self, response: Response) -> None:
+        try:
+            await self._emit({"type": "response.created", "response": response.public()})
+            if not await self._reply(response):
+                return
+            await self._output.finish_message(response, "completed")
+            response.status = "completed"
+        except TokenLimit:
+            response.status = "incomplete"
+            response.status_details = {"type": "incomplete", "reason": "max_output_tokens"}
+            await self._output.finish_message(response, "incomplete", flush=False)
+        except asyncio.CancelledError:
+            response.status = "cancelled"
+            response.status_details = response.status_details or {
+                "type": "cancelled", "reason": "client_cancelled"}
+            if not await self._end_early(response):
+                return
+        except ConnectionClosed:
+            return
+        except Exception as exc:
+            log.exception("the reply engine failed")
+            response.status = "failed"
+            response.status_details = {"type": "failed", "error": {
+                "type": "server_error", "code": "engine_error", "message": str(exc)}}
+            if not await self._end_early(response):
+                return
+        finally:
+            if self.active is response:
+                self.active = None
+                self._on_end(response.played_ms())
+        self.done += 1
+        with contextlib.suppress(ConnectionClosed):
+            await self._emit({"type": "response.done", "response": response.public()})
+
+    async def _reply(self, response: Response) -> bool:
+        """Stream the engine's reply; ``False`` if it dropped the connection."""
+        options = self._session.options
+        context = self._context(response)
+        engine = options.engines.get(context.model, options.engine)
+        async for chunk in engine.reply(context):
+            if isinstance(chunk, DropConnection):
+                self._session.abort()
+                return False
+            if isinstance(chunk, TextDelta):
+                await self._output.text(response, chunk.text, chunk.whole)
+            elif isinstance(chunk, ToolCall):
+                await self._output.finish_message(response, "completed")
+                await self._output.tool_call(response, chunk)
+            await asyncio.sleep(options.pace)
+        return True
+
+    async def _end_early(self, response: Response) -> bool:
+        """Close the message a cancelled or failed response was writing; ``False`` if the
+        client is gone."""
+        try:
+            await self._output.finish_message(response, "incomplete", flush=False)
+        except ConnectionClosed:
+            return False
+        return True

@@ -1,0 +1,142 @@
+"""What the parts of one local-server connection share: the server's options, the session's
+settings, and the way out to the client.
+
+:class:`Session` is handed to the input audio buffer, the conversation items and the responses;
+it sends through two callables (``send`` a text frame, ``abort`` the connection), so every part
+can be driven without sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol.audio import SAMPLE_RATE
+from ..protocol.client_events import merge_session
+from .engines import ReplyEngine, Synthesizer, Transcriber
+from .vad import EnergyVad, Vad, VadSettings
+from .validation import Problem, check_session
+
+BYTES_PER_MS = SAMPLE_RATE * 2 // 1000
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id for a session, item, response or event (``item_0f3a...``)."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+@dataclass
+class ServerOptions:
+    """What every connection of a local server shares: engines, limits and defaults."""
+
+    engine: ReplyEngine
+    synthesizer: Synthesizer
+    transcriber: Transcriber | None = None
+    vad_factory: Callable[[VadSettings], Vad] = EnergyVad
+    engines: dict[str, ReplyEngine] = field(default_factory=dict)
+    vads: dict[str, Callable[[VadSettings], Vad]] = field(default_factory=dict)
+    model: str = "local/scripted"
+    voice: str = "default"
+    turn_detection: str = "server_vad"
+    max_message_bytes: int = 15 * 1024 * 1024
+    max_buffer_ms: int = 15 * 60 * 1000
+    max_items: int = 10_000
+    max_session_bytes: int = 256 * 1024 * 1024
+    max_out_of_band: int = 4  # out-of-band responses (conversation "none") running at once
+    pace: float = 0.0
+
+
+def _default_turn_detection(kind: str) -> dict[str, Any]:
+    if kind == "semantic_vad":
+        return {"type": "semantic_vad", "eagerness": "auto", "create_response": True,
+                "interrupt_response": True}
+    return {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+            "silence_duration_ms": 500, "idle_timeout_ms": None, "create_response": True,
+            "interrupt_response": True}
+
+
+def default_session(options: ServerOptions) -> dict[str, Any]:
+    """The session a new connection starts with (the hosted APIs' defaults; the turn detection
+    the server was given)."""
+    return {
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": new_id("sess"),
+        "model": options.model,
+        "instructions": "",
+        "output_modalities": ["audio"],
+        "temperature": 0.8,
+        "max_output_tokens": "inf",
+        "tools": [],
+        "tool_choice": "auto",
+        "audio": {
+            "input": {
+                "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
+                "transcription": None,
+                "noise_reduction": None,
+                "turn_detection": _default_turn_detection(options.turn_detection),
+            },
+            "output": {
+                "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
+                "voice": options.voice,
+                "model": "default",
+                "speed": 1.0,
+            },
+        },
+    }
+
+
+class Session:
+    """One connection's session: its ``settings`` (the protocol's ``session`` object), the
+    server's ``options``, and the way out to the client (``emit``, ``error``, ``abort``)."""
+
+    def __init__(
+        self,
+        options: ServerOptions,
+        send: Callable[[str], Awaitable[None]],
+        abort: Callable[[], None],
+    ) -> None:
+        self.options = options
+        self.settings = default_session(options)
+        self.abort = abort
+        self._send = send
+
+    async def emit(self, event: dict[str, Any]) -> None:
+        """Send one server event."""
+        event = {"type": event["type"], "event_id": new_id("event"),
+                 **{k: v for k, v in event.items() if k != "type"}}
+        await self._send(json.dumps(event, separators=(",", ":")))
+
+    async def error(self, problem: Problem, event_id: str | None) -> None:
+        """Answer a client event with an ``error`` event; the session goes on."""
+        await self._send(json.dumps(problem.event(event_id, new_id("event"))))
+
+    def update(self, patch: dict[str, Any]) -> Problem | None:
+        """Apply a ``session.update`` patch (the settings are unchanged if it is refused)."""
+        patch = dict(patch)
+        if "modelId" in patch and "model" not in patch:
+            patch["model"] = patch.pop("modelId")
+        problem = check_session(patch)
+        if problem is not None:
+            return problem
+        patch.pop("type", None)
+        merged = merge_session(self.settings, patch)
+        td = merged["audio"]["input"].get("turn_detection")
+        if isinstance(td, dict):
+            defaults = _default_turn_detection(str(td.get("type") or "server_vad"))
+            merged["audio"]["input"]["turn_detection"] = {**defaults, **td}
+        self.settings = merged
+        return None
+
+    def turn_detection(self) -> dict[str, Any] | None:
+        """The session's ``turn_detection``; ``None`` when it is off."""
+        td = self.settings["audio"]["input"].get("turn_detection")
+        return td if isinstance(td, dict) else None
+
+    @property
+    def transcribing(self) -> bool:
+        """Whether the client asked for transcripts of its audio."""
+        return self.settings["audio"]["input"].get("transcription") is not None
