@@ -54,7 +54,8 @@ class CaptureProcessor extends AudioWorkletProcessor {
   /** A finished frame goes to the main thread, transferred: the next one needs a new buffer. */
   sendFrame(frame) {
     const next = new Int16Array(frame.length); // (before the transfer empties `frame`)
-    this.port.postMessage({ type: "frame", buf: frame.buffer, level: this.meter.level }, [frame.buffer]);
+    const msg = { type: "frame", buf: frame.buffer, level: this.meter.level };
+    this.port.postMessage(msg, [frame.buffer]);
     return next;
   }
 }

@@ -68,27 +68,28 @@ function checkPerQuantum(found, sending) {
   assert.ok(bytes < 4 * QUANTA, `${bytes} bytes in ${QUANTA} quanta: ${JSON.stringify(inQuanta)}`);
 }
 
-test("the capture worklet allocates nothing per quantum, stereo or mono, gated or not", async () => {
-  const node = new registry["rt-capture"]({ processorOptions: { frameMs: 40 } });
-  let seed = 1;
-  const noise = () => ((seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5) * 0.5;
-  const left = Float32Array.from({ length: 128 }, noise);
-  const stereo = [[left, Float32Array.from({ length: 128 }, noise)]];
-  const mono = [[left]];
-  const gate = (on) => node.port.onmessage({ data: { type: "gate", on } });
-  const found = await allocations((quanta) => {
-    for (let q = 0; q < quanta; q++) {
-      if (q % 1000 === 0) gate(q % 2000 === 0);
-      node.process(q % 3 ? stereo : mono);
-    }
+test("the capture worklet allocates nothing per quantum, stereo or mono, gated or not",
+  async () => {
+    const node = new registry["rt-capture"]({ processorOptions: { frameMs: 40 } });
+    let seed = 1;
+    const noise = () => ((seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5) * 0.5;
+    const left = Float32Array.from({ length: 128 }, noise);
+    const stereo = [[left, Float32Array.from({ length: 128 }, noise)]];
+    const mono = [[left]];
+    const gate = (on) => node.port.onmessage({ data: { type: "gate", on } });
+    const found = await allocations((quanta) => {
+      for (let q = 0; q < quanta; q++) {
+        if (q % 1000 === 0) gate(q % 2000 === 0);
+        node.process(q % 3 ? stereo : mono);
+      }
+    });
+    // 48 kHz in, 40 ms frames out: one every 15 quanta, each a buffer of its own (transferred)
+    assert.ok(node.sent >= (WARM_UP + QUANTA) / 15 - 1, `frames sent: ${node.sent}`);
+    checkPerQuantum(found, ["sendFrame"]);
+    const frames = found.filter(({ stack }) => stack.includes("sendFrame"))
+      .reduce((n, a) => n + a.bytes, 0);
+    assert.ok(frames > QUANTA, `the profiler saw the frames' buffers: ${frames} bytes`);
   });
-  // 48 kHz in, 40 ms frames out: one every 15 quanta, each a buffer of its own (transferred)
-  assert.ok(node.sent >= (WARM_UP + QUANTA) / 15 - 1, `frames sent: ${node.sent}`);
-  checkPerQuantum(found, ["sendFrame"]);
-  const frames = found.filter(({ stack }) => stack.includes("sendFrame"))
-    .reduce((n, a) => n + a.bytes, 0);
-  assert.ok(frames > QUANTA, `the profiler saw the frames' buffers: ${frames} bytes`);
-});
 
 test("the player worklet allocates nothing per quantum, playing or between items", async () => {
   const node = new registry["rt-player"]({ processorOptions: { prebufferMs: 100 } });
