@@ -2,13 +2,17 @@
 
 export const TARGET_RATE = 24000;
 
-/** Float samples in [-1, 1] to PCM16; NaN becomes silence, overs clip. */
-export function floatToPcm16(input, out = new Int16Array(input.length)) {
-  for (let i = 0; i < input.length; i++) {
+/**
+ * Float samples in [-1, 1] to PCM16; NaN becomes silence, overs clip. Converts
+ * `input[start..end)` into `out` from index `at` (all of it by default).
+ */
+export function floatToPcm16(input, out = new Int16Array(input.length), start = 0,
+                             end = input.length, at = 0) {
+  for (let i = start; i < end; i++) {
     let s = input[i];
     if (!(s === s)) s = 0; // NaN
     s = s < -1 ? -1 : s > 1 ? 1 : s;
-    out[i] = s < 0 ? Math.round(s * 32768) : Math.round(s * 32767);
+    out[at + i - start] = s < 0 ? Math.round(s * 32768) : Math.round(s * 32767);
   }
   return out;
 }
@@ -27,9 +31,28 @@ export function rms(samples) {
 }
 
 /**
+ * The mic level for the widget's meter: each block's RMS, or the last level less 10% when that
+ * is higher, so the meter falls back smoothly. `update` keeps the level in a field and returns
+ * nothing: a block costs no allocation, even where the call is not inlined.
+ */
+export class LevelMeter {
+  constructor() {
+    this.level = 0;
+  }
+
+  update(samples) {
+    let sum = 0;
+    for (let i = 0; i < samples.length; i++) sum += samples[i] * samples[i];
+    const now = samples.length ? Math.sqrt(sum / samples.length) : 0;
+    this.level = Math.max(now, this.level * 0.9);
+  }
+}
+
+/**
  * Streaming resampler: any input rate to `outRate`, block by block, keeping its phase across
  * blocks. Downsampling first runs a windowed-sinc low-pass at the output Nyquist so speech
  * energy above 12 kHz does not fold back; then linear interpolation picks the samples.
+ * `processInto` allocates nothing once it has seen a block as long.
  */
 export class Resampler {
   constructor(inRate, outRate = TARGET_RATE, taps = 31) {
@@ -39,43 +62,65 @@ export class Resampler {
     this.step = inRate / outRate;
     this.pos = 0; // position of the next output sample, in input samples, relative to `hist`
     this.kernel = inRate > outRate ? lowpass(taps, (0.5 * outRate) / inRate * 0.9) : null;
-    this.fir = this.kernel ? new Float32Array(this.kernel.length - 1) : null;
+    this.history = this.kernel ? this.kernel.length - 1 : 0;
+    this.work = new Float32Array(this.history); // the filter's history, then the block
+    this.filtered = new Float32Array(0);
     this.prev = 0; // last filtered sample of the previous block
   }
 
+  /** The most samples a block of `n` can give: an output buffer this long always fits. */
+  maxOut(n) {
+    return Math.ceil(n / this.step) + 2;
+  }
+
+  /** The low-passed block (its first `input.length` samples), in a buffer reused each call. */
   _filter(input) {
     if (!this.kernel) return input;
     const k = this.kernel;
-    const n = k.length;
-    const buf = new Float32Array(this.fir.length + input.length);
-    buf.set(this.fir);
-    buf.set(input, this.fir.length);
-    const out = new Float32Array(input.length);
-    for (let i = 0; i < input.length; i++) {
+    const taps = k.length;
+    const h = this.history;
+    const n = input.length;
+    if (this.work.length < h + n) {
+      const work = new Float32Array(h + n);
+      work.set(this.work.subarray(0, h));
+      this.work = work;
+    }
+    if (this.filtered.length < n) this.filtered = new Float32Array(n);
+    const buf = this.work;
+    const out = this.filtered;
+    buf.set(input, h);
+    for (let i = 0; i < n; i++) {
       let acc = 0;
-      for (let j = 0; j < n; j++) acc += k[j] * buf[i + j];
+      for (let j = 0; j < taps; j++) acc += k[j] * buf[i + j];
       out[i] = acc;
     }
-    this.fir = buf.slice(buf.length - (n - 1));
+    buf.copyWithin(0, n, n + h); // the block's last samples are the next block's history
     return out;
   }
 
-  /** Resample one block; returns a Float32Array (possibly empty). */
-  process(input) {
+  /** Resample one block into `out` (at least `maxOut(input.length)` long); returns the count. */
+  processInto(input, out) {
     const x = this._filter(input);
-    const out = [];
+    const len = input.length;
+    let n = 0;
     // index -1 is the last sample of the previous block (this.prev)
-    while (this.pos < x.length - 1) {
+    while (this.pos < len - 1) {
       const i = Math.floor(this.pos);
       const frac = this.pos - i;
       const a = i < 0 ? this.prev : x[i];
       const b = x[i + 1];
-      out.push(a + (b - a) * frac);
+      out[n++] = a + (b - a) * frac;
       this.pos += this.step;
     }
-    this.pos -= x.length;
-    if (x.length) this.prev = x[x.length - 1];
-    return Float32Array.from(out);
+    this.pos -= len;
+    if (len) this.prev = x[len - 1];
+    return n;
+  }
+
+  /** Resample one block; returns a new Float32Array (possibly empty). */
+  process(input) {
+    const out = new Float32Array(this.maxOut(input.length));
+    return out.slice(0, this.processInto(input, out));
   }
 }
 
@@ -96,7 +141,7 @@ function lowpass(taps, cutoff) {
   return k;
 }
 
-/** Collects samples and hands out fixed-size PCM16 frames. */
+/** Collects samples into fixed-size PCM16 frames, allocating nothing itself. */
 export class Framer {
   constructor(size) {
     this.size = size;
@@ -104,24 +149,26 @@ export class Framer {
     this.fill = 0;
   }
 
-  /** Add float samples; returns the finished frames (each a fresh Int16Array). */
-  push(samples) {
-    const frames = [];
+  /**
+   * Add the first `count` float samples. Each frame filled goes to `onFrame`, which returns
+   * the Int16Array to fill next: a fresh one if it keeps or transfers the frame, else the same.
+   */
+  push(samples, onFrame, count = samples.length) {
     let i = 0;
-    while (i < samples.length) {
-      const n = Math.min(this.size - this.fill, samples.length - i);
-      floatToPcm16(samples.subarray(i, i + n), this.buf.subarray(this.fill, this.fill + n));
+    while (i < count) {
+      const n = Math.min(this.size - this.fill, count - i);
+      floatToPcm16(samples, this.buf, i, i + n, this.fill);
       this.fill += n;
       i += n;
       if (this.fill === this.size) {
-        frames.push(this.buf);
-        this.buf = new Int16Array(this.size);
+        this.buf = onFrame(this.buf);
         this.fill = 0;
       }
     }
-    return frames;
   }
 }
+
+const ignore = () => {};
 
 /**
  * The playback queue: chunks per item, a prebuffer before starting (and after an underrun),
@@ -150,16 +197,18 @@ export class JitterBuffer {
     this.ended.add(item);
   }
 
-  /** Fill `out` (a Float32Array); returns the items that started playing in this call. */
-  render(out) {
+  /**
+   * Fill `out` (a Float32Array); calls `onStart(item)` for each item whose first sample this
+   * call renders. Allocates nothing.
+   */
+  render(out, onStart = ignore) {
     out.fill(0);
-    const started = [];
     if (this.buffering) {
       const last = this.chunks.length ? this.chunks[this.chunks.length - 1].item : null;
       if (this.queued >= this.prebuffer || (last !== null && this.ended.has(last))) {
         this.buffering = false;
       } else {
-        return started;
+        return;
       }
     }
     let i = 0;
@@ -167,10 +216,11 @@ export class JitterBuffer {
       const c = this.chunks[0];
       if (c.item !== this.current) {
         this.current = c.item;
-        if (!this.played.has(c.item)) started.push(c.item);
+        if (!this.played.has(c.item)) onStart(c.item);
       }
       const n = Math.min(out.length - i, c.data.length - c.offset);
-      out.set(c.data.subarray(c.offset, c.offset + n), i);
+      const data = c.data;
+      for (let k = 0; k < n; k++) out[i + k] = data[c.offset + k];
       c.offset += n;
       i += n;
       this.queued -= n;
@@ -182,7 +232,6 @@ export class JitterBuffer {
       if (!ended && i > 0) this.underruns++;
       this.buffering = true;
     }
-    return started;
   }
 
   /**

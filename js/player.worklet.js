@@ -1,5 +1,7 @@
 // Playback worklet: PCM16 24 kHz chunks per item through a jitter buffer; reports when an item
-// starts, how many samples of it were played, and answers a flush at once.
+// starts, how many samples of it were played, and answers a flush at once. A render quantum
+// allocates nothing; only its messages to the main thread (an item started, and progress on a
+// change or every 32 quanta) are new objects.
 import { JitterBuffer, pcm16ToFloat, Resampler, TARGET_RATE } from "./dsp.js";
 
 class PlayerProcessor extends AudioWorkletProcessor {
@@ -11,6 +13,7 @@ class PlayerProcessor extends AudioWorkletProcessor {
     this.quanta = 0;
     this.wasBusy = false;
     this.ratio = TARGET_RATE / sampleRate; // played samples are reported at 24 kHz
+    this.onStarted = this.onStarted.bind(this);
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
 
@@ -31,23 +34,31 @@ class PlayerProcessor extends AudioWorkletProcessor {
   process(_inputs, outputs) {
     const out = outputs[0][0];
     const wasPlaying = this.buffer.playing;
-    for (const item of this.buffer.render(out)) {
-      this.port.postMessage({ type: "started", item });
-    }
+    this.buffer.render(out, this.onStarted);
     for (let ch = 1; ch < outputs[0].length; ch++) outputs[0][ch].set(out);
     this.quanta++;
     const playing = this.buffer.playing;
     const busy = this.buffer.busy;
     if (playing !== wasPlaying || busy !== this.wasBusy || this.quanta % 32 === 0) {
-      this.wasBusy = busy;
-      const item = this.buffer.current;
-      this.port.postMessage({
-        type: "progress", playing, busy, item,
-        played: item === null ? 0 : Math.round((this.buffer.played.get(item) || 0) * this.ratio),
-        underruns: this.buffer.underruns,
-      });
+      this.report(playing, busy);
     }
     return true;
+  }
+
+  /** An item's first sample was rendered. */
+  onStarted(item) {
+    this.port.postMessage({ type: "started", item });
+  }
+
+  /** Progress for the main thread: on a change, and every 32 quanta (85 ms at 48 kHz). */
+  report(playing, busy) {
+    this.wasBusy = busy;
+    const item = this.buffer.current;
+    this.port.postMessage({
+      type: "progress", playing, busy, item,
+      played: item === null ? 0 : Math.round((this.buffer.played.get(item) || 0) * this.ratio),
+      underruns: this.buffer.underruns,
+    });
   }
 }
 

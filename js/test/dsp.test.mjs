@@ -51,8 +51,11 @@ test("downsampling filters content above the new Nyquist instead of folding it b
 
 test("framer hands out fixed 40 ms frames and keeps the remainder", () => {
   const f = new Framer(960);
-  assert.equal(f.push(new Float32Array(900)).length, 0);
-  const frames = f.push(new Float32Array(1100));
+  const frames = [];
+  const keep = (frame) => { frames.push(frame); return new Int16Array(960); };
+  f.push(new Float32Array(900), keep);
+  assert.equal(frames.length, 0);
+  f.push(new Float32Array(1100), keep);
   assert.equal(frames.length, 2);
   assert.ok(frames.every((fr) => fr.length === 960));
   assert.equal(f.fill, 80);
@@ -61,11 +64,15 @@ test("framer hands out fixed 40 ms frames and keeps the remainder", () => {
 test("jitter buffer waits for the prebuffer, then plays and counts samples per item", () => {
   const jb = new JitterBuffer(256);
   const out = new Float32Array(128);
+  const started = [];
+  const onStart = (item) => started.push(item);
   jb.push("a", new Float32Array(200).fill(0.5));
-  assert.deepEqual(jb.render(out), []);
+  jb.render(out, onStart);
+  assert.deepEqual(started, []);
   assert.equal(out[0], 0);
   jb.push("a", new Float32Array(200).fill(0.5));
-  assert.deepEqual(jb.render(out), ["a"]);
+  jb.render(out, onStart);
+  assert.deepEqual(started, ["a"]);
   assert.equal(out[127], 0.5);
   jb.render(out);
   jb.render(out);

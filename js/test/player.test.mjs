@@ -1,7 +1,7 @@
 // The playback worklet itself, with the AudioWorklet globals stubbed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { build } from "esbuild";
+import { importBundle } from "../bundle.mjs";
 
 const registry = {};
 globalThis.sampleRate = 24000;
@@ -13,9 +13,7 @@ globalThis.AudioWorkletProcessor = class {
 };
 globalThis.registerProcessor = (name, cls) => { registry[name] = cls; };
 
-const bundled = await build({ entryPoints: [new URL("../player.worklet.js", import.meta.url).pathname],
-                              bundle: true, write: false, format: "esm" });
-await import(`data:text/javascript,${encodeURIComponent(bundled.outputFiles[0].text)}`);
+await importBundle("player.worklet.js");
 
 test("the player plays pushed PCM16 after the prebuffer and answers flush with samples played", () => {
   const node = new registry["rt-player"]({ processorOptions: { prebufferMs: 10 } });

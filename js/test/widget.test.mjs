@@ -1,27 +1,22 @@
 // Main-thread pieces of the widget that need no browser: mic diagnostics and message handling.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { build } from "esbuild";
+import { importBundle } from "../bundle.mjs";
+import { micErrorText, micProblem } from "../devices.js";
 import { bytesToBase64 } from "../dsp.js";
 
-const bundled = await build({
-  entryPoints: [new URL("../widget.js", import.meta.url).pathname], bundle: true, write: false,
-  format: "esm", plugins: [{ name: "w", setup(b) {
-    b.onResolve({ filter: /^worklet:/ }, (a) => ({ path: a.path, namespace: "w" }));
-    b.onLoad({ filter: /.*/, namespace: "w" }, () => ({ contents: "", loader: "text" }));
-  } }],
-});
-const mod = await import(`data:text/javascript,${encodeURIComponent(bundled.outputFiles[0].text)}`);
+const mod = await importBundle("engine.js");
+const { probeText } = await importBundle("latency-probe.js");
 
 test("an insecure page, a missing API and a denied mic each get a plain message", () => {
-  assert.match(mod.micProblem({ isSecureContext: false }), /secure page.*https.*localhost/);
-  assert.match(mod.micProblem({ isSecureContext: true, navigator: {} }), /no microphone API/);
+  assert.match(micProblem({ isSecureContext: false }), /secure page.*https.*localhost/);
+  assert.match(micProblem({ isSecureContext: true, navigator: {} }), /no microphone API/);
   const ok = { isSecureContext: true, AudioWorkletNode: class {},
                navigator: { mediaDevices: { getUserMedia() {} } } };
-  assert.equal(mod.micProblem(ok), null);
-  assert.match(mod.micErrorText({ name: "NotAllowedError" }), /permission was denied/);
-  assert.match(mod.micErrorText({ name: "NotFoundError" }), /No microphone was found/);
-  assert.match(mod.micErrorText({ name: "NotReadableError" }), /in use/);
+  assert.equal(micProblem(ok), null);
+  assert.match(micErrorText({ name: "NotAllowedError" }), /permission was denied/);
+  assert.match(micErrorText({ name: "NotFoundError" }), /No microphone was found/);
+  assert.match(micErrorText({ name: "NotReadableError" }), /in use/);
 });
 
 function fakeModel() {
@@ -68,11 +63,11 @@ test("audio for the player is queued until the player exists, copied out of the 
 });
 
 test("the latency probe says what it measured, or why it could not", async () => {
-  assert.equal(mod.probeText({}), "");
-  assert.match(mod.probeText({ probing: true }), /Measuring/);
-  assert.match(mod.probeText({ probeResult: { heard: true, roundtrip_ms: 142.4, output_ms: 21 } }),
+  assert.equal(probeText({}), "");
+  assert.match(probeText({ probing: true }), /Measuring/);
+  assert.match(probeText({ probeResult: { heard: true, roundtrip_ms: 142.4, output_ms: 21 } }),
                /round trip: 142 ms \(the browser reports 21 ms output latency\)/);
-  assert.match(mod.probeText({ probeResult: { heard: false, output_ms: 21 } }), /not heard back/);
+  assert.match(probeText({ probeResult: { heard: false, output_ms: 21 } }), /not heard back/);
   // a page without a mic answers the kernel's request with the reason, and sends no frames
   const model = fakeModel();
   const engine = new mod.Engine(model, { isSecureContext: false });
@@ -207,3 +202,43 @@ test("push-to-talk: frames flow only while held, the agent is cut on press, rele
     frame();
     assert.equal(engine.stats.framesSent, 4);
   });
+
+/** A model as anywidget hands it over: custom messages in, messages sent out. */
+function listeningModel() {
+  const handlers = new Set();
+  return {
+    sent: [], handlers,
+    get: () => "",
+    on: (name, fn) => { if (name === "msg:custom") handlers.add(fn); },
+    off: (name, fn) => { if (name === "msg:custom") handlers.delete(fn); },
+    send(msg, cb, buffers) { this.sent.push([msg, buffers]); },
+    feed(msg, buffers) { for (const fn of handlers) fn(msg, buffers); },
+  };
+}
+
+test("the default export is a factory: each widget model gets its own engine", async () => {
+  const { default: factory } = await importBundle("widget.js");
+  assert.equal(typeof factory, "function");
+  const [one, two] = [factory(), factory()];
+  assert.notEqual(one, two);
+  const [a, b] = [listeningModel(), listeningModel()];
+  const closeA = one.initialize({ model: a });
+  two.initialize({ model: b });
+  for (const model of [a, b]) { // each says it is ready once, with the probe as a buffer
+    assert.equal(model.sent.length, 1);
+    const [msg, buffers] = model.sent[0];
+    assert.deepEqual(msg, { type: "ready", probe: mod.PROBE });
+    assert.deepEqual([...new Uint8Array(buffers[0])], mod.PROBE);
+  }
+  // the kernel's answer to one model is answered by that model's engine alone
+  a.feed({ type: "transport", up: true, probe: mod.PROBE },
+         [new DataView(new Uint8Array(mod.PROBE).buffer)]);
+  assert.deepEqual(a.sent.at(-1)[0], { type: "transport", up: true, down: true });
+  assert.equal(b.sent.length, 1);
+  // the model's end stops its engine (the mic off) and stops listening; the other goes on
+  closeA();
+  assert.deepEqual(a.sent.at(-1)[0], { type: "mic", on: false });
+  assert.equal(a.handlers.size, 0);
+  b.feed({ type: "transport", up: false, probe: mod.PROBE }, []);
+  assert.deepEqual(b.sent.at(-1)[0], { type: "transport", up: false, down: false });
+});

@@ -29,9 +29,9 @@ pytestmark = pytest.mark.timeout(300)
 PAGE = """<!doctype html><meta charset="utf-8"><link rel="stylesheet" href="widget.css">
 <div id="app"></div>
 <script type="module">
-import widget from "./widget.js";
+import factory from "./widget.js";
 const handlers = [];
-const traits = { _key: "bench", status: "connected", phase: "idle", provider: "bench" };
+const traits = { status: "connected", phase: "idle", provider: "bench" };
 const model = {
   get: (name) => traits[name] ?? "",
   on: (name, fn) => { if (name === "msg:custom") handlers.push(fn); },
@@ -39,6 +39,7 @@ const model = {
   send: () => {},
 };
 const feed = (msg, buffers) => { for (const fn of handlers) fn(msg, buffers); };
+const widget = factory();
 widget.initialize({ model });
 widget.render({ model, el: document.getElementById("app") });
 
