@@ -96,7 +96,7 @@ def figures_from_test(test: str, figures: Path) -> dict[str, Any]:
     return result
 
 
-AUDIO_ACK_EVERY = 5  # audio chunks between the page's acknowledgements (js/widget.js)
+AUDIO_ACK_EVERY = 5  # audio chunks between the page's acknowledgements (js/engine.js)
 
 
 def _custom(content: dict[str, Any], buffers: list[Any] | None = None) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def _custom(content: dict[str, Any], buffers: list[Any] | None = None) -> dict[s
 class SimulatedPage:
     """Stands in for the browser page of a :class:`~rtwidget.VoiceChat`: says it is ready,
     takes every message the widget sends (through the widget's real ``send``), acknowledges
-    audio every few chunks with the bytes taken, as ``js/widget.js`` does, and sends mic frames
+    audio every few chunks with the bytes taken, as ``js/engine.js`` does, and sends mic frames
     the way the page's messages arrive. ``rows`` is the transcript it has been sent, by item id;
     :meth:`wait_for_rows` waits for it to show something."""
 
