@@ -135,7 +135,19 @@ def shows_the_turns(seen: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     for user, _ in spoken_turns(seen)[:2]:
         assert (user["text"] or "") in shown_user, (user["text"], rows)
     assert TYPED in shown_user, rows
+    answer = typed_reply(seen)  # the typed turn's reply is on screen as the kernel has it
+    assert answer is not None and answer["text"] in " ".join(
+        r["text"] for r in rows if r["role"] == "assistant"), rows
     assert not [r for r in rows if PLACEHOLDER.search(r["text"])], rows
+
+
+def typed_reply(seen: dict[str, Any]) -> dict[str, Any] | None:
+    """The finished reply that follows the typed turn, once there is one."""
+    rows = seen["rows"]
+    typed = [i for i, r in enumerate(rows) if r["role"] == "user" and r["text"] == TYPED]
+    after = rows[typed[-1] + 1:] if typed else []
+    return next((r for r in after if r["role"] == "assistant" and r["type"] == "message"
+                 and r["status"] == "completed" and r["text"]), None)
 
 
 def shows_the_cut(seen: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -183,9 +195,8 @@ def test_notebook_01_run_all_then_two_spoken_questions_and_a_typed_turn(
 
             widget.locator(".rtw-text-input").fill(TYPED)
             widget.locator(".rtw-text-input").press("Enter")
-            seen = wait_for(page, "the typed turn answered", lambda f: any(
-                r["role"] == "user" and r["text"] == TYPED for r in f["rows"]) and all(
-                r["status"] != "in_progress" for r in f["rows"]), 120)
+            seen = wait_for(page, "the typed turn answered", lambda f: typed_reply(f) is not None
+                            and all(r["status"] != "in_progress" for r in f["rows"]), 120)
             wait_until_quiet(page)
             shown = drawn_rows(page, lambda rows: shows_the_turns(seen, rows))
             widget.screenshot(path=str(OUTPUT / "voice-notebook.png"))
@@ -206,8 +217,8 @@ def test_notebook_01_run_all_then_two_spoken_questions_and_a_typed_turn(
         # a real sentence in reply, heard to the end
         assert reply is not None and len(reply["text"].split()) >= 3, reply
         assert reply["truncated_ms"] is None, reply
-    typed_reply = [r for r in seen["rows"] if r["role"] == "assistant"][-1]
-    assert len(typed_reply["text"].split()) >= 3, seen["rows"]
+    answer = typed_reply(seen)
+    assert answer is not None and len(answer["text"].split()) >= 3, seen["rows"]
     # nothing stands in for words anywhere, and nobody interrupted
     for text in [r["text"] or "" for r in seen["rows"]] + [r["text"] for r in shown]:
         assert not PLACEHOLDER.search(text), text
