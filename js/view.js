@@ -103,12 +103,29 @@ export function renderView(engine, model, el) {
   el.append(root);
 
   const rows = transcriptRows(transcript);
+  // The transcript follows new rows until the user scrolls up to read, and again once they
+  // scroll back to the bottom. Decided when the user scrolls, not when rows arrive: rows out of
+  // view have estimated heights and grow once laid out, after the scroll that showed them, so
+  // the bottom is kept in view for a few frames after each draw.
+  let follow = true;
+  let ours = -1; // the scrollTop we set: its scroll event is not the user's
+  transcript.addEventListener("scroll", () => {
+    if (Math.abs(transcript.scrollTop - ours) < 1) return;
+    follow = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 80;
+  }, { passive: true });
+  const keepBottom = (frames, still = 0) => {
+    if (!follow || !alive) return;
+    if (transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight > 1) {
+      transcript.scrollTop = transcript.scrollHeight;
+      ours = transcript.scrollTop;
+      still = 0;
+    } else {
+      still++;
+    }
+    if (frames > 0 && still < 2) requestAnimationFrame(() => keepBottom(frames - 1, still));
+  };
   function update() {
     const rowsChanged = rows.sync(engine.rows);
-    // read the scroll position before anything is written (no forced layout); rows out of
-    // view have estimated heights, so "at the bottom" allows a couple of rows of slack
-    const atBottom = rowsChanged &&
-      transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 80;
     const status = model.get("status");
     const busy = engine.busy;
     const label = status !== "connected" ? status :
@@ -142,7 +159,10 @@ export function renderView(engine, model, el) {
       probeText(engine)].filter(Boolean).join(" "));
     probeBtn.disabled = !!engine.probing;
     setText(error, engine.message || model.get("error"));
-    if (rowsChanged) rows.draw(atBottom);
+    if (rowsChanged) {
+      rows.draw(false);
+      keepBottom(12);
+    }
   }
   // redraw at most once a frame, however many messages arrive in between
   let queued = false;

@@ -39,6 +39,7 @@ const model = {
   send: () => {},
 };
 const feed = (msg, buffers) => { for (const fn of handlers) fn(msg, buffers); };
+window.feedRows = (rows) => feed({ type: "rows", rows, removed: [] });
 const widget = factory();
 widget.initialize({ model });
 widget.render({ model, el: document.getElementById("app") });
@@ -178,3 +179,50 @@ def test_a_streaming_reply_costs_the_same_under_1000_rows_as_under_10(page_url: 
     # main-thread time per second does not grow with the conversation (same run, same page;
     # generous bound for a shared machine)
     assert large["main_thread_percent"] <= 2 * small["main_thread_percent"] + 1.0, runs
+
+
+FOLLOW = """async () => {
+    const t = document.querySelector('.rtw-transcript');
+    const frame = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 30)));
+    const bottom = () => t.scrollHeight - t.scrollTop - t.clientHeight;
+    const add = async (from, n, words) => {
+        const rows = [];
+        for (let i = from; i < from + n; i++) rows.push({ id: `f${i}`, pos: 10000 + i,
+            role: i % 2 ? "assistant" : "user", kind: "message", status: "completed",
+            text: `Row ${i}: ` + "a long sentence that wraps over several lines ".repeat(words),
+            seconds: 1, latency: null, name: null, arguments: null, output: null,
+            error: null });
+        window.feedRows(rows);
+        for (let k = 0; k < 4; k++) await frame();
+    };
+    const out = {};
+    await add(0, 40, 12);  // rows taller than the estimate of rows out of view
+    out.followed = bottom();
+    t.scrollTop = 0;  // the user scrolls up to read
+    await frame();
+    await add(40, 5, 12);
+    out.kept_top = t.scrollTop;
+    t.scrollTop = t.scrollHeight;  // and back down
+    await frame();
+    await add(45, 5, 12);
+    out.followed_again = bottom();
+    return out;
+}"""
+
+
+def test_the_transcript_follows_new_rows_until_the_user_scrolls_up(page_url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 700})
+            page.goto(page_url)
+            page.wait_for_selector(".rtw[data-ready=true]")
+            seen = page.evaluate(FOLLOW)
+        finally:
+            browser.close()
+    assert seen["followed"] <= 2, seen  # the newest row in view, however tall rows turn out
+    assert seen["kept_top"] == 0, seen  # reading older rows is not interrupted
+    assert seen["followed_again"] <= 2, seen
