@@ -262,3 +262,27 @@ def test_disconnect_and_connect_keep_every_session_setting(tmp_path) -> None:
             chat.close()
     assert rt.load_recording(tmp_path / "talk").meta["config"]["instructions"] == "Be briefer."
     assert (tmp_path / "talk-2" / "events.jsonl").exists()
+
+
+def test_a_page_that_says_ready_gets_the_state_it_shows_again(server: LocalServer) -> None:
+    """Trait changes sent while the page still loads the widget's code are dropped by the
+    front end; its ``ready`` makes the kernel send the shown traits again."""
+    chat = rt.chat("local", url=server.url)
+    updates: list[dict[str, Any]] = []
+    original = chat.comm.send
+
+    def capture(data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
+        if isinstance(data, dict) and data.get("method") == "update":
+            updates.append(data["state"])
+        return original(data=data, metadata=metadata, buffers=buffers)
+
+    chat.comm.send = capture
+    browser = FakeBrowser(chat)
+    try:
+        browser.wait(lambda: chat.status == "connected")
+        updates.clear()  # as if every change so far had been lost on the way
+        browser.message({"type": "ready"})
+        state = browser.wait(lambda: next((u for u in updates if "status" in u), None))
+        assert state["status"] == "connected" and "local" in state["provider"]
+    finally:
+        chat.close()

@@ -39,6 +39,7 @@ ACK_EVERY = 10
 ROW_INTERVAL = 0.15
 MAX_UNACKED_AUDIO_BYTES = 30 * 48_000  # 30 s of audio the page has not confirmed
 BACKCHANNEL_DELTA = "response.backchannel.audio.delta"  # Inworld's back-channel audio
+SHOWN_TRAITS = ("status", "phase", "provider", "notice", "error", "transport")
 LOCAL_NOTICE = ("No INWORLD_API_KEY or OPENAI_API_KEY in the environment: talking to the "
                 "embedded local server.")
 
@@ -189,6 +190,8 @@ class VoiceChat(anywidget.AnyWidget):
         if "probe" in content:
             self._negotiate(buffers)
         self._front_ready.set()
+        # changes sent while the page still loaded the widget's code were dropped: send again
+        self._call_on_loop_or_now(lambda: self.send_state(list(SHOWN_TRAITS)))
         self._schedule_rows(reset=True)
         self._call_on_loop(self._send_voices)
 
@@ -206,10 +209,7 @@ class VoiceChat(anywidget.AnyWidget):
         self._call_on_loop(self._show_transport, content.get("up") is True)
 
     def _on_ptt(self, content: dict[str, Any], _: list[memoryview]) -> None:
-        if content.get("on"):
-            self._ptt.press(self.session)
-        else:
-            self._ptt.release(self.session)
+        (self._ptt.press if content.get("on") else self._ptt.release)(self.session)
 
     def _on_mic(self, content: dict[str, Any], _: list[memoryview]) -> None:
         self._mic_on = bool(content.get("on"))
