@@ -82,17 +82,25 @@ SERVER_ARGS = ["--no-browser", "--ServerApp.ip=127.0.0.1", "--IdentityProvider.t
 
 
 @contextmanager
-def lab(root: Path, tmp: Path, env: dict[str, str] | None = None
-        ) -> Iterator[tuple[str, Path]]:
+def lab(root: Path, tmp: Path, env: dict[str, str] | None = None,
+        settings: dict[str, dict[str, object]] | None = None) -> Iterator[tuple[str, Path]]:
     """``bash scripts/lab`` serving ``root`` (a copy of what the user opens), with ``env`` added
-    to its environment: yields the URL it printed for people and its log file. Loopback only,
-    no token."""
+    to its environment and JupyterLab ``settings`` (plugin id → values) for this server only:
+    yields the URL it printed for people and its log file. Loopback only, no token."""
     port = free_port()
     log_path = tmp / "lab.log"
     command = ["bash", str(ROOT / "scripts" / "lab"), *SERVER_ARGS, f"--port={port}",
                f"--ServerApp.root_dir={root}",
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                "--LabApp.expose_app_in_browser=True"]
+    if settings:
+        folder = tmp / "lab-settings"
+        for plugin, values in settings.items():
+            package, _, name = plugin.partition(":")
+            path = folder / package / f"{name}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
+        command.append(f"--LabApp.user_settings_dir={folder}")
     with _serving(command, port, log_path, {**_env(tmp), **(env or {})}):
         def printed_url() -> re.Match[str]:
             found = re.search(rf"http://127\.0\.0\.1:{port}/\S*", log_path.read_text())
