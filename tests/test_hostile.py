@@ -72,7 +72,7 @@ def inject(server: LocalServer, message: dict[str, Any] | str) -> None:
 
     async def send_all() -> None:
         for conn in list(server.connections):
-            await conn._send(text)
+            await conn._session._send(text)
 
     asyncio.run_coroutine_threadsafe(send_all(), server._loop).result(10)
 

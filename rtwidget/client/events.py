@@ -11,13 +11,13 @@ from typing import Any
 
 from ..protocol.errors import WaitTimeout
 from ..protocol.items import BETA_ALIASES, Update
+from ..protocol.requests import Predicate
 
 log = logging.getLogger("rtwidget.session")
 
 Listener = Callable[[dict[str, Any]], Any]
 AudioListener = Callable[[str, bytes], Any]
 UpdateListener = Callable[[dict[str, Any], Update], Any]
-Predicate = Callable[[dict[str, Any]], bool]
 Waiter = tuple[Predicate, "asyncio.Future[dict[str, Any]]"]
 
 

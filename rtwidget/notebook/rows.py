@@ -10,14 +10,6 @@ from ..protocol.items import Item, Update
 from ..protocol.turns import Layout, layout, reply_heard_after, role_of
 
 
-def touched(update: Update, conversation: Conversation) -> list[str]:
-    """The ids of the items whose row an event may have changed."""
-    ids = [update.item.id] if update.item is not None else []
-    if update.response is not None and update.type == "response.done":
-        ids.extend(update.response.item_ids)
-    return ids
-
-
 class RowFeed:
     """Collects changed items between flushes and turns them into one ``rows`` message."""
 
@@ -26,8 +18,11 @@ class RowFeed:
         self._layout_key: tuple[int, int] | None = None
         self._layout = Layout({}, {})
 
-    def mark(self, ids: list[str]) -> bool:
-        """Rows to send again at the next flush; whether any were added."""
+    def mark(self, update: Update) -> bool:
+        """Note the rows an event may have changed, to send at the next flush; whether any."""
+        ids = [update.item.id] if update.item is not None else []
+        if update.response is not None and update.type == "response.done":
+            ids += update.response.item_ids
         self._dirty.update(ids)
         return bool(ids)
 

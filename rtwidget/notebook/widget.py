@@ -28,7 +28,7 @@ from ..protocol.audio import encode_audio
 from ..protocol.errors import UsageError, WaitTimeout
 from ..protocol.items import Update
 from .push_to_talk import PushToTalk
-from .rows import RowFeed, touched
+from .rows import RowFeed
 from .timings import BrowserTimings
 from .transport import PROBE, audio_payload, backchannel_pcm
 
@@ -376,7 +376,7 @@ class VoiceChat(anywidget.AnyWidget):
         handler = self._updates.get(update.type)
         if handler is not None:
             handler(update, event)
-        if self._rows.mark(touched(update, self.session.conversation)):
+        if self._rows.mark(update):
             self._schedule_rows()
 
     def _on_speech_started(self, update: Update, event: dict[str, Any]) -> None:

@@ -49,7 +49,6 @@ class Connection:
         abort: Callable[[], None],
     ) -> None:
         self.options = options
-        self._send = send
         self._session = Session(options, send, abort)
         self.items = Items(self._session)
         self.responses = Responses(self._session, self.items, self._response_started,
