@@ -14,6 +14,7 @@ With no API key in the environment, sessions connect to the embedded local serve
 
 from __future__ import annotations
 
+from .client.local_process import LocalServerProcess, ServerExit, local_server
 from .client.options import NO_RECONNECT, Reconnect, SessionOptions
 from .client.providers import Endpoint, Secret, ask_key, resolve
 from .client.session import AsyncRealtimeSession
@@ -75,6 +76,7 @@ __all__ = [
     "Item",
     "LiveView",
     "LocalServer",
+    "LocalServerProcess",
     "NotFound",
     "RealtimeError",
     "RealtimeSession",
@@ -86,6 +88,7 @@ __all__ = [
     "Response",
     "Secret",
     "ServerError",
+    "ServerExit",
     "ServerRejected",
     "SessionOptions",
     "Tool",
@@ -104,6 +107,7 @@ __all__ = [
     "load_conversation",
     "load_ipython_extension",
     "load_recording",
+    "local_server",
     "plot_latency",
     "resolve",
     "tool",

@@ -39,6 +39,7 @@ from ..protocol.items import Update
 from ..protocol.redact import known_secrets, wire_logger
 from ..protocol.wire import decode_event
 from .events import EventHub
+from .local_process import LocalServerProcess
 from .options import SessionOptions
 from .providers import Endpoint, resolve
 from .recorder import Recorder
@@ -112,6 +113,7 @@ class Connection:
         self._restore_first = options.restore_history and len(self.conversation) > 0
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._local: LocalServerProcess | None = None  # the supervised server, when local
 
     @property
     def connected(self) -> bool:
@@ -128,10 +130,10 @@ class Connection:
     async def _start(self) -> None:
         """Start the loop and return once connected and configured (or raise the failure)."""
         if not self.endpoint.url:
-            from ..server import shared_local_server
+            from .local_process import local_server
 
-            server = await asyncio.to_thread(shared_local_server)
-            self.endpoint = resolve("local", url=server.url)
+            self._local = await asyncio.to_thread(local_server)
+            self.endpoint = self._local.endpoint()
         loop = asyncio.get_running_loop()
         self._loop = loop
         if self._options.record and self.recorder is None:
@@ -270,6 +272,9 @@ class Connection:
                 self._ws = None
             if self._closing:
                 break
+            if self._local is not None and (ended := await asyncio.to_thread(self._local.explain)):
+                reason = f"{ended.describe()}; it is being restarted and the conversation restored"
+                self.note("rtwidget.server_crashed", reason=reason, **ended.facts())
             self._connection_lost(str(reason))
             reconnect = self._options.reconnect
             if attempt >= reconnect.max_attempts:
@@ -327,6 +332,8 @@ class Connection:
     async def _connect_once(self, *, first: bool) -> None:
         assert self._ready is not None
         options = self._options
+        if self._local is not None:  # it may have restarted, on another port
+            self.endpoint = await asyncio.to_thread(self._local.endpoint)
         ws = await connect(
             self.endpoint.connect_url(),
             additional_headers=await self._headers(),

@@ -223,4 +223,10 @@ class Recorder:
         self._events.write(self._scrub(line) + "\n")
         self.events += 1
 
-
+def next_free_folder(folder: Path) -> Path:
+    """``folder``, or if it already holds a recording the first free ``folder-2``, ``-3``..."""
+    candidate, n = folder, 1
+    while (candidate / "events.jsonl").exists():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate

@@ -83,9 +83,9 @@ def list_voices(endpoint: Endpoint, language: str | None = None,
             else http_base(endpoint)
     else:
         if not endpoint.url:
-            from ..server import shared_local_server
+            from .local_process import local_server
 
-            endpoint = resolve("local", url=shared_local_server().url)
+            endpoint = local_server().endpoint()
         base = http_base(endpoint)
     headers = {k: v for k, v in endpoint.headers().items() if k.lower() != "openai-beta"}
     rows: list[dict[str, Any]] = []

@@ -21,6 +21,8 @@ import anywidget
 import pandas as pd
 import traitlets
 
+from ..client.local_process import local_server
+from ..client.recorder import next_free_folder
 from ..client.sync import RealtimeSession
 from ..data.frame import LiveView
 from ..protocol import events
@@ -31,6 +33,7 @@ from .push_to_talk import PushToTalk
 from .rows import RowFeed
 from .timings import BrowserTimings
 from .transport import PROBE, audio_payload, backchannel_pcm
+from .voice_picker import voice_picker
 
 log = logging.getLogger("rtwidget.widget")
 
@@ -66,6 +69,7 @@ class VoiceChat(anywidget.AnyWidget):
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._crash = ""  # why the local server went, until the session is back
         self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
                       "audio_dropped": 0, "truncations": 0, "backchannel_out": 0}
         self._audio_sent = self._audio_acked = 0
@@ -101,7 +105,8 @@ class VoiceChat(anywidget.AnyWidget):
             "session.created": lambda *_: self._show_provider(),
             "session.updated": lambda *_: self._show_provider(),
             "rtwidget.reconnecting": lambda *_: setattr(self, "status", "reconnecting"),
-            "rtwidget.reconnected": lambda *_: setattr(self, "status", "connected"),
+            "rtwidget.reconnected": self._on_server_news,
+            "rtwidget.server_crashed": self._on_server_news,
             "rtwidget.closed": self._on_closed,
             "error": self._on_error,
         }
@@ -137,28 +142,13 @@ class VoiceChat(anywidget.AnyWidget):
                 self._show_provider()
                 threading.Thread(target=self._load_voices, daemon=True).start()
                 if self.notice == LOCAL_NOTICE:
-                    from ..server import shared_local_server
-
-                    self.notice = f"{LOCAL_NOTICE} ({shared_local_server().description})"
+                    self.notice = f"{LOCAL_NOTICE} ({local_server().description})"
                 self._schedule_rows(reset=True)
 
         future.add_done_callback(done)
 
     def _load_voices(self) -> None:
-        """Fill the voice picker (the session caches the list); a failure only logs."""
-        try:
-            names = [str(n) for n in self.session.voices()["name"]]
-        except Exception as exc:
-            log.info("no voice list for the picker: %s", exc)
-            return
-        current = (self.session.config.get("audio", {}).get("output", {}).get("voice")
-                   or self.session.conversation.session.get("audio", {}).get("output", {})
-                   .get("voice") or "")
-
-        current = str(current)
-        if current and current not in names:  # the picker shows the voice in use, always
-            names.insert(0, current)
-        self._voices = {"type": "voices", "names": names, "current": current}
+        self._voices = voice_picker(self.session)
         self._call_on_loop(self._send_voices)
 
     def _send_voices(self) -> None:
@@ -325,7 +315,7 @@ class VoiceChat(anywidget.AnyWidget):
         old = self.session
         options = old.options
         if isinstance(options.record, (str, Path)):  # that folder holds the last session
-            options = options.replace(record=_next_folder(Path(options.record)))
+            options = options.replace(record=next_free_folder(Path(options.record)))
         fresh = RealtimeSession(endpoint=old.endpoint, options=options,
                                 conversation=old.conversation, connect=False)
         self._bind(fresh)
@@ -410,6 +400,16 @@ class VoiceChat(anywidget.AnyWidget):
         self.status = "closed"
         self.error = str(event.get("reason", ""))
 
+    def _on_server_news(self, update: Update, event: dict[str, Any]) -> None:
+        """Reconnected, or the local server died and is being restarted: say so in words."""
+        crashed = update.type == "rtwidget.server_crashed"
+        self.status = "reconnecting" if crashed else "connected"
+        cause = str(event.get("cause", "")).capitalize() if crashed else self._crash
+        if cause:
+            self.notice = f"{cause}; " + ("restarting it…" if crashed else
+                                          "it was restarted and the conversation restored.")
+        self._crash = cause if crashed else ""
+
     def _on_error(self, update: Update, event: dict[str, Any]) -> None:
         self.error = str(update.error) if update.error else "the server reported an error"
 
@@ -490,11 +490,3 @@ class VoiceChat(anywidget.AnyWidget):
     def __repr__(self) -> str:
         return f"<VoiceChat {self.session!r}>"
 
-
-def _next_folder(folder: Path) -> Path:
-    """``folder``, or if it already holds a recording the first free ``folder-2``, ``-3``..."""
-    candidate, n = folder, 1
-    while (candidate / "events.jsonl").exists():
-        n += 1
-        candidate = folder.with_name(f"{folder.name}-{n}")
-    return candidate

@@ -194,17 +194,18 @@ class Conversation:
             if item is not None and isinstance(at, (int, float)) and item.played_at is None:
                 item.played_at = float(at)
         elif kind == "rtwidget.connection_lost":
-            self.abandon_in_progress(str(event.get("reason", "connection_lost")))
+            self.abandon_in_progress(str(event.get("reason", "connection_lost")),
+                                     str_or_none(event.get("detail")))
         else:
             return Update(type=kind, known=False)
         self.version += 1
         return Update(type=kind, item=item)
 
-    def abandon_in_progress(self, reason: str) -> list[Response]:
-        """Mark responses still in progress as failed (the connection carrying them is gone)."""
+    def abandon_in_progress(self, reason: str, detail: str | None = None) -> list[Response]:
+        """Fail the responses in progress: their connection is gone (``detail`` says why)."""
         abandoned = [r for r in self.responses.values() if r.status == "in_progress"]
         for response in abandoned:
-            response.fail(reason, self.now, [self._items.get(i) for i in response.item_ids])
+            response.fail(reason, self.now, [self._items.get(i) for i in response.item_ids], detail)
         if abandoned:
             self.version += 1
         return abandoned

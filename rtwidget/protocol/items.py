@@ -183,15 +183,18 @@ class Response:
     metadata: dict[str, Any] | None = None
 
 
-    def fail(self, reason: str, now: float, items: list[Item | None]) -> None:
+    def fail(self, reason: str, now: float, items: list[Item | None],
+             detail: str | None = None) -> None:
         """The response will never finish (its connection is gone): failed, and its
-        unfinished ``items`` incomplete."""
+        unfinished ``items`` incomplete, with ``detail`` as their error when given."""
         self.status = "failed"
         self.status_details = {"type": "failed", "reason": reason}
         self.done_at = now
         for item in items:
             if item is not None and item.status in (None, "in_progress"):
                 item.status = "incomplete"
+                if detail and item.error is None:
+                    item.error = detail
 
 
 @dataclass(slots=True)  # not frozen: one is made per event, and frozen fields cost 4x

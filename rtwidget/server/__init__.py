@@ -1,6 +1,6 @@
 """The embedded local Realtime server (see :class:`LocalServer`)."""
 
-from .app import PATHS, Handshake, LocalServer, offline_server, shared_local_server
+from .app import PATHS, Handshake, LocalServer, offline_server
 from .chat_api import ChatCompletionsReplyEngine
 from .engines import (
     DropConnection,
@@ -55,5 +55,4 @@ __all__ = [
     "VadSettings",
     "WebRtcVad",
     "offline_server",
-    "shared_local_server",
 ]

@@ -1,15 +1,47 @@
-"""``python -m rtwidget.server``: run the local Realtime server until interrupted."""
+"""``python -m rtwidget.server``: run the local Realtime server until interrupted.
+
+With ``--supervised`` it runs as the child of the process that started it (a notebook kernel):
+it prints one JSON line on standard output once it serves (``{"url", "description",
+"missing", "pid"}``), writes a traceback of every thread to standard error if native code
+crashes it, and exits when its standard input closes or its parent process is gone, so it never
+outlives the kernel, however the kernel ends.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import faulthandler
+import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 
 from .app import LocalServer, offline_server
+from .defaults import ENGINES
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process at once when standard input reaches its end (the parent closed it, or
+    died: the pipe closes with it) or the parent process changes (re-parented after a kill)."""
+
+    def stdin_closed() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            while sys.stdin.buffer.read(4096):
+                pass
+        os._exit(0)
+
+    def parent_gone() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    for target in (stdin_closed, parent_gone):
+        threading.Thread(target=target, name=f"rtwidget-{target.__name__}", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,24 +60,39 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between streamed deltas (default 0)")
     parser.add_argument("--scripted", action="store_true",
                         help="deterministic scripted replies and tones, no offline engines")
+    parser.add_argument("--without", action="append", default=[], choices=ENGINES,
+                        help="leave this offline engine out (repeatable)")
+    parser.add_argument("--supervised", action="store_true",
+                        help="run as a child process: print a JSON line when ready, exit with "
+                        "the parent (closed standard input or a new parent process)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connection")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     if args.host not in ("127.0.0.1", "::1", "localhost") and not args.token:
         parser.error("binding beyond loopback needs --token (or RTWIDGET_SERVER_TOKEN)")
+    if args.supervised:
+        faulthandler.enable(all_threads=True)
+        _exit_with_parent(os.getppid())
 
     async def run() -> None:
         options = {"token": args.token, "pace": args.pace, "allowed_origins": args.allow_origin}
         if args.scripted:
             server = LocalServer(args.host, args.port, **options)
         else:
-            server = offline_server(args.host, args.port, **options)
+            server = offline_server(args.host, args.port, without=args.without, **options)
         await server.start()
-        print(f"rtwidget local Realtime server on {server.url} ({server.description})",
-              flush=True)
+        if args.supervised:
+            print(json.dumps({"url": server.url, "description": server.description,
+                              "missing": server.missing, "pid": os.getpid()}), flush=True)
+        else:
+            print(f"rtwidget local Realtime server on {server.url} ({server.description})",
+                  flush=True)
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.stop()
 

@@ -1,14 +1,15 @@
 """The local Realtime server: a real WebSocket server on 127.0.0.1 speaking the protocol.
 
-Start it in-process (``await server.start()`` on your loop, or ``server.start_in_thread()``),
-from the command line (``python -m rtwidget.server``), or let a session start the shared one
-(:func:`shared_local_server`) when no API key is configured.
+Sessions with no API key configured start it in a supervised child process of their own
+(:func:`rtwidget.local_server`), where a crash in a native engine costs a restart, never the
+notebook's kernel. Tests and code that embed it start it in-process instead (``await
+server.start()`` on your loop, or ``server.start_in_thread()``), or from the command line
+(``python -m rtwidget.server``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import hmac
 import ipaddress
@@ -160,6 +161,7 @@ class LocalServer:
             turn_detection=turn_detection,
         )
         self.description = description or "scripted replies, tones"
+        self.missing: list[str] = []  # engines looked for and not used, and why
         self._token = token
         self.handshakes: list[Handshake] = []
         self.connections: set[Connection] = set()
@@ -389,18 +391,16 @@ class LocalServer:
             await conn.close()
 
 
-_shared: LocalServer | None = None
-_shared_lock = threading.Lock()
-
-
-def offline_server(host: str = "127.0.0.1", port: int = 0, **options: Any) -> LocalServer:
+def offline_server(host: str = "127.0.0.1", port: int = 0, *, without: Iterable[str] = (),
+                   **options: Any) -> LocalServer:
     """A local server with the best offline engines installed (``rtwidget[local]``: SmolLM2 on
     llama.cpp, Flite with eSpeak NG, PocketSphinx, Silero VAD); what is missing falls back to
-    the scripted engine, tones and the energy VAD, and the server's ``description`` says
-    which."""
+    the scripted engine, tones and the energy VAD, and the server's ``description`` and
+    ``missing`` say which. ``without`` leaves engines out by name (see
+    :data:`~rtwidget.server.defaults.ENGINES`)."""
     from .defaults import best_available
 
-    found = best_available()
+    found = best_available(without)
     for reason in found.missing:
         log.warning("local server: %s", reason)
     settings: dict[str, Any] = {
@@ -409,16 +409,6 @@ def offline_server(host: str = "127.0.0.1", port: int = 0, **options: Any) -> Lo
         "description": found.describe(), "turn_detection": "semantic_vad",
     }
     settings.update(options)
-    return LocalServer(host, port, **settings)
-
-
-def shared_local_server(**options: Any) -> LocalServer:
-    """The process-wide local server sessions use when no provider is configured (see
-    :func:`offline_server`); started on first use on a free port of 127.0.0.1 and stopped
-    when the interpreter exits."""
-    global _shared
-    with _shared_lock:
-        if _shared is None or not _shared.running:
-            _shared = offline_server(**options).start_in_thread()
-            atexit.register(_shared.stop_in_thread)
-        return _shared
+    server = LocalServer(host, port, **settings)
+    server.missing = list(found.missing)
+    return server

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.errors import ConfigError
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
 from .speech import EngineUnavailable
 
@@ -35,7 +37,14 @@ class EngineSet:
         return f"{names.get(self.model, self.model)}, {voice}, {ear}, {self.vad} VAD"
 
 
-def _try(factory: Any, what: str, missing: list[str]) -> Any:
+ENGINES = ("replies", "flite", "espeak", "speech to text", "silero", "webrtc")
+"""Names of the offline engines :func:`best_available` can be told to leave out."""
+
+
+def _try(factory: Any, what: str, missing: list[str], left_out: bool = False) -> Any:
+    if left_out:
+        missing.append(f"{what}: left out")
+        return None
     try:
         return factory()
     except EngineUnavailable as exc:
@@ -46,35 +55,42 @@ def _try(factory: Any, what: str, missing: list[str]) -> Any:
     return None
 
 
-def _voices(missing: list[str]) -> Synthesizer:
+def _voices(missing: list[str], skip: Collection[str]) -> Synthesizer:
     """Flite's natural English voices first (slt by default) where Flite is installed, eSpeak
     NG for other languages and as the fallback; tones when neither is there."""
     from .speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
 
-    found = [engine for engine in (_try(FliteSynthesizer, "text to speech (Flite)", missing),
-                                   _try(EspeakSynthesizer, "text to speech (eSpeak NG)", missing))
-             if engine is not None]
+    found = [engine for engine in (
+        _try(FliteSynthesizer, "text to speech (Flite)", missing, "flite" in skip),
+        _try(EspeakSynthesizer, "text to speech (eSpeak NG)", missing, "espeak" in skip),
+    ) if engine is not None]
     return CombinedSynthesizer(*found) if found else ToneSynthesizer()
 
 
-def best_available() -> EngineSet:
+def best_available(without: Iterable[str] = ()) -> EngineSet:
     """SmolLM2 + Flite (eSpeak NG for other languages) + PocketSphinx + Silero when installed
     (``rtwidget[local]`` and the system's ``flite``); otherwise the scripted engine, eSpeak NG or
-    tones and the energy VAD, with ``missing`` saying why."""
+    tones and the energy VAD, with ``missing`` saying why. Engines named in ``without`` (see
+    :data:`ENGINES`) are left out."""
     from .llm import LlamaReplyEngine
     from .speech import PocketsphinxTranscriber
     from .vad import SileroVad, WebRtcVad
 
+    skip = frozenset(without)
+    unknown = skip - set(ENGINES)
+    if unknown:
+        raise ConfigError(f"unknown engine(s) {sorted(unknown)}; expected some of {ENGINES}")
     missing: list[str] = []
     engines: dict[str, ReplyEngine] = {"local/scripted": ScriptedReplyEngine()}
-    llama = _try(LlamaReplyEngine, "replies", missing)
+    llama = _try(LlamaReplyEngine, "replies", missing, "replies" in skip)
     if llama is not None:
         engines["local/smollm2"] = llama
-    synthesizer = _voices(missing)
-    transcriber = _try(PocketsphinxTranscriber, "speech to text", missing)
+    synthesizer = _voices(missing, skip)
+    transcriber = _try(PocketsphinxTranscriber, "speech to text", missing,
+                       "speech to text" in skip)
     vad = "energy"
     for name, cls in (("silero", SileroVad), ("webrtc", WebRtcVad)):
-        if _try(cls, f"{name} VAD", missing) is not None:
+        if _try(cls, f"{name} VAD", missing, name in skip) is not None:
             vad = name
             break
     model = "local/smollm2" if llama is not None else "local/scripted"
