@@ -16,11 +16,11 @@ from typing import Any
 
 from rtwidget.server import EngineUnavailable
 
-from . import browser, client, frame, load, offline
+from . import browser, client, frame, load, offline, process
 from ._util import ROOT, collect_tables
 
 SECTIONS: dict[str, ModuleType] = {"client": client, "frame": frame, "offline": offline,
-                                   "load": load, "browser": browser}
+                                   "process": process, "load": load, "browser": browser}
 README = ROOT / "README.md"
 
 

@@ -273,8 +273,9 @@ class Connection:
             if self._closing:
                 break
             if self._local is not None and (ended := await asyncio.to_thread(self._local.explain)):
-                reason = f"{ended.describe()}; it is being restarted and the conversation restored"
-                self.note("rtwidget.server_crashed", reason=reason, **ended.facts())
+                reason = ended.describe()
+                self.note("rtwidget.server_crashed", reason=f"{reason}; it is being restarted "
+                          "and the conversation restored", **ended.facts())
             self._connection_lost(str(reason))
             reconnect = self._options.reconnect
             if attempt >= reconnect.max_attempts:

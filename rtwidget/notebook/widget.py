@@ -404,10 +404,10 @@ class VoiceChat(anywidget.AnyWidget):
         """Reconnected, or the local server died and is being restarted: say so in words."""
         crashed = update.type == "rtwidget.server_crashed"
         self.status = "reconnecting" if crashed else "connected"
-        cause = str(event.get("cause", "")).capitalize() if crashed else self._crash
+        cause = str(event.get("cause", "")) if crashed else self._crash
         if cause:
-            self.notice = f"{cause}; " + ("restarting it…" if crashed else
-                                          "it was restarted and the conversation restored.")
+            then = "restarting it…" if crashed else "it was restarted, the conversation restored."
+            self.notice = f"{cause[:1].upper()}{cause[1:]}; {then}"
         self._crash = cause if crashed else ""
 
     def _on_error(self, update: Update, event: dict[str, Any]) -> None:

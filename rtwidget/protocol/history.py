@@ -13,13 +13,17 @@ from .items import Response
 
 def history_items(conversation: Conversation) -> list[dict[str, Any]]:
     """The conversation so far as items to re-create after a reconnect: messages as text
-    (audio as its transcript), function calls and outputs as they were, same ids."""
+    (audio as its transcript; a reply cut short stays ``incomplete``), function calls and
+    outputs as they were, same ids."""
     items: list[dict[str, Any]] = []
     for item in conversation:
         if item.type == "message" and item.role in ("user", "assistant", "system"):
             text = item.display_text
             if text:
-                items.append(events.text_message(text, item.role, item.id))  # type: ignore[arg-type]
+                message = events.text_message(text, item.role, item.id)  # type: ignore[arg-type]
+                if item.status == "incomplete":
+                    message["status"] = "incomplete"
+                items.append(message)
         elif item.type == "function_call" and item.call_id and item.name:
             items.append({"type": "function_call", "id": item.id, "call_id": item.call_id,
                           "name": item.name, "arguments": item.arguments or "{}"})

@@ -144,7 +144,9 @@ class Items:
         if item_id in self._by_id:
             return Problem("invalid_value", f"An item with id '{item_id}' already exists.",
                            "item.id")
-        data.update(id=item_id, object="realtime.item", status="completed")
+        # a client restoring a reply that was cut short says so; anything else is complete
+        status = "incomplete" if data.get("status") == "incomplete" else "completed"
+        data.update(id=item_id, object="realtime.item", status=status)
         pcm = _take_audio(data)
         if isinstance(pcm, Problem):
             return pcm
