@@ -159,3 +159,16 @@ def test_a_kill_is_told_apart_from_a_crash() -> None:
         "the local server was killed (SIGKILL: out of memory, or stopped by hand)"
     assert ServerExit(1, True, detail="OSError: no room").describe() == \
         "the local server stopped (exit status 1): OSError: no room while starting"
+
+
+@POSIX
+def test_the_server_process_gets_no_provider_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-never-for-the-server")
+    monkeypatch.setenv("INWORLD_SECRET", "never-for-the-server-either")
+    server = LocalServerProcess(["--scripted"]).start()
+    try:
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes()
+        assert b"never-for-the-server" not in environ
+        assert b"RTWIDGET_SERVER_TOKEN=" in environ  # its own token, which is all it needs
+    finally:
+        server.stop()

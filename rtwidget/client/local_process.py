@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..protocol.errors import RealtimeError, ServerRejected
-from .providers import Endpoint, resolve
+from .providers import ENV_KEYS, Endpoint, resolve
 
 log = logging.getLogger("rtwidget.local")
 
@@ -271,7 +271,10 @@ class LocalServerProcess:
         return False
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "RTWIDGET_SERVER_TOKEN": self._token, "PYTHONUNBUFFERED": "1"}
+        # the server needs no provider's key: they stay in this process
+        env = {name: value for name, value in os.environ.items()
+               if name not in ENV_KEYS.values() and name not in ("INWORLD_KEY", "INWORLD_SECRET")}
+        env.update(RTWIDGET_SERVER_TOKEN=self._token, PYTHONUNBUFFERED="1")
         with self.log_path.open("ab") as log_file:
             log_file.write(f"--- {time.strftime('%H:%M:%S')} {' '.join(self._command()[1:])}\n"
                            .encode())
