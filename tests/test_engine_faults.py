@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from conftest import eventually, frames, utterance
 import rtwidget as rt
 from rtwidget.server import LocalServer, ScriptedReplyEngine, ToneSynthesizer
 from rtwidget.server.engines import ReplyChunk, ReplyContext, TextDelta
+from rtwidget.server.speech import EngineUnavailable
 
 
 class BreakingVoice(ToneSynthesizer):
@@ -210,3 +212,70 @@ def test_an_engine_error_is_not_taken_for_the_answer_to_a_pending_request() -> N
                                           "message": "no", "event_id": None}}
     assert not answer(engine) and answer(refusal)
 
+
+# --- what is chosen at start -----------------------------------------------------------------
+
+
+@pytest.fixture
+def no_reply_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """best_available() without loading a reply model (not what these tests are about)."""
+    from rtwidget.server import llm
+
+    def unavailable(*args: Any, **kwargs: Any) -> None:
+        raise EngineUnavailable("not loaded in this test", "a model", "nothing")
+
+    monkeypatch.setattr(llm, "LlamaReplyEngine", unavailable)
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="Flite is not installed")
+def test_best_available_does_not_choose_flite_when_it_cannot_run(
+        monkeypatch: pytest.MonkeyPatch, no_reply_model: None) -> None:
+    from rtwidget.server.defaults import best_available
+    from rtwidget.server.speech import FliteSynthesizer
+
+    def broken(self: Any, text: str, voice: str | None, speed: float) -> bytes:
+        raise subprocess.CalledProcessError(1, ["flite"], stderr=b"cannot open audio device")
+
+    monkeypatch.setattr(FliteSynthesizer, "synthesize", broken)
+    found = best_available()
+    assert [type(e).__name__ for e in found.synthesizer.engines] == ["EspeakSynthesizer"]
+    assert found.missing[1] == ("text to speech (Flite): the command flite exited with status "
+                                "1: cannot open audio device")
+    assert "eSpeak NG" in found.describe() and "not used: " in found.describe()
+    assert "Flite (the command flite exited with status 1" in found.describe()
+
+
+def test_best_available_without_soxr_chooses_what_can_run(
+        monkeypatch: pytest.MonkeyPatch, no_reply_model: None) -> None:
+    from rtwidget.server.defaults import best_available
+
+    monkeypatch.setitem(sys.modules, "soxr", None)
+    found = best_available()
+    assert isinstance(found.synthesizer, ToneSynthesizer)
+    assert found.transcriber is None and found.vad == "energy"
+    line = found.describe()
+    assert line.startswith("scripted replies, tones (no speech engine), no speech-to-text, "
+                           "energy VAD; not used: ")
+    assert "(needs pip install 'soxr')" in line
+    speech = [m for m in found.missing if m.startswith("text to speech")]
+    if shutil.which("flite") is not None:
+        assert speech[0].startswith("text to speech (Flite): soxr is not available")
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="Flite is not installed")
+def test_the_start_up_line_says_why_flite_is_not_used() -> None:
+    code = ("import sys; sys.modules['soxr'] = None\n"
+            "from rtwidget.server.__main__ import main\n"
+            "main(['--port', '0'])\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+    finally:
+        proc.terminate()
+        _, log = proc.communicate(timeout=30)
+    assert "rtwidget local Realtime server on ws://127.0.0.1:" in line, log
+    assert "tones (no speech engine)" in line and "Flite" in line
+    assert "needs pip install 'soxr'" in line
+    assert "text to speech (Flite): soxr is not available" in log

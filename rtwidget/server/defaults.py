@@ -1,20 +1,49 @@
-"""The best offline engines installed here, for the embedded server's defaults."""
+"""The best offline engines installed here, for the embedded server's defaults.
+
+Each candidate is built and then tried on a word or a moment of silence (a few milliseconds),
+so an engine that loads but cannot run (Flite without the ``soxr`` resampler, a broken install)
+is not chosen; :attr:`EngineSet.missing` keeps why.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
+from .faults import what_it_said
 from .speech import EngineUnavailable
 
 log = logging.getLogger("rtwidget.server")
 
+_SILENCE = bytes(2 * 24000 // 5)  # 200 ms of PCM16 24 kHz
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An engine not chosen: what it is, and why (``install``: the command that fixes it)."""
+
+    part: str
+    engine: str
+    reason: str
+    install: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.part} ({self.engine}): {self.reason}"
+
+    def why(self) -> str:
+        """Why, in a few words: the command that fixes it, else the reason."""
+        if self.install:
+            return f"needs {self.install}"
+        return self.reason if len(self.reason) <= 100 else self.reason[:99] + "…"
+
 
 @dataclass
 class EngineSet:
-    """Reply engines by model name, a voice, an ear and a VAD, with what they are."""
+    """Reply engines by model name, a voice, an ear and a VAD, with what they are; ``missing``
+    says why each engine that is not there was not chosen (``skipped``: the same, by engine)."""
 
     engines: dict[str, ReplyEngine]
     model: str
@@ -22,9 +51,10 @@ class EngineSet:
     transcriber: Transcriber | None
     vad: str
     missing: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
-    def describe(self) -> str:
-        """One line for people: which engines answer."""
+    def chosen(self) -> str:
+        """Which engines answer, in a few words."""
         names = {"local/smollm2": "SmolLM2-135M on llama.cpp", "local/scripted":
                  "scripted replies"}
         engines = getattr(self.synthesizer, "engines", (self.synthesizer,))
@@ -34,48 +64,68 @@ class EngineSet:
         ear = "PocketSphinx" if self.transcriber is not None else "no speech-to-text"
         return f"{names.get(self.model, self.model)}, {voice}, {ear}, {self.vad} VAD"
 
+    def describe(self) -> str:
+        """One line for people: which engines answer, and why the others do not."""
+        groups: dict[str, list[str]] = {}  # engines skipped for the same reason, together
+        for skipped in self.skipped:
+            groups.setdefault(skipped.why(), []).append(skipped.engine)
+        reasons = [f"{', '.join(engines)} ({why})" for why, engines in groups.items()]
+        return self.chosen() + ("; not used: " + ", ".join(reasons) if reasons else "")
 
-def _try(factory: Any, what: str, missing: list[str]) -> Any:
+
+def _try(factory: Callable[[], Any], part: str, engine: str, found: EngineSet,
+         probe: Callable[[Any], Any] | None = None) -> Any:
+    """``factory()`` once ``probe`` has run on it, else ``None`` with the reason kept."""
     try:
-        return factory()
-    except EngineUnavailable as exc:
-        missing.append(f"{what}: {exc}")
+        made = factory()
+        if probe is not None:
+            probe(made)
+        return made
     except Exception as exc:  # a broken install must not stop the server
-        missing.append(f"{what}: {type(exc).__name__}: {exc}")
-        log.warning("offline engine %s failed to load", what, exc_info=True)
+        if not isinstance(exc, EngineUnavailable):
+            log.warning("offline engine %s (%s) cannot run", part, engine, exc_info=True)
+        install = getattr(exc, "install", None)
+        skipped = Skipped(part, engine, what_it_said(exc), install)
+        found.skipped.append(skipped)
+        found.missing.append(str(skipped))
     return None
 
 
-def _voices(missing: list[str]) -> Synthesizer:
+def _speaks(synthesizer: Any) -> None:
+    synthesizer.synthesize("Hello.", None, 1.0)
+
+
+def _voices(found: EngineSet) -> Synthesizer:
     """Flite's natural English voices first (slt by default) where Flite is installed, eSpeak
-    NG for other languages and as the fallback; tones when neither is there."""
+    NG for other languages and as the fallback; tones when neither can run."""
     from .speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
 
-    found = [engine for engine in (_try(FliteSynthesizer, "text to speech (Flite)", missing),
-                                   _try(EspeakSynthesizer, "text to speech (eSpeak NG)", missing))
-             if engine is not None]
-    return CombinedSynthesizer(*found) if found else ToneSynthesizer()
+    candidates = ((FliteSynthesizer, "Flite"), (EspeakSynthesizer, "eSpeak NG"))
+    voices = [engine for engine in (_try(cls, "text to speech", name, found, _speaks)
+                                    for cls, name in candidates) if engine is not None]
+    return CombinedSynthesizer(*voices) if voices else ToneSynthesizer()
 
 
 def best_available() -> EngineSet:
     """SmolLM2 + Flite (eSpeak NG for other languages) + PocketSphinx + Silero when installed
-    (``rtwidget[local]`` and the system's ``flite``); otherwise the scripted engine, eSpeak NG or
-    tones and the energy VAD, with ``missing`` saying why."""
+    and able to run (``rtwidget[local]`` and the system's ``flite``); otherwise the scripted
+    engine, eSpeak NG or tones and the energy VAD, with ``missing`` saying why."""
     from .llm import LlamaReplyEngine
     from .speech import PocketsphinxTranscriber
     from .vad import SileroVad, WebRtcVad
 
-    missing: list[str] = []
-    engines: dict[str, ReplyEngine] = {"local/scripted": ScriptedReplyEngine()}
-    llama = _try(LlamaReplyEngine, "replies", missing)
+    found = EngineSet({"local/scripted": ScriptedReplyEngine()}, "local/scripted",
+                      ToneSynthesizer(), None, "energy")
+    llama = _try(LlamaReplyEngine, "replies", "SmolLM2 on llama.cpp", found)
     if llama is not None:
-        engines["local/smollm2"] = llama
-    synthesizer = _voices(missing)
-    transcriber = _try(PocketsphinxTranscriber, "speech to text", missing)
-    vad = "energy"
+        found.engines["local/smollm2"] = llama
+        found.model = "local/smollm2"
+    found.synthesizer = _voices(found)
+    found.transcriber = _try(PocketsphinxTranscriber, "speech to text", "PocketSphinx", found,
+                             lambda ear: ear.transcribe(_SILENCE))
     for name, cls in (("silero", SileroVad), ("webrtc", WebRtcVad)):
-        if _try(cls, f"{name} VAD", missing) is not None:
-            vad = name
+        if _try(cls, "VAD", name.capitalize().replace("Webrtc", "WebRTC"), found,
+                lambda vad: vad.feed(_SILENCE)) is not None:
+            found.vad = name
             break
-    model = "local/smollm2" if llama is not None else "local/scripted"
-    return EngineSet(engines, model, synthesizer, transcriber, vad, missing)
+    return found
