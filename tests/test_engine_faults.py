@@ -198,6 +198,30 @@ def test_a_transcriber_that_raises_fails_the_transcription_and_the_next_turn_wor
         assert len(errors) == 1
 
 
+def test_the_fault_events_validate_against_the_openai_models() -> None:
+    from openai.types.realtime import RealtimeServerEvent
+    from pydantic import TypeAdapter
+    from test_provider_fidelity import _unknown_fields
+
+    adapter: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
+    seen: list[dict[str, Any]] = []
+    with LocalServer(synthesizer=BreakingVoice(), transcriber=FlakyEar()) as srv, \
+            rt.RealtimeSession("local", url=srv.url, transcription="pocketsphinx") as s:
+        s.on("*", seen.append)
+        answered = s.expect("response.done")  # the turn with no words gets its reply
+        for frame in frames(utterance(seed=3)):
+            s.send_audio(frame)
+        answered.wait()
+        _turn(s, "boom")
+    kinds = [e["type"] for e in seen]
+    assert kinds.count("error") == 2 and "conversation.item.input_audio_transcription.failed" \
+        in kinds
+    faults = [e for e in seen if e["type"] in ("error", "response.done") or
+              e["type"].endswith(".failed")]
+    for event in faults:
+        assert _unknown_fields(adapter.validate_python(event)) == [], event
+
+
 def test_an_engine_error_is_not_taken_for_the_answer_to_a_pending_request() -> None:
     from rtwidget.protocol.conversation import Conversation
     from rtwidget.protocol.requests import PendingRequests

@@ -75,9 +75,9 @@ class EngineFailed(EngineError):
         return "engine_unavailable" if self.missing else "engine_failed"
 
     def error(self) -> dict[str, Any]:
-        """The ``error`` object of the protocol's ``error`` event and of a failed response's
-        ``status_details``."""
-        return {"type": "server_error", "code": self.code, "message": str(self), "param": None}
+        """The ``error`` of a failed response's ``status_details`` (``type``, ``code``,
+        ``message``); the ``error`` event's adds ``param`` and ``event_id``."""
+        return {"type": "server_error", "code": self.code, "message": str(self)}
 
 
 def fault(part: str, engine: Any, exc: BaseException) -> EngineFailed:
@@ -90,6 +90,6 @@ def fault(part: str, engine: Any, exc: BaseException) -> EngineFailed:
 
 def internal_error(exc: BaseException) -> dict[str, Any]:
     """The ``error`` object for a failure of the server's own code (not an engine's)."""
-    return {"type": "server_error", "code": "server_error", "param": None,
+    return {"type": "server_error", "code": "server_error",
             "message": f"The local server failed: {what_it_said(exc)} (its log has the "
                        "details)"}

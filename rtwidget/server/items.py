@@ -242,8 +242,8 @@ class Items:
             log.error("%s", failure, exc_info=None if failure.missing else exc)
             await self._failed(item, wanted, failure.code, str(failure))
             # an engine fault is never silent, even to a client that asked for no transcripts
-            await self._session.emit({"type": "error", "error": {**failure.error(),
-                                                                 "event_id": None}})
+            await self._session.emit({"type": "error", "error": {
+                **failure.error(), "param": None, "event_id": None}})
             return
         await self._transcribed(item, text, text)
 

@@ -220,7 +220,7 @@ class Responses:
         response.status = "failed"
         response.status_details = {"type": "failed", "error": error}
         try:
-            await self._emit({"type": "error", "error": {**error,
+            await self._emit({"type": "error", "error": {**error, "param": None,
                                                          "event_id": response.event_id}})
         except ConnectionClosed:
             return False
