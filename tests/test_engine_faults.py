@@ -222,6 +222,23 @@ def test_the_fault_events_validate_against_the_openai_models() -> None:
         assert _unknown_fields(adapter.validate_python(event)) == [], event
 
 
+def test_what_an_engine_said_is_told_in_a_sentence() -> None:
+    from rtwidget.server.faults import fault, what_it_said
+
+    assert what_it_said(subprocess.TimeoutExpired(["/usr/bin/flite", "-f", "x"], 60)) == (
+        "the command flite did not finish within 60 s")
+    assert what_it_said(subprocess.CalledProcessError(2, "espeak-ng")) == (
+        "the command espeak-ng exited with status 2 and wrote nothing")
+    missing = fault("speech to text", FlakyEar(), ModuleNotFoundError(
+        "No module named 'whisper.audio'", name="whisper.audio"))
+    assert missing.code == "engine_unavailable" and str(missing).startswith(
+        "Speech to text (FlakyEar) cannot run: the Python module 'whisper.audio' is not "
+        "installed; install the package that provides it (often pip install whisper;")
+    assert fault("replies", CrashingReplies(), ValueError()).error() == {
+        "type": "server_error", "code": "engine_failed",
+        "message": "Replies (CrashingReplies) failed: ValueError"}
+
+
 def test_an_engine_error_is_not_taken_for_the_answer_to_a_pending_request() -> None:
     from rtwidget.protocol.conversation import Conversation
     from rtwidget.protocol.requests import PendingRequests

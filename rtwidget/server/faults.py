@@ -40,17 +40,18 @@ def what_it_said(exc: BaseException) -> str:
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         top = exc.name.partition(".")[0]
         return (f"the Python module '{exc.name}' is not installed; install the package that "
-                f"provides it (pip install {top}, or pip install 'rtwidget[local]')")
-    if isinstance(exc, subprocess.CalledProcessError):
+                f"provides it (often pip install {top}; pip install 'rtwidget[local]' has the "
+                "offline engines)")
+    if isinstance(exc, (subprocess.CalledProcessError, subprocess.TimeoutExpired)):
         command = exc.cmd[0] if isinstance(exc.cmd, (list, tuple)) and exc.cmd else exc.cmd
         command = os.path.basename(str(command))
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return f"the command {command} did not finish within {exc.timeout:g} s"
         said = exc.stderr or exc.output or b""
         text = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         tail = ": " + " / ".join(lines[-3:])[:300] if lines else " and wrote nothing"
         return f"the command {command} exited with status {exc.returncode}{tail}"
-    if isinstance(exc, subprocess.TimeoutExpired):
-        return f"the command {exc.cmd!s:.80} did not finish within {exc.timeout:g} s"
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return f"{exc.filename} was not found ({exc.strerror or exc})"
     message = str(exc).strip()
