@@ -53,6 +53,12 @@ class EngineSet:
     missing: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
+    @classmethod
+    def fallback(cls) -> EngineSet:
+        """What needs no package: scripted replies, tones, no speech to text, the energy VAD."""
+        return cls({"local/scripted": ScriptedReplyEngine()}, "local/scripted",
+                   ToneSynthesizer(), None, "energy")
+
     def chosen(self) -> str:
         """Which engines answer, in a few words."""
         names = {"local/smollm2": "SmolLM2-135M on llama.cpp", "local/scripted":
@@ -114,8 +120,7 @@ def best_available() -> EngineSet:
     from .speech import PocketsphinxTranscriber
     from .vad import SileroVad, WebRtcVad
 
-    found = EngineSet({"local/scripted": ScriptedReplyEngine()}, "local/scripted",
-                      ToneSynthesizer(), None, "energy")
+    found = EngineSet.fallback()
     llama = _try(LlamaReplyEngine, "replies", "SmolLM2 on llama.cpp", found)
     if llama is not None:
         found.engines["local/smollm2"] = llama
