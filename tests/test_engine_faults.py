@@ -5,6 +5,7 @@ works. At start, an engine that cannot run is not chosen."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -77,10 +78,12 @@ def _turn(session: rt.RealtimeSession, text: str) -> tuple[dict[str, Any] | None
     """Say ``text``; the ``error`` event the reply brought (if any) and its ``response``."""
     errors: list[dict[str, Any]] = []
     off = session.on("error", errors.append)
-    done = session.expect("response.done")
-    session.say(text)
-    response = done.wait()["response"]
-    off()
+    try:
+        done = session.expect("response.done")
+        session.say(text)
+        response = done.wait()["response"]
+    finally:
+        off()
     return (errors[-1]["error"] if errors else None), response
 
 
@@ -268,7 +271,8 @@ def no_reply_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(llm, "LlamaReplyEngine", unavailable)
 
 
-@pytest.mark.skipif(shutil.which("flite") is None, reason="Flite is not installed")
+@pytest.mark.skipif(shutil.which("flite") is None or importlib.util.find_spec(
+    "espeakng_loader") is None, reason="Flite or eSpeak NG is not installed")
 def test_best_available_does_not_choose_flite_when_it_cannot_run(
         monkeypatch: pytest.MonkeyPatch, no_reply_model: None) -> None:
     from rtwidget.server.defaults import best_available
