@@ -178,10 +178,10 @@ def test_without_flite_the_server_speaks_with_espeak(monkeypatch: pytest.MonkeyP
         raise EngineUnavailable("Flite is not installed")
 
     monkeypatch.setattr("rtwidget.server.speech.FliteSynthesizer", no_flite)
-    missing: list[str] = []
-    voices = defaults_module._voices(missing)
+    found = defaults_module.EngineSet.fallback()
+    voices = defaults_module._voices(found)
     assert [type(e).__name__ for e in voices.engines] == ["EspeakSynthesizer"]
-    assert any("Flite is not installed" in m for m in missing)
+    assert any("Flite is not installed" in m for m in found.missing)
     with LocalServer(synthesizer=voices) as srv:
         assert srv.options.voice == "English (America)"
         assert any(v["name"] == srv.options.voice for v in voices.voices())

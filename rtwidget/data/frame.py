@@ -39,7 +39,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "tool_name": ("string", "the function called"),
     "arguments": ("string", "the call's arguments, JSON text"),
     "output": ("string", "the function's output as sent to the model"),
-    "error": ("string", "what went wrong: tool errors, failed transcription"),
+    "error": ("string", "what went wrong: tool errors, failed transcription, a failed reply "
+              "(the server's error)"),
     "tool_s": ("float64", "seconds the tool ran"),
     "created_at": (UTC_TIME, "when the item appeared"),
     "completed_at": (UTC_TIME, "when it was complete"),

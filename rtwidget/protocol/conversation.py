@@ -365,6 +365,8 @@ class Conversation:
             data = dict_of(event.get("response"))
             response.status = str_or_none(data.get("status")) or "in_progress"
             response.metadata = dict_of(data.get("metadata")) or None
+            if data.get("conversation_id", "auto") is not None:  # out-of-band ones say None
+                response.answers = self._order.last(lambda i: not self._items[i].deleted)
         return Update(type=kind, response=response)
 
     def _on_response_done(self, event: dict[str, Any], kind: str) -> Update:
@@ -386,11 +388,7 @@ class Conversation:
                 self._absorb(item, out, final=False)
                 if item_id not in response.item_ids:
                     response.item_ids.append(item_id)
-        for item_id in response.item_ids:
-            owned = self._items.get(item_id)
-            if owned is not None and owned.status in (None, "in_progress"):
-                owned.status = "incomplete" if response.status != "completed" else "completed"
-                owned.completed_at = owned.completed_at or response.done_at
+        response.finish(self._items.get)  # its items end with it; a failure's error on them
         return Update(type=kind, response=response)
 
     def _on_output_item(self, event: dict[str, Any], kind: str) -> Update:

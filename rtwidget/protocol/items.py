@@ -181,6 +181,26 @@ class Response:
     first_text_at: float | None = None
     first_audio_at: float | None = None
     metadata: dict[str, Any] | None = None
+    answers: str | None = None  # the newest item when it began (a reply with no output's row)
+
+    def finish(self, lookup: Callable[[str], Item | None]) -> None:
+        """The response is done: its unfinished items end with it (``incomplete`` unless it
+        completed). A failed one's error goes on its items' rows or, when it wrote none, on the
+        row of the item it answered (an engine that failed before its first word)."""
+        items = [lookup(i) for i in self.item_ids]
+        for item in items:
+            if item is not None and item.status in (None, "in_progress"):
+                item.status = "incomplete" if self.status != "completed" else "completed"
+                item.completed_at = item.completed_at or self.done_at
+        error = dict_of(dict_of(self.status_details).get("error"))
+        message = str_or_none(error.get("message")) or str_or_none(error.get("code"))
+        if self.status != "failed" or not message:
+            return
+        if not self.item_ids and self.answers is not None:
+            items = [lookup(self.answers)]
+        for item in items:
+            if item is not None and item.error is None:
+                item.error = "reply failed: " + message
 
 
     def fail(self, reason: str, now: float, items: list[Item | None],
@@ -275,6 +295,10 @@ class ItemOrder:
         else:
             ids.append(item_id)
         return None
+
+    def last(self, keep: Callable[[str], bool]) -> str | None:
+        """The newest id ``keep`` accepts, or ``None``."""
+        return next((i for i in reversed(self.ids) if keep(i)), None)
 
 
 class EarlyFacts:

@@ -12,6 +12,10 @@ from .errors import ErrorInfo, error_info_from_event
 
 Predicate = Callable[[dict[str, Any]], bool]
 
+# codes of errors that answer no request: an engine of the local server failing mid-response
+# or mid-transcription (the error names no event_id when no client event started it)
+_UNPROMPTED_CODES = frozenset({"engine_failed", "engine_unavailable"})
+
 _ERROR_HINTS = {"session.update": ("session",), "conversation.item.retrieve": ("retrieve",),
                 "conversation.item.delete": ("delete",),
                 "conversation.item.truncate": ("truncate", "audio_end_ms", "content_index")}
@@ -77,6 +81,8 @@ class PendingRequests:
         waiting request ``event_id``: of the requests already sent and still waiting, those
         whose type the error's ``param``/``code`` points at, else all of them; the oldest one
         takes it."""
+        if err.get("code") in _UNPROMPTED_CODES:
+            return False
         sent = [(eid, kind) for eid, kind in self.waiting.items()
                 if self.conversation.caused_by(eid) is not None]
         hint = f"{err.get('param') or ''} {err.get('code') or ''}".lower()

@@ -1,22 +1,50 @@
-"""The best offline engines installed here, for the embedded server's defaults."""
+"""The best offline engines installed here, for the embedded server's defaults.
+
+Each candidate is built and then tried on a word or a moment of silence (a few milliseconds),
+so an engine that loads but cannot run (Flite without the ``soxr`` resampler, a broken install)
+is not chosen; :attr:`EngineSet.missing` keeps why.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol.errors import ConfigError
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
+from .faults import what_it_said
 from .speech import EngineUnavailable
 
 log = logging.getLogger("rtwidget.server")
 
+_SILENCE = bytes(2 * 24000 // 5)  # 200 ms of PCM16 24 kHz
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An engine not chosen: what it is, and why (``install``: the command that fixes it)."""
+
+    part: str
+    engine: str
+    reason: str
+    install: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.part} ({self.engine}): {self.reason}"
+
+    def why(self) -> str:
+        """Why, in a few words: the command that fixes it, else the reason."""
+        if self.install:
+            return f"needs {self.install}"
+        return self.reason if len(self.reason) <= 100 else self.reason[:99] + "…"
+
 
 @dataclass
 class EngineSet:
-    """Reply engines by model name, a voice, an ear and a VAD, with what they are."""
+    """Reply engines by model name, a voice, an ear and a VAD, with what they are; ``missing``
+    says why each engine that is not there was not chosen (``skipped``: the same, by engine)."""
 
     engines: dict[str, ReplyEngine]
     model: str
@@ -24,9 +52,16 @@ class EngineSet:
     transcriber: Transcriber | None
     vad: str
     missing: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
-    def describe(self) -> str:
-        """One line for people: which engines answer."""
+    @classmethod
+    def fallback(cls) -> EngineSet:
+        """What needs no package: scripted replies, tones, no speech to text, the energy VAD."""
+        return cls({"local/scripted": ScriptedReplyEngine()}, "local/scripted",
+                   ToneSynthesizer(), None, "energy")
+
+    def chosen(self) -> str:
+        """Which engines answer, in a few words."""
         names = {"local/smollm2": "SmolLM2-135M on llama.cpp", "local/scripted":
                  "scripted replies"}
         engines = getattr(self.synthesizer, "engines", (self.synthesizer,))
@@ -36,62 +71,82 @@ class EngineSet:
         ear = "PocketSphinx" if self.transcriber is not None else "no speech-to-text"
         return f"{names.get(self.model, self.model)}, {voice}, {ear}, {self.vad} VAD"
 
+    def describe(self) -> str:
+        """One line for people: which engines answer, and why the others do not."""
+        groups: dict[str, list[str]] = {}  # engines skipped for the same reason, together
+        for skipped in self.skipped:
+            groups.setdefault(skipped.why(), []).append(skipped.engine)
+        reasons = [f"{', '.join(engines)} ({why})" for why, engines in groups.items()]
+        return self.chosen() + ("; not used: " + ", ".join(reasons) if reasons else "")
 
 ENGINES = ("replies", "flite", "espeak", "speech to text", "silero", "webrtc")
 """Names of the offline engines :func:`best_available` can be told to leave out."""
 
 
-def _try(factory: Any, what: str, missing: list[str], left_out: bool = False) -> Any:
+def _try(factory: Callable[[], Any], part: str, engine: str, found: EngineSet,
+         probe: Callable[[Any], Any] | None = None, left_out: bool = False) -> Any:
+    """``factory()`` once ``probe`` has run on it, else ``None`` with the reason kept;
+    ``left_out``: not even tried."""
     if left_out:
-        missing.append(f"{what}: left out")
+        skipped = Skipped(part, engine, "left out")
+        found.skipped.append(skipped)
+        found.missing.append(str(skipped))
         return None
     try:
-        return factory()
-    except EngineUnavailable as exc:
-        missing.append(f"{what}: {exc}")
+        made = factory()
+        if probe is not None:
+            probe(made)
+        return made
     except Exception as exc:  # a broken install must not stop the server
-        missing.append(f"{what}: {type(exc).__name__}: {exc}")
-        log.warning("offline engine %s failed to load", what, exc_info=True)
+        if not isinstance(exc, EngineUnavailable):
+            log.warning("offline engine %s (%s) cannot run", part, engine, exc_info=True)
+        install = getattr(exc, "install", None)
+        skipped = Skipped(part, engine, what_it_said(exc), install)
+        found.skipped.append(skipped)
+        found.missing.append(str(skipped))
     return None
 
 
-def _voices(missing: list[str], skip: Collection[str]) -> Synthesizer:
+def _speaks(synthesizer: Any) -> None:
+    synthesizer.synthesize("Hello.", None, 1.0)
+
+
+def _voices(found: EngineSet, skip: frozenset[str] = frozenset()) -> Synthesizer:
     """Flite's natural English voices first (slt by default) where Flite is installed, eSpeak
-    NG for other languages and as the fallback; tones when neither is there."""
+    NG for other languages and as the fallback; tones when neither can run."""
     from .speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
 
-    found = [engine for engine in (
-        _try(FliteSynthesizer, "text to speech (Flite)", missing, "flite" in skip),
-        _try(EspeakSynthesizer, "text to speech (eSpeak NG)", missing, "espeak" in skip),
-    ) if engine is not None]
-    return CombinedSynthesizer(*found) if found else ToneSynthesizer()
+    candidates = ((FliteSynthesizer, "Flite", "flite"), (EspeakSynthesizer, "eSpeak NG", "espeak"))
+    voices = [engine for engine in (_try(cls, "text to speech", name, found, _speaks, key in skip)
+                                    for cls, name, key in candidates) if engine is not None]
+    return CombinedSynthesizer(*voices) if voices else ToneSynthesizer()
 
 
 def best_available(without: Iterable[str] = ()) -> EngineSet:
     """SmolLM2 + Flite (eSpeak NG for other languages) + PocketSphinx + Silero when installed
-    (``rtwidget[local]`` and the system's ``flite``); otherwise the scripted engine, eSpeak NG or
-    tones and the energy VAD, with ``missing`` saying why. Engines named in ``without`` (see
-    :data:`ENGINES`) are left out."""
+    and able to run (``rtwidget[local]`` and the system's ``flite``); otherwise the scripted
+    engine, eSpeak NG or tones and the energy VAD, with ``missing`` saying why. Engines named in
+    ``without`` (see :data:`ENGINES`) are left out."""
     from .llm import LlamaReplyEngine
     from .speech import PocketsphinxTranscriber
     from .vad import SileroVad, WebRtcVad
 
     skip = frozenset(without)
-    unknown = skip - set(ENGINES)
-    if unknown:
-        raise ConfigError(f"unknown engine(s) {sorted(unknown)}; expected some of {ENGINES}")
-    missing: list[str] = []
-    engines: dict[str, ReplyEngine] = {"local/scripted": ScriptedReplyEngine()}
-    llama = _try(LlamaReplyEngine, "replies", missing, "replies" in skip)
+    if skip - set(ENGINES):
+        raise ConfigError(f"unknown engine(s) {sorted(skip - set(ENGINES))}; expected some of "
+                          f"{ENGINES}")
+    found = EngineSet.fallback()
+    llama = _try(LlamaReplyEngine, "replies", "SmolLM2 on llama.cpp", found,
+                 left_out="replies" in skip)
     if llama is not None:
-        engines["local/smollm2"] = llama
-    synthesizer = _voices(missing, skip)
-    transcriber = _try(PocketsphinxTranscriber, "speech to text", missing,
-                       "speech to text" in skip)
-    vad = "energy"
+        found.engines["local/smollm2"] = llama
+        found.model = "local/smollm2"
+    found.synthesizer = _voices(found, skip)
+    found.transcriber = _try(PocketsphinxTranscriber, "speech to text", "PocketSphinx", found,
+                             lambda ear: ear.transcribe(_SILENCE), "speech to text" in skip)
     for name, cls in (("silero", SileroVad), ("webrtc", WebRtcVad)):
-        if _try(cls, f"{name} VAD", missing, name in skip) is not None:
-            vad = name
+        if _try(cls, "VAD", name.capitalize().replace("Webrtc", "WebRTC"), found,
+                lambda vad: vad.feed(_SILENCE), name in skip) is not None:
+            found.vad = name
             break
-    model = "local/smollm2" if llama is not None else "local/scripted"
-    return EngineSet(engines, model, synthesizer, transcriber, vad, missing)
+    return found

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..protocol.heard import Mark, heard_text
 from .engines import Turn
+from .faults import fault
 from .session import BYTES_PER_MS, Session, new_id
 from .turns import LiveTranscript
 from .validation import Problem, check_item, decode_base64_audio
@@ -239,8 +240,12 @@ class Items:
         try:
             text = await asyncio.to_thread(transcriber.transcribe, bytes(item.pcm))
         except Exception as exc:
-            log.exception("transcription failed")
-            await self._failed(item, wanted, "transcription_failed", str(exc))
+            failure = fault("speech to text", transcriber, exc)
+            log.error("%s", failure, exc_info=None if failure.missing else exc)
+            await self._failed(item, wanted, failure.code, str(failure))
+            # an engine fault is never silent, even to a client that asked for no transcripts
+            await self._session.emit({"type": "error", "error": {
+                **failure.error(), "param": None, "event_id": None}})
             return
         await self._transcribed(item, text, text)
 

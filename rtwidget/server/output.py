@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engines import ToolCall, Turn, count_tokens, iter_chunks, split_sentences
+from .faults import fault
 from .items import Item, Items
 from .session import BYTES_PER_MS, Session, new_id
 
@@ -43,6 +44,7 @@ class Response:
     text_tokens: int = 0
     audio_tokens: int = 0
     task: asyncio.Task[None] | None = None
+    event_id: str | None = None  # of the response.create that asked for it, if one did
 
     @property
     def modalities(self) -> list[str]:
@@ -87,6 +89,12 @@ class Response:
                 "audio_tokens": self.audio_tokens,
             },
         }
+
+
+def _speaker(synthesizer: Any, voice: str | None) -> Any:
+    """The engine that speaks ``voice`` (one of several, for a combined synthesizer)."""
+    pick = getattr(synthesizer, "engine_for", None)
+    return pick(voice) if callable(pick) else synthesizer
 
 
 class TokenLimit(Exception):
@@ -151,8 +159,12 @@ class OutputWriter:
         options = self._session.options
         part = item.data["content"][0]
         spoken = (" " if part["transcript"] else "") + sentence
-        pcm = await asyncio.to_thread(options.synthesizer.synthesize, sentence,
-                                      response.config.get("voice"), response.config["speed"])
+        voice = response.config.get("voice")
+        try:
+            pcm = await asyncio.to_thread(options.synthesizer.synthesize, sentence, voice,
+                                          response.config["speed"])
+        except Exception as exc:
+            raise fault("text to speech", _speaker(options.synthesizer, voice), exc) from exc
         where = self._where(response, item)
         item.marks.append((len(part["transcript"]), len(item.pcm)))
         part["transcript"] += spoken
@@ -170,12 +182,12 @@ class OutputWriter:
         item = response.message
         if item is None:
             return
-        response.message = None
         part = item.data["content"][0]
         if part["type"] == "output_audio" and flush:
             sentences, response.pending_speech = split_sentences(response.pending_speech, True)
-            for sentence in sentences:
+            for sentence in sentences:  # if speech fails, the message is still there to end
                 await self._speak(response, item, sentence)
+        response.message = None
         where = self._where(response, item)
         if part["type"] == "output_audio":
             await self._emit({"type": "response.output_audio.done", **where})

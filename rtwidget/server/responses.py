@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol.client_events import merge_session
 from .engines import DropConnection, ReplyContext, TextDelta, ToolCall, Turn, count_tokens
+from .faults import EngineFailed, fault, internal_error
 from .items import Item, Items
 from .output import OutputWriter, Response, TokenLimit
 from .session import Session, new_id
@@ -79,7 +80,8 @@ class Responses:
         if overrides.get("conversation") == "none" and len(self.out_of_band) >= limit:
             return Problem("too_many_active_responses", f"{limit} out-of-band responses are "
                            "already in progress; wait for one to finish.")
-        self.start(overrides, input_turns)
+        event_id = event.get("event_id")
+        self.start(overrides, input_turns, event_id if isinstance(event_id, str) else None)
         return None
 
     def _input_turns(self, entries: Any) -> list[Turn] | Problem:
@@ -117,8 +119,10 @@ class Responses:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, overrides: dict[str, Any], input_turns: list[Turn] | None) -> None:
-        """Start streaming a response with these ``response.create`` overrides."""
+    def start(self, overrides: dict[str, Any], input_turns: list[Turn] | None,
+              event_id: str | None = None) -> None:
+        """Start streaming a response with these ``response.create`` overrides (``event_id``:
+        of the ``response.create``, echoed by an ``error`` if an engine fails)."""
         settings = self._session.settings
         config = {k: settings.get(k) for k in _SESSION_KEYS}
         config.update({k: v for k, v in overrides.items() if k != "audio"})
@@ -127,7 +131,8 @@ class Responses:
         config["voice"] = out_audio.get("voice")
         config["speed"] = float(out_audio.get("speed") or 1.0)
         in_conversation = overrides.get("conversation", "auto") == "auto"
-        response = Response(new_id("resp"), config, in_conversation, input_turns)
+        response = Response(new_id("resp"), config, in_conversation, input_turns,
+                            event_id=event_id)
         if in_conversation:
             self.active = response
             self._on_start()
@@ -191,11 +196,7 @@ class Responses:
         except ConnectionClosed:
             return
         except Exception as exc:
-            log.exception("the reply engine failed")
-            response.status = "failed"
-            response.status_details = {"type": "failed", "error": {
-                "type": "server_error", "code": "engine_error", "message": str(exc)}}
-            if not await self._end_early(response):
+            if not await self._fail(response, exc):
                 return
         finally:
             if self.active is response:
@@ -205,12 +206,42 @@ class Responses:
         with contextlib.suppress(ConnectionClosed):
             await self._emit({"type": "response.done", "response": response.public()})
 
+    async def _fail(self, response: Response, exc: Exception) -> bool:
+        """An engine (or the server) failed mid-response: the client gets an ``error`` naming
+        the engine and the fix, and the response ends as ``failed`` with the same error in its
+        ``status_details``; ``False`` if the client is gone."""
+        if isinstance(exc, EngineFailed):
+            log.error("response %s failed: %s", response.id, exc,
+                      exc_info=None if exc.missing else exc.cause)
+            error = exc.error()
+        else:
+            log.exception("response %s failed", response.id)
+            error = internal_error(exc)
+        response.status = "failed"
+        response.status_details = {"type": "failed", "error": error}
+        try:
+            await self._emit({"type": "error", "error": {**error, "param": None,
+                                                         "event_id": response.event_id}})
+        except ConnectionClosed:
+            return False
+        return await self._end_early(response)
+
     async def _reply(self, response: Response) -> bool:
         """Stream the engine's reply; ``False`` if it dropped the connection."""
         options = self._session.options
         context = self._context(response)
         engine = options.engines.get(context.model, options.engine)
-        async for chunk in engine.reply(context):
+        try:
+            chunks = aiter(engine.reply(context))
+        except Exception as exc:
+            raise fault("replies", engine, exc) from exc
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                raise fault("replies", engine, exc) from exc
             if isinstance(chunk, DropConnection):
                 self._session.abort()
                 return False

@@ -32,7 +32,14 @@ class EngineError(RealtimeError, RuntimeError):
 
 
 class EngineUnavailable(EngineError):
-    """An engine's package is not installed; the message says what to install."""
+    """An engine's package is not installed; the message says what to install. ``needs`` names
+    what is missing and ``install`` the command that installs it, when known."""
+
+    def __init__(self, message: str, needs: str | None = None,
+                 install: str | None = None) -> None:
+        super().__init__(message)
+        self.needs = needs
+        self.install = install
 
 
 def require(module: str, package: str) -> Any:
@@ -42,7 +49,8 @@ def require(module: str, package: str) -> Any:
     except ImportError as exc:
         raise EngineUnavailable(
             f"{module} is not available ({exc}); install it with "
-            f"pip install '{package}' or pip install 'rtwidget[local]'"
+            f"pip install '{package}' or pip install 'rtwidget[local]'",
+            needs=package, install=f"pip install '{package}'",
         ) from None
 
 
@@ -166,8 +174,8 @@ FLITE_VOICES = {
     "awb": ("en-gb", "Scottish English, male"),
     "kal": ("en-us", "US English, male, 8 kHz diphone voice"),
 }
-_FLITE_MISSING = ("Flite is not installed; install it with apt-get install flite (Debian, "
-                  "Ubuntu) or brew install flite (macOS)")
+_FLITE_INSTALL = "apt-get install flite (Debian, Ubuntu) or brew install flite (macOS)"
+_FLITE_MISSING = f"Flite is not installed; install it with {_FLITE_INSTALL}"
 _TO_ASCII = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
                            "\u2013": "-", "\u2014": ", ", "\u2026": "..."})
 
@@ -197,7 +205,7 @@ class _FliteLibrary:
     def __init__(self) -> None:
         path = ctypes.util.find_library("flite")
         if path is None:
-            raise EngineUnavailable(_FLITE_MISSING)
+            raise EngineUnavailable(_FLITE_MISSING, "flite", _FLITE_INSTALL)
         lib = ctypes.CDLL(path)
         lib.flite_text_to_wave.restype = ctypes.POINTER(_FliteWave)
         lib.flite_text_to_wave.argtypes = [ctypes.c_char_p, ctypes.POINTER(_FliteVoice)]
@@ -217,7 +225,8 @@ class _FliteLibrary:
             if voice:
                 self.voices[name] = voice
         if not self.voices:
-            raise EngineUnavailable(_FLITE_MISSING + " (no voice library was found)")
+            raise EngineUnavailable(_FLITE_MISSING + " (no voice library was found)", "flite",
+                                    _FLITE_INSTALL)
 
     def synthesize(self, text: str, name: str, stretch: float) -> tuple[bytes, int]:
         voice = self.voices[name]
@@ -239,7 +248,7 @@ class _FliteCommand:
     def __init__(self) -> None:
         exe = shutil.which("flite")
         if exe is None:
-            raise EngineUnavailable(_FLITE_MISSING)
+            raise EngineUnavailable(_FLITE_MISSING, "flite", _FLITE_INSTALL)
         self._exe = exe
         listed = subprocess.run([exe, "-lv"], capture_output=True, text=True, timeout=30,
                                 check=False).stdout
@@ -273,7 +282,7 @@ def _load_flite(use_command: bool) -> _FliteLibrary | _FliteCommand:
                 _flite_library = _FliteLibrary()
             except (OSError, AttributeError, EngineUnavailable):
                 if shutil.which("flite") is None:
-                    raise EngineUnavailable(_FLITE_MISSING) from None
+                    raise EngineUnavailable(_FLITE_MISSING, "flite", _FLITE_INSTALL) from None
                 return _FliteCommand()
         return _flite_library
 
@@ -341,12 +350,14 @@ class CombinedSynthesizer:
         return sorted(rows.values(),
                       key=lambda r: not str(r.get("language", "")).lower().startswith("en"))
 
+    def engine_for(self, voice: str | None) -> Any:
+        """The engine that speaks ``voice``: the first that knows it, else the first."""
+        return next((e for e in self.engines if e.knows(voice)), self.engines[0])
+
     def synthesize(self, text: str, voice: str | None, speed: float) -> bytes:
         """Speak ``text`` with the engine that has ``voice``; returns PCM16 24 kHz mono."""
-        for engine in self.engines:
-            if engine.knows(voice):
-                return bytes(engine.synthesize(text, voice, speed))
-        return bytes(self.engines[0].synthesize(text, None, speed))
+        engine = self.engine_for(voice)
+        return bytes(engine.synthesize(text, voice if engine.knows(voice) else None, speed))
 
 
 def default_voice_name(synthesizer: Any) -> str:
