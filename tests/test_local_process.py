@@ -172,3 +172,14 @@ def test_the_server_process_gets_no_provider_key(monkeypatch: pytest.MonkeyPatch
         assert b"RTWIDGET_SERVER_TOKEN=" in environ  # its own token, which is all it needs
     finally:
         server.stop()
+
+
+def test_an_engine_left_out_is_not_loaded_and_says_so() -> None:
+    from rtwidget.server.defaults import best_available
+
+    found = best_available(["replies", "silero"])
+    assert found.model == "local/scripted" and "local/smollm2" not in found.engines
+    assert found.vad != "silero"
+    assert "replies (SmolLM2 on llama.cpp): left out" in found.missing
+    with pytest.raises(rt.ConfigError, match="unknown engine"):
+        best_available(["the kitchen sink"])
