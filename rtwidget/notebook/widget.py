@@ -27,6 +27,7 @@ from ..protocol import events
 from ..protocol.audio import encode_audio
 from ..protocol.errors import UsageError, WaitTimeout
 from ..protocol.items import Update
+from .interrupts import Interrupts
 from .push_to_talk import PushToTalk
 from .rows import RowFeed
 from .timings import BrowserTimings
@@ -78,6 +79,7 @@ class VoiceChat(anywidget.AnyWidget):
                                lambda phase: self._call_on_loop(self._set_phase, phase))
         self._voices: dict[str, Any] | None = None
         self._timings = BrowserTimings()
+        self._interrupts = Interrupts(lambda: self.session, self.send, self._front_ready)
         self._offs: list[Any] = []
         self.probe: dict[str, Any] = {}
         self._probe_done = threading.Event()
@@ -88,7 +90,7 @@ class VoiceChat(anywidget.AnyWidget):
             "disconnect": self._on_disconnect, "connect": self._on_connect,
             "client_error": self._on_client_error, "voice": self._on_voice,
             "audio_ack": self._on_audio_ack, "probe_result": self._on_probe,
-            "playback_started": self._on_playback_started,
+            "playback_started": self._on_playback_started, "stopped": self._interrupts.stopped,
         }
         self._updates: dict[str, Callable[[Update, dict[str, Any]], None]] = {
             "input_audio_buffer.speech_started": self._on_speech_started,
@@ -103,6 +105,7 @@ class VoiceChat(anywidget.AnyWidget):
             "rtwidget.reconnecting": lambda *_: setattr(self, "status", "reconnecting"),
             "rtwidget.reconnected": lambda *_: setattr(self, "status", "connected"),
             "rtwidget.closed": self._on_closed,
+            "rtwidget.interrupted": self._interrupts.interrupted,
             "error": self._on_error,
         }
         self.on_msg(self._on_msg)
@@ -197,12 +200,11 @@ class VoiceChat(anywidget.AnyWidget):
 
     def _on_text(self, content: dict[str, Any], _: list[memoryview]) -> None:
         text = str(content.get("text", "")).strip()
-        if text:
-            self.session.send(events.item_create(events.text_message(text)))
-            self.session.send(events.response_create())
+        if text:  # typed during a reply, it interrupts it (see RealtimeSession.say)
+            self.session.say(text)
 
     def _on_interrupt(self, content: dict[str, Any], _: list[memoryview]) -> None:
-        self._cancel_in_progress()
+        self._interrupts.cancel_reply()
 
     def _on_transport(self, content: dict[str, Any], _: list[memoryview]) -> None:
         self._b64_down = content.get("down") is not True
@@ -305,15 +307,11 @@ class VoiceChat(anywidget.AnyWidget):
             return
         received_ms = item.audio_out_bytes // 48
         end_ms = int(max(0, min(audio_end_ms, received_ms)))
-        self._cancel_in_progress()
+        if content.get("reason") != "turn":  # a typed turn has cancelled it already
+            self._interrupts.cancel_reply()
         if end_ms < received_ms or item.status == "in_progress":
             self.stats["truncations"] += 1
             self.session.send(events.item_truncate(item_id, end_ms))
-
-    def _cancel_in_progress(self) -> None:
-        response = self.session.conversation.last_response()
-        if response is not None and response.status == "in_progress":
-            self.session.send(events.response_cancel(response.id))
 
     def _disconnect(self) -> None:
         self.session.close()
@@ -467,12 +465,13 @@ class VoiceChat(anywidget.AnyWidget):
         """The raw event log as a DataFrame."""
         return self.session.events
 
-    def say(self, text: str, *, respond: bool = True) -> str:
-        """A typed turn from code; returns the new item's id."""
-        return self.session.say(text, respond=respond)
+    def say(self, text: str, *, respond: bool = True, interrupt: bool = True) -> str:
+        """A typed turn from code, as from the text box: during a reply it interrupts it (see
+        :meth:`RealtimeSession.say`). Returns the new item's id."""
+        return self.session.say(text, respond=respond, interrupt=interrupt)
 
     def ask(self, text: str, timeout: float = 60.0) -> str:
-        """A typed turn that waits for the reply's text."""
+        """A typed turn that waits for the reply's text; a reply in progress ends first."""
         return self.session.ask(text, timeout)
 
     def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
