@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import FAST_RETRY, eventually
+from conftest import FAST_RETRY, eventually, frames, utterance
 from test_widget import FakeBrowser
 
 import rtwidget as rt
@@ -204,3 +204,26 @@ def test_stop_then_the_pages_report_cancel_the_reply_once(shown) -> None:
     assert chat.ask("still there?") == "You said: still there?"
     cancels = [e for e in log_of(chat.session) if e[:2] == ("out", "response.cancel")]
     assert len(cancels) == 1 and chat.session.errors == [] and chat.error == ""
+
+
+def test_push_to_talk_over_a_reply_asks_once_it_has_ended(shown) -> None:
+    chat, browser = shown
+    story, _ = spoken_story(chat, browser)
+    browser.message({"type": "ptt", "on": True})
+    browser.message({"type": "mic", "on": True, "ptt": True})
+    for seq, frame in enumerate(frames(utterance(tail_ms=300), ms=40), start=1):
+        browser.message({"type": "audio", "seq": seq}, [frame])
+    committed = chat.session.expect("input_audio_buffer.committed")
+    browser.message({"type": "ptt", "on": False})
+    committed.wait()
+    eventually(lambda: len(chat.session.conversation.responses) == 2
+               and all(r.status != "in_progress"
+                       for r in chat.session.conversation.responses.values()), 20,
+               "the held turn answered")
+    assert chat.session.conversation.responses[story].status == "cancelled"
+    log = log_of(chat.session)
+    story_done = position(log, "in", "response.done", lambda p: p["response"]["id"] == story)
+    creates = [i for i, (d, k, _) in enumerate(log) if d == "out" and k == "response.create"]
+    assert story_done < creates[-1]
+    assert len([e for e in log if e[:2] == ("out", "response.cancel")]) == 1
+    assert chat.session.errors == [] and chat.error == ""
