@@ -119,8 +119,13 @@ def test_a_refused_create_frees_the_floor() -> None:
 
 def test_out_of_band_responses_hold_no_floor() -> None:
     floor = Floor()
+    floor.sent_out_of_band()
     floor.received(created("oob", conversation_id=None))
     assert not floor.busy
+    # one that names no conversation with no out-of-band response asked for is the
+    # conversation's (a provider may leave the field empty)
+    floor.received(created("r1", conversation_id=None))
+    assert floor.busy
     assert not claims_floor(events.response_create(conversation="none"))
     assert claims_floor(events.response_create())
 

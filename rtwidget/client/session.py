@@ -220,8 +220,10 @@ class AsyncRealtimeSession(Connection):
         :class:`InvalidInput` (a ``ValueError``) here and is not sent."""
         if claims_floor(event):
             self.turns.submit([event])
-        else:
-            self._enqueue(event, None)
+            return
+        self._enqueue(event, None)
+        if event.get("type") == "response.create":
+            self.turns.floor.sent_out_of_band()
 
     async def send(self, event: dict[str, Any]) -> None:
         """Queue a client event (see :meth:`send_nowait`)."""

@@ -82,6 +82,7 @@ class Floor:
         self.cancel_when_created: set[str] = set()  # response.create event ids
         self.holds: set[str] = set()
         self.waiting: deque[Turn] = deque()
+        self.out_of_band = 0  # out-of-band responses asked for and not started
 
     @property
     def busy(self) -> bool:
@@ -117,6 +118,11 @@ class Floor:
         self.cancel_when_created.update(self.creating)
         return steps
 
+    def sent_out_of_band(self) -> None:
+        """An out-of-band ``response.create`` (``conversation: "none"``) went out: its
+        response, which names no conversation, holds no floor."""
+        self.out_of_band += 1
+
     def hold(self, key: str) -> None:
         """Keep every ``response.create`` back until :meth:`release` of ``key``."""
         self.holds.add(key)
@@ -145,8 +151,12 @@ class Floor:
         return Steps()
 
     def _created(self, response: dict[str, Any]) -> Steps:
-        if "conversation_id" in response and response["conversation_id"] is None:
-            return Steps()  # out of band: it holds no floor
+        # out of band: it names no conversation, and one was asked for (a provider that names
+        # none on the conversation's own responses still has them count)
+        if self.out_of_band and "conversation_id" in response \
+                and response["conversation_id"] is None:
+            self.out_of_band -= 1
+            return Steps()
         response_id = str_or_none(response.get("id"))
         if response_id is None:
             return Steps()
