@@ -10,18 +10,22 @@ from typing import Any
 import pytest
 from conftest import FAST_RETRY, eventually, frames, utterance
 from test_widget import FakeBrowser
+from test_widget_transport import vad
 
 import rtwidget as rt
 from rtwidget import RealtimeSession
 from rtwidget.protocol.errors import WaitTimeout
-from rtwidget.server import LocalServer, ScriptedReplyEngine
+from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
 
 STORY = "tell me a long story"
 
 
 @pytest.fixture
-def slow(engine: ScriptedReplyEngine) -> Iterator[LocalServer]:
-    """The server with replies slowed down, so the story is still going when we type."""
+def slow() -> Iterator[LocalServer]:
+    """The server with replies slowed down, so the story (about 3 s) is still going when we
+    type."""
+    story = " ".join(f"Sentence number {i} of the story." for i in range(25))
+    engine = ScriptedReplyEngine(rules=[Rule(r"long story", say=story)])
     with LocalServer(engine=engine, pace=0.02) as srv:
         yield srv
 
@@ -114,10 +118,10 @@ def test_turns_typed_one_after_another_are_all_answered(talk: RealtimeSession) -
 
 def test_create_response_waits_for_the_reply_in_progress(talk: RealtimeSession) -> None:
     story = story_underway(talk)
-    talk.create_response()
     second = talk.expect(lambda ev: ev.get("type") == "response.done"
                          and ev["response"]["id"] != story, timeout=30)
-    assert second.wait()["response"]["status"] == "completed"
+    talk.create_response(max_output_tokens=3)  # (the story again, cut short)
+    assert second.wait()["response"]["status"] == "incomplete"
     assert talk.conversation.responses[story].status == "completed"
     assert talk.errors == []
 
@@ -210,6 +214,7 @@ def test_push_to_talk_over_a_reply_asks_once_it_has_ended(shown) -> None:
     chat, browser = shown
     story, _ = spoken_story(chat, browser)
     browser.message({"type": "ptt", "on": True})
+    browser.wait(lambda: vad(chat) is None)  # the server's turn detection is off
     browser.message({"type": "mic", "on": True, "ptt": True})
     for seq, frame in enumerate(frames(utterance(tail_ms=300), ms=40), start=1):
         browser.message({"type": "audio", "seq": seq}, [frame])
