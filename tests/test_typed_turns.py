@@ -133,6 +133,7 @@ def test_create_response_waits_for_the_reply_in_progress(talk: RealtimeSession) 
 def shown(slow: LocalServer) -> Iterator[tuple[rt.VoiceChat, FakeBrowser]]:
     chat = rt.chat("local", url=slow.url)
     browser = FakeBrowser(chat)
+    browser.answers_stops = False  # the tests answer as the page would, or not at all
     browser.wait(lambda: chat.status == "connected")
     browser.message({"type": "ready"})
     yield chat, browser
@@ -144,6 +145,7 @@ def spoken_story(chat: rt.VoiceChat, browser: FakeBrowser) -> tuple[str, str]:
     chat.say(STORY)
     first = browser.wait(lambda: browser.of_type("audio"))
     browser.wait(lambda: len(browser.of_type("audio")) >= 5)
+    assert not browser.of_type("flush")  # nothing was playing: nothing to stop or wait for
     item_id = first[0][0]["item_id"]
     item = chat.session.conversation.get(item_id)
     assert item is not None and item.response_id is not None
@@ -185,6 +187,32 @@ def test_say_from_code_stops_the_page_too(shown) -> None:
     assert answer_to(chat.session, "hello from code") == "You said: hello from code"
     assert chat.session.conversation.responses[story].status == "cancelled"
     assert chat.error == "" and chat.session.errors == []
+
+
+def test_a_reply_the_server_has_finished_is_still_cut_where_the_page_is(shown) -> None:
+    """Replies are made faster than they are spoken: one the server has ended may still be
+    playing when the turn is typed. It is not cancelled (nothing to cancel), but the page
+    stops and the reply is cut where it was heard, before the turn goes out."""
+    chat, browser = shown
+    done = chat.session.expect("response.done")
+    chat.say("a short one")
+    reply = done.wait()["response"]
+    (item_id,) = [o["id"] for o in reply["output"]]
+    truncated = chat.session.expect("conversation.item.truncated")
+    browser.message({"type": "text", "text": "next"})
+    browser.wait(lambda: [m for m, _ in browser.of_type("flush") if m["reason"] == "turn"])
+    browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 400,
+                     "reason": "turn"})
+    browser.message({"type": "stopped"})
+    assert truncated.wait()["audio_end_ms"] == 400
+    assert answer_to(chat.session, "next") == "You said: next"
+    assert chat.session.conversation.responses[reply["id"]].status == "completed"
+    log = log_of(chat.session)
+    assert not [e for e in log if e[:2] == ("out", "response.cancel")]
+    cut = position(log, "out", "conversation.item.truncate")
+    creates = [i for i, (d, k, _) in enumerate(log) if d == "out" and k == "response.create"]
+    assert cut < creates[-1]
+    assert chat.session.errors == [] and chat.error == ""
 
 
 def test_a_page_that_never_reports_holds_the_turn_back_only_briefly(shown) -> None:

@@ -1,8 +1,9 @@
 """The session's side of the conversation's floor (:mod:`rtwidget.protocol.floor`): it feeds the
-floor the server's events, sends what the floor lets go, and announces each reply a typed turn
-interrupted, as an ``rtwidget.interrupted`` event, so that whoever plays the audio (the widget)
-stops it and reports where, for the reply to be cut there as after a barge-in. All on the
-session's loop."""
+floor the server's events, sends what the floor lets go, and announces each interruption by a
+typed turn as an ``rtwidget.interrupted`` event (``response_ids``: the replies it cancelled,
+none if the server had finished the reply), so that whoever plays the audio (the widget) stops
+it and reports where, for the reply to be cut there as after a barge-in: a reply the server
+has finished may still be playing. All on the session's loop."""
 
 from __future__ import annotations
 
@@ -39,7 +40,11 @@ class TurnTaking:
             ready.append(event)
         if self._session.closed:
             raise ConnectionClosed("the session is closed")
-        turn, steps = self.floor.submit(ready, interrupt=interrupt)
+        if interrupt:  # announced before the turn is given: a player may hold it back
+            steps = self.floor.interrupt()
+            self._do(steps, announce=False)
+            self._session.note(INTERRUPTED, response_ids=steps.interrupted)
+        turn, steps = self.floor.submit(ready)
         self._do(steps)
         return turn
 
@@ -76,6 +81,5 @@ class TurnTaking:
     def _do(self, steps: Steps, announce: bool = True) -> None:
         for event in steps.send:
             self._session._enqueue(event, None)
-        if announce:
-            for response_id in steps.interrupted:
-                self._session.note(INTERRUPTED, response_id=response_id)
+        if announce and steps.interrupted:
+            self._session.note(INTERRUPTED, response_ids=steps.interrupted)

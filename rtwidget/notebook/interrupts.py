@@ -1,20 +1,25 @@
 """The widget's part when a reply is interrupted: by ■ Stop or a barge-in (the page has already
-stopped playing; the reply is cancelled), or by a typed turn (the session cancelled the reply;
-the page is told to stop and report how much it played, so the reply is cut there).
+stopped playing; the reply is cancelled), or by a typed turn (the session cancelled the reply,
+or the server had finished it and the page still plays it; the page is told to stop and report
+how much it played, so the reply is cut there).
 
 The typed turn's ``response.create`` waits for that report, so the model answers knowing what
 was heard; a page that does not answer within :attr:`Interrupts.report_wait` seconds (closed,
-or its messages stuck behind a busy kernel) holds nothing back for longer.
+or its messages stuck behind a busy kernel) holds nothing back for longer. A turn typed when
+no reply was cancelled and the page has had time to play all the audio it was sent does not
+wait at all.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..protocol.audio import BYTES_PER_SECOND
 from ..protocol.items import Update
 
 if TYPE_CHECKING:
@@ -28,6 +33,7 @@ class Interrupts:
     a message to the page, ``ready`` is set while a page is there to answer."""
 
     report_wait = 2.0  # seconds a typed turn waits for the page's report
+    slack = 1.0  # seconds the page may play beyond the audio's length (its buffer, the device)
 
     def __init__(self, session_of: Callable[[], RealtimeSession],
                  send: Callable[[dict[str, Any]], None], ready: threading.Event) -> None:
@@ -35,6 +41,12 @@ class Interrupts:
         self._send = send
         self._ready = ready
         self._waiting: deque[str] = deque()  # holds on the floor, one per flush not reported
+        self._playing_until = 0.0  # when the page will have played all it was sent (monotonic)
+
+    def audio_out(self, nbytes: int) -> None:
+        """Reply audio went to the page (on the session's loop)."""
+        now = time.monotonic()
+        self._playing_until = max(self._playing_until, now) + nbytes / BYTES_PER_SECOND
 
     def cancel_reply(self) -> None:
         """The page stopped playing (■ Stop, a barge-in): cancel the reply, once (one a typed
@@ -43,10 +55,12 @@ class Interrupts:
         session.call_soon(lambda: session.aio.turns.interrupt(announce=False))
 
     def interrupted(self, update: Update, event: dict[str, Any]) -> None:
-        """A typed turn cancelled a reply (on the session's loop): the page stops playing it
-        and reports where; the turn's reply waits for that report."""
+        """A typed turn interrupts (on the session's loop): the page stops playing whatever it
+        plays and reports where; the turn's reply waits for that report."""
         if not self._ready.is_set():
             return
+        if not event.get("response_ids") and time.monotonic() > self._playing_until + self.slack:
+            return  # nothing was cancelled and the page has played all it got
         session = self._session_of()
         key = f"page-{next(_keys)}"
         session.aio.turns.hold(key)

@@ -351,6 +351,7 @@ class VoiceChat(anywidget.AnyWidget):
                 self.stats["audio_dropped"] += 1  # the page stopped taking audio: don't pile up
                 return
             self._audio_sent += len(pcm)
+            self._interrupts.audio_out(len(pcm))
             self.stats["audio_out"] += 1
             self._timings.audio_sent(item_id)
             self._send_audio({"type": "audio", "item_id": item_id}, pcm)
@@ -466,8 +467,7 @@ class VoiceChat(anywidget.AnyWidget):
         return self.session.events
 
     def say(self, text: str, *, respond: bool = True, interrupt: bool = True) -> str:
-        """A typed turn from code, as from the text box: during a reply it interrupts it (see
-        :meth:`RealtimeSession.say`). Returns the new item's id."""
+        """A typed turn from code, as from the text box (see :meth:`RealtimeSession.say`)."""
         return self.session.say(text, respond=respond, interrupt=interrupt)
 
     def ask(self, text: str, timeout: float = 60.0) -> str:

@@ -1,9 +1,10 @@
 """End to end: typing a turn in the widget while a long spoken reply plays. JupyterLab started
 by ``scripts/lab``, headless Chromium (its fake mic is not used), the local server with a
-scripted story spoken by Flite and slowed down so it is still being spoken when the turn is
-typed. The reply must be cut where the page had played it, the typed turn answered, and no
-error shown (the server refuses a second active response, as hosted providers do).
-Loopback only."""
+scripted story spoken by Flite. Two cases: the server is still making the story when the turn
+is typed (slowed down: the story is cancelled), and the server has finished it while the page
+still plays it (as providers make audio faster than it is spoken: nothing to cancel). Either
+way the story must be cut where the page had played it, the typed turn answered, and no error
+shown (the server refuses a second active response, as hosted providers do). Loopback only."""
 
 from __future__ import annotations
 
@@ -37,17 +38,16 @@ if not (CHROMIUM and FLITE):
 pytestmark = pytest.mark.timeout(300)
 
 TYPED = "what time is it"
-CELLS = [
-    """%load_ext rtwidget
+SETUP = """%load_ext rtwidget
 import rtwidget as rt
 from rtwidget.server import FliteSynthesizer, LocalServer, Rule, ScriptedReplyEngine
 
-story = " ".join(f"This is sentence number {i} of a long story about the sea." for i in range(40))
+story = " ".join(f"This is sentence number {{i}} of a long story about the sea." for i in range(40))
 server = LocalServer(engine=ScriptedReplyEngine(rules=[Rule(r"long story", say=story)]),
-                     synthesizer=FliteSynthesizer(), pace=0.05).start_in_thread()""",
-    """chat = rt.chat(url=server.url, transcription=None)
-chat""",
-]
+                     synthesizer=FliteSynthesizer(), pace={pace}).start_in_thread()"""
+SHOW = """chat = rt.chat(url=server.url, transcription=None)
+chat"""
+CASES = {"being made": (0.05, "cancelled"), "made, still playing": (0.0, "completed")}
 
 FACTS = """(lambda c: {
     "error": chat.error, "errors": [str(e) for e in chat.session.errors],
@@ -64,13 +64,15 @@ FACTS = """(lambda c: {
 })(chat.session.conversation)"""
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+@pytest.fixture(params=list(CASES))
+def served(request: pytest.FixtureRequest, tmp_path: Path
+           ) -> Iterator[tuple[str, Path, str]]:
     root = tmp_path / "lab"
     root.mkdir()
-    write_notebook(root / "typing.ipynb", *CELLS)
+    pace, _ = CASES[request.param]
+    write_notebook(root / "typing.ipynb", SETUP.format(pace=pace), SHOW)
     with lab(root, tmp_path) as (url, _):
-        yield url.split("/lab/")[0], tmp_path
+        yield url.split("/lab/")[0], tmp_path, request.param
 
 
 def facts(page: Any) -> dict[str, Any]:
@@ -78,13 +80,15 @@ def facts(page: Any) -> dict[str, Any]:
 
 
 def test_typing_while_the_agent_talks_cuts_the_reply_and_answers(
-        served: tuple[str, Path]) -> None:
+        served: tuple[str, Path, str]) -> None:
     from playwright.sync_api import sync_playwright
 
-    url, tmp = served
+    url, tmp, case = served
+    _, story_status = CASES[case]
+    name = "typing-over-a-reply" + ("" if story_status == "cancelled" else "-made")
     wav = write_wav(tmp / "quiet.wav", silence(5.0))
     OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as p, fake_mic_page(p, wav, "typing-over-a-reply") as page:
+    with sync_playwright() as p, fake_mic_page(p, wav, name) as page:
         page.goto(f"{url}/lab/tree/typing.ipynb?reset", timeout=90_000)
         page.wait_for_function(
             "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
@@ -104,6 +108,12 @@ def test_typing_while_the_agent_talks_cuts_the_reply_and_answers(
         page.wait_for_function("() => { const w = document.querySelector('.rtw');"
                                " return w.dataset.state === 'speaking'"
                                " && +w.dataset.playedMs > 2500; }", timeout=120_000)
+        if story_status == "completed":  # the server has made all of it; the page plays on
+            for _ in range(60):
+                if "in_progress" not in facts(page)["responses"].values():
+                    break
+                page.wait_for_timeout(250)
+            assert widget.get_attribute("data-state") == "speaking"
         played_before = int(widget.get_attribute("data-played-ms") or 0)
         box.fill(TYPED)
         box.press("Enter")
@@ -123,15 +133,15 @@ def test_typing_while_the_agent_talks_cuts_the_reply_and_answers(
             seen = facts(page)
         rows = widget_rows(page)
         shown_error = page.locator(".rtw-error").inner_text().strip()
-        widget.screenshot(path=str(OUTPUT / "typing-over-a-reply.png"))
-    (OUTPUT / "typing-over-a-reply.json").write_text(json.dumps(
+        widget.screenshot(path=str(OUTPUT / f"{name}.png"))
+    (OUTPUT / f"{name}.json").write_text(json.dumps(
         {"facts": seen, "rows": rows, "played_before": played_before}, indent=1))
 
     # no error anywhere: on screen, on the widget, in the session
     assert shown_error == "" and seen["error"] == "" and seen["errors"] == [], seen
     assert finished(seen), seen["responses"]
     story = next(i for i in seen["items"] if i["role"] == "assistant")
-    assert seen["responses"][story["response_id"]] == "cancelled"
+    assert seen["responses"][story["response_id"]] == story_status
     # cut where it was heard: after what the page had played when the turn was typed, before
     # the end of what the kernel had received of it, and the words heard kept
     cut = story["truncated_ms"]
@@ -146,13 +156,17 @@ def test_typing_while_the_agent_talks_cuts_the_reply_and_answers(
     answer = seen["items"][-1]
     assert answer["role"] == "assistant" and answer["text"] == f"You said: {TYPED}", answer
     assert answer["truncated_ms"] is None
-    # the order on the wire: cancel, the story's end, the cut, then the typed turn's create
+    # the order on the wire: (the cancel,) the story's end, the cut, then the typed turn's create
     log = seen["log"]
-    cancel = next(n for n, e in enumerate(log) if e[:2] == ["out", "response.cancel"])
+    cancels = [n for n, e in enumerate(log) if e[:2] == ["out", "response.cancel"]]
     ended = next(n for n, e in enumerate(log) if e[:2] == ["in", "response.done"]
                  and e[3] == story["response_id"])
     truncate = next(n for n, e in enumerate(log) if e[:2] == ["out",
                                                              "conversation.item.truncate"])
     creates = [n for n, e in enumerate(log) if e[:2] == ["out", "response.create"]]
-    assert len(creates) == 2 and cancel < ended < creates[1] and truncate < creates[1], log
+    assert len(creates) == 2 and ended < creates[1] and truncate < creates[1], log
+    if story_status == "cancelled":
+        assert len(cancels) == 1 and cancels[0] < ended, log
+    else:
+        assert cancels == [], log
     assert seen["stats"]["truncations"] == 1
