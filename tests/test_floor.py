@@ -145,3 +145,16 @@ def test_a_withdrawn_turn_never_goes_out() -> None:
     assert floor.withdraw(waiting)
     assert floor.received(done("r1")).send == []
     assert not floor.withdraw(waiting)
+
+
+def test_a_cancel_refused_because_the_reply_just_ended_is_harmless() -> None:
+    floor = Floor()
+    floor.received(created("r1"))
+    (cancel,) = floor.interrupt().send
+    late = {"type": "error", "error": {"code": "response_cancel_not_active",
+                                       "event_id": cancel["event_id"]}}
+    assert floor.too_late(late)
+    assert not floor.too_late({"type": "error", "error": {
+        "code": "response_cancel_not_active", "event_id": "evt_someone_elses"}})
+    assert not floor.too_late({"type": "error", "error": {"code": "invalid_value",
+                                                          "event_id": cancel["event_id"]}})

@@ -260,3 +260,33 @@ def test_push_to_talk_over_a_reply_asks_once_it_has_ended(shown) -> None:
     assert story_done < creates[-1]
     assert len([e for e in log if e[:2] == ("out", "response.cancel")]) == 1
     assert chat.session.errors == [] and chat.error == ""
+
+
+def test_a_cancel_that_raced_the_replys_end_shows_no_error(shown) -> None:
+    """Typed just as the reply ends, the cancel reaches a server that has already finished it
+    and is refused: harmless (the reply ended), so the widget does not show it; any other
+    refusal it does."""
+    chat, browser = shown
+    spoken_story(chat, browser)
+    chat.session.call(lambda: _interrupt(chat.session))
+    cancel_id = chat.session.aio.turns.floor._cancels[-1]
+
+    def refused(event_id: str) -> None:
+        error = {"type": "error", "error": {"type": "invalid_request_error",
+                                            "code": "response_cancel_not_active",
+                                            "message": "no active response",
+                                            "event_id": event_id}}
+        chat.session.call(lambda: _handle(chat.session, error))
+
+    refused(cancel_id)
+    assert chat.error == ""
+    refused("evt_not_ours")
+    assert "no active response" in chat.error
+
+
+async def _interrupt(session: RealtimeSession) -> None:
+    session.aio.turns.interrupt()
+
+
+async def _handle(session: RealtimeSession, event: dict[str, Any]) -> None:
+    session.aio._handle(event, 0)

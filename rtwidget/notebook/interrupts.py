@@ -48,9 +48,12 @@ class Interrupts:
         now = time.monotonic()
         self._playing_until = max(self._playing_until, now) + nbytes / BYTES_PER_SECOND
 
-    def cancel_reply(self) -> None:
-        """The page stopped playing (■ Stop, a barge-in): cancel the reply, once (one a typed
-        turn already cancelled is not cancelled again, which the server would refuse)."""
+    def cancel_reply(self, reason: Any = None) -> None:
+        """The page stopped playing (■ Stop, a barge-in; ``reason`` as the page gave it):
+        cancel the reply, once (one a typed turn already cancelled is not cancelled again,
+        which the server would refuse). A stop the typed turn asked for cancels nothing."""
+        if reason == "turn":
+            return
         session = self._session_of()
         session.call_soon(lambda: session.aio.turns.interrupt(announce=False))
 
@@ -67,6 +70,11 @@ class Interrupts:
         self._waiting.append(key)
         self._send({"type": "flush", "reason": "turn"})
         session.call_later(self.report_wait, self._release, session, key)
+
+    def shown(self, event: dict[str, Any]) -> bool:
+        """Whether the widget shows this ``error``: not the refusal of a cancel that raced
+        the reply's end (the reply ended, which is all the cancel was for)."""
+        return not self._session_of().aio.turns.floor.too_late(event)
 
     def stopped(self, content: dict[str, Any], _: list[memoryview]) -> None:
         """The page stopped as asked and reported what it played (its ``played`` message came

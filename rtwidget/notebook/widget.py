@@ -307,8 +307,7 @@ class VoiceChat(anywidget.AnyWidget):
             return
         received_ms = item.audio_out_bytes // 48
         end_ms = int(max(0, min(audio_end_ms, received_ms)))
-        if content.get("reason") != "turn":  # a typed turn has cancelled it already
-            self._interrupts.cancel_reply()
+        self._interrupts.cancel_reply(content.get("reason"))  # once, if not by a typed turn
         if end_ms < received_ms or item.status == "in_progress":
             self.stats["truncations"] += 1
             self.session.send(events.item_truncate(item_id, end_ms))
@@ -410,7 +409,8 @@ class VoiceChat(anywidget.AnyWidget):
         self.error = str(event.get("reason", ""))
 
     def _on_error(self, update: Update, event: dict[str, Any]) -> None:
-        self.error = str(update.error) if update.error else "the server reported an error"
+        if self._interrupts.shown(event):  # (not a cancel that raced the reply's end)
+            self.error = str(update.error) if update.error else "the server reported an error"
 
     def _schedule_rows(self, reset: bool = False) -> None:
         if reset:

@@ -28,6 +28,7 @@ from .client_events import response_cancel
 from .items import BETA_ALIASES, dict_of, str_or_none
 
 ACTIVE_REFUSED = "conversation_already_has_active_response"
+CANCEL_TOO_LATE = "response_cancel_not_active"
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Floor:
         self.holds: set[str] = set()
         self.waiting: deque[Turn] = deque()
         self.out_of_band = 0  # out-of-band responses asked for and not started
+        self._cancels: deque[str] = deque(maxlen=64)  # event ids of the cancels sent
 
     @property
     def busy(self) -> bool:
@@ -181,11 +183,23 @@ class Floor:
         self.cancel_when_created.discard(event_id)
         return self._flow()
 
+    def too_late(self, event: dict[str, Any]) -> bool:
+        """Whether an ``error`` is the server refusing one of these cancels because the reply
+        had just ended (its ``response.done`` was on its way): a harmless race, not worth
+        showing anyone."""
+        error = dict_of(event.get("error"))
+        if error.get("code") != CANCEL_TOO_LATE:
+            return False
+        event_id = error.get("event_id")
+        return event_id in self._cancels if event_id is not None else bool(self._cancels)
+
     # --- internals ---------------------------------------------------------------------------
 
     def _cancel(self, response_id: str) -> Steps:
         self.cancelling.add(response_id)
-        return Steps([response_cancel(response_id)], [response_id])
+        cancel = response_cancel(response_id)
+        self._cancels.append(cancel["event_id"])
+        return Steps([cancel], [response_id])
 
     def _flow(self) -> Steps:
         """Send the turns whose time has come, in order: one with a ``response.create`` waits
