@@ -98,7 +98,9 @@ export class Engine {
         break;
       }
       case "flush":
-        this.flush(msg.reason || "server");
+        // a typed turn cut the reply: the kernel waits for our report before answering it
+        if (msg.reason === "turn" && !this.playerReady) this.model.send({ type: "stopped" });
+        else this.flush(msg.reason || "server");
         break;
       case "rows":
         for (const row of msg.rows) this.rows.set(row.id, row);
@@ -219,6 +221,7 @@ export class Engine {
       if (msg.item !== null) {
         this.model.send({ type: "played", item_id: msg.item, audio_end_ms: ms, reason: msg.reason });
       }
+      if (msg.reason === "turn") this.model.send({ type: "stopped" });
       this.emit();
     }
   }

@@ -21,11 +21,15 @@ class FakeBrowser:
     def __init__(self, widget: rt.VoiceChat) -> None:
         self.widget = widget
         self.sent: list[tuple[dict[str, Any], list[bytes]]] = []
+        # a typed turn's flush is answered at once, as by a page that played nothing
+        self.answers_stops = True
         original = widget.comm.send
 
         def capture(data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
             if isinstance(data, dict) and data.get("method") == "custom":
                 self.sent.append((data["content"], [bytes(b) for b in buffers or []]))
+                if self.answers_stops and data["content"] == {"type": "flush", "reason": "turn"}:
+                    self.message({"type": "stopped"})
             return original(data=data, metadata=metadata, buffers=buffers)
 
         widget.comm.send = capture

@@ -108,6 +108,31 @@ test("with headphones the mic stays open, and a barge-in opens it at once", () =
   assert.equal(engine.gated, false);
 });
 
+test("a typed turn's flush is reported: where the reply was cut, then that the page stopped", () => {
+  const model = fakeModel();
+  const engine = new mod.Engine(model, {});
+  // no audio ever played: nothing to cut, the kernel hears at once that the page has stopped
+  engine.onMessage({ type: "flush", reason: "turn" });
+  assert.deepEqual(model.sent.map(([m]) => m), [{ type: "stopped" }]);
+  model.sent.length = 0;
+  const posted = [];
+  engine.playerReady = Promise.resolve();
+  engine.player = { port: { postMessage: (m) => posted.push(m) }, context: {} };
+  engine.onMessage({ type: "flush", reason: "turn" });
+  assert.deepEqual(posted, [{ type: "flush", reason: "turn" }]);
+  engine.onPlayer({ type: "flushed", item: "i1", played: 24000, reason: "turn" });
+  assert.deepEqual(model.sent.map(([m]) => m), [
+    { type: "played", item_id: "i1", audio_end_ms: 1000, reason: "turn" }, { type: "stopped" }]);
+  // the reply had already played to its end: no cut, but the report still comes
+  model.sent.length = 0;
+  engine.onPlayer({ type: "flushed", item: null, played: 0, reason: "turn" });
+  assert.deepEqual(model.sent.map(([m]) => m), [{ type: "stopped" }]);
+  // a barge-in's flush reports the cut only, as before
+  model.sent.length = 0;
+  engine.onPlayer({ type: "flushed", item: "i2", played: 2400, reason: "user" });
+  assert.deepEqual(model.sent.map(([m]) => m.type), ["played"]);
+});
+
 test("back-channel audio plays beside the reply player, uncounted and untimed", async () => {
   const started = [];
   class FakeSource {

@@ -15,6 +15,7 @@ from ..protocol.audio import SAMPLE_RATE, resample, to_pcm16
 from ..protocol.client_events import check_session_for, merge_session, session_config
 from ..protocol.conversation import Conversation
 from ..protocol.errors import ConnectionClosed, ServerError, WaitTimeout
+from ..protocol.floor import claims_floor
 from ..protocol.history import continues, reply_text
 from ..protocol.items import Response
 from ..protocol.requests import PendingRequests
@@ -24,6 +25,7 @@ from .connection import Connection, log
 from .events import AudioListener, Listener, Predicate, UpdateListener, Waiter, predicate
 from .options import SessionOptions
 from .providers import Endpoint
+from .turns import TurnTaking
 
 
 class AsyncRealtimeSession(Connection):
@@ -61,6 +63,7 @@ class AsyncRealtimeSession(Connection):
         self._runner: ToolRunner | None = None
         self._registry_off: Callable[[], None] | None = None
         self.frames = FrameCache(self.conversation)
+        self.turns = TurnTaking(self)
 
     @property
     def options(self) -> SessionOptions:
@@ -211,9 +214,16 @@ class AsyncRealtimeSession(Connection):
 
     def send_nowait(self, event: dict[str, Any]) -> None:
         """Queue a client event. While disconnected, audio appends are dropped (and counted)
-        and every other event waits for the next connection. An event that cannot be encoded
-        as JSON raises :class:`InvalidInput` (a ``ValueError``) here and is not sent."""
+        and every other event waits for the next connection. A ``response.create`` of the
+        conversation waits while another response is in progress (every provider refuses a
+        second one), then goes out. An event that cannot be encoded as JSON raises
+        :class:`InvalidInput` (a ``ValueError``) here and is not sent."""
+        if claims_floor(event):
+            self.turns.submit([event])
+            return
         self._enqueue(event, None)
+        if event.get("type") == "response.create":
+            self.turns.floor.sent_out_of_band()
 
     async def send(self, event: dict[str, Any]) -> None:
         """Queue a client event (see :meth:`send_nowait`)."""
@@ -304,13 +314,19 @@ class AsyncRealtimeSession(Connection):
         return asyncio.ensure_future(confirmed())
 
     async def send_text(
-        self, text: str, *, respond: bool = True, role: str = "user"
+        self, text: str, *, respond: bool = True, role: str = "user", interrupt: bool = True
     ) -> str:
-        """Add a text message (and ask for a response); returns the new item's id."""
+        """Add a text message (and ask for a response); returns the new item's id at once.
+
+        A typed turn during a reply interrupts it, as a barge-in does: the reply is cancelled
+        (the widget stops playing it and the reply is cut where it was heard), and the message
+        and its ``response.create`` go out once the server has ended the reply.
+        ``interrupt=False`` lets the reply finish first instead (the rule of :meth:`ask`).
+        Turns go out in the order they were given."""
         item_id = events.new_item_id()
-        self.send_nowait(events.item_create(events.text_message(text, role, item_id)))  # type: ignore[arg-type]
-        if respond:
-            self.send_nowait(events.response_create())
+        item = events.item_create(events.text_message(text, role, item_id))  # type: ignore[arg-type]
+        turn = [item, events.response_create()] if respond else [item]
+        self.turns.submit(turn, interrupt=respond and interrupt)
         return item_id
 
     async def send_audio_item(
@@ -322,9 +338,8 @@ class AsyncRealtimeSession(Connection):
         if rate != SAMPLE_RATE:
             audio = resample(to_pcm16(audio), rate)
         item_id = events.new_item_id()
-        self.send_nowait(events.item_create(events.audio_message(audio, transcript, item_id)))
-        if respond:
-            self.send_nowait(events.response_create())
+        item = events.item_create(events.audio_message(audio, transcript, item_id))
+        self.turns.submit([item, events.response_create()] if respond else [item])
         return item_id
 
     def append_audio(self, audio: Any) -> None:
@@ -334,7 +349,11 @@ class AsyncRealtimeSession(Connection):
     async def ask(self, text: str, timeout: float = 60.0) -> str:
         """Send a text turn and return the reply's text once the model has finished, tool
         calls included. Only the response this turn created counts (and the ones the session
-        creates after running its tools), not another that ends meanwhile."""
+        creates after running its tools), not another that ends meanwhile.
+
+        A reply already in progress (to a spoken turn, a ``say()``) is not interrupted: the
+        turn waits for it to end, then adds its message and asks for its own reply; the wait
+        counts toward ``timeout`` (a turn still waiting when it runs out is not sent)."""
         deadline = asyncio.get_running_loop().time() + timeout
 
         def left() -> float:
@@ -343,15 +362,19 @@ class AsyncRealtimeSession(Connection):
         if self._fatal is not None:
             raise self._fatal
         try:
-            await self.send_text(text, respond=False)
+            item = events.item_create(events.text_message(text, "user", events.new_item_id()))
             create = events.response_create()
             created = self._created(create)
             try:
-                self.send_nowait(create)
+                turn = self.turns.submit([item, create])
             except BaseException:
                 created.close()
                 raise
-            response_id = await asyncio.wait_for(created, left())
+            try:
+                response_id = await asyncio.wait_for(created, left())
+            except asyncio.TimeoutError:
+                self.turns.withdraw(turn)
+                raise
             while True:
                 await self._finished(response_id, left())
                 response = self.conversation.responses.get(response_id)

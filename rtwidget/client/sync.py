@@ -360,14 +360,22 @@ class RealtimeSession:
         self._soon(start)
         return result
 
-    def say(self, text: str, *, respond: bool = True) -> str:
-        """Add a user text turn and ask for a reply; returns the item id at once."""
-        return self._run(self.aio.send_text(text, respond=respond))
+    def say(self, text: str, *, respond: bool = True, interrupt: bool = True) -> str:
+        """Add a user text turn and ask for a reply; returns the item id at once.
+
+        Typed during a reply, the turn interrupts it as a barge-in does: the reply is cancelled
+        (a widget showing this session stops playing it, and it is cut where it was heard), and
+        the turn is sent and answered once the server has ended the reply. With
+        ``interrupt=False`` the reply finishes first (the rule of :meth:`ask`)."""
+        return self._run(self.aio.send_text(text, respond=respond, interrupt=interrupt))
 
     send_text = say
 
     def ask(self, text: str, timeout: float = 60.0) -> str:
-        """Send a text turn and block until the reply is complete; returns its text."""
+        """Send a text turn and block until the reply is complete; returns its text.
+
+        A reply in progress is not interrupted: the turn waits until it has ended, then asks
+        for its own reply (the wait counts toward ``timeout``)."""
         return self._run(self.aio.ask(text, timeout), _later(timeout))
 
     def send_audio(self, audio: Any) -> None:

@@ -30,9 +30,8 @@ class PushToTalk:
         if vad or (vad is None and "turn_detection" not in audio_in):
             self._vad_before = dict(vad) if isinstance(vad, dict) else {"type": "server_vad"}
             self._update_soon(turn_detection=None)
-        response = session.conversation.last_response()
-        if response is not None and response.status == "in_progress":
-            session.send(events.response_cancel(response.id))
+        # the reply in progress is cancelled once, whoever else is cancelling it (a typed turn)
+        session.call_soon(lambda: session.aio.turns.interrupt(announce=False))
         session.send(events.input_audio_clear())
         self.heard = 0
         self._phase("hearing you")
@@ -52,7 +51,9 @@ class PushToTalk:
             self._phase("idle")
             return
         session.send(events.input_audio_commit())
-        session.send(events.response_create())
+        # after the commit, once the reply the press cancelled has ended (providers refuse a
+        # second response while one is in progress)
+        session.call_soon(session.aio.send_nowait, events.response_create())
         self._phase("thinking")
 
     def hands_free(self) -> None:

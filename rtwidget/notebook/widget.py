@@ -29,6 +29,7 @@ from ..protocol import events
 from ..protocol.audio import encode_audio
 from ..protocol.errors import UsageError, WaitTimeout
 from ..protocol.items import Update
+from .interrupts import Interrupts
 from .push_to_talk import PushToTalk
 from .rows import RowFeed
 from .timings import BrowserTimings
@@ -82,6 +83,7 @@ class VoiceChat(anywidget.AnyWidget):
                                lambda phase: self._call_on_loop(self._set_phase, phase))
         self._voices: dict[str, Any] | None = None
         self._timings = BrowserTimings()
+        self._interrupts = Interrupts(lambda: self.session, self.send, self._front_ready)
         self._offs: list[Any] = []
         self.probe: dict[str, Any] = {}
         self._probe_done = threading.Event()
@@ -92,7 +94,7 @@ class VoiceChat(anywidget.AnyWidget):
             "disconnect": self._on_disconnect, "connect": self._on_connect,
             "client_error": self._on_client_error, "voice": self._on_voice,
             "audio_ack": self._on_audio_ack, "probe_result": self._on_probe,
-            "playback_started": self._on_playback_started,
+            "playback_started": self._on_playback_started, "stopped": self._interrupts.stopped,
         }
         self._updates: dict[str, Callable[[Update, dict[str, Any]], None]] = {
             "input_audio_buffer.speech_started": self._on_speech_started,
@@ -108,6 +110,7 @@ class VoiceChat(anywidget.AnyWidget):
             "rtwidget.reconnected": self._on_server_news,
             "rtwidget.server_crashed": self._on_server_news,
             "rtwidget.closed": self._on_closed,
+            "rtwidget.interrupted": self._interrupts.interrupted,
             "error": self._on_error,
         }
         self.on_msg(self._on_msg)
@@ -187,12 +190,11 @@ class VoiceChat(anywidget.AnyWidget):
 
     def _on_text(self, content: dict[str, Any], _: list[memoryview]) -> None:
         text = str(content.get("text", "")).strip()
-        if text:
-            self.session.send(events.item_create(events.text_message(text)))
-            self.session.send(events.response_create())
+        if text:  # typed during a reply, it interrupts it (see RealtimeSession.say)
+            self.session.say(text)
 
     def _on_interrupt(self, content: dict[str, Any], _: list[memoryview]) -> None:
-        self._cancel_in_progress()
+        self._interrupts.cancel_reply()
 
     def _on_transport(self, content: dict[str, Any], _: list[memoryview]) -> None:
         self._b64_down = content.get("down") is not True
@@ -295,15 +297,10 @@ class VoiceChat(anywidget.AnyWidget):
             return
         received_ms = item.audio_out_bytes // 48
         end_ms = int(max(0, min(audio_end_ms, received_ms)))
-        self._cancel_in_progress()
+        self._interrupts.cancel_reply(content.get("reason"))  # once, if not by a typed turn
         if end_ms < received_ms or item.status == "in_progress":
             self.stats["truncations"] += 1
             self.session.send(events.item_truncate(item_id, end_ms))
-
-    def _cancel_in_progress(self) -> None:
-        response = self.session.conversation.last_response()
-        if response is not None and response.status == "in_progress":
-            self.session.send(events.response_cancel(response.id))
 
     def _disconnect(self) -> None:
         self.session.close()
@@ -343,6 +340,7 @@ class VoiceChat(anywidget.AnyWidget):
                 self.stats["audio_dropped"] += 1  # the page stopped taking audio: don't pile up
                 return
             self._audio_sent += len(pcm)
+            self._interrupts.audio_out(len(pcm))
             self.stats["audio_out"] += 1
             self._timings.audio_sent(item_id)
             self._send_audio({"type": "audio", "item_id": item_id}, pcm)
@@ -411,7 +409,8 @@ class VoiceChat(anywidget.AnyWidget):
         self._crash = cause if crashed else ""
 
     def _on_error(self, update: Update, event: dict[str, Any]) -> None:
-        self.error = str(update.error) if update.error else "the server reported an error"
+        if self._interrupts.shown(event):  # (not a cancel that raced the reply's end)
+            self.error = str(update.error) if update.error else "the server reported an error"
 
     def _schedule_rows(self, reset: bool = False) -> None:
         if reset:
@@ -467,12 +466,12 @@ class VoiceChat(anywidget.AnyWidget):
         """The raw event log as a DataFrame."""
         return self.session.events
 
-    def say(self, text: str, *, respond: bool = True) -> str:
-        """A typed turn from code; returns the new item's id."""
-        return self.session.say(text, respond=respond)
+    def say(self, text: str, *, respond: bool = True, interrupt: bool = True) -> str:
+        """A typed turn from code, as from the text box (see :meth:`RealtimeSession.say`)."""
+        return self.session.say(text, respond=respond, interrupt=interrupt)
 
     def ask(self, text: str, timeout: float = 60.0) -> str:
-        """A typed turn that waits for the reply's text."""
+        """A typed turn that waits for the reply's text; a reply in progress ends first."""
         return self.session.ask(text, timeout)
 
     def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
