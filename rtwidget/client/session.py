@@ -25,7 +25,7 @@ from .connection import Connection, log
 from .events import AudioListener, Listener, Predicate, UpdateListener, Waiter, predicate
 from .options import SessionOptions
 from .providers import Endpoint
-from .turns import TurnTaking
+from .turn_taking import TurnTaking
 
 
 class AsyncRealtimeSession(Connection):
