@@ -36,7 +36,7 @@ from ..protocol.errors import (
 )
 from ..protocol.history import history_items
 from ..protocol.items import Update
-from ..protocol.redact import known_secrets, wire_logger
+from ..protocol.redact import known_secrets, mask_secrets, wire_logger
 from ..protocol.wire import decode_event
 from .events import EventHub
 from .local_process import LocalServerProcess
@@ -302,7 +302,7 @@ class Connection:
 
     def _close_reason(self, code: int | None) -> str:
         ws = self._ws
-        text = (ws.close_reason or "") if ws is not None else ""
+        text = mask_secrets(ws.close_reason or "") if ws is not None else ""
         sent = getattr(ws.protocol, "close_sent", None) if ws is not None else None
         if code == 1009 or getattr(sent, "code", None) == 1009:  # we refused a message
             problem = (f"a server event was larger than max_message_bytes "
