@@ -17,7 +17,6 @@ again in a later cell replaces the tool, and live sessions send the new definiti
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import inspect
@@ -32,7 +31,7 @@ import docstring_parser
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from ..protocol.errors import NotFound, RealtimeError, ToolError
+from ..protocol.errors import NotFound, ToolError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -440,51 +439,3 @@ class ToolSet:
     def __bool__(self) -> bool:
         return bool(self.definitions())
 
-
-class ToolExit(RealtimeError):
-    """A tool raised ``SystemExit`` or ``KeyboardInterrupt`` (``argparse`` calls
-    ``sys.exit()``): it becomes an ordinary failure, so it cannot stop the session."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(f"{type(exc).__name__}({exc})" if str(exc) else type(exc).__name__)
-
-
-async def _guarded(coro: Any) -> Any:
-    try:
-        return await coro
-    except (KeyboardInterrupt, SystemExit) as exc:
-        raise ToolExit(exc) from exc
-
-
-async def call_tool(tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Run a tool under its timeout: coroutines on the current loop, plain functions on a
-    daemon thread (a thread cannot be killed, so a sync tool that overruns is abandoned, not
-    stopped; its result is dropped). ``SystemExit`` and ``KeyboardInterrupt`` from the tool
-    raise :class:`ToolExit`."""
-    if tool.is_async:
-        return await asyncio.wait_for(_guarded(tool.fn(*args, **kwargs)), tool.timeout)
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    def work() -> None:
-        try:
-            result = tool.fn(*args, **kwargs)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                exc = ToolExit(exc)
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, False, exc)
-            return
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(settle, True, result)
-
-    threading.Thread(target=work, name=f"rtwidget-tool-{tool.name}", daemon=True).start()
-    return await asyncio.wait_for(future, tool.timeout)
