@@ -59,7 +59,7 @@ class ToolExit(RealtimeError):
         super().__init__(f"{kind}({what.removeprefix(kind + ': ')})" if what != kind else kind)
 
 
-class ToolRaised(Exception):
+class ToolRaised(RealtimeError):
     """What a tool itself raised (``error``), kept apart from the machinery's own failures:
     a tool's ``TimeoutError`` or ``KeyError`` is the tool's, not a timeout or an unknown name."""
 
