@@ -42,7 +42,7 @@ def current(raw: RawClient) -> dict[str, Any]:
     ({"audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "gain": 3}}},
      "session.audio.input.gain"),
     ({"audio": {"output": {"voice": "Dennis", "pitch": 2}}}, "session.audio.output.pitch"),
-    ({"modalities": ["text"]}, "session.modalities"),  # the beta name, in a GA session
+    ({"input_audio_format": "pcm16", "video_format": "h264"}, "session.video_format"),
     ({"x" * 500: 1}, "session." + "x" * 80),
 ])
 def test_an_unknown_field_is_refused_by_name_and_changes_nothing(
@@ -95,6 +95,26 @@ def test_the_documented_fields_are_kept_and_inworlds_provider_data_is_merged(
     echoed = update(raw, {"id": "sess_mine", "object": "realtime.session", "expires_at": 0})
     assert echoed["type"] == "session.updated"  # the server's own fields, sent back: ignored
     assert echoed["session"]["id"] == before["id"]
+
+
+def test_the_beta_protocols_names_are_kept_in_their_ga_places(raw: RawClient) -> None:
+    answer = update(raw, {
+        "modalities": ["text"], "voice": "Clive", "speed": 1.2, "max_response_output_tokens": 50,
+        "input_audio_format": "pcm16", "output_audio_format": "pcm16",
+        "input_audio_transcription": {"model": "whisper-1"}, "turn_detection": None,
+        "audio": {"output": {"voice": "Dennis"}},  # the GA field, given as well, wins
+    })
+    assert answer["type"] == "session.updated", answer
+    session = answer["session"]
+    assert session["output_modalities"] == ["text"] and session["max_output_tokens"] == 50
+    assert session["audio"]["output"]["voice"] == "Dennis"
+    assert session["audio"]["output"]["speed"] == 1.2
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert session["audio"]["input"]["transcription"] == {"model": "whisper-1"}
+    assert session["audio"]["input"]["turn_detection"] is None
+    assert not {"modalities", "voice", "speed", "turn_detection"} & set(session)
+    refused = update(raw, {"speed": 99})  # checked like the GA field
+    assert refused["error"]["param"] == "session.audio.output.speed"
 
 
 @pytest.mark.parametrize(("patch", "param"), [

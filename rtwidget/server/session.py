@@ -18,7 +18,13 @@ from ..protocol.audio import SAMPLE_RATE
 from ..protocol.client_events import merge_session
 from .engines import ReplyEngine, Synthesizer, Transcriber
 from .vad import EnergyVad, Vad, VadSettings
-from .validation import MAX_SESSION_BYTES, READ_ONLY_SESSION_KEYS, Problem, check_session
+from .validation import (
+    MAX_SESSION_BYTES,
+    READ_ONLY_SESSION_KEYS,
+    Problem,
+    check_session,
+    session_from_beta,
+)
 
 BYTES_PER_MS = SAMPLE_RATE * 2 // 1000
 
@@ -116,7 +122,7 @@ class Session:
 
     def update(self, patch: dict[str, Any]) -> Problem | None:
         """Apply a ``session.update`` patch (the settings are unchanged if it is refused)."""
-        patch = dict(patch)
+        patch = session_from_beta(patch)
         if "modelId" in patch and "model" not in patch:
             patch["model"] = patch.pop("modelId")
         problem = check_session(patch)

@@ -66,6 +66,42 @@ SESSION_KEYS = frozenset({
     "max_output_tokens", "tools", "tool_choice", "audio", "include", "prompt", "tracing",
     "truncation", "providerData"})
 READ_ONLY_SESSION_KEYS = frozenset({"object", "id", "expires_at"})
+# the older beta protocol's names for the same fields (OpenAI-Beta: realtime=v1), mapped onto
+# the GA session object before it is checked: (GA place, how the value is converted)
+_BETA_FORMATS = {"pcm16": {"type": "audio/pcm", "rate": SAMPLE_RATE},
+                 "g711_ulaw": {"type": "audio/pcmu"}, "g711_alaw": {"type": "audio/pcma"}}
+_BETA_SESSION_KEYS = {
+    "modalities": ("output_modalities",), "max_response_output_tokens": ("max_output_tokens",),
+    "voice": ("audio", "output", "voice"), "speed": ("audio", "output", "speed"),
+    "input_audio_format": ("audio", "input", "format"),
+    "output_audio_format": ("audio", "output", "format"),
+    "input_audio_transcription": ("audio", "input", "transcription"),
+    "input_audio_noise_reduction": ("audio", "input", "noise_reduction"),
+    "turn_detection": ("audio", "input", "turn_detection"),
+}
+
+
+def session_from_beta(session: Mapping[str, Any]) -> dict[str, Any]:
+    """``session`` with the beta protocol's field names moved to their GA places (a GA field
+    given as well wins); a GA session comes back as it was. The input is not changed."""
+    out = {k: v for k, v in session.items() if k not in _BETA_SESSION_KEYS}
+    for name, place in _BETA_SESSION_KEYS.items():
+        if name not in session:
+            continue
+        value = session[name]
+        if name.endswith("_format") and isinstance(value, str):
+            value = _BETA_FORMATS.get(value, value)
+        parent = out
+        for step in place[:-1]:
+            child = parent.get(step, {})
+            if not isinstance(child, dict):
+                break  # a GA object of the wrong type: check_session refuses it
+            parent[step] = parent = dict(child)
+        else:
+            parent.setdefault(place[-1], value)
+    return out
+
+
 _AUDIO_KEYS = {"session.audio.": frozenset({"input", "output"}),
                "session.audio.input.": frozenset({"format", "transcription", "noise_reduction",
                                                    "turn_detection"}),
