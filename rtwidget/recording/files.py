@@ -10,7 +10,7 @@ import json
 import os
 import stat
 import wave
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,7 +88,7 @@ def read_json(path: Path, limit: int | None = None) -> Any:
 
 
 def read_lines(path: Path, limit: int | None = None,
-               line_limit: int | None = None) -> Iterator[tuple[int, str]]:
+               line_limit: int | None = None) -> Generator[tuple[int, str], None, None]:
     """``(number, text)`` of each line of the file at ``path``, counted from 1 (at most
     ``MAX_EVENTS_BYTES`` in all, ``MAX_LINE_BYTES`` a line)."""
     limit = MAX_EVENTS_BYTES if limit is None else limit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import math
@@ -150,21 +151,22 @@ class Recording:
         events_file = folder / "events.jsonl"
         entries, numbers, problems = [], [], []
         torn: tuple[int, str] | None = None
-        for number, line in read_lines(events_file):
-            if not line.strip():
-                continue
-            if torn is not None:  # a line that cannot be parsed, and not the last one
-                raise RecordingError(f"{events_file} line {torn[0]}: {torn[1]}")
-            try:
-                entry = json.loads(line)
-            except (ValueError, RecursionError) as exc:
-                torn = (number, f"not valid JSON ({exc})"[:200])
-                continue
-            try:
-                entries.append(check_entry(entry))
-            except ValueError as exc:
-                raise RecordingError(f"{events_file} line {number}: {exc}") from None
-            numbers.append(number)
+        with contextlib.closing(read_lines(events_file)) as lines:  # closed when one is refused
+            for number, line in lines:
+                if not line.strip():
+                    continue
+                if torn is not None:  # a line that cannot be parsed, and not the last one
+                    raise RecordingError(f"{events_file} line {torn[0]}: {torn[1]}")
+                try:
+                    entry = json.loads(line)
+                except (ValueError, RecursionError) as exc:
+                    torn = (number, f"not valid JSON ({exc})"[:200])
+                    continue
+                try:
+                    entries.append(check_entry(entry))
+                except ValueError as exc:
+                    raise RecordingError(f"{events_file} line {number}: {exc}") from None
+                numbers.append(number)
         if torn is not None:
             problems.append(f"events.jsonl line {torn[0]}: {torn[1]}; a recording cut off "
                             "mid-write, skipped")
