@@ -211,8 +211,10 @@ def test_a_rejected_tools_update_leaves_the_tools_as_they_were(server: LocalServ
 
     with rt.RealtimeSession("local", url=server.url, tools=[first],
                             output_modalities=["text"]) as s:
-        with pytest.raises(rt.ServerError):
+        with pytest.raises(rt.ToolError):  # a name no server accepts: refused at the call
             s.update(tools=[{"type": "function", "name": "bad name!"}])
+        with pytest.raises(rt.ServerError):
+            s.update(tools=[{"type": "function", "name": "fine", "parameters": "no schema"}])
         assert [d["name"] for d in s.tools.definitions()] == ["first"]
         assert [t["name"] for t in s.config["tools"]] == ["first"]
 

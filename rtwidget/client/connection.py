@@ -36,7 +36,7 @@ from ..protocol.errors import (
 )
 from ..protocol.history import history_items
 from ..protocol.items import Update
-from ..protocol.redact import known_secrets, wire_logger
+from ..protocol.redact import known_secrets, mask_secrets, wire_logger
 from ..protocol.wire import decode_event
 from .events import EventHub
 from .local_process import LocalServerProcess
@@ -302,7 +302,7 @@ class Connection:
 
     def _close_reason(self, code: int | None) -> str:
         ws = self._ws
-        text = (ws.close_reason or "") if ws is not None else ""
+        text = mask_secrets(ws.close_reason or "") if ws is not None else ""
         sent = getattr(ws.protocol, "close_sent", None) if ws is not None else None
         if code == 1009 or getattr(sent, "code", None) == 1009:  # we refused a message
             problem = (f"a server event was larger than max_message_bytes "
@@ -355,7 +355,9 @@ class Connection:
         if self.config:
             update = events.session_update(self.config)
             await self._send_now(ws, update)
-            await self._await_config_answer(ws, update["event_id"])
+            if (refused := await self._await_config_answer(ws, update["event_id"])) and first:
+                await ws.close()  # the caller must not go on with a configuration not confirmed
+                raise ServerRejected(f"the server refused the session configuration: {refused}")
         if (not first and options.restore_history) or (first and self._restore_first):
             for item in history_items(self.conversation):
                 await self._send_now(ws, events.item_create(item))
@@ -364,13 +366,12 @@ class Connection:
         if not first:
             self.note("rtwidget.reconnected", reconnects=self.reconnects)
 
-    async def _await_config_answer(self, ws: ClientConnection, event_id: str) -> None:
-        """Read (and handle) events until the server answers the configuration just sent, so
-        that its ``session.updated`` is not taken for the answer to a later update. A refusal
-        is kept in ``conversation.problems``; a server that never answers is not waited for
-        longer than ``open_timeout``."""
+    async def _await_config_answer(self, ws: ClientConnection, event_id: str) -> str | None:
+        """Read (and handle) events until the server answers the configuration just sent (so its
+        ``session.updated`` is not taken for a later update's answer); a refusal's message is
+        returned and kept in ``conversation.problems``. Waits ``open_timeout`` at most."""
 
-        async def answer() -> None:
+        async def answer() -> str | None:
             while True:
                 raw = await ws.recv()
                 event = self._decode(raw)
@@ -385,13 +386,13 @@ class Connection:
                         self.conversation.problems.append(
                             f"the server refused the session configuration: "
                             f"{err.get('message')}")
-                    return
+                    return None if err is None else str(err.get("message"))
 
         try:
-            await asyncio.wait_for(answer(), self._options.open_timeout)
+            return await asyncio.wait_for(answer(), self._options.open_timeout)
         except asyncio.TimeoutError:
-            log.warning("no answer to the session configuration within %g s; going on",
-                        self._options.open_timeout)
+            log.warning("no answer to the configuration within %g s", self._options.open_timeout)
+            return None
 
     async def _headers(self) -> dict[str, str]:
         """The connection's headers; a JWT to mint is fetched off the loop, and a failure to

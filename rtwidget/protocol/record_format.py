@@ -42,7 +42,8 @@ APPEND_KEYS = {"type", "event_id", "audio"}
 
 class RecordingError(InvalidInput):
     """A recording that cannot give what was asked: a folder that is not a readable recording
-    (missing files, wrong format version), or an item with no audio."""
+    (missing files, wrong format version, a file that is a link or too big, a line that is not
+    an event record: the message names the file and line), or an item with no audio."""
 
 
 class RecordingExists(RecordingError, FileExistsError):

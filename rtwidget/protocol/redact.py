@@ -13,6 +13,7 @@ _SECRET_NAME = re.compile(f"({_SECRET_WORDS})", re.I)
 _SECRET_PARAM = _SECRET_NAME
 _MIN_SECRET = 6  # shorter values are not masked by value (they would mask ordinary words)
 _known: set[str] = set()
+MASK = "***"
 
 
 def looks_secret(name: str) -> bool:
@@ -21,8 +22,8 @@ def looks_secret(name: str) -> bool:
 
 
 def remember_secret(value: str | None) -> None:
-    """Mask ``value`` wherever :func:`mask_secrets` runs (logs, reprs, recordings), whatever
-    name it appears under."""
+    """Mask ``value`` wherever :func:`mask_secrets` runs (logs, reprs, recordings) and in every
+    server event as it is decoded, whatever name it appears under."""
     if value and len(value) >= _MIN_SECRET:
         _known.add(value)
 
@@ -36,7 +37,7 @@ def mask_secrets(text: str) -> str:
     """``text`` with every known credential value replaced by ``***``."""
     for value in known_secrets():
         if value in text:
-            text = text.replace(value, "***")
+            text = text.replace(value, MASK)
     return text
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import json
 import logging
-import wave
+import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +20,100 @@ from ..client.sync import RealtimeSession
 from ..data.frame import conversation_frame, events_frame
 from ..protocol.conversation import Conversation
 from ..protocol.errors import NotFound
-from ..protocol.record_format import FORMAT, VERSION, RecordingError, join_audio, wav_bytes
+from ..protocol.record_format import (
+    FORMAT,
+    TRACKS,
+    VERSION,
+    RecordingError,
+    join_audio,
+    wav_bytes,
+)
+from . import files
+from .files import member, open_regular, read_json, read_lines, read_track
 from .replay import Replay, replay
 
 log = logging.getLogger("rtwidget.recording")
 
+_DIRECTIONS = ("in", "out", "local")
+_NESTED_AUDIO = re.compile(r"item\.content\.(\d{1,6})\.audio")
 
-def _read_track(path: Path) -> bytes:
-    if not path.exists():
+
+def _number(value: Any, name: str, minimum: float = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name!r} is {value!r:.60}; expected a number of at least {minimum}")
+
+
+def check_entry(entry: Any) -> dict[str, Any]:
+    """``entry`` (one parsed line of ``events.jsonl``) if it has the shape the format gives
+    every line; else :class:`ValueError` saying what is wrong."""
+    if not isinstance(entry, dict):
+        raise ValueError("not an event record (a JSON object)")
+    event = entry.get("event")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise ValueError("'event' is not an event (an object with a 'type')")
+    _number(entry.get("t"), "t")
+    if entry.get("dir") not in _DIRECTIONS:
+        raise ValueError(f"'dir' is {entry.get('dir')!r:.60}; expected in, out or local")
+    if "size" in entry and (not isinstance(entry["size"], int) or entry["size"] < 0
+                            or isinstance(entry["size"], bool)):
+        raise ValueError(f"'size' is {entry['size']!r:.60}; expected a whole number of bytes")
+    refs = entry.get("audio", [])
+    if not isinstance(refs, list):
+        raise ValueError("'audio' is not a list of places in the tracks")
+    for ref in refs:
+        if not isinstance(ref, dict) or ref.get("track") not in TRACKS:
+            raise ValueError(f"an audio reference {ref!r:.80} names no track of {TRACKS}")
+        for key in ("offset", "bytes"):
+            if isinstance(ref.get(key), bool) or not isinstance(ref.get(key), int) \
+                    or ref[key] < 0:
+                raise ValueError(f"an audio reference's {key!r} is {ref.get(key)!r:.40}")
+        where = ref.get("field")
+        nested = _NESTED_AUDIO.fullmatch(where) if isinstance(where, str) else None
+        if where not in ("audio", "delta") and nested is None:
+            raise ValueError(f"an audio reference's field {where!r:.60} is not a place for "
+                             "audio")
+        if nested is not None:
+            content = event.get("item", {}).get("content") \
+                if isinstance(event.get("item"), dict) else None
+            index = int(nested.group(1))
+            if not isinstance(content, list) or index >= len(content) \
+                    or not isinstance(content[index], dict):
+                raise ValueError(f"an audio reference's field {where!r} names no content part")
+    return entry
+
+
+def _check_meta(meta: Any, file: Path) -> dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise RecordingError(f"{file} holds {type(meta).__name__}, not a JSON object")
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise RecordingError(f"{file.parent} is {str(meta.get('format'))[:60]} version "
+                             f"{str(meta.get('version'))[:20]}; this rtwidget reads {FORMAT} "
+                             f"version {VERSION}")
+    for key in ("tracks", "config", "endpoint"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise RecordingError(f"{file}: {key!r} is not a JSON object")
+    for name, track in meta.get("tracks", {}).items():
+        if name in TRACKS and not isinstance(track, dict):
+            raise RecordingError(f"{file}: the {name!r} track is not a JSON object")
+        if name in TRACKS:
+            member(file.parent, track.get("file", f"{name}.wav"), f"the {name} track's file")
+    return meta
+
+
+def _pcm(value: Any) -> bytes:
+    """Base64 audio as bytes; nothing for what is not base64 audio."""
+    if not isinstance(value, str):
         return b""
-    with wave.open(str(path), "rb") as w:
-        return w.readframes(w.getnframes())
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _ms(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and value >= 0 else 0
 
 
 @dataclass
@@ -41,39 +127,62 @@ class Recording:
     _tracks: dict[str, bytes] = field(default_factory=dict, repr=False)
     _conversation: Conversation | None = field(default=None, repr=False)
     _user_audio: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _lines: list[int] = field(default_factory=list, repr=False)  # each entry's line number
 
     @classmethod
     def load(cls, path: str | Path) -> Recording:
-        """Read the folder at ``path``; lines that cannot be parsed are skipped and listed in
-        :attr:`problems`."""
+        """Read the folder at ``path``: its ``meta.json``, ``events.jsonl`` and (when asked
+        for audio) the tracks ``meta.json`` names, only as regular files directly inside the
+        folder and of bounded size (:mod:`rtwidget.recording.files`). A torn last line (a
+        recording cut off mid-write) is skipped and listed in :attr:`problems`; anything else
+        that is not a recording raises :class:`~rtwidget.RecordingError` naming the file and
+        line."""
         folder = Path(path)
-        try:
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RecordingError(f"{folder} has no meta.json; is it a recording?") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise RecordingError(f"{folder} is {meta.get('format')} version "
-                                 f"{meta.get('version')}; this rtwidget reads {FORMAT} "
-                                 f"version {VERSION}")
-        entries, problems = [], []
-        events = folder / "events.jsonl"
-        for number, line in enumerate(events.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                if not isinstance(entry, dict) or not isinstance(entry.get("event"), dict):
-                    raise ValueError("not an event record")
-                entries.append(entry)
-            except ValueError as exc:  # a torn last line after a crash, say
-                problems.append(f"events.jsonl line {number}: {exc}")
-        return cls(folder, meta, entries, problems)
+        if not folder.is_dir():
+            raise RecordingError(f"{folder} is not a folder; is it a recording?")
+        meta_file = folder / "meta.json"
+        if not meta_file.exists() and not meta_file.is_symlink():
+            raise RecordingError(f"{folder} has no meta.json; is it a recording?")
+        meta = _check_meta(read_json(meta_file), meta_file)
+        for name in TRACKS:  # refused now, not when the audio is first asked for
+            with open_regular(cls._track_file(folder, meta, name), files.MAX_TRACK_BYTES,
+                              missing_ok=True):
+                pass
+        events_file = folder / "events.jsonl"
+        entries, numbers, problems = [], [], []
+        torn: tuple[int, str] | None = None
+        with contextlib.closing(read_lines(events_file)) as lines:  # closed when one is refused
+            for number, line in lines:
+                if not line.strip():
+                    continue
+                if torn is not None:  # a line that cannot be parsed, and not the last one
+                    raise RecordingError(f"{events_file} line {torn[0]}: {torn[1]}")
+                try:
+                    entry = json.loads(line)
+                except (ValueError, RecursionError) as exc:
+                    torn = (number, f"not valid JSON ({exc})"[:200])
+                    continue
+                try:
+                    entries.append(check_entry(entry))
+                except ValueError as exc:
+                    raise RecordingError(f"{events_file} line {number}: {exc}") from None
+                numbers.append(number)
+        if torn is not None:
+            problems.append(f"events.jsonl line {torn[0]}: {torn[1]}; a recording cut off "
+                            "mid-write, skipped")
+        return cls(folder, meta, entries, problems, _lines=numbers)
+
+    @staticmethod
+    def _track_file(folder: Path, meta: dict[str, Any], name: str) -> Path:
+        track = meta.get("tracks", {}).get(name, {})
+        return member(folder, track.get("file", f"{name}.wav"), f"the {name} track's file")
 
     def track(self, name: str) -> bytes:
         """All the PCM16 audio of the ``sent`` or ``received`` track."""
+        if name not in TRACKS:
+            raise RecordingError(f"a recording has the tracks {TRACKS}, not {name!r}")
         if name not in self._tracks:
-            file = self.meta.get("tracks", {}).get(name, {}).get("file", f"{name}.wav")
-            self._tracks[name] = _read_track(self.path / file)
+            self._tracks[name] = read_track(self._track_file(self.path, self.meta, name))
         return self._tracks[name]
 
     def events_with_audio(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
@@ -96,33 +205,46 @@ class Recording:
         conversation = Conversation(clock=lambda: now[0])
         buffer = bytearray()  # this connection's streamed mic audio, to cut VAD turns from
         spans: dict[str, int] = {}
-        for entry, event in self.events_with_audio():
-            now[0] = float(entry.get("t", 0.0))
-            direction, kind = entry.get("dir"), event.get("type")
-            if direction == "out":
-                conversation.record_sent(event, int(entry.get("size", 0)))
-                if kind == "input_audio_buffer.append":
-                    buffer += base64.b64decode(event.get("audio", ""))
-                elif kind == "conversation.item.create":
-                    self._keep_item_audio(event)
-            elif direction == "in":
-                conversation.apply(event, int(entry.get("size", 0)))
-                item_id = str(event.get("item_id", ""))
-                if kind == "session.created":
-                    buffer = bytearray()
-                elif kind == "input_audio_buffer.speech_started":
-                    spans[item_id] = int(event.get("audio_start_ms") or 0) * 48
-                elif kind == "input_audio_buffer.speech_stopped" and item_id in spans:
-                    end = int(event.get("audio_end_ms") or 0) * 48
-                    self._user_audio[item_id] = bytes(buffer[spans.pop(item_id):end])
-            else:
-                conversation.note(event)
+        for index, (entry, event) in enumerate(self.events_with_audio()):
+            try:
+                now[0] = float(entry.get("t", 0.0))
+                self._replay_entry(conversation, entry, event, buffer, spans)
+            except RecordingError:
+                raise
+            except Exception as exc:  # a line this version cannot make sense of
+                line = self._lines[index] if index < len(self._lines) else index + 1
+                raise RecordingError(f"{self.path / 'events.jsonl'} line {line}: "
+                                     f"{type(exc).__name__}: {exc}"[:500]) from None
         return conversation
 
+    def _replay_entry(self, conversation: Conversation, entry: dict[str, Any],
+                      event: dict[str, Any], buffer: bytearray, spans: dict[str, int]) -> None:
+        direction, kind = entry.get("dir"), event.get("type")
+        size = entry.get("size", 0) if isinstance(entry.get("size"), int) else 0
+        if direction == "out":
+            conversation.record_sent(event, size)
+            if kind == "input_audio_buffer.append":
+                buffer += _pcm(event.get("audio"))
+            elif kind == "conversation.item.create":
+                self._keep_item_audio(event)
+        elif direction == "in":
+            conversation.apply(event, size)
+            item_id = str(event.get("item_id", ""))
+            if kind == "session.created":
+                buffer.clear()
+            elif kind == "input_audio_buffer.speech_started":
+                spans[item_id] = _ms(event.get("audio_start_ms")) * 48
+            elif kind == "input_audio_buffer.speech_stopped" and item_id in spans:
+                end = _ms(event.get("audio_end_ms")) * 48
+                self._user_audio[item_id] = bytes(buffer[spans.pop(item_id):end])
+        else:
+            conversation.note(event)
+
     def _keep_item_audio(self, event: dict[str, Any]) -> None:
-        item = event.get("item") or {}
-        audio = b"".join(base64.b64decode(p["audio"]) for p in item.get("content") or []
-                         if isinstance(p, dict) and isinstance(p.get("audio"), str))
+        item = event.get("item")
+        if not isinstance(item, dict) or not isinstance(item.get("content"), list):
+            return
+        audio = b"".join(_pcm(p.get("audio")) for p in item["content"] if isinstance(p, dict))
         if audio and isinstance(item.get("id"), str):
             self._user_audio[item["id"]] = audio
 

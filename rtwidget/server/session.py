@@ -18,7 +18,13 @@ from ..protocol.audio import SAMPLE_RATE
 from ..protocol.client_events import merge_session
 from .engines import ReplyEngine, Synthesizer, Transcriber
 from .vad import EnergyVad, Vad, VadSettings
-from .validation import Problem, check_session
+from .validation import (
+    MAX_SESSION_BYTES,
+    READ_ONLY_SESSION_KEYS,
+    Problem,
+    check_session,
+    session_from_beta,
+)
 
 BYTES_PER_MS = SAMPLE_RATE * 2 // 1000
 
@@ -116,14 +122,19 @@ class Session:
 
     def update(self, patch: dict[str, Any]) -> Problem | None:
         """Apply a ``session.update`` patch (the settings are unchanged if it is refused)."""
-        patch = dict(patch)
+        patch = session_from_beta(patch)
         if "modelId" in patch and "model" not in patch:
             patch["model"] = patch.pop("modelId")
         problem = check_session(patch)
         if problem is not None:
             return problem
-        patch.pop("type", None)
+        for key in ("type", *READ_ONLY_SESSION_KEYS):  # the server's own, never the client's
+            patch.pop(key, None)
         merged = merge_session(self.settings, patch)
+        size = len(json.dumps(merged, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > MAX_SESSION_BYTES:
+            return Problem("invalid_value", f"The session object would be {size} bytes; the "
+                           f"limit is {MAX_SESSION_BYTES} bytes.", "session")
         td = merged["audio"]["input"].get("turn_detection")
         if isinstance(td, dict):
             defaults = _default_turn_detection(str(td.get("type") or "server_vad"))

@@ -56,6 +56,56 @@ MAX_PADDING_MS = 10_000  # turn_detection.prefix_padding_ms and silence_duration
 MAX_INSTRUCTIONS = 200_000  # characters
 MAX_TOOLS = 128
 MAX_INPUT_ITEMS = 1_000  # response.input
+MAX_SESSION_BYTES = 2 * 1024 * 1024  # the whole session object, as UTF-8 JSON
+
+# the session object's fields, as OpenAI documents them (GA) and Inworld extends them (modelId,
+# providerData, temperature); anything else is refused, as the hosted APIs do, so the server
+# keeps nothing a client makes up. The server's own read-only fields may be sent back: ignored.
+SESSION_KEYS = frozenset({
+    "type", "model", "modelId", "instructions", "output_modalities", "temperature",
+    "max_output_tokens", "tools", "tool_choice", "audio", "include", "prompt", "tracing",
+    "truncation", "providerData"})
+READ_ONLY_SESSION_KEYS = frozenset({"object", "id", "expires_at"})
+# the older beta protocol's names for the same fields (OpenAI-Beta: realtime=v1), mapped onto
+# the GA session object before it is checked: (GA place, how the value is converted)
+_BETA_FORMATS = {"pcm16": {"type": "audio/pcm", "rate": SAMPLE_RATE},
+                 "g711_ulaw": {"type": "audio/pcmu"}, "g711_alaw": {"type": "audio/pcma"}}
+_BETA_SESSION_KEYS = {
+    "modalities": ("output_modalities",), "max_response_output_tokens": ("max_output_tokens",),
+    "voice": ("audio", "output", "voice"), "speed": ("audio", "output", "speed"),
+    "input_audio_format": ("audio", "input", "format"),
+    "output_audio_format": ("audio", "output", "format"),
+    "input_audio_transcription": ("audio", "input", "transcription"),
+    "input_audio_noise_reduction": ("audio", "input", "noise_reduction"),
+    "turn_detection": ("audio", "input", "turn_detection"),
+}
+
+
+def session_from_beta(session: Mapping[str, Any]) -> dict[str, Any]:
+    """``session`` with the beta protocol's field names moved to their GA places (a GA field
+    given as well wins); a GA session comes back as it was. The input is not changed."""
+    out = {k: v for k, v in session.items() if k not in _BETA_SESSION_KEYS}
+    for name, place in _BETA_SESSION_KEYS.items():
+        if name not in session:
+            continue
+        value = session[name]
+        if name.endswith("_format") and isinstance(value, str):
+            value = _BETA_FORMATS.get(value, value)
+        parent = out
+        for step in place[:-1]:
+            child = parent.get(step, {})
+            if not isinstance(child, dict):
+                break  # a GA object of the wrong type: check_session refuses it
+            parent[step] = parent = dict(child)
+        else:
+            parent.setdefault(place[-1], value)
+    return out
+
+
+_AUDIO_KEYS = {"session.audio.": frozenset({"input", "output"}),
+               "session.audio.input.": frozenset({"format", "transcription", "noise_reduction",
+                                                   "turn_detection"}),
+               "session.audio.output.": frozenset({"format", "voice", "model", "speed"})}
 
 _TYPE_NAMES = {str: "string", int: "integer", dict: "object", type(None): "null", list: "array",
                float: "number", bool: "boolean"}
@@ -259,8 +309,37 @@ def check_response_fields(cfg: Mapping[str, Any], prefix: str) -> Problem | None
     return None
 
 
+def _unknown(part: Mapping[str, Any], known: frozenset[str], prefix: str) -> Problem | None:
+    for key in part:
+        if key not in known:
+            name = f"{prefix}{str(key)[:80]}"
+            return Problem("unknown_parameter", f"Unknown parameter: '{name}'.", name)
+    return None
+
+
+def _check_extensions(session: Mapping[str, Any]) -> Problem | None:
+    """The documented fields the server keeps but does not act on, by type."""
+    if "include" in session:
+        include = session["include"]
+        if p := _expect(include, (list,), "session.include"):
+            return p
+        for i, entry in enumerate(include):
+            if p := _expect(entry, _STR, f"session.include[{i}]"):
+                return p
+    for name, types in (("prompt", _DICT + _NONE), ("providerData", _DICT),
+                        ("tracing", _STR + _DICT + _NONE), ("truncation", _STR + _DICT)):
+        if name in session and (p := _expect(session[name], types, f"session.{name}")):
+            return p
+    return None
+
+
 def check_session(session: Mapping[str, Any]) -> Problem | None:
-    """A (partial) session object from ``session.update``."""
+    """A (partial) session object from ``session.update``: only the documented fields
+    (:data:`SESSION_KEYS`), each of the documented type."""
+    if p := _unknown(session, SESSION_KEYS | READ_ONLY_SESSION_KEYS, "session."):
+        return p
+    if p := _check_extensions(session):
+        return p
     if session.get("type", "realtime") != "realtime":
         return Problem("invalid_value", f"Unsupported session type {session.get('type')!r}: "
                        "this server runs 'realtime' sessions.", "session.type")
@@ -279,11 +358,16 @@ def check_session(session: Mapping[str, Any]) -> Problem | None:
     audio = session.get("audio", {})
     if not isinstance(audio, dict):
         return _expect(audio, _DICT, "session.audio")
+    if p := _unknown(audio, _AUDIO_KEYS["session.audio."], "session.audio."):
+        return p
     audio_in = audio.get("input", {})
     audio_out = audio.get("output", {})
     for name, part in (("input", audio_in), ("output", audio_out)):
         if not isinstance(part, dict):
             return _expect(part, _DICT, f"session.audio.{name}")
+        prefix = f"session.audio.{name}."
+        if p := _unknown(part, _AUDIO_KEYS[prefix], prefix):
+            return p
         if "format" in part and (p := _check_format(part["format"],
                                                     f"session.audio.{name}.format")):
             return p

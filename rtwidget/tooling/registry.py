@@ -17,11 +17,12 @@ again in a later cell replaces the tool, and live sessions send the new definiti
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import inspect
+import re
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints, overload
@@ -30,11 +31,30 @@ import docstring_parser
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from ..protocol.errors import NotFound, RealtimeError, ToolError
+from ..protocol.errors import NotFound, ToolError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_TIMEOUT = 30.0
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What OpenAI, Inworld and the local server accept as a function's name."""
+
+
+def check_tool_name(name: Any) -> str:
+    """``name`` if the wire accepts it as a function's name; else :class:`ToolError` saying
+    why and suggesting one that works (nothing is renamed behind the caller's back: the model
+    and the DataFrame show the name the function was given)."""
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
+        return name
+    if not isinstance(name, str) or not name:
+        raise ToolError(f"a tool needs a name of 1 to 64 letters, digits, '_' or '-'; "
+                        f"got {name!r:.80}")
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    suggestion = re.sub(r"[^A-Za-z0-9_-]+", "_", ascii_name).strip("_")[:64] or "tool"
+    raise ToolError(f"tool name {name[:80]!r} cannot be sent: OpenAI, Inworld and the local "
+                    f"server accept only 1 to 64 ASCII letters, digits, '_' or '-' (the name "
+                    f"has {len(name)} characters); give it one with name=, e.g. "
+                    f"name={suggestion!r}")
 
 
 @dataclass(frozen=True)
@@ -165,9 +185,7 @@ def build_tool(
     be expressed as JSON Schema, naming the parameter."""
     if not callable(fn):
         raise ToolError(f"a tool must be a function, got {type(fn).__name__}")
-    tool_name = name or getattr(fn, "__name__", "")
-    if not tool_name or not tool_name.replace("_", "a").replace("-", "a").isalnum():
-        raise ToolError(f"tool name {tool_name!r} must be letters, digits, '_' or '-'")
+    tool_name = check_tool_name(name or getattr(fn, "__name__", ""))
     if timeout <= 0:
         raise ToolError(f"tool {tool_name}: timeout must be positive, got {timeout}")
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
@@ -385,6 +403,7 @@ class ToolSet:
             elif isinstance(spec, dict):
                 if not isinstance(spec.get("name"), str):
                     raise ToolError(f"a tool definition needs a 'name': {spec!r:.80}")
+                check_tool_name(spec["name"])
                 self.raw.append({"type": "function", **spec})
             elif isinstance(spec, str):
                 found = tools.get(spec)
@@ -420,51 +439,3 @@ class ToolSet:
     def __bool__(self) -> bool:
         return bool(self.definitions())
 
-
-class ToolExit(RealtimeError):
-    """A tool raised ``SystemExit`` or ``KeyboardInterrupt`` (``argparse`` calls
-    ``sys.exit()``): it becomes an ordinary failure, so it cannot stop the session."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(f"{type(exc).__name__}({exc})" if str(exc) else type(exc).__name__)
-
-
-async def _guarded(coro: Any) -> Any:
-    try:
-        return await coro
-    except (KeyboardInterrupt, SystemExit) as exc:
-        raise ToolExit(exc) from exc
-
-
-async def call_tool(tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Run a tool under its timeout: coroutines on the current loop, plain functions on a
-    daemon thread (a thread cannot be killed, so a sync tool that overruns is abandoned, not
-    stopped; its result is dropped). ``SystemExit`` and ``KeyboardInterrupt`` from the tool
-    raise :class:`ToolExit`."""
-    if tool.is_async:
-        return await asyncio.wait_for(_guarded(tool.fn(*args, **kwargs)), tool.timeout)
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    def work() -> None:
-        try:
-            result = tool.fn(*args, **kwargs)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                exc = ToolExit(exc)
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, False, exc)
-            return
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(settle, True, result)
-
-    threading.Thread(target=work, name=f"rtwidget-tool-{tool.name}", daemon=True).start()
-    return await asyncio.wait_for(future, tool.timeout)

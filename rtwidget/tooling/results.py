@@ -1,11 +1,13 @@
 """Tool return values as the text a model reads: JSON where it fits, summaries where the value is
-big (arrays, DataFrames), never an unbounded dump."""
+big (arrays, DataFrames), never an unbounded dump: at most ``MAX_NODES`` values of a nested
+structure are looked at, so a huge one costs no more than a small one."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import enum
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -19,6 +21,7 @@ from pydantic import BaseModel
 MAX_CHARS = 16_000
 MAX_ITEMS = 50
 HEAD_ROWS = 5
+MAX_NODES = 20_000  # values looked at in one result; the text is cut at MAX_CHARS anyway
 
 
 def _number(value: float) -> Any:
@@ -60,8 +63,11 @@ def _series(s: pd.Series[Any]) -> Any:
     return out
 
 
-def to_jsonable(value: Any, depth: int = 0) -> Any:
-    """A JSON-compatible version of ``value`` (summarising large arrays and frames)."""
+def to_jsonable(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+    """A JSON-compatible version of ``value`` (summarising large arrays and frames; past
+    ``MAX_NODES`` values, the rest of each container is counted, not converted)."""
+    budget = [MAX_NODES] if budget is None else budget
+    budget[0] -= 1
     if depth > 20:
         return repr(value)[:200]
     if value is None or isinstance(value, (bool, int, str)):
@@ -71,11 +77,12 @@ def to_jsonable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value), depth + 1)
+        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        return to_jsonable(fields, depth + 1, budget)
     if isinstance(value, enum.Enum):
-        return to_jsonable(value.value, depth + 1)
+        return to_jsonable(value.value, depth + 1, budget)
     if isinstance(value, np.generic):
-        return to_jsonable(value.item(), depth + 1)
+        return to_jsonable(value.item(), depth + 1, budget)
     if isinstance(value, np.ndarray):
         return _array(value)
     if isinstance(value, pd.DataFrame):
@@ -91,16 +98,22 @@ def to_jsonable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, bytes):
         return {"type": "bytes", "length": len(value)}
     if isinstance(value, Mapping):
-        items = list(value.items())
-        out = {str(k): to_jsonable(v, depth + 1) for k, v in items[:MAX_ITEMS * 4]}
-        if len(items) > MAX_ITEMS * 4:
-            out["..."] = f"{len(items) - MAX_ITEMS * 4} more keys"
+        out: dict[str, Any] = {}
+        for k, v in itertools.islice(value.items(), MAX_ITEMS * 4):
+            if budget[0] <= 0:
+                break
+            out[str(k)] = to_jsonable(v, depth + 1, budget)
+        if len(value) > len(out):
+            out["..."] = f"{len(value) - len(out)} more keys"
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
-        seq = list(value)
-        out_list = [to_jsonable(v, depth + 1) for v in seq[:MAX_ITEMS * 4]]
-        if len(seq) > MAX_ITEMS * 4:
-            out_list.append(f"... {len(seq) - MAX_ITEMS * 4} more")
+        out_list = []
+        for v in itertools.islice(value, MAX_ITEMS * 4):
+            if budget[0] <= 0:
+                break
+            out_list.append(to_jsonable(v, depth + 1, budget))
+        if len(value) > len(out_list):
+            out_list.append(f"... {len(value) - len(out_list)} more")
         return out_list
     return repr(value)[:2000]
 

@@ -4,14 +4,20 @@ A call starts running as soon as its arguments are complete
 (``response.function_call_arguments.done``), so several calls of one response run concurrently.
 When the response is done, the outputs go back in call order as ``function_call_output`` items,
 followed by one ``response.create`` so the model can answer with the results. Every failure (bad
-JSON, wrong types, an unknown tool, an exception, a timeout) becomes an error result the model
-can read, and the conversation goes on.
+JSON, wrong types, an unknown tool, an exception, a timeout, a result that cannot be sent)
+becomes an error result the model can read, at once, and the conversation goes on. What the tool
+raised is reported as itself (its type and message), whatever it is: a ``KeyError`` is not an
+unknown tool, a ``TimeoutError`` of its own is not the call's timeout, ``StopIteration`` does not
+leave the call hanging, and an exception whose message cannot be made gets a stand-in. Plain
+functions and the serialising of what they return run off the session's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +25,103 @@ from typing import Any, Protocol
 
 from ..protocol import events
 from ..protocol.conversation import Conversation
-from ..protocol.errors import ToolError
+from ..protocol.errors import RealtimeError, ToolError
 from ..protocol.items import Item, Response, Update
-from .registry import ToolExit, ToolSet, call_tool
+from .registry import Tool, ToolSet
 from .results import error_result, serialise_result
 
 log = logging.getLogger("rtwidget.tools")
+
+MAX_MESSAGE = 2000  # characters of an exception's message the model is shown
+
+
+def describe_exception(exc: BaseException, limit: int = MAX_MESSAGE) -> str:
+    """``"KeyError: 'city'"``: an exception's type and message, cut to ``limit`` characters;
+    a stand-in when its ``__str__`` raises (it never raises itself)."""
+    kind = getattr(type(exc), "__name__", "Exception")
+    try:
+        message = str(exc)
+    except BaseException as failed:  # any __str__ may fail in any way
+        message = (f"<its message could not be made: __str__ raised "
+                   f"{getattr(type(failed), '__name__', 'an exception')}>")
+    if len(message) > limit:
+        message = message[:limit] + f"... [cut: {len(message) - limit} more characters]"
+    return f"{kind}: {message}" if message else kind
+
+
+class ToolExit(RealtimeError):
+    """A tool raised ``SystemExit`` or ``KeyboardInterrupt`` (``argparse`` calls
+    ``sys.exit()``): it becomes an ordinary failure, so it cannot stop the session."""
+
+    def __init__(self, exc: BaseException) -> None:
+        what = describe_exception(exc)
+        kind = type(exc).__name__
+        super().__init__(f"{kind}({what.removeprefix(kind + ': ')})" if what != kind else kind)
+
+
+class ToolRaised(RealtimeError):
+    """What a tool itself raised (``error``), kept apart from the machinery's own failures:
+    a tool's ``TimeoutError`` or ``KeyError`` is the tool's, not a timeout or an unknown name."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            error = ToolExit(error)
+        elif isinstance(error, RuntimeError) and isinstance(error.__cause__, StopIteration) \
+                and "raised StopIteration" in describe_exception(error):
+            error = error.__cause__  # PEP 479 turned the tool's StopIteration into this
+        self.error = error
+
+
+async def _guarded(coro: Any) -> Any:
+    try:
+        return await coro
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():  # the call is being cancelled: a timeout, close()
+            raise
+        raise ToolRaised(exc) from None  # the tool's own
+    except BaseException as exc:  # whatever a tool raises is its result
+        raise ToolRaised(exc) from None
+
+
+async def off_loop(fn: Callable[..., Any], *args: Any, name: str = "rtwidget-work") -> Any:
+    """``fn(*args)`` on a daemon thread, awaited on the current loop; what ``fn`` raises comes
+    back as :class:`ToolRaised`. A thread cannot be killed: if the awaiting is cancelled (a
+    timeout), the thread is abandoned and its result dropped."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(ToolRaised(error))
+
+    def work() -> None:
+        try:
+            value, error = fn(*args), None
+        except BaseException as exc:  # StopIteration, SystemExit...
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop may have closed meanwhile
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return await future
+
+
+async def call_tool(tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Run a tool under its timeout: coroutines on the current loop, plain functions on a
+    daemon thread (see :func:`off_loop`). What the tool raises (``SystemExit`` and
+    ``KeyboardInterrupt`` as :class:`ToolExit`) comes back as :class:`ToolRaised`; the
+    ``TimeoutError`` is the call's own."""
+    if tool.is_async:
+        return await asyncio.wait_for(_guarded(tool.fn(*args, **kwargs)), tool.timeout)
+    return await asyncio.wait_for(
+        off_loop(lambda: tool.fn(*args, **kwargs), name=f"rtwidget-tool-{tool.name}"),
+        tool.timeout)
 
 
 @dataclass
@@ -107,30 +204,7 @@ class ToolRunner:
     async def _run(self, call_id: str, name: str, arguments: str) -> ToolResult:
         started = time.time()
         clock = time.perf_counter()
-        error: str | None = None
-        kind: str | None = None
-        output = ""
-        tool = self.toolset.get(name)
-        try:
-            if tool is None:
-                known = [d["name"] for d in self.toolset.definitions()]
-                raise LookupError(f"there is no tool named {name!r}; the tools are {known}")
-            args, kwargs = tool.parse(arguments)
-            value = await call_tool(tool, args, kwargs)
-            output = serialise_result(value)
-        except LookupError as exc:
-            error, kind = str(exc), "unknown_tool"
-        except ToolError as exc:
-            error, kind = str(exc), "invalid_arguments"
-        except (asyncio.TimeoutError, TimeoutError):
-            assert tool is not None
-            error, kind = f"{name} did not finish within {tool.timeout:g} s", "timeout"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            what = str(exc) if isinstance(exc, ToolExit) else f"{type(exc).__name__}: {exc}"
-            error, kind = f"{name} raised {what}", "exception"
-            log.warning("tool %s raised", name, exc_info=True)
+        output, error, kind = await self._outcome(name, arguments)
         if error is not None:
             output = error_result(kind or "error", error)
         result = ToolResult(call_id, name, arguments, output, error, kind, started,
@@ -139,6 +213,40 @@ class ToolRunner:
         self.session.note("rtwidget.tool_result", call_id=call_id, name=name,
                           seconds=result.seconds, error=error, error_type=kind)
         return result
+
+    async def _outcome(self, name: str, arguments: str) -> tuple[str, str | None, str | None]:
+        """``(output, error, error_type)`` of one call; never raises but for cancellation."""
+        tool = self.toolset.get(name)
+        if tool is None:
+            known = [d["name"] for d in self.toolset.definitions()]
+            return "", f"there is no tool named {name!r}; the tools are {known}", "unknown_tool"
+        try:
+            args, kwargs = tool.parse(arguments)
+            value = await call_tool(tool, args, kwargs)
+        except ToolRaised as raised:
+            log.warning("tool %s raised %s", name, describe_exception(raised.error),
+                        exc_info=raised.error)
+            what = str(raised.error) if isinstance(raised.error, ToolExit) \
+                else describe_exception(raised.error)
+            return "", f"{name} raised {what}", "exception"
+        except ToolError as exc:
+            return "", describe_exception(exc).removeprefix("ToolError: "), "invalid_arguments"
+        except (asyncio.TimeoutError, TimeoutError):
+            return "", f"{name} did not finish within {tool.timeout:g} s", "timeout"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # rtwidget's own failure around the call, not the tool's
+            log.error("could not run tool %s", name, exc_info=True)
+            return "", f"{name} could not be run: {describe_exception(exc)}", "error"
+        if isinstance(value, str) and len(value) <= 1_000_000:
+            return serialise_result(value), None, None
+        try:  # a big structure takes a while to walk: not on the session's loop
+            return await off_loop(serialise_result, value, name="rtwidget-result"), None, None
+        except asyncio.CancelledError:
+            raise
+        except ToolRaised as raised:
+            return "", (f"{name} returned a {type(value).__name__} that cannot be sent: "
+                        f"{describe_exception(raised.error)}"), "unserialisable_result"
 
     def _on_response_done(self, response: Response) -> None:
         calls = []
