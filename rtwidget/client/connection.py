@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import importlib.metadata
 import logging
-import ssl
 import time
 import uuid
 from collections import deque
@@ -21,7 +20,7 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidHandshake
 
 from ..protocol import events
 from ..protocol.acks import Acknowledgements
@@ -36,8 +35,9 @@ from ..protocol.errors import (
 )
 from ..protocol.history import history_items
 from ..protocol.items import Update
-from ..protocol.redact import known_secrets, mask_secrets, wire_logger
+from ..protocol.redact import known_secrets, wire_logger
 from ..protocol.wire import decode_event
+from .closes import FATAL_CLOSE, classify_handshake, close_error, close_words, retry_after, too_big
 from .events import EventHub
 from .local_process import LocalServerProcess
 from .options import SessionOptions
@@ -45,41 +45,7 @@ from .providers import Endpoint, resolve
 from .recorder import Recorder
 
 log = logging.getLogger("rtwidget.session")
-
-_FATAL_CLOSE = {1002, 1003, 1007, 1008, 1010, 4001, 4003, 4401, 4403}
-_AUTH_CLOSE = {1008, 4001, 4003, 4401, 4403}
-_MAX_RETRY_AFTER = 60.0
-
-
-def _classify_handshake(exc: BaseException) -> Exception | None:
-    """A final exception for connection failures that retrying cannot fix, else ``None``
-    (timeouts, resets, HTTP 408/425/429/5xx are worth another try)."""
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        if status in (401, 403):
-            return AuthenticationError(
-                f"the server refused the credentials (HTTP {status}); check the API key"
-            )
-        if 400 <= status < 500 and status not in (408, 425, 429):
-            return ServerRejected(f"the server refused the connection (HTTP {status})")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return ServerRejected(f"the server's TLS certificate did not verify: "
-                              f"{exc.verify_message}")
-    if isinstance(exc, ssl.SSLError):
-        return ServerRejected(f"the TLS handshake failed ({exc.reason or exc}); is this a "
-                              "wss:// URL for a server that speaks plain ws://, or a proxy "
-                              "in the way?")
-    return None
-
-
-def _retry_after(exc: BaseException) -> float:
-    """Seconds an HTTP 429/503 asked us to wait (``Retry-After``), else 0."""
-    if isinstance(exc, InvalidStatus):
-        value = exc.response.headers.get("Retry-After", "")
-        with contextlib.suppress(ValueError):
-            return min(_MAX_RETRY_AFTER, max(0.0, float(value)))
-    return 0.0
-
+MAX_SEND_BYTES = 15 * 1024 * 1024
 
 def _version() -> str:
     try:
@@ -114,6 +80,7 @@ class Connection:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._local: LocalServerProcess | None = None  # the supervised server, when local
+        self._largest_sent: tuple[dict[str, Any], int] | None = None  # on this connection
 
     @property
     def connected(self) -> bool:
@@ -147,12 +114,13 @@ class Connection:
         try:
             await asyncio.wait({ready, first_error, self._task},
                                return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        finally:  # connected once is enough: it may have dropped already, and is being redialled
+            connected = ready.done() and not ready.cancelled()
             ready.cancel()
         if self._first_error.done() and self._first_error.exception() is not None:
             await self.close()
             raise self._first_error.exception()  # type: ignore[misc]
-        if not self._ready.is_set():  # the loop ended without saying why
+        if not connected:  # the loop ended without saying why
             await self.close()
             raise ConnectionClosed("the session ended before it was connected")
 
@@ -213,16 +181,23 @@ class Connection:
     def _encoded(self, event: dict[str, Any]) -> str:
         """The wire text of a client event, or an :class:`InvalidInput` saying why there is none."""
         try:
-            return encode(event, self.endpoint.dialect)
+            text = encode(event, self.endpoint.dialect)
         except (TypeError, ValueError, RecursionError) as exc:
             reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             raise InvalidInput(f"the {event.get('type')!r} event cannot be sent as JSON: "
                              f"{reason}") from None
+        if len(text) > MAX_SEND_BYTES:
+            raise InvalidInput(f"the {event.get('type')!r} event would be {len(text):,} bytes; "
+                               f"servers refuse events over {MAX_SEND_BYTES:,} (15 MiB, OpenAI's "
+                               "documented limit): send it in smaller pieces")
+        return text
 
     async def _send_now(self, ws: ClientConnection, event: dict[str, Any],
                         text: str | None = None) -> None:
         if text is None:
             text = encode(event, self.endpoint.dialect)
+        if self._largest_sent is None or len(text) > self._largest_sent[1]:
+            self._largest_sent = (event, len(text))
         await ws.send(text)
         self.conversation.record_sent(event, len(text))
         if self.recorder is not None:
@@ -238,14 +213,17 @@ class Connection:
             asked_wait = 0.0
             try:
                 await self._connect_once(first=not ever_connected)
-                ever_connected = True
-                attempt = 0
+                ever_connected, up_since = True, time.monotonic()
                 await self._pump()
                 if self._closing:
                     break
+                # a connection that stayed up a while starts the backoff afresh; one that
+                # flaps (accepted, configured, closed) counts toward giving up
+                if time.monotonic() - up_since >= self._options.reconnect.stable_after:
+                    attempt = 0
                 code = self._ws.close_code if self._ws is not None else None
-                if code in _FATAL_CLOSE:
-                    raise self._close_error(code)
+                if code in FATAL_CLOSE:
+                    raise close_error(code)
                 reason = self._close_reason(code)
             except asyncio.CancelledError:
                 raise
@@ -254,12 +232,12 @@ class Connection:
                 return
             except (OSError, InvalidHandshake, TimeoutError, websockets.ConnectionClosed,
                     ConnectionError) as exc:
-                final = _classify_handshake(exc)
+                final = classify_handshake(exc)
                 if final is not None:
                     self._finish(final)
                     return
                 reason = str(exc) or type(exc).__name__
-                asked_wait = _retry_after(exc)
+                asked_wait = retry_after(exc)
             except Exception as exc:  # a bug or a hostile input: end visibly, never silently
                 log.error("the session's loop failed", exc_info=True)
                 if self._ws is not None:
@@ -302,20 +280,21 @@ class Connection:
 
     def _close_reason(self, code: int | None) -> str:
         ws = self._ws
-        text = mask_secrets(ws.close_reason or "") if ws is not None else ""
-        sent = getattr(ws.protocol, "close_sent", None) if ws is not None else None
-        if code == 1009 or getattr(sent, "code", None) == 1009:  # we refused a message
+        problem = None
+        whose = too_big(ws.protocol) if ws is not None else None
+        if whose == "ours":  # we refused a server event
             problem = (f"a server event was larger than max_message_bytes "
                        f"({self._options.max_message_bytes} bytes); the connection was closed")
+        elif whose == "theirs" and self._largest_sent is not None:
+            event, size = self._largest_sent  # the likeliest cause: never sent again
+            self.acks.unanswered.pop(event.get("event_id", ""), None)
+            problem = (f"the server closed the connection over a message too big (code 1009) "
+                       f"after the {event.get('type')} event {event.get('event_id')} ({size} "
+                       "bytes); it is not sent again")
+        if problem is not None:
             self.conversation.problems.append(problem)
             return problem
-        return f"the server closed the connection (code {code}{': ' + text if text else ''})"
-
-    def _close_error(self, code: int) -> Exception:
-        if code in _AUTH_CLOSE:
-            return AuthenticationError(f"the server closed the session for auth (code {code})")
-        return ServerRejected(f"the server closed the session (code {code}); retrying would "
-                              "repeat the failure")
+        return close_words(code, (ws.close_reason or "") if ws is not None else "")
 
     def _finish(self, exc: Exception) -> None:
         self._fatal = exc
@@ -347,7 +326,7 @@ class Connection:
             close_timeout=2,  # a peer that stopped answering is not waited for long
             logger=wire_logger("client"),
         )
-        self._ws = ws
+        self._ws, self._largest_sent = ws, None
         created = await asyncio.wait_for(self._recv_until_created(ws), options.open_timeout)
         self._handle(created, 0)
         if not first:

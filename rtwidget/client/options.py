@@ -18,12 +18,15 @@ class Reconnect:
     """How to retry a dropped connection: exponential backoff with full jitter.
 
     The n-th wait is uniform in ``[0, min(max_delay, base_delay * 2**n)]``; after
-    ``max_attempts`` failed attempts in a row the session gives up.
+    ``max_attempts`` failed attempts in a row the session gives up. A connection counts as
+    back, and the backoff starts afresh, only once it has stayed up ``stable_after`` seconds:
+    a server that accepts, confirms the configuration and closes at once is a failed attempt.
     """
 
     base_delay: float = 0.5
     max_delay: float = 15.0
     max_attempts: int = 10
+    stable_after: float = 10.0
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before attempt number ``attempt`` (0-based)."""
