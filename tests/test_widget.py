@@ -3,6 +3,8 @@ the browser's messages are fed through the widget's own handler."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -290,3 +292,59 @@ def test_a_page_that_says_ready_gets_the_state_it_shows_again(server: LocalServe
         assert state["status"] == "connected" and "local" in state["provider"]
     finally:
         chat.close()
+
+
+def test_a_second_connect_while_connected_changes_nothing(widget) -> None:
+    chat, browser = widget
+    first = chat.session
+    chat.ask("before")
+    for _ in range(3):  # a stale page, or a double click on Connect
+        browser.message({"type": "connect"})
+    assert chat.session is first and chat.status == "connected"
+    browser.message({"type": "disconnect"})
+    browser.wait(lambda: chat.status == "closed")
+    browser.message({"type": "connect"})  # a double click: the second finds it connecting
+    browser.message({"type": "connect"})
+    browser.wait(lambda: chat.status == "connected")
+    second = chat.session
+    assert second is not first and first.aio.closed
+    assert chat.ask("after") == "You said: after"
+    chat.close()
+    assert second.aio.closed
+    eventually(lambda: not first._thread.is_alive() and not second._thread.is_alive(), 10,
+               "both sessions' loop threads ending")
+
+
+def test_closing_a_chat_after_connect_clicks_leaves_no_task_exception_behind() -> None:
+    script = """
+import gc, time
+import rtwidget as rt
+from rtwidget.server import LocalServer
+
+def wait(check):
+    deadline = time.monotonic() + 20
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+with LocalServer() as server:
+    chat = rt.chat("local", url=server.url)
+    say = lambda c: chat._handle_msg({"content": {"data": {"method": "custom", "content": c}},
+                                      "buffers": []})
+    wait(lambda: chat.status == "connected")
+    say({"type": "ready"})
+    say({"type": "connect"}); say({"type": "connect"})
+    say({"type": "disconnect"})
+    wait(lambda: chat.status == "closed")
+    say({"type": "connect"}); say({"type": "connect"})
+    wait(lambda: chat.status == "connected")
+    chat.ask("one more")
+    chat.close()
+gc.collect()
+print("done")
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "done" in run.stdout, run.stderr
+    assert "Task exception was never retrieved" not in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr

@@ -71,6 +71,7 @@ class VoiceChat(anywidget.AnyWidget):
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._crash = ""  # why the local server went, until the session is back
+        self._lifecycle, self._closed = threading.Lock(), False  # Connect, Disconnect, close
         self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
                       "audio_dropped": 0, "truncations": 0, "backchannel_out": 0}
         self._audio_sent = self._audio_acked = 0
@@ -303,20 +304,26 @@ class VoiceChat(anywidget.AnyWidget):
             self.session.send(events.item_truncate(item_id, end_ms))
 
     def _disconnect(self) -> None:
-        self.session.close()
+        with self._lifecycle:
+            self.session.close()
         self._call_on_loop_or_now(lambda: setattr(self, "status", "closed"))
 
     def _reconnect(self) -> None:
         """A new session where the old one was: same endpoint, conversation and options (tools,
-        whether to run them, recording, keepalive, the configuration as last confirmed)."""
-        old = self.session
-        options = old.options
-        if isinstance(options.record, (str, Path)):  # that folder holds the last session
-            options = options.replace(record=next_free_folder(Path(options.record)))
-        fresh = RealtimeSession(endpoint=old.endpoint, options=options,
-                                conversation=old.conversation, connect=False)
-        self._bind(fresh)
-        self._connect()
+        whether to run them, recording, keepalive, the configuration as last confirmed). Only
+        when the old one has ended: a second Connect (a double click, a stale page) while it
+        is connected or connecting changes nothing."""
+        with self._lifecycle:
+            old = self.session
+            if not old.aio.closed or self._closed:
+                return
+            options = old.options
+            if isinstance(options.record, (str, Path)):  # that folder holds the last session
+                options = options.replace(record=next_free_folder(Path(options.record)))
+            fresh = RealtimeSession(endpoint=old.endpoint, options=options,
+                                    conversation=old.conversation, connect=False)
+            self._bind(fresh)
+            self._connect()
 
     # --- events from the session (its loop thread) ----------------------------------------------
 
@@ -480,10 +487,12 @@ class VoiceChat(anywidget.AnyWidget):
 
     def close(self) -> None:
         """End the session and the widget."""
-        for off in self._offs:
-            off()
-        self._offs = []
-        self.session.close()
+        with self._lifecycle:
+            self._closed = True
+            for off in self._offs:
+                off()
+            self._offs = []
+            self.session.close()
         super().close()
 
     def __repr__(self) -> str:
