@@ -353,7 +353,9 @@ class AsyncRealtimeSession(Connection):
 
         A reply already in progress (to a spoken turn, a ``say()``) is not interrupted: the
         turn waits for it to end, then adds its message and asks for its own reply; the wait
-        counts toward ``timeout`` (a turn still waiting when it runs out is not sent)."""
+        counts toward ``timeout`` (a turn still waiting when it runs out is not sent). A reply
+        that fails (an engine that cannot run, a dropped connection) raises
+        :class:`~rtwidget.ServerError` saying why; one cut short returns what was said."""
         deadline = asyncio.get_running_loop().time() + timeout
 
         def left() -> float:
@@ -378,6 +380,8 @@ class AsyncRealtimeSession(Connection):
             while True:
                 await self._finished(response_id, left())
                 response = self.conversation.responses.get(response_id)
+                if response is not None and (failure := response.failure()) is not None:
+                    raise ServerError(failure)
                 if response is None or not continues(self.conversation, response, self._handles):
                     return reply_text(self.conversation, response) if response is not None else ""
                 follow_up = self._follow_up(response_id)

@@ -183,6 +183,19 @@ class Response:
     metadata: dict[str, Any] | None = None
     answers: str | None = None  # the newest item when it began (a reply with no output's row)
 
+    def failure(self) -> ErrorInfo | None:
+        """Why a ``failed`` response failed, as an :class:`ErrorInfo` (the server's error from
+        ``status_details``, or the client's reason when the connection went), else ``None``."""
+        if self.status != "failed":
+            return None
+        details = dict_of(self.status_details)
+        error = dict_of(details.get("error"))
+        message = str_or_none(error.get("message")) or str_or_none(details.get("reason"))
+        return ErrorInfo(type=str_or_none(error.get("type")) or "response_failed",
+                         code=str_or_none(error.get("code")),
+                         message=f"the reply failed: {message or 'the server gave no reason'}",
+                         param=None, event_id=None, caused_by="response.create")
+
     def finish(self, lookup: Callable[[str], Item | None]) -> None:
         """The response is done: its unfinished items end with it (``incomplete`` unless it
         completed). A failed one's error goes on its items' rows or, when it wrote none, on the
