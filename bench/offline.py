@@ -7,17 +7,23 @@ and streamed into the server as a microphone would send it.
 - turn end: one 10-turn conversation with SmolLM2 (the offline server's defaults, semantic VAD):
   end of speech → turn end, → transcript, → first reply audio, for turn 1, turn 10 and the median;
 - pauses: sentences with a hesitation in the middle, and how many turns were cut there;
-- the VAD engines' end-of-turn delay with 500 ms of silence, first reply token, memory.
+- the VAD engines' end-of-turn delay with 500 ms of silence, first reply sentence, memory;
+- the reply engine alone (llama.cpp from xllamacpp), in fresh processes: import, weights hash
+  check, load (with its one-token self-test), time to first token and tokens/s, with llama.cpp's
+  weight repacking off (the default) and on, alternating, so the ratio is measured in one run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import math
+import os
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -127,7 +133,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     results["synthesis"] = _synthesis(speech)
     results["vad_end_of_turn_ms"] = _vad_delays(speech)
     results["llm_first_token_ms"] = _first_token(llm)
-    del llm
+    llm.close()
+    results["reply_engine"] = _reply_engine(quick)
     results["wer"] = _wer_by_voice(speech, quick)
     results["turns"] = _conversation(speech, quick)
     results["pauses"] = _pauses(speech, quick)
@@ -214,6 +221,95 @@ def _first_token(llm: Any) -> float:
         return first
 
     return statistics.median(asyncio.run(first(t)) * 1000 for t in QUESTIONS[:5])
+
+
+STORY = "Tell me a long story about a lighthouse keeper and a storm."
+SETTINGS = ("off", "on")  # llama.cpp's weight repacking
+
+
+def engine_figures(first: str) -> None:
+    """Run in a fresh process: load the reply engine with repacking off and on (``first``
+    first), then measure them turn about, so both see the same load on a shared machine; print
+    the figures as one line of JSON."""
+    start = time.perf_counter()
+    importlib.import_module("xllamacpp")
+    imported = time.perf_counter() - start
+    from rtwidget.server import llm
+    from rtwidget.server.engines import ReplyContext, Turn
+
+    order = (first, *(s for s in SETTINGS if s != first))
+    engines, out = {}, {"import_ms": imported * 1000}
+    for name in order:
+        llm._verified.clear()  # each load checks the weights afresh
+        start = time.perf_counter()
+        engines[name] = llm.LlamaReplyEngine(repack=name == "on")
+        out[name] = {"load_s": time.perf_counter() - start, "first_token_ms": [],
+                     "tokens_per_s": [], "repack": not engines[name].params.no_extra_bufts}
+    start = time.perf_counter()
+    llm._verified.clear()
+    llm.verify_weights(engines[first].model_path)
+    out["hash_ms"] = (time.perf_counter() - start) * 1000
+
+    def stream(engine: Any, text: str, instructions: str, max_tokens: int) -> list[float]:
+        """When each piece of text came, from the request (greedy, so both settings write
+        the same tokens)."""
+        messages = engine.messages(ReplyContext(instructions=instructions, tools=[],
+                                                history=[Turn("user", "message", text)],
+                                                tool_choice="auto", max_output_tokens=None))
+        times: list[float] = []
+        begin = time.perf_counter()
+        engine._stream(messages, max_tokens, 0.0, threading.Event(), lambda piece, _: times.append(
+            time.perf_counter() - begin) if piece else None)
+        return times
+
+    for i, question in enumerate([*QUESTIONS[:6], STORY, STORY]):
+        for name in order if i % 2 == 0 else order[::-1]:
+            if question == STORY:
+                times = stream(engines[name], STORY, "You tell long, detailed stories.", 200)
+                out[name]["tokens_per_s"].append((len(times) - 1) / (times[-1] - times[0]))
+                out[name]["tokens"] = len(times)
+            else:
+                out[name]["first_token_ms"].append(stream(engines[name], question, "", 64)[0]
+                                                   * 1000)
+    for engine in engines.values():
+        engine.close()
+    print(json.dumps(out))
+
+
+def _reply_engine(quick: bool) -> dict[str, Any]:
+    """:func:`engine_figures` in fresh processes, each setting loaded first in turn (a crash
+    is recorded, not fatal): medians of the figures, and of the on ÷ off ratio of each pair of
+    measurements taken one after the other."""
+    runs: list[dict[str, Any]] = []
+    crashes: list[str] = []
+    load = [os.getloadavg()[0]]  # other work on the machine slows both settings alike
+    for run in range(2 if quick else 4):
+        done = subprocess.run(
+            [sys.executable, "-c", "from bench.offline import engine_figures; "
+             f"engine_figures({SETTINGS[run % 2]!r})"], cwd=ROOT, capture_output=True,
+            text=True, timeout=600)
+        if done.returncode:
+            crashes.append(f"exit {done.returncode}: {done.stderr.strip()[-200:]}")
+        else:
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    load.append(os.getloadavg()[0])
+    out: dict[str, Any] = {"runs": runs, "crashes": crashes, "processes": len(runs),
+                           "load_average": load}
+    if not runs:
+        return out
+    out["import_ms"] = statistics.median(r["import_ms"] for r in runs)
+    out["hash_ms"] = statistics.median(r["hash_ms"] for r in runs)
+    for name in SETTINGS:
+        out[name] = {"repack": runs[0][name]["repack"], "tokens": runs[0][name]["tokens"],
+                     "load_s": statistics.median(r[name]["load_s"] for r in runs)}
+        for key in ("first_token_ms", "tokens_per_s"):
+            out[name][key] = statistics.median(v for r in runs for v in r[name][key])
+    out["ratio_on_off"] = {key: statistics.median(
+        on / off for r in runs for on, off in zip(r["on"][key], r["off"][key], strict=True))
+        for key in ("first_token_ms", "tokens_per_s")}
+    out["ratio_on_off"]["load_s"] = statistics.median(r["on"]["load_s"] / r["off"]["load_s"]
+                                                      for r in runs)
+    return out
 
 
 def _wer_by_voice(speech: Any, quick: bool) -> dict[str, float]:
@@ -329,10 +425,39 @@ def report(results: dict[str, Any]) -> str:
              for name in ("semantic_vad", "server_vad")]
     rows += [[f"VAD end-of-turn delay, {name} (silence 500 ms)", f"{ms:.0f} ms"]
              for name, ms in results["vad_end_of_turn_ms"].items()]
+    rows += _engine_rows(results.get("reply_engine"))
     rows += [
-        ["time to first reply token (SmolLM2-135M)", f"{results['llm_first_token_ms']:.0f} ms"],
+        ["time to the first whole reply sentence (SmolLM2-135M, in the server's engine)",
+         f"{results['llm_first_token_ms']:.0f} ms"],
         ["memory: before engines / loaded / after turns (max RSS)",
          " / ".join(f"{v:.0f} MB" for v in results["memory_mb"].values())],
     ]
     return table("Offline engines: natural test voices, speech streamed to the local server",
                  ["figure", "value"], rows)
+
+
+def _engine_rows(engine: dict[str, Any] | None) -> list[list[str]]:
+    """The reply engine's rows: repacking off / on, and the ratio on ÷ off."""
+    rows = [[f"reply engine: a process that crashed ({n + 1})", crash[:160]]
+            for n, crash in enumerate((engine or {}).get("crashes", []))]
+    if not engine or not engine.get("processes"):
+        return rows
+    off, on, ratio = engine["off"], engine["on"], engine["ratio_on_off"]
+
+    def both(key: str, fmt: str, unit: str) -> str:
+        return f"{off[key]:{fmt}} / {on[key]:{fmt}}{unit} (on ÷ off {ratio[key]:.2f})"
+
+    return [
+        ["reply engine: the machine's load average (1 min) before / after",
+         " / ".join(f"{v:.1f}" for v in engine["load_average"])],
+        ["reply engine: import xllamacpp", f"{engine['import_ms']:.0f} ms"],
+        ["reply engine: weights hash check (SHA-256, 98 MB, file in the OS cache)",
+         f"{engine['hash_ms']:.0f} ms"],
+        [f"reply engine: load with hash check and self-test, repacking off / on "
+         f"(median of {engine['processes']} processes)", both("load_s", ".2f", " s")],
+        ["reply engine: first token, 6 short questions, repacking off / on",
+         both("first_token_ms", ".0f", " ms")],
+        [f"reply engine: generation ({off['tokens']} tokens), repacking off / on",
+         both("tokens_per_s", ".0f", " tokens/s")],
+        *rows,
+    ]

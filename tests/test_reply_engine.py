@@ -29,6 +29,7 @@ from rtwidget.server.defaults import _try  # noqa: E402
 from rtwidget.server.llm import (  # noqa: E402
     SMOLLM2_SHA256,
     LlamaReplyEngine,
+    missing_cpu_features,
     smollm2_path,
     verify_weights,
 )
@@ -157,3 +158,11 @@ def test_closing_frees_the_model_and_its_socket_folder() -> None:
     with pytest.raises(RuntimeError, match="closed"):
         llm._stream([{"role": "user", "content": "hi"}], 4, 0.0, threading.Event(),
                     lambda text, reason: None)
+
+
+def test_a_cpu_without_the_wheels_instructions_is_refused_before_llama_cpp_runs() -> None:
+    assert missing_cpu_features() == []  # this machine's CPU runs the wheel (the tests above)
+    old = "processor\t: 0\nflags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 popcnt avx\n"
+    assert missing_cpu_features(old) == ["avx2", "fma", "f16c", "bmi2"]
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\n"
+    assert missing_cpu_features(arm) == []  # not an x86 flags line: nothing to say

