@@ -16,6 +16,7 @@ and streamed into the server as a microphone would send it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import json
 import math
@@ -135,8 +136,12 @@ def run(quick: bool = False) -> dict[str, Any]:
     results["llm_first_token_ms"] = _first_token(llm)
     llm.close()
     results["reply_engine"] = _reply_engine(quick)
+    # each section's server loads its own engine; the one before is freed by the cyclic
+    # garbage collector, and two alive at once run slower (see engine_figures)
     results["wer"] = _wer_by_voice(speech, quick)
+    gc.collect()
     results["turns"] = _conversation(speech, quick)
+    gc.collect()
     results["pauses"] = _pauses(speech, quick)
     results["memory_mb"]["after_turns"] = _rss_mb()
     return results
@@ -227,88 +232,79 @@ STORY = "Tell me a long story about a lighthouse keeper and a storm."
 SETTINGS = ("off", "on")  # llama.cpp's weight repacking
 
 
-def engine_figures(first: str) -> None:
-    """Run in a fresh process: load the reply engine with repacking off and on (``first``
-    first), then measure them turn about, so both see the same load on a shared machine; print
-    the figures as one line of JSON."""
+def engine_figures(pairs: int) -> None:
+    """Run in a fresh process: load the reply engine with repacking off and on in turn
+    (``pairs`` times each, the order swapped each time), measure each, and close it before the
+    next loads; print the figures as one line of JSON. One engine at a time: with two, libgomp
+    runs more threads than there are cores, its barriers sleep instead of spinning, and both
+    ran at half speed here."""
     start = time.perf_counter()
     importlib.import_module("xllamacpp")
     imported = time.perf_counter() - start
     from rtwidget.server import llm
     from rtwidget.server.engines import ReplyContext, Turn
 
-    order = (first, *(s for s in SETTINGS if s != first))
-    engines, out = {}, {"import_ms": imported * 1000}
-    for name in order:
+    def measure(setting: str) -> dict[str, Any]:
         llm._verified.clear()  # each load checks the weights afresh
         start = time.perf_counter()
-        engines[name] = llm.LlamaReplyEngine(repack=name == "on")
-        out[name] = {"load_s": time.perf_counter() - start, "first_token_ms": [],
-                     "tokens_per_s": [], "repack": not engines[name].params.no_extra_bufts}
-    start = time.perf_counter()
-    llm._verified.clear()
-    llm.verify_weights(engines[first].model_path)
-    out["hash_ms"] = (time.perf_counter() - start) * 1000
+        engine = llm.LlamaReplyEngine(repack=setting == "on")
+        loaded = time.perf_counter() - start
 
-    def stream(engine: Any, text: str, instructions: str, max_tokens: int) -> list[float]:
-        """When each piece of text came, from the request (greedy, so both settings write
-        the same tokens)."""
-        messages = engine.messages(ReplyContext(instructions=instructions, tools=[],
-                                                history=[Turn("user", "message", text)],
-                                                tool_choice="auto", max_output_tokens=None))
-        times: list[float] = []
-        begin = time.perf_counter()
-        engine._stream(messages, max_tokens, 0.0, threading.Event(), lambda piece, _: times.append(
-            time.perf_counter() - begin) if piece else None)
-        return times
+        def stream(text: str, instructions: str, max_tokens: int) -> list[float]:
+            """When each piece of text came, from the request (greedy: both settings write
+            the same tokens)."""
+            messages = engine.messages(ReplyContext(
+                instructions=instructions, history=[Turn("user", "message", text)], tools=[],
+                tool_choice="auto", max_output_tokens=None))
+            times: list[float] = []
+            begin = time.perf_counter()
+            engine._stream(messages, max_tokens, 0.0, threading.Event(),
+                           lambda piece, _: times.append(time.perf_counter() - begin)
+                           if piece else None)
+            return times
 
-    for i, question in enumerate([*QUESTIONS[:6], STORY, STORY]):
-        for name in order if i % 2 == 0 else order[::-1]:
-            if question == STORY:
-                times = stream(engines[name], STORY, "You tell long, detailed stories.", 200)
-                out[name]["tokens_per_s"].append((len(times) - 1) / (times[-1] - times[0]))
-                out[name]["tokens"] = len(times)
-            else:
-                out[name]["first_token_ms"].append(stream(engines[name], question, "", 64)[0]
-                                                   * 1000)
-    for engine in engines.values():
+        first = [stream(q, "", 64)[0] * 1000 for q in QUESTIONS[:6]]
+        story = stream(STORY, "You tell long, detailed stories.", 200)
+        figures = {"load_s": loaded, "first_token_ms": statistics.median(first),
+                   "tokens": len(story),
+                   "tokens_per_s": (len(story) - 1) / (story[-1] - story[0]),
+                   "repack": not engine.params.no_extra_bufts}
         engine.close()
+        return figures
+
+    out: dict[str, Any] = {"import_ms": imported * 1000, "pairs": []}
+    for n in range(pairs):
+        order = SETTINGS if n % 2 == 0 else SETTINGS[::-1]
+        out["pairs"].append({name: measure(name) for name in order})
+    engine_path = llm.smollm2_path()
+    llm._verified.clear()
+    start = time.perf_counter()
+    llm.verify_weights(engine_path)
+    out["hash_ms"] = (time.perf_counter() - start) * 1000
     print(json.dumps(out))
 
 
 def _reply_engine(quick: bool) -> dict[str, Any]:
-    """:func:`engine_figures` in fresh processes, each setting loaded first in turn (a crash
-    is recorded, not fatal): medians of the figures, and of the on ÷ off ratio of each pair of
-    measurements taken one after the other."""
-    runs: list[dict[str, Any]] = []
-    crashes: list[str] = []
+    """:func:`engine_figures` in a child process (a crash is recorded, not fatal): the median
+    of each figure per setting, and of the on ÷ off ratios of the pairs measured one after the
+    other."""
     load = [os.getloadavg()[0]]  # other work on the machine slows both settings alike
-    for run in range(2 if quick else 4):
-        done = subprocess.run(
-            [sys.executable, "-c", "from bench.offline import engine_figures; "
-             f"engine_figures({SETTINGS[run % 2]!r})"], cwd=ROOT, capture_output=True,
-            text=True, timeout=600)
-        if done.returncode:
-            crashes.append(f"exit {done.returncode}: {done.stderr.strip()[-200:]}")
-        else:
-            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    done = subprocess.run([sys.executable, "-c", "from bench.offline import engine_figures; "
+                           f"engine_figures({2 if quick else 4})"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
     load.append(os.getloadavg()[0])
-    out: dict[str, Any] = {"runs": runs, "crashes": crashes, "processes": len(runs),
-                           "load_average": load}
-    if not runs:
-        return out
-    out["import_ms"] = statistics.median(r["import_ms"] for r in runs)
-    out["hash_ms"] = statistics.median(r["hash_ms"] for r in runs)
+    if done.returncode:
+        return {"crashed": f"exit {done.returncode}: {done.stderr.strip()[-300:]}",
+                "load_average": load}
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    out["load_average"] = load
+    keys = ("load_s", "first_token_ms", "tokens_per_s")
     for name in SETTINGS:
-        out[name] = {"repack": runs[0][name]["repack"], "tokens": runs[0][name]["tokens"],
-                     "load_s": statistics.median(r[name]["load_s"] for r in runs)}
-        for key in ("first_token_ms", "tokens_per_s"):
-            out[name][key] = statistics.median(v for r in runs for v in r[name][key])
-    out["ratio_on_off"] = {key: statistics.median(
-        on / off for r in runs for on, off in zip(r["on"][key], r["off"][key], strict=True))
-        for key in ("first_token_ms", "tokens_per_s")}
-    out["ratio_on_off"]["load_s"] = statistics.median(r["on"]["load_s"] / r["off"]["load_s"]
-                                                      for r in runs)
+        out[name] = {"repack": out["pairs"][0][name]["repack"],
+                     "tokens": out["pairs"][0][name]["tokens"],
+                     **{k: statistics.median(p[name][k] for p in out["pairs"]) for k in keys}}
+    out["ratio_on_off"] = {k: statistics.median(p["on"][k] / p["off"][k] for p in out["pairs"])
+                           for k in keys}
     return out
 
 
@@ -438,26 +434,26 @@ def report(results: dict[str, Any]) -> str:
 
 def _engine_rows(engine: dict[str, Any] | None) -> list[list[str]]:
     """The reply engine's rows: repacking off / on, and the ratio on ÷ off."""
-    rows = [[f"reply engine: a process that crashed ({n + 1})", crash[:160]]
-            for n, crash in enumerate((engine or {}).get("crashes", []))]
-    if not engine or not engine.get("processes"):
-        return rows
+    if not engine:
+        return []
+    load = ["reply engine: the machine's load average (1 min) before / after",
+            " / ".join(f"{v:.1f}" for v in engine["load_average"])]
+    if "crashed" in engine:
+        return [load, ["reply engine: the measuring process crashed", engine["crashed"][:160]]]
     off, on, ratio = engine["off"], engine["on"], engine["ratio_on_off"]
 
     def both(key: str, fmt: str, unit: str) -> str:
         return f"{off[key]:{fmt}} / {on[key]:{fmt}}{unit} (on ÷ off {ratio[key]:.2f})"
 
     return [
-        ["reply engine: the machine's load average (1 min) before / after",
-         " / ".join(f"{v:.1f}" for v in engine["load_average"])],
+        load,
         ["reply engine: import xllamacpp", f"{engine['import_ms']:.0f} ms"],
         ["reply engine: weights hash check (SHA-256, 98 MB, file in the OS cache)",
          f"{engine['hash_ms']:.0f} ms"],
-        [f"reply engine: load with hash check and self-test, repacking off / on "
-         f"(median of {engine['processes']} processes)", both("load_s", ".2f", " s")],
-        ["reply engine: first token, 6 short questions, repacking off / on",
+        [f"reply engine: load with hash check and self-test, repacking off / on (medians of "
+         f"{len(engine['pairs'])} loads each, turn about)", both("load_s", ".2f", " s")],
+        ["reply engine: first token, 6 short questions (median), repacking off / on",
          both("first_token_ms", ".0f", " ms")],
         [f"reply engine: generation ({off['tokens']} tokens), repacking off / on",
          both("tokens_per_s", ".0f", " tokens/s")],
-        *rows,
     ]

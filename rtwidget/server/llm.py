@@ -90,6 +90,14 @@ def missing_cpu_features(cpuinfo: str | None = None) -> list[str]:
     return [flag for flag in X86_NEEDS if flag not in flags]
 
 
+def _cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count): more
+    llama.cpp threads than cores make its OpenMP barriers sleep, and it runs at half speed."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 2
+
+
 _verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) seen to match
 
 
@@ -198,7 +206,7 @@ class LlamaReplyEngine:
         params.n_ctx = n_ctx
         params.n_parallel = 1
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = \
-            n_threads or os.cpu_count() or 2
+            n_threads or _cores()
         params.no_extra_bufts = not repack
         params.verbosity = -1
         params.hostnames = [os.path.join(self._folder, "llama.sock")] if os.name == "posix" \
