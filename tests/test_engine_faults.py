@@ -170,7 +170,7 @@ def test_a_reply_engine_that_raises_mid_reply_fails_the_response() -> None:
         assert asked["error"] == "reply failed: " + error["message"]
         assert chat.session.ask("are you there?") == "You said: are you there?"
         # ask() waits for a reply, so a reply that fails raises, saying why
-        with pytest.raises(rt.ServerError, match="the reply failed: .*lost its mind"):
+        with pytest.raises(rt.ServerError, match=r"the reply failed: .*lost its mind"):
             chat.session.ask("crash, please")
         assert chat.session.ask("and now?") == "You said: and now?"
 
