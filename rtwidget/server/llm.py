@@ -91,11 +91,21 @@ def missing_cpu_features(cpuinfo: str | None = None) -> list[str]:
 
 
 def _cores() -> int:
-    """The cores this process may run on (a container's share, not the host's count): more
-    llama.cpp threads than cores make its OpenMP barriers sleep, and it runs at half speed."""
+    """The cores this process may run on (a container's share, not the host's count)."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 2
+
+
+def default_threads() -> int:
+    """llama.cpp's threads for a reply: one core fewer than the process may use (at most 4).
+
+    Its threads wait for each other at every step of every token, so when anything else wants
+    the same cores (the server's own speech engines while it speaks the previous sentence, the
+    browser, other work) one of them is descheduled and all of them wait: on a 2-core machine
+    with other jobs running, two threads wrote 2-5 tokens/s, one thread about 43. A 135M model
+    gains little beyond a few threads anyway."""
+    return max(1, min(4, _cores() - 1))
 
 
 _verified: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) seen to match
@@ -184,6 +194,9 @@ class LlamaReplyEngine:
         if lacking := missing_cpu_features():
             raise EngineUnavailable(f"this CPU lacks {', '.join(lacking)}, which the prebuilt "
                                     f"llama.cpp in xllamacpp needs")
+        # threads that find a barrier closed sleep rather than spin on a core another needs
+        # (read by the OpenMP runtime when it loads; a value the user set is kept)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         xllamacpp = require("xllamacpp", "xllamacpp")
         if model_path is None:
             self.model_path = smollm2_path()
@@ -206,7 +219,7 @@ class LlamaReplyEngine:
         params.n_ctx = n_ctx
         params.n_parallel = 1
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = \
-            n_threads or _cores()
+            n_threads or default_threads()
         params.no_extra_bufts = not repack
         params.verbosity = -1
         params.hostnames = [os.path.join(self._folder, "llama.sock")] if os.name == "posix" \
