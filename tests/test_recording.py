@@ -290,12 +290,12 @@ def test_history_restored_after_a_reconnect_is_not_replayed(tmp_path: Path) -> N
             reconnected = s.expect("rtwidget.reconnected", timeout=30)
             srv.close_connections(1001)
             reconnected.wait()
-            s.ask("hello after the drop")
+            s.ask("hello after the reconnect")
         rec = rt.load_recording(tmp_path / "r")
         actions = plan(rec)
         creates = [a.event["item"]["content"][0]["text"] for a in actions
                    if a.event["type"] == "conversation.item.create"]
-        assert creates == ["what is the weather in Oslo", "hello after the drop"]
+        assert creates == ["what is the weather in Oslo", "hello after the reconnect"]
         assert [a.event["type"] for a in actions].count("response.create") == 2
         assert "rtwidget.reconnected" in set(rec.events["type"])
         run = rec.replay(url=srv.url, provider="local", speed=math.inf)
