@@ -24,12 +24,14 @@ from ..protocol.conversation import Conversation
 from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError, WaitTimeout
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
+from . import messages
 from .events import AudioListener, Listener, Predicate, UpdateListener
 from .options import SessionOptions
 from .providers import Endpoint, resolve
 from .session import AsyncRealtimeSession
 
 log = logging.getLogger("rtwidget.session")
+messages.install()  # the session's warnings and tracebacks go to it, not to a cell
 
 T = TypeVar("T")
 _POLL = 0.25  # how often a blocked caller checks that the session's loop is still alive
@@ -101,11 +103,14 @@ class RealtimeSession:
         self._audio_wake = False
         # before the thread starts: a configuration it refuses leaves nothing running
         self.aio = AsyncRealtimeSession(endpoint, options=options, conversation=conversation)
+        self._loop.set_exception_handler(messages.loop_exception)
+        self._detach_messages = messages.attach(self._thread, self._message)
         self._thread.start()
         if connect:
             try:
                 self.connect()
             except BaseException:
+                self._detach_messages()
                 self._stop_loop()
                 raise
 
@@ -150,6 +155,14 @@ class RealtimeSession:
         except BaseException:
             future.cancel()
             raise
+
+    def _message(self, fields: dict[str, Any]) -> None:
+        """A warning, error or traceback made on this session's thread (or on a thread no
+        session owns): an ``rtwidget.message`` event in its log, shown by its widget."""
+        self.call_soon(self._note_message, fields)
+
+    def _note_message(self, fields: dict[str, Any]) -> None:
+        self.aio.note("rtwidget.message", **fields)  # kept in the log, also after close
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         if self.aio.closed or not self._thread.is_alive():
@@ -284,6 +297,7 @@ class RealtimeSession:
             with contextlib.suppress(Exception):
                 self._loop.run_until_complete(asyncio.wait_for(self.aio.close(), 10))
         self._stop_loop()
+        self._detach_messages()
 
     def __enter__(self) -> RealtimeSession:
         return self
