@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -257,10 +257,13 @@ class RealtimeSession:
         """The raw event log as a DataFrame: direction, type, time, size, payload."""
         return events_frame(self.conversation)
 
-    def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
+    def live(self, rows: int = 20, max_rate: float = 4.0,
+             columns: Sequence[str] | str | None = None) -> LiveView:
         """Show the DataFrame's last ``rows`` rows and redraw them in place as the talk goes on,
-        at most ``max_rate`` times a second. ``.stop()`` on the result freezes it."""
-        return LiveView(self.aio.frames, lambda cb: self.on("*", cb), rows, max_rate)
+        at most ``max_rate`` times a second: who, what was said, tool and latency by default
+        (``columns="all"`` for every column, or a list). ``.stop()`` on the result freezes it."""
+        return LiveView(self.aio.frames, lambda cb: self.on("*", cb), rows, max_rate,
+                        columns=columns)
 
     def export(self, path: str | Path) -> Path:
         """Write the conversation DataFrame to ``.parquet``, ``.json`` or ``.jsonl``; read it

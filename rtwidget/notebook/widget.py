@@ -480,9 +480,9 @@ class VoiceChat(anywidget.AnyWidget):
         """A typed turn that waits for the reply's text; a reply in progress ends first."""
         return self.session.ask(text, timeout)
 
-    def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
-        """A DataFrame view that redraws in place as the talk goes on."""
-        return self.session.live(rows, max_rate)
+    def live(self, rows: int = 20, max_rate: float = 4.0, columns: Any = None) -> LiveView:
+        """A DataFrame view redrawn in place as the talk goes on (see ``session.live``)."""
+        return self.session.live(rows, max_rate, columns)
 
     def close(self) -> None:
         """End the session. The widget stays on the page, read-only, saying it is closed, with
