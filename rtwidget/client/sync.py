@@ -221,6 +221,13 @@ class RealtimeSession:
         return self.aio.endpoint
 
     @property
+    def recording(self) -> Path | None:
+        """The folder this session records to (``record=``; ``True`` picks one under
+        ``recordings/``), or ``None``; load it back with :func:`rtwidget.load_recording`."""
+        recorder = self.aio.recorder
+        return None if recorder is None else recorder.folder
+
+    @property
     def connected(self) -> bool:
         """Whether the connection is open right now."""
         return self.aio.connected
