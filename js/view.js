@@ -98,7 +98,9 @@ export function renderView(engine, model, el) {
     h("div", { class: "rtw-bar" }, connBtn, micBtn, pttBtn, stopBtn, meter, state,
       h("label", { class: "rtw-phones", title: "With headphones the mic stays open while " +
         "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick,
-      probeBtn, transport, provider),
+      probeBtn),
+    // who answers and how audio travels: one quiet line under the controls, never wrapped
+    h("div", { class: "rtw-info" }, provider, transport),
     notice, error, transcript, form);
   listenPushToTalkKey(root, engine, model);
   const controls = [connBtn, micBtn, pttBtn, stopBtn, probeBtn, phones, voicePick, input,
