@@ -128,3 +128,20 @@ def test_a_closed_chat_keeps_its_widget_read_only_with_its_transcript(
     assert rows and "Remember me." in repr(rows[-1])
     page({"type": "text", "text": "Anyone there?"})  # read-only: ignored, nothing raised
     assert len(chat.df) == 2
+
+
+def test_what_a_widget_logs_handling_its_page_goes_to_its_chat(
+        server: LocalServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """The kernel may run comm messages on the main thread: still the chat's, not a cell's."""
+    chat = rt.chat("local", url=server.url, output_modalities=["text"])
+    try:
+        eventually(lambda: chat.status == "connected", what="connected")
+        chat._handle_msg({"content": {"data": {"method": "custom", "content": {
+            "type": "no-such-message"}}}, "buffers": []})
+        got = eventually(lambda: [m for m in _messages(chat.session)
+                                  if "no-such-message" in m["message"]], what="the message")
+        assert got[0]["logger"] == "rtwidget.widget"
+        eventually(lambda: "no-such-message" in chat.notice, what="shown in the widget")
+    finally:
+        chat.close()
+    assert capsys.readouterr().err == ""
