@@ -97,10 +97,9 @@ export function renderView(engine, model, el) {
   const root = h("div", { class: "rtw" },
     h("div", { class: "rtw-bar" }, connBtn, micBtn, pttBtn, stopBtn, meter, state,
       h("label", { class: "rtw-phones", title: "With headphones the mic stays open while " +
-        "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick,
-      probeBtn),
-    // who answers and how audio travels: one quiet line under the controls, never wrapped
-    h("div", { class: "rtw-info" }, provider, transport),
+        "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick),
+    // who answers, how audio travels and the latency test: one quiet line under the controls
+    h("div", { class: "rtw-info" }, provider, transport, probeBtn),
     notice, error, transcript, form);
   listenPushToTalkKey(root, engine, model);
   const controls = [connBtn, micBtn, pttBtn, stopBtn, probeBtn, phones, voicePick, input,
