@@ -145,3 +145,20 @@ def test_what_a_widget_logs_handling_its_page_goes_to_its_chat(
     finally:
         chat.close()
     assert capsys.readouterr().err == ""
+
+
+def test_a_warning_in_the_notice_line_gives_way_once_the_session_is_back() -> None:
+    from types import SimpleNamespace
+
+    from rtwidget.notebook.notices import Notices
+    from rtwidget.protocol.items import Update
+
+    widget = SimpleNamespace(notice="Talking to the local server.", error="", status="connected")
+    notices = Notices(widget)
+    notices.message(Update("rtwidget.message"), {"level": "warning",
+                                                 "message": "connection lost; reconnecting"})
+    assert widget.notice == "connection lost; reconnecting" and not widget.error
+    notices.server_news(Update("rtwidget.reconnected"), {})
+    assert widget.notice == "Talking to the local server." and widget.status == "connected"
+    notices.message(Update("rtwidget.message"), {"level": "error", "message": "it broke"})
+    assert widget.error == "it broke" and widget.notice == "Talking to the local server."

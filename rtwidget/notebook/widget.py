@@ -30,6 +30,7 @@ from ..protocol import events
 from ..protocol.audio import encode_audio
 from ..protocol.items import Update
 from .interrupts import Interrupts
+from .notices import Notices
 from .push_to_talk import PushToTalk
 from .rows import RowFeed
 from .timings import BrowserTimings, LatencyProbe
@@ -72,7 +73,7 @@ class VoiceChat(anywidget.AnyWidget):
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._crash = ""  # why the local server went, until the session is back
+        self._notices = Notices(self)
         self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
                       "audio_dropped": 0, "truncations": 0, "backchannel_out": 0}
         self._audio_sent = self._audio_acked = 0
@@ -109,16 +110,12 @@ class VoiceChat(anywidget.AnyWidget):
             "session.created": lambda *_: self._show_provider(),
             "session.updated": lambda *_: self._show_provider(),
             "rtwidget.reconnecting": lambda *_: setattr(self, "status", "reconnecting"),
-            "rtwidget.reconnected": self._on_server_news,
-            "rtwidget.server_crashed": self._on_server_news,
+            "rtwidget.reconnected": self._notices.server_news,
+            "rtwidget.server_crashed": self._notices.server_news,
             "rtwidget.closed": self._on_closed,
             "rtwidget.interrupted": self._interrupts.interrupted,
             "error": self._on_error,
-            # a warning or error made on the session's threads (kept in session.events): shown
-            # here, never printed into whichever cell the kernel ran last
-            "rtwidget.message": lambda _, e: setattr(
-                self, "error" if e.get("level") in ("error", "critical") else "notice",
-                str(e.get("message", ""))),
+            "rtwidget.message": self._notices.message,  # never printed into a cell
         }
         self.on_msg(self._on_msg)
         self._bind(session)
@@ -405,16 +402,6 @@ class VoiceChat(anywidget.AnyWidget):
     def _on_closed(self, update: Update, event: dict[str, Any]) -> None:
         self.status = "closed"
         self.error = str(event.get("reason", ""))
-
-    def _on_server_news(self, update: Update, event: dict[str, Any]) -> None:
-        """Reconnected, or the local server died and is being restarted: say so in words."""
-        crashed = update.type == "rtwidget.server_crashed"
-        self.status = "reconnecting" if crashed else "connected"
-        cause = str(event.get("cause", "")) if crashed else self._crash
-        if cause:
-            then = "restarting it…" if crashed else "it was restarted, the conversation restored."
-            self.notice = f"{cause[:1].upper()}{cause[1:]}; {then}"
-        self._crash = cause if crashed else ""
 
     def _on_error(self, update: Update, event: dict[str, Any]) -> None:
         if self._interrupts.shown(event):  # (not a cancel that raced the reply's end)
