@@ -21,11 +21,12 @@ function pushToTalkButton(engine) {
   return btn;
 }
 
-/** Space held while the widget has focus (not in the text box) is push-to-talk. */
-function listenPushToTalkKey(root, engine) {
+/** Space held while the widget has focus is push-to-talk: on the widget itself, not in the
+ * text box, a list or on a button (Space presses a focused button, as everywhere). */
+function listenPushToTalkKey(root, engine, model) {
   root.tabIndex = 0;
-  const isSpace = (e) => e.code === "Space" && !["INPUT", "SELECT", "TEXTAREA"].includes(
-    e.target.tagName);
+  const isSpace = (e) => e.code === "Space" && !model.get("ended") &&
+    !["INPUT", "SELECT", "TEXTAREA", "BUTTON"].includes(e.target.tagName);
   root.addEventListener("keydown", (e) => {
     if (!isSpace(e)) return;
     e.preventDefault();
@@ -96,10 +97,13 @@ export function renderView(engine, model, el) {
   const root = h("div", { class: "rtw" },
     h("div", { class: "rtw-bar" }, connBtn, micBtn, pttBtn, stopBtn, meter, state,
       h("label", { class: "rtw-phones", title: "With headphones the mic stays open while " +
-        "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick,
-      probeBtn, transport, provider),
+        "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick),
+    // who answers, how audio travels and the latency test: one quiet line under the controls
+    h("div", { class: "rtw-info" }, provider, transport, probeBtn),
     notice, error, transcript, form);
-  listenPushToTalkKey(root, engine);
+  listenPushToTalkKey(root, engine, model);
+  const controls = [connBtn, micBtn, pttBtn, stopBtn, probeBtn, phones, voicePick, input,
+    form.querySelector("button")];
   el.append(root);
 
   const rows = transcriptRows(transcript);
@@ -127,6 +131,12 @@ export function renderView(engine, model, el) {
   function update() {
     const rowsChanged = rows.sync(engine.rows);
     const status = model.get("status");
+    const ended = !!model.get("ended");
+    if (ended && engine.micOn) engine.stopMic();
+    for (const c of controls) {
+      const off = ended || (c === probeBtn && !!engine.probing);
+      if (c.disabled !== off) c.disabled = off;
+    }
     const busy = engine.busy;
     const label = status !== "connected" ? status :
       busy ? "kernel busy" : engine.playing ? "speaking" : model.get("phase") || "idle";
@@ -136,7 +146,7 @@ export function renderView(engine, model, el) {
       framesSent: engine.stats.framesSent, pushedBytes: engine.stats.pushedBytes,
       playedMs: Math.round(engine.stats.playedMs), started: engine.stats.started,
       underruns: engine.stats.underruns, micOn: engine.micOn, acked: engine.acked,
-      ptt: engine.pttHeld, transport: model.get("transport"),
+      ptt: engine.pttHeld, transport: model.get("transport"), ended,
     });
     pttBtn.classList.toggle("rtw-on", engine.pttHeld);
     setText(transport, model.get("transport") ? `audio: ${model.get("transport")}` : "");
@@ -146,18 +156,19 @@ export function renderView(engine, model, el) {
     const width = `${Math.min(100, Math.round(engine.level * 400))}%`;
     if (meter.firstChild.style.width !== width) meter.firstChild.style.width = width;
     setText(provider, model.get("provider"));
+    provider.title = model.get("provider");
     const names = engine.voices;
     if (voicePick.options.length !== names.length) {
       voicePick.replaceChildren(...names.map((n) => h("option", { value: n }, n)));
       if (names.includes(engine.voice)) voicePick.value = engine.voice;
     }
     voicePick.style.display = names.length ? "" : "none";
-    setText(notice, [model.get("notice"), engine.pttMode ? "Push-to-talk: hold the " +
+    setText(notice, [ended ? "This chat is closed: its transcript stays here and in " +
+      "chat.df. Start a new chat to talk again." : "", model.get("notice"), engine.pttMode ? "Push-to-talk: hold the " +
       "button (or Space) to talk; the agent stops, and answers when you let go." :
       engine.gated && engine.micOn ?
       "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : "",
       probeText(engine)].filter(Boolean).join(" "));
-    probeBtn.disabled = !!engine.probing;
     setText(error, engine.message || model.get("error"));
     if (rowsChanged) {
       rows.draw(false);
@@ -177,7 +188,7 @@ export function renderView(engine, model, el) {
   };
   engine.listeners.add(schedule);
   const onChange = schedule;
-  const TRAITS = ["status", "phase", "provider", "notice", "error", "transport"];
+  const TRAITS = ["status", "phase", "provider", "notice", "error", "transport", "ended"];
   for (const name of TRAITS) {
     model.on(`change:${name}`, onChange);
   }

@@ -175,3 +175,27 @@ def test_deleted_items_can_be_included_on_request() -> None:
     conv.apply({"type": "conversation.item.deleted", "item_id": "a"})
     assert conversation_frame(conv).empty
     assert list(conversation_frame(conv, include_deleted=True)["status"]) == ["deleted"]
+
+
+def test_the_live_view_shows_the_columns_a_person_reads_unless_asked_for_more() -> None:
+    from rtwidget.data.frame import READABLE
+
+    conv = Conversation()
+    conv.apply({"type": "conversation.item.added", "item": {
+        "id": "i0", "type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "hello"}]}})
+    shown: list[Any] = []
+
+    def show(obj: Any, display_id: bool) -> None:
+        shown.append(obj)
+
+    def subscribe(cb: Any) -> Any:
+        return lambda: None
+
+    LiveView(FrameCache(conv), subscribe, display=show)
+    LiveView(FrameCache(conv), subscribe, display=show, columns="all")
+    LiveView(FrameCache(conv), subscribe, display=show, columns=["text"])
+    assert [list(f.columns) for f in shown] == [list(READABLE), list(COLUMNS), ["text"]]
+    assert shown[0]["text"].iloc[0] == "hello"
+    with pytest.raises(rt.InvalidInput):
+        LiveView(FrameCache(conv), subscribe, display=show, columns=["nope"])

@@ -227,7 +227,7 @@ def test_turn_latency_columns_are_ordered_from_the_end_of_speech(
     assert typed["response_s"].notna().all() and typed["speech_end_at"].notna().all()
     assert live[live["role"] != "user"][["vad_s", "response_s", "played_s"]].isna().all().all()
     table = rt.turn_latency(live)
-    assert list(table["kind"]) == ["typed", "spoken", "typed"]
+    assert list(table["kind"]) == ["typed", "spoken", "audio item"]
     assert (table[["reply_ms", "audio_ms"]].fillna(0) >= 0).all().all()
     import matplotlib
 

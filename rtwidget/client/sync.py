@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,12 +24,14 @@ from ..protocol.conversation import Conversation
 from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError, WaitTimeout
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
+from . import messages
 from .events import AudioListener, Listener, Predicate, UpdateListener
 from .options import SessionOptions
 from .providers import Endpoint, resolve
 from .session import AsyncRealtimeSession
 
 log = logging.getLogger("rtwidget.session")
+messages.install()  # the session's warnings and tracebacks go to it, not to a cell
 
 T = TypeVar("T")
 _POLL = 0.25  # how often a blocked caller checks that the session's loop is still alive
@@ -101,11 +103,14 @@ class RealtimeSession:
         self._audio_wake = False
         # before the thread starts: a configuration it refuses leaves nothing running
         self.aio = AsyncRealtimeSession(endpoint, options=options, conversation=conversation)
+        self._loop.set_exception_handler(messages.loop_exception)
+        self._detach_messages = messages.attach(self._thread, self._message)
         self._thread.start()
         if connect:
             try:
                 self.connect()
             except BaseException:
+                self._detach_messages()
                 self._stop_loop()
                 raise
 
@@ -150,6 +155,14 @@ class RealtimeSession:
         except BaseException:
             future.cancel()
             raise
+
+    def _message(self, fields: dict[str, Any]) -> None:
+        """A warning, error or traceback made on this session's thread (or on a thread no
+        session owns): an ``rtwidget.message`` event in its log, shown by its widget."""
+        self.call_soon(self._note_message, fields)
+
+    def _note_message(self, fields: dict[str, Any]) -> None:
+        self.aio.note("rtwidget.message", **fields)  # kept in the log, also after close
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
         if self.aio.closed or not self._thread.is_alive():
@@ -208,6 +221,13 @@ class RealtimeSession:
         return self.aio.endpoint
 
     @property
+    def recording(self) -> Path | None:
+        """The folder this session records to (``record=``; ``True`` picks one under
+        ``recordings/``), or ``None``; load it back with :func:`rtwidget.load_recording`."""
+        recorder = self.aio.recorder
+        return None if recorder is None else recorder.folder
+
+    @property
     def connected(self) -> bool:
         """Whether the connection is open right now."""
         return self.aio.connected
@@ -244,10 +264,13 @@ class RealtimeSession:
         """The raw event log as a DataFrame: direction, type, time, size, payload."""
         return events_frame(self.conversation)
 
-    def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
+    def live(self, rows: int = 20, max_rate: float = 4.0,
+             columns: Sequence[str] | str | None = None) -> LiveView:
         """Show the DataFrame's last ``rows`` rows and redraw them in place as the talk goes on,
-        at most ``max_rate`` times a second. ``.stop()`` on the result freezes it."""
-        return LiveView(self.aio.frames, lambda cb: self.on("*", cb), rows, max_rate)
+        at most ``max_rate`` times a second: who, what was said, tool and latency by default
+        (``columns="all"`` for every column, or a list). ``.stop()`` on the result freezes it."""
+        return LiveView(self.aio.frames, lambda cb: self.on("*", cb), rows, max_rate,
+                        columns=columns)
 
     def export(self, path: str | Path) -> Path:
         """Write the conversation DataFrame to ``.parquet``, ``.json`` or ``.jsonl``; read it
@@ -284,6 +307,7 @@ class RealtimeSession:
             with contextlib.suppress(Exception):
                 self._loop.run_until_complete(asyncio.wait_for(self.aio.close(), 10))
         self._stop_loop()
+        self._detach_messages()
 
     def __enter__(self) -> RealtimeSession:
         return self

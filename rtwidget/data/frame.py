@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,17 +244,30 @@ def load(path: str | Path) -> pd.DataFrame:
     return coerce(df, COLUMNS)
 
 
+READABLE = ("role", "text", "tool_name", "error", "response_s", "played_s")
+"""The columns a person reads as the talk goes on: who, what was said, the tool called and
+what went wrong, and how long after the end of the turn the reply began and was heard."""
+
+
 class LiveView:
     """A DataFrame display that redraws in place as the conversation changes, at most
-    ``max_rate`` times a second however fast events arrive. Call :meth:`stop` to freeze it."""
+    ``max_rate`` times a second however fast events arrive. Call :meth:`stop` to freeze it.
+    ``columns`` are :data:`READABLE` by default, ``"all"`` for every column, or a list."""
 
     def __init__(self, frames: FrameCache, subscribe: Callable[[Callable[[Any], None]],
                  Callable[[], None]], rows: int = 20, max_rate: float = 4.0,
-                 display: Callable[..., Any] | None = None) -> None:
+                 display: Callable[..., Any] | None = None,
+                 columns: Sequence[str] | str | None = None) -> None:
         from IPython.display import display as ipy_display
 
         self.frames = frames
         self.rows = rows
+        self.columns = (list(COLUMNS) if columns == "all" else
+                        list(READABLE) if columns is None else
+                        [columns] if isinstance(columns, str) else list(columns))
+        unknown = [c for c in self.columns if c not in COLUMNS]
+        if unknown:
+            raise InvalidInput(f"no such column: {', '.join(unknown)}; see rtwidget.COLUMNS")
         self.interval = 1.0 / max_rate
         self.redraws = 0
         self._last = 0.0
@@ -265,7 +278,7 @@ class LiveView:
         self._off = subscribe(self._changed)
 
     def _view(self) -> pd.DataFrame:
-        return self.frames.get().tail(self.rows)
+        return self.frames.get()[self.columns].tail(self.rows)
 
     def _changed(self, _: Any = None) -> None:
         with self._lock:
@@ -273,7 +286,7 @@ class LiveView:
                 return
             wait = max(0.0, self._last + self.interval - time.monotonic())
             self._timer = threading.Timer(wait, self._redraw)
-            self._timer.daemon = True
+            self._timer.name, self._timer.daemon = "rtwidget-live-view", True
             self._timer.start()
 
     def _redraw(self) -> None:

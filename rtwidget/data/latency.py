@@ -44,8 +44,10 @@ def _device_ms(source: Any) -> float | None:
 
 
 def turn_latency(source: Any, device_out_ms: float | None = None) -> pd.DataFrame:
-    """One row per user turn: what the user said and, in ms, how long each stage added (see
-    :data:`STAGES`; a stage that did not happen, or came before the one it follows, adds 0),
+    """One row per user turn: its ``kind`` (``spoken``: streamed audio the server's VAD cut;
+    ``audio item``: a pre-recorded audio message; ``typed``), what the user said and, in ms,
+    how long each stage added (see :data:`STAGES`; a stage that did not happen, or came before
+    the one it follows, adds 0),
     the device's output latency and the ``total_ms`` until the reply could be heard.
 
     ``source`` is a conversation DataFrame or anything with ``df`` (a session, the widget, a
@@ -57,8 +59,9 @@ def turn_latency(source: Any, device_out_ms: float | None = None) -> pd.DataFram
     turns = df[(df["role"] == "user") & (df["type"] == "message")]
     rows = []
     for row in turns.itertuples(index=False):
-        spoken = not _na(row.vad_s)
-        out: dict[str, Any] = {"position": row.position, "kind": "spoken" if spoken else "typed",
+        audio_in = 0.0 if _na(row.audio_in_s) else float(row.audio_in_s)  # type: ignore[arg-type]
+        kind = "spoken" if not _na(row.vad_s) else "audio item" if audio_in > 0 else "typed"
+        out: dict[str, Any] = {"position": row.position, "kind": kind,
                                "text": row.text, "speech_end_at": row.speech_end_at}
         reached = 0.0
         for column, source_column, _ in STAGES:
@@ -104,5 +107,7 @@ def plot_latency(source: Any, ax: Any = None, device_out_ms: float | None = None
     ax.set_xlabel("ms after the end of the user's turn")
     ax.set_title("Where each turn's time went")
     if len(table):
-        ax.legend(loc="lower right", fontsize="small")
+        # beside the bars, not over them (the notebook's inline figures keep what is outside)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
+                  frameon=False)
     return ax

@@ -4,8 +4,15 @@ synchronised clocks): mic frame to kernel, kernel to first sample played, device
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol.errors import UsageError, WaitTimeout
+
+PROBE_FIELDS = ("heard", "roundtrip_ms", "output_ms", "input_ms", "rate", "score", "error")
 
 
 class BrowserTimings:
@@ -45,3 +52,31 @@ class BrowserTimings:
         out["first_playback_start_ms"] = float(starts[0]) if starts else float("nan")
         out["device_roundtrip_ms"] = float(roundtrip_ms)
         return out
+
+
+class LatencyProbe:
+    """The page's audio round trip test (the Latency test button, or ``chat.probe_latency()``):
+    the page plays a chirp, listens for it and sends the result, kept in :attr:`result`."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], None], front_ready: threading.Event,
+                 note: Callable[..., None]) -> None:
+        self._send, self._front_ready, self._note = send, front_ready, note
+        self.result: dict[str, Any] = {}
+        self._done = threading.Event()
+
+    def answered(self, content: dict[str, Any]) -> None:
+        """The page's result arrived (after the button or :meth:`run`)."""
+        self.result = {k: content.get(k) for k in PROBE_FIELDS if content.get(k) is not None}
+        self._done.set()
+        self._note("rtwidget.latency_probe", **self.result)
+
+    def run(self, timeout: float) -> dict[str, Any]:
+        """Ask the page to run the test and wait for its result."""
+        if not self._front_ready.is_set():
+            raise UsageError("the widget is not on screen yet: display it first")
+        self._done.clear()
+        self._send({"type": "probe"})
+        if not self._done.wait(timeout):
+            raise WaitTimeout(f"the browser sent no probe result within {timeout:g} s "
+                               "(press Latency test; the result lands in chat.probe)")
+        return dict(self.result)

@@ -21,18 +21,19 @@ import anywidget
 import pandas as pd
 import traitlets
 
+from ..client import messages
 from ..client.local_process import local_server
 from ..client.recorder import next_free_folder
 from ..client.sync import RealtimeSession
 from ..data.frame import LiveView
 from ..protocol import events
 from ..protocol.audio import encode_audio
-from ..protocol.errors import UsageError, WaitTimeout
 from ..protocol.items import Update
 from .interrupts import Interrupts
+from .notices import Notices
 from .push_to_talk import PushToTalk
 from .rows import RowFeed
-from .timings import BrowserTimings
+from .timings import BrowserTimings, LatencyProbe
 from .transport import PROBE, audio_payload, backchannel_pcm
 from .voice_picker import voice_picker
 
@@ -43,7 +44,7 @@ ACK_EVERY = 10
 ROW_INTERVAL = 0.15
 MAX_UNACKED_AUDIO_BYTES = 30 * 48_000  # 30 s of audio the page has not confirmed
 BACKCHANNEL_DELTA = "response.backchannel.audio.delta"  # Inworld's back-channel audio
-SHOWN_TRAITS = ("status", "phase", "provider", "notice", "error", "transport")
+SHOWN_TRAITS = ("status", "phase", "provider", "notice", "error", "transport", "ended")
 LOCAL_NOTICE = ("No INWORLD_API_KEY or OPENAI_API_KEY in the environment: talking to the "
                 "embedded local server.")
 
@@ -67,10 +68,12 @@ class VoiceChat(anywidget.AnyWidget):
     #: how audio travels between page and kernel: "binary" (comm buffers), "base64" (in the
     #: JSON, where the front end drops buffers), or "" until the page has said which works
     transport = traitlets.Unicode("").tag(sync=True)
+    #: the chat was closed (``close()``): the page keeps it, read-only, with its transcript
+    ended = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._crash = ""  # why the local server went, until the session is back
+        self._notices = Notices(self)
         self._lifecycle, self._closed = threading.Lock(), False  # Connect, Disconnect, close
         self.stats = {"frames_in": 0, "bytes_in": 0, "bad_frames": 0, "audio_out": 0,
                       "audio_dropped": 0, "truncations": 0, "backchannel_out": 0}
@@ -86,15 +89,15 @@ class VoiceChat(anywidget.AnyWidget):
         self._timings = BrowserTimings()
         self._interrupts = Interrupts(lambda: self.session, self.send, self._front_ready)
         self._offs: list[Any] = []
-        self.probe: dict[str, Any] = {}
-        self._probe_done = threading.Event()
+        self._probe = LatencyProbe(self.send, self._front_ready,
+                                   lambda kind, **f: self.session.note(kind, **f))
         self._messages: dict[str, Callable[[dict[str, Any], list[memoryview]], None]] = {
             "audio": self._on_mic_frame, "ready": self._on_ready, "text": self._on_text,
             "played": self._on_played, "interrupt": self._on_interrupt,
             "transport": self._on_transport, "ptt": self._on_ptt, "mic": self._on_mic,
             "disconnect": self._on_disconnect, "connect": self._on_connect,
             "client_error": self._on_client_error, "voice": self._on_voice,
-            "audio_ack": self._on_audio_ack, "probe_result": self._on_probe,
+            "audio_ack": self._on_audio_ack, "probe_result": lambda c, _: self._probe.answered(c),
             "playback_started": self._on_playback_started, "stopped": self._interrupts.stopped,
         }
         self._updates: dict[str, Callable[[Update, dict[str, Any]], None]] = {
@@ -108,11 +111,12 @@ class VoiceChat(anywidget.AnyWidget):
             "session.created": lambda *_: self._show_provider(),
             "session.updated": lambda *_: self._show_provider(),
             "rtwidget.reconnecting": lambda *_: setattr(self, "status", "reconnecting"),
-            "rtwidget.reconnected": self._on_server_news,
-            "rtwidget.server_crashed": self._on_server_news,
+            "rtwidget.reconnected": self._notices.server_news,
+            "rtwidget.server_crashed": self._notices.server_news,
             "rtwidget.closed": self._on_closed,
             "rtwidget.interrupted": self._interrupts.interrupted,
             "error": self._on_error,
+            "rtwidget.message": self._notices.message,  # never printed into a cell
         }
         self.on_msg(self._on_msg)
         self._bind(session)
@@ -144,7 +148,8 @@ class VoiceChat(anywidget.AnyWidget):
             else:
                 self.status = "connected"
                 self._show_provider()
-                threading.Thread(target=self._load_voices, daemon=True).start()
+                threading.Thread(target=self._load_voices, name="rtwidget-voices",
+                                 daemon=True).start()
                 if self.notice == LOCAL_NOTICE:
                     self.notice = f"{LOCAL_NOTICE} ({local_server().description})"
                 self._schedule_rows(reset=True)
@@ -169,14 +174,18 @@ class VoiceChat(anywidget.AnyWidget):
     def _on_msg(self, _: Any, content: dict[str, Any], buffers: list[memoryview]) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         handler = self._messages.get(kind) if isinstance(kind, str) else None
-        if handler is None:
-            log.warning("widget: ignored a message of unknown type %r", kind)
-            return
-        try:
-            handler(content, buffers)
-        except Exception as exc:
-            log.exception("widget: failed on a %r message", kind)
-            self._call_on_loop(self._set_error, f"{type(exc).__name__}: {exc}")
+        if self.ended and kind != "ready":
+            return  # a closed chat is read-only: only a new page's hello gets an answer
+        # whatever is logged here belongs to this chat, not to the cell the kernel ran last
+        with messages.speaking_for(self.session._message):
+            if handler is None:
+                log.warning("widget: ignored a message of unknown type %r", kind)
+                return
+            try:
+                handler(content, buffers)
+            except Exception as exc:
+                log.exception("widget: failed on a %r message", kind)
+                self._call_on_loop(self._set_error, f"{type(exc).__name__}: {exc}")
 
     def _on_ready(self, content: dict[str, Any], buffers: list[memoryview]) -> None:
         """A new page (or a reload): its audio count starts at 0."""
@@ -211,10 +220,12 @@ class VoiceChat(anywidget.AnyWidget):
         self._call_on_loop(self._set_phase, "listening" if self._mic_on else "idle")
 
     def _on_disconnect(self, content: dict[str, Any], _: list[memoryview]) -> None:
-        threading.Thread(target=self._disconnect, daemon=True).start()
+        threading.Thread(target=self._disconnect, name="rtwidget-disconnect",
+                         daemon=True).start()
 
     def _on_connect(self, content: dict[str, Any], _: list[memoryview]) -> None:
-        threading.Thread(target=self._reconnect, daemon=True).start()
+        threading.Thread(target=self._reconnect, name="rtwidget-connect",
+                         daemon=True).start()
 
     def _on_client_error(self, content: dict[str, Any], _: list[memoryview]) -> None:
         log.warning("widget: %s", content.get("message"))
@@ -283,12 +294,6 @@ class VoiceChat(anywidget.AnyWidget):
             return
         self._timings.playback_started(item_id, at_ms, content.get("device_ms"))
         self.session.note("rtwidget.playback_started", item_id=item_id, at=at_ms / 1000)
-
-    def _on_probe(self, content: dict[str, Any], _: list[memoryview]) -> None:
-        fields = ("heard", "roundtrip_ms", "output_ms", "input_ms", "rate", "score", "error")
-        self.probe = {k: content.get(k) for k in fields if content.get(k) is not None}
-        self._probe_done.set()
-        self.session.note("rtwidget.latency_probe", **self.probe)
 
     def _on_played(self, content: dict[str, Any], _: list[memoryview]) -> None:
         """The browser stopped playing an item after ``audio_end_ms``: cut the rest."""
@@ -405,16 +410,6 @@ class VoiceChat(anywidget.AnyWidget):
         self.status = "closed"
         self.error = str(event.get("reason", ""))
 
-    def _on_server_news(self, update: Update, event: dict[str, Any]) -> None:
-        """Reconnected, or the local server died and is being restarted: say so in words."""
-        crashed = update.type == "rtwidget.server_crashed"
-        self.status = "reconnecting" if crashed else "connected"
-        cause = str(event.get("cause", "")) if crashed else self._crash
-        if cause:
-            then = "restarting it…" if crashed else "it was restarted, the conversation restored."
-            self.notice = f"{cause[:1].upper()}{cause[1:]}; {then}"
-        self._crash = cause if crashed else ""
-
     def _on_error(self, update: Update, event: dict[str, Any]) -> None:
         if self._interrupts.shown(event):  # (not a cancel that raced the reply's end)
             self.error = str(update.error) if update.error else "the server reported an error"
@@ -454,14 +449,12 @@ class VoiceChat(anywidget.AnyWidget):
         heard ``roundtrip_ms`` (output + input latency of this device), plus what the browser
         reports (``output_ms``, ``input_ms``) or an ``error``. Needs speakers the mic can
         hear."""
-        if not self._front_ready.is_set():
-            raise UsageError("the widget is not on screen yet: display it first")
-        self._probe_done.clear()
-        self.send({"type": "probe"})
-        if not self._probe_done.wait(timeout):
-            raise WaitTimeout(f"the browser sent no probe result within {timeout:g} s "
-                               "(press Latency test; the result lands in chat.probe)")
-        return dict(self.probe)
+        return self._probe.run(timeout)
+
+    @property
+    def probe(self) -> dict[str, Any]:
+        """The last latency test's result (see :meth:`probe_latency`)."""
+        return self._probe.result
 
     @property
     def df(self) -> pd.DataFrame:
@@ -481,19 +474,21 @@ class VoiceChat(anywidget.AnyWidget):
         """A typed turn that waits for the reply's text; a reply in progress ends first."""
         return self.session.ask(text, timeout)
 
-    def live(self, rows: int = 20, max_rate: float = 4.0) -> LiveView:
-        """A DataFrame view that redraws in place as the talk goes on."""
-        return self.session.live(rows, max_rate)
+    def live(self, rows: int = 20, max_rate: float = 4.0, columns: Any = None) -> LiveView:
+        """A DataFrame view redrawn in place as the talk goes on (see ``session.live``)."""
+        return self.session.live(rows, max_rate, columns)
 
     def close(self) -> None:
-        """End the session and the widget."""
+        """End the session. The widget stays on the page, read-only, saying it is closed, with
+        the transcript (and ``chat.df``) as they were."""
         with self._lifecycle:
             self._closed = True
             for off in self._offs:
                 off()
             self._offs = []
             self.session.close()
-        super().close()
+        self._flush_rows()  # the last rows, from here: the session's loop has stopped
+        self.phase, self.status, self.ended = "idle", "closed", True
 
     def __repr__(self) -> str:
         return f"<VoiceChat {self.session!r}>"
