@@ -96,6 +96,13 @@ def _speech() -> Any:
 
 
 def _rss_mb() -> float:
+    """This process's resident memory now (MB)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def _peak_mb() -> float:
+    """The most memory this process has held (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -143,7 +150,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     results["turns"] = _conversation(speech, quick)
     gc.collect()
     results["pauses"] = _pauses(speech, quick)
+    gc.collect()
     results["memory_mb"]["after_turns"] = _rss_mb()
+    results["memory_mb"]["peak"] = _peak_mb()
     return results
 
 
@@ -425,7 +434,8 @@ def report(results: dict[str, Any]) -> str:
     rows += [
         ["time to the first whole reply sentence (SmolLM2-135M, in the server's engine)",
          f"{results['llm_first_token_ms']:.0f} ms"],
-        ["memory: before engines / loaded / after turns (max RSS)",
+        ["memory of this benchmark's process (it loads the engines for each section): "
+         "before engines / loaded / after its sections / peak",
          " / ".join(f"{v:.0f} MB" for v in results["memory_mb"].values())],
     ]
     return table("Offline engines: natural test voices, speech streamed to the local server",

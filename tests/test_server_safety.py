@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 from rtwidget import RealtimeSession
 from rtwidget.protocol import events
-from rtwidget.server import LocalServer, ScriptedReplyEngine
+from rtwidget.server import LocalServer, ScriptedReplyEngine, ToneSynthesizer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -221,3 +221,25 @@ def test_a_cancel_read_before_its_response_ran_ends_it() -> None:
     assert sent[-1]["type"] == "response.done"
     assert sent[-1]["response"]["status"] == "completed"
     assert sent[-1]["response"]["output"][0]["content"][0]["text"] == "You said: hello"
+
+
+def test_a_long_talk_keeps_only_the_newest_audio(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rtwidget.server import items as server_items
+
+    monkeypatch.setattr(server_items, "AUDIO_KEPT_BYTES", 300_000)  # about six seconds
+    with LocalServer(synthesizer=ToneSynthesizer()) as server, RealtimeSession(
+            "local", url=server.url, output_modalities=["audio"]) as session:
+        for n in range(8):
+            session.ask(f"number {n} and some more words to say out loud")
+        kept = next(iter(server.connections)).items.items
+        with_audio = [i for i in kept if i.pcm]
+        assert sum(len(i.pcm) for i in with_audio) <= 300_000 + len(kept[-1].pcm)
+        assert kept[-1].pcm and not kept[1].pcm  # the newest reply keeps its samples
+        old = kept[1]
+        assert old.audio_ms() > 0  # its length and words stay
+        retrieved = session.retrieve(old.id)
+        assert "audio" not in retrieved["content"][0] and retrieved["content"][0]["transcript"]
+        half = old.audio_ms() // 2
+        session.truncate(old.id, half)  # what was heard can still be cut
+        assert old.audio_ms() == half
+        assert "more words" in session.ask("say more words")

@@ -23,6 +23,9 @@ from .validation import Problem, check_item, decode_base64_audio
 log = logging.getLogger("rtwidget.server")
 
 
+AUDIO_KEPT_BYTES = 8 * 1024 * 1024  # about three minutes of speech, both sides together
+
+
 @dataclass(eq=False)  # identity: list.index() then compares pointers, not contents
 class Item:
     """A conversation item as the server keeps it; audio apart from the public fields."""
@@ -31,6 +34,7 @@ class Item:
     pcm: bytearray = field(default_factory=bytearray)
     counted: int = 0  # bytes charged to the session's budget when it was added
     marks: list[Mark] = field(default_factory=list)  # where each spoken sentence begins
+    forgotten_ms: int | None = None  # how long its audio was, once its samples are let go
 
     @property
     def id(self) -> str:
@@ -47,8 +51,12 @@ class Item:
         return out
 
     def audio_ms(self) -> int:
-        """How long its audio lasts."""
-        return len(self.pcm) // BYTES_PER_MS
+        """How long its audio lasts (also once its samples are forgotten)."""
+        return self.forgotten_ms if self.forgotten_ms is not None else len(self.pcm) // BYTES_PER_MS
+
+    def forget_audio(self) -> None:
+        """Let its samples go, keeping its words and how long it was."""
+        self.forgotten_ms, self.pcm = self.audio_ms(), bytearray()
 
     def size(self) -> int:
         """Bytes it holds, as counted against the session's budget (taken when it is added)."""
@@ -121,6 +129,7 @@ class Items:
         self._by_id[item.id] = item
         item.counted = item.size()
         self.stored_bytes += item.counted
+        self._forget_old_audio()
         previous = self.previous_id(index)
         public = item.public()
         await self._session.emit({"type": "conversation.item.added",
@@ -195,6 +204,17 @@ class Items:
                                   "item_id": event["item_id"]})
         return None
 
+    def _forget_old_audio(self) -> None:
+        """Keep the samples of the newest items within :data:`AUDIO_KEPT_BYTES`; older items
+        keep their words and length (a long talk would otherwise grow the server by every
+        second said and heard; a reply's audio arrives after its item is added, so it is
+        counted at the next item)."""
+        kept = 0
+        for item in reversed(self.items):
+            kept += len(item.pcm)
+            if kept > AUDIO_KEPT_BYTES and item.pcm:
+                item.forget_audio()
+
     async def truncate(self, event: dict[str, Any]) -> Problem | None:
         """``conversation.item.truncate``: cut an assistant's audio where playback stopped."""
         item = self._by_id.get(event["item_id"])
@@ -212,8 +232,11 @@ class Items:
                            f"shorter than {end_ms}ms.", "audio_end_ms")
         # the reply engine sees what the user heard, as a hosted model does
         content[ci]["transcript"] = heard_text(content[ci].get("transcript") or "", item.marks,
-                                               len(item.pcm), end_ms * BYTES_PER_MS)
+                                               item.audio_ms() * BYTES_PER_MS,
+                                               end_ms * BYTES_PER_MS)
         del item.pcm[end_ms * BYTES_PER_MS:]
+        if item.forgotten_ms is not None:
+            item.forgotten_ms = end_ms
         await self._session.emit({"type": "conversation.item.truncated", "item_id": item.id,
                                   "content_index": ci, "audio_end_ms": end_ms})
         return None
