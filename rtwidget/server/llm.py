@@ -97,6 +97,9 @@ def _cores() -> int:
     return os.cpu_count() or 2
 
 
+PROMPT_CACHE_MIB = 64  # earlier prompts' states kept for reuse (a few dozen of this model's)
+
+
 def default_threads() -> int:
     """llama.cpp's threads for a reply: one core fewer than the process may use (at most 4).
 
@@ -221,6 +224,9 @@ class LlamaReplyEngine:
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = \
             n_threads or default_threads()
         params.no_extra_bufts = not repack
+        # llama.cpp keeps earlier prompts' states in memory to reuse them, up to 8 GiB by
+        # default: a long talk would grow the server by several MB a turn, for good
+        params.cache_ram_mib = PROMPT_CACHE_MIB
         params.verbosity = -1
         params.hostnames = [os.path.join(self._folder, "llama.sock")] if os.name == "posix" \
             else ["127.0.0.1"]
