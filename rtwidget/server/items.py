@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import logging
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +89,7 @@ class Items:
         self._session = session
         self.items: list[Item] = []
         self._by_id: dict[str, Item] = {}  # the same items, for lookups by id
+        self._sounding: deque[Item] = deque()  # items that hold audio or may still get some
         self.stored_bytes = 0
 
     def __len__(self) -> int:
@@ -129,6 +131,7 @@ class Items:
         self._by_id[item.id] = item
         item.counted = item.size()
         self.stored_bytes += item.counted
+        self._sounding.append(item)
         self._forget_old_audio()
         previous = self.previous_id(index)
         public = item.public()
@@ -208,12 +211,16 @@ class Items:
         """Keep the samples of the newest items within :data:`AUDIO_KEPT_BYTES`; older items
         keep their words and length (a long talk would otherwise grow the server by every
         second said and heard; a reply's audio arrives after its item is added, so it is
-        counted at the next item)."""
-        kept = 0
-        for item in reversed(self.items):
+        counted at the next item). Only items that may hold audio are looked at, so adding an
+        item costs the same at 10,000 items as at none."""
+        kept, still = 0, deque[Item]()
+        for item in reversed(self._sounding):
             kept += len(item.pcm)
-            if kept > AUDIO_KEPT_BYTES and item.pcm:
+            if item.pcm and kept > AUDIO_KEPT_BYTES:
                 item.forget_audio()
+            elif item.pcm or item.data.get("status") == "in_progress" or not still:
+                still.appendleft(item)  # the newest may not have its audio yet
+        self._sounding = still
 
     async def truncate(self, event: dict[str, Any]) -> Problem | None:
         """``conversation.item.truncate``: cut an assistant's audio where playback stopped."""
