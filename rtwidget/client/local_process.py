@@ -349,10 +349,11 @@ _shared_lock = threading.Lock()
 def local_server() -> LocalServerProcess:
     """The local server this process's sessions use when no provider is configured: started
     on first use in a supervised child process (see :class:`LocalServerProcess`) and stopped
-    when this process exits."""
+    when this process exits; one that could not be started is tried afresh (a package may
+    have been installed since)."""
     global _shared
     with _shared_lock:
-        if _shared is None or _shared._stopping:
+        if _shared is None or _shared._stopping or _shared._failure is not None:
             server = LocalServerProcess()
             server.start()
             atexit.register(server.stop)
