@@ -162,3 +162,20 @@ def test_a_warning_in_the_notice_line_gives_way_once_the_session_is_back() -> No
     assert widget.notice == "Talking to the local server." and widget.status == "connected"
     notices.message(Update("rtwidget.message"), {"level": "error", "message": "it broke"})
     assert widget.error == "it broke" and widget.notice == "Talking to the local server."
+
+
+def test_a_message_that_quotes_its_exception_does_not_say_it_twice() -> None:
+    from rtwidget.client.messages import fields_of
+
+    try:
+        raise ConnectionError("the market data service is down")
+    except ConnectionError as exc:
+        quoted = logging.LogRecord("rtwidget.tools", logging.ERROR, __file__, 1,
+                                   "tool %s raised %s: %s", ("quote", type(exc).__name__, exc),
+                                   (type(exc), exc, exc.__traceback__))
+        plain = logging.LogRecord("rtwidget.tools", logging.ERROR, __file__, 1, "tool failed",
+                                  (), (type(exc), exc, exc.__traceback__))
+    assert fields_of(quoted)["message"] == \
+        "tool quote raised ConnectionError: the market data service is down"
+    assert fields_of(plain)["message"] == \
+        "tool failed: ConnectionError: the market data service is down"

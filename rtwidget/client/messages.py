@@ -92,7 +92,9 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     tb = ""
     if record.exc_info and record.exc_info[1] is not None:
         exc = record.exc_info[1]
-        message = f"{message}: {type(exc).__name__}: {exc}"
+        said = f"{type(exc).__name__}: {exc}"
+        if said not in message:  # the message may already quote it
+            message = f"{message}: {said}"
         tb = "".join(traceback.format_exception(*record.exc_info))
     return {"level": record.levelname.lower(), "logger": record.name, "message": message,
             "traceback": tb}
