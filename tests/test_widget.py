@@ -123,6 +123,27 @@ def test_barge_in_truncates_at_the_played_position(engine) -> None:
         chat.close()
 
 
+def test_a_stop_reported_after_a_reconnect_cuts_nothing_the_server_has_as_text(engine) -> None:
+    """Audio that came over a lost connection went back to the new one as text: the page's late
+    report of where it stopped playing asks the server for no cut it would have to refuse."""
+    with LocalServer(engine=engine, pace=0.02) as srv:
+        chat = rt.chat("local", url=srv.url)
+        browser = FakeBrowser(chat)
+        browser.wait(lambda: chat.status == "connected")
+        browser.message({"type": "ready"})
+        chat.say("tell me a long story")
+        item_id = browser.wait(lambda: browser.of_type("audio"))[0][0]["item_id"]
+        browser.wait(lambda: len(browser.of_type("audio")) >= 3)
+        srv.close_connections(1011)
+        browser.wait(lambda: chat.session.aio.reconnects == 1 and chat.status == "connected")
+        browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 40,
+                         "reason": "user"})
+        assert chat.ask("still there?") == "You said: still there?"
+        assert chat.stats["truncations"] == 0 and chat.error == ""
+        assert not any("truncat" in p for p in chat.session.conversation.problems)
+        chat.close()
+
+
 def test_rerender_gets_the_whole_transcript_again(widget) -> None:
     chat, browser = widget
     chat.ask("one")

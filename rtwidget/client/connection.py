@@ -68,6 +68,9 @@ class Connection:
         self.acks = Acknowledgements()
         self.dropped_audio_frames = 0
         self.reconnects = 0
+        #: ids of the items the conversation held when this connection opened: the server has
+        #: them as text at most (history goes back as text), so their audio cannot be cut there
+        self.items_before_connect: frozenset[str] = frozenset()
         self.recorder: Recorder | None = None
         self._ws: ClientConnection | None = None
         self._outbox: deque[tuple[dict[str, Any], str]] = deque()
@@ -327,6 +330,7 @@ class Connection:
             logger=wire_logger("client"),
         )
         self._ws, self._largest_sent = ws, None
+        self.items_before_connect = frozenset(item.id for item in self.conversation)
         created = await asyncio.wait_for(self._recv_until_created(ws), options.open_timeout)
         self._handle(created, 0)
         if not first:

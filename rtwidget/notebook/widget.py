@@ -27,7 +27,7 @@ from ..client.recorder import next_free_folder
 from ..client.sync import RealtimeSession
 from ..data.frame import LiveView
 from ..protocol import events
-from ..protocol.audio import encode_audio
+from ..protocol.audio import BYTES_PER_MS, encode_audio
 from ..protocol.items import Update
 from .interrupts import Interrupts
 from .notices import Notices
@@ -301,9 +301,11 @@ class VoiceChat(anywidget.AnyWidget):
         item = self.session.conversation.get(item_id)
         if item is None or not isinstance(audio_end_ms, (int, float)):
             return
-        received_ms = item.audio_out_bytes // 48
+        received_ms = item.audio_out_bytes // BYTES_PER_MS
         end_ms = int(max(0, min(audio_end_ms, received_ms)))
         self._interrupts.cancel_reply(content.get("reason"))  # once, if not by a typed turn
+        if item_id in self.session.aio.items_before_connect:
+            return  # its audio came over a connection since lost: this server has it as text
         if end_ms < received_ms or item.status == "in_progress":
             self.stats["truncations"] += 1
             self.session.send(events.item_truncate(item_id, end_ms))
