@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import events
+from ..protocol import client_events
 from ..protocol.errors import ConnectionClosed
 from ..protocol.floor import Floor, Steps, Turn
 from ..protocol.items import Update
@@ -35,7 +35,7 @@ class TurnTaking:
         ready = []
         for event in sent:
             if not isinstance(event.get("event_id"), str):
-                event = {**event, "event_id": events.new_event_id()}
+                event = {**event, "event_id": client_events.new_event_id()}
             self._session._encoded(event)
             ready.append(event)
         if self._session.closed:

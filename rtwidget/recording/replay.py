@@ -27,8 +27,8 @@ import pandas as pd
 from ..client.options import SessionOptions
 from ..client.session import AsyncRealtimeSession
 from ..client.sync import RealtimeSession
-from ..protocol import events
-from ..protocol.client_events import merge_session, session_config
+from ..protocol import client_events
+from ..protocol.configuration import merge_session, session_config
 from ..protocol.conversation import Conversation
 
 _USER_EVENTS = {"input_audio_buffer.append", "input_audio_buffer.commit",
@@ -96,7 +96,7 @@ def plan(recording: Recording) -> list[Action]:
             if item.get("type") == "function_call_output":
                 after_outputs = after_outputs or not restored
             elif item.get("type", "message") == "message" and not restored:
-                send = dict(event, item=dict(item, id=events.new_item_id()))
+                send = dict(event, item=dict(item, id=client_events.new_item_id()))
                 send.pop("previous_item_id", None)
         elif kind == "response.create":
             if not after_outputs:
@@ -105,7 +105,7 @@ def plan(recording: Recording) -> list[Action]:
         elif kind in _USER_EVENTS:
             send = {k: v for k, v in event.items() if k != "response_id"}
         if send is not None:
-            send["event_id"] = events.new_event_id()
+            send["event_id"] = client_events.new_event_id()
             at = float(entry.get("t", 0.0))
             actions.append(Action(at, send, bisect.bisect_right(answers, at)))
     return actions
