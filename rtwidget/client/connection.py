@@ -38,7 +38,7 @@ from ..protocol.items import Update
 from ..protocol.redact import known_secrets, wire_logger
 from ..protocol.wire import decode_event
 from .closes import FATAL_CLOSE, classify_handshake, close_error, close_words, retry_after, too_big
-from .events import EventHub
+from .event_hub import EventHub
 from .local_process import LocalServerProcess
 from .options import SessionOptions
 from .providers import Endpoint, resolve

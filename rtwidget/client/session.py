@@ -21,7 +21,7 @@ from ..protocol.requests import PendingRequests
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult, ToolRunner
 from .connection import Connection, log
-from .events import AudioListener, Listener, Predicate, UpdateListener, Waiter, predicate
+from .event_hub import AudioListener, Listener, Predicate, UpdateListener, Waiter, predicate
 from .options import SessionOptions
 from .providers import Endpoint
 from .turn_taking import TurnTaking

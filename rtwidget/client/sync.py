@@ -25,7 +25,7 @@ from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError, WaitTimeo
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from . import messages
-from .events import AudioListener, Listener, Predicate, UpdateListener
+from .event_hub import AudioListener, Listener, Predicate, UpdateListener
 from .options import SessionOptions
 from .providers import Endpoint, resolve
 from .session import AsyncRealtimeSession
