@@ -45,8 +45,9 @@ from .protocol.record_format import RecordingError, RecordingExists
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
 from .server import EngineError, EngineUnavailable, LocalServer
-from .tooling.registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
+from .tooling.registry import ToolRegistry, ToolSet, tool, tools
 from .tooling.runner import ToolResult
+from .tooling.schema import Tool, build_tool
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -27,8 +27,9 @@ from ..protocol import client_events
 from ..protocol.conversation import Conversation
 from ..protocol.errors import RealtimeError, ToolError
 from ..protocol.items import Item, Response, Update
-from .registry import Tool, ToolSet
+from .registry import ToolSet
 from .results import error_result, serialise_result
+from .schema import Tool
 
 log = logging.getLogger("rtwidget.tools")
 
