@@ -45,7 +45,7 @@ class Action:
     answers_before: int
 
 
-class Recording(Protocol):
+class Replayable(Protocol):
     """What a replay reads of a recording (a loaded :class:`~rtwidget.Recording` is one)."""
 
     meta: dict[str, Any]
@@ -73,7 +73,7 @@ def answer_times(conversation: Conversation) -> list[float]:
     return sorted(times)
 
 
-def plan(recording: Recording) -> list[Action]:
+def plan(recording: Replayable) -> list[Action]:
     """The user's side of a recording, as the events to send again (see the module docs)."""
     answers = answer_times(recording.conversation)
     actions: list[Action] = []
@@ -153,7 +153,7 @@ async def _answers_reach(session: AsyncRealtimeSession, count: int, timeout: flo
 class Replay:
     """A new run of a recording: its conversation and what to compare."""
 
-    original: Recording
+    original: Replayable
     session: RealtimeSession
     problems: list[str] = field(default_factory=list)
 
@@ -176,7 +176,7 @@ class Replay:
         self.session.close()
 
 
-def replay(recording: Recording, session: RealtimeSession | None = None, *,
+def replay(recording: Replayable, session: RealtimeSession | None = None, *,
            provider: str | None = None, url: str | None = None, api_key: str | None = None,
            tools: Any = None, speed: float = 1.0, answer_timeout: float = 60.0,
            record: Any = None, **config: Any) -> Replay:
