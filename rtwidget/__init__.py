@@ -20,8 +20,7 @@ from .client.providers import Endpoint, Secret, ask_key, resolve
 from .client.session import AsyncRealtimeSession
 from .client.sync import Expectation, RealtimeSession
 from .client.voices import voices
-from .data.frame import COLUMNS, LiveView
-from .data.frame import load as load_conversation
+from .data.frame import COLUMNS, LiveView, load_conversation
 from .data.latency import plot_latency, turn_latency
 from .notebook.chat import chat
 from .notebook.widget import VoiceChat
