@@ -20,8 +20,7 @@ from .client.providers import Endpoint, Secret, ask_key, resolve
 from .client.session import AsyncRealtimeSession
 from .client.sync import Expectation, RealtimeSession
 from .client.voices import voices
-from .data.frame import COLUMNS, LiveView
-from .data.frame import load as load_conversation
+from .data.frame import COLUMNS, LiveView, load_conversation
 from .data.latency import plot_latency, turn_latency
 from .notebook.chat import chat
 from .notebook.widget import VoiceChat
@@ -45,8 +44,9 @@ from .protocol.record_format import RecordingError, RecordingExists
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
 from .server import EngineError, EngineUnavailable, LocalServer
-from .tooling.registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
+from .tooling.registry import ToolRegistry, ToolSet, tool, tools
 from .tooling.runner import ToolResult
+from .tooling.schema import Tool, build_tool
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from rtwidget.protocol import events, session_config
+from rtwidget.protocol import client_events, session_config
 from rtwidget.protocol.dialects import to_beta
 
 
 def test_session_update_in_beta_shape() -> None:
-    ga = events.session_update(session_config(
+    ga = client_events.session_update(session_config(
         model="gpt-4o-realtime-preview", instructions="Hi.", output_modalities=["text", "audio"],
         max_output_tokens="inf", voice="alloy", speed=1.1, input_format="pcm16",
         output_format="g711_ulaw", turn_detection="server_vad", transcription="whisper-1",
@@ -24,13 +24,14 @@ def test_session_update_in_beta_shape() -> None:
 
 
 def test_response_create_and_assistant_items_in_beta_shape() -> None:
-    beta = to_beta(events.response_create(output_modalities=["text"], max_output_tokens=50,
-                                          voice="ash"))
+    beta = to_beta(client_events.response_create(output_modalities=["text"], max_output_tokens=50,
+                                                 voice="ash"))
     assert beta["response"] == {"modalities": ["text"], "max_response_output_tokens": 50,
                                 "voice": "ash"}
-    item = to_beta(events.item_create(events.text_message("earlier answer", "assistant")))
+    item = to_beta(
+        client_events.item_create(client_events.text_message("earlier answer", "assistant")))
     assert item["item"]["content"] == [{"type": "text", "text": "earlier answer"}]
-    append = events.input_audio_append(b"\x00\x00")
+    append = client_events.input_audio_append(b"\x00\x00")
     assert to_beta(append) == append
 
 
@@ -39,10 +40,10 @@ def test_encode_writes_appends_directly_and_everything_else_with_json() -> None:
 
     from rtwidget.protocol.dialects import encode
 
-    append = events.input_audio_append(b"\x01\x02" * 480)
+    append = client_events.input_audio_append(b"\x01\x02" * 480)
     assert encode(append) == json.dumps(append, separators=(",", ":"))
     assert encode(append, "beta") == encode(append)
     odd = {**append, "event_id": 'quote"inside'}
     assert json.loads(encode(odd)) == odd  # not plain: falls back to json.dumps
-    update = events.session_update(session_config(voice="ash"))
+    update = client_events.session_update(session_config(voice="ash"))
     assert json.loads(encode(update, "beta"))["session"] == {"voice": "ash"}

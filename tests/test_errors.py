@@ -12,7 +12,7 @@ import pytest
 
 import rtwidget as rt
 from rtwidget.data.frame import export
-from rtwidget.protocol import events, session_config, to_pcm16
+from rtwidget.protocol import configuration, session_config, to_pcm16
 from rtwidget.server import CombinedSynthesizer, LocalServer
 
 # Exceptions that never reach a user, so they need not be RealtimeErrors.
@@ -78,7 +78,7 @@ def test_bad_input_to_pure_calls_raises_realtime_errors(tmp_path: Path) -> None:
     with pytest.raises(rt.ConfigError, match="max_output_tokens must be a positive int"):
         session_config(max_output_tokens=0)
     with pytest.raises(rt.ConfigError, match=r"threshold must be in \[0, 1\]"):
-        events.turn_detection(threshold=2)
+        configuration.turn_detection(threshold=2)
     with pytest.raises(rt.ConfigError, match="unknown provider"):
         rt.resolve("no-such-provider")
     with pytest.raises(rt.AudioFormatError, match="even number of bytes"):

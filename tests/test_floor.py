@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtwidget.protocol import events
+from rtwidget.protocol import client_events
 from rtwidget.protocol.floor import Floor, claims_floor
 
 
 def turn(text: str) -> list[dict[str, Any]]:
-    return [events.item_create(events.text_message(text)), events.response_create()]
+    return [client_events.item_create(client_events.text_message(text)),
+            client_events.response_create()]
 
 
 def created(response_id: str, **extra: Any) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def test_turns_go_out_in_order() -> None:
     floor = Floor()
     floor.received(created("r1"))
     floor.submit(turn("one"))
-    note = [events.item_create(events.text_message("a note, no reply"))]
+    note = [client_events.item_create(client_events.text_message("a note, no reply"))]
     _, steps = floor.submit(note)
     assert steps.send == []  # behind the waiting turn
     floor.submit(turn("two"))
@@ -126,8 +127,8 @@ def test_out_of_band_responses_hold_no_floor() -> None:
     # conversation's (a provider may leave the field empty)
     floor.received(created("r1", conversation_id=None))
     assert floor.busy
-    assert not claims_floor(events.response_create(conversation="none"))
-    assert claims_floor(events.response_create())
+    assert not claims_floor(client_events.response_create(conversation="none"))
+    assert claims_floor(client_events.response_create())
 
 
 def test_a_response_the_server_started_itself_holds_the_floor() -> None:

@@ -13,7 +13,7 @@ from conftest import eventually, utterance
 
 import rtwidget as rt
 from rtwidget.data.frame import COLUMNS, FrameCache, LiveView, conversation_frame
-from rtwidget.protocol import Conversation, events
+from rtwidget.protocol import Conversation, client_events
 from rtwidget.server import LocalServer, ScriptedReplyEngine
 
 
@@ -39,12 +39,14 @@ def test_order_follows_previous_item_id(session: rt.RealtimeSession) -> None:
 
     waits = [added("item_first"), added("item_third")]
     for text in ("first", "third"):
-        session.send(events.item_create(events.text_message(text, item_id=f"item_{text}")))
+        session.send(
+            client_events.item_create(client_events.text_message(text, item_id=f"item_{text}")))
     for wait in waits:
         wait.wait()
     second = added("item_second")
-    session.send(events.item_create(events.text_message("second", item_id="item_second"),
-                                    previous_item_id="item_first"))
+    session.send(client_events.item_create(
+        client_events.text_message("second", item_id="item_second"),
+        previous_item_id="item_first"))
     second.wait()
     assert list(session.df["text"]) == ["first", "second", "third"]
 

@@ -30,7 +30,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 import rtwidget as rt
 from rtwidget import AuthenticationError, RealtimeSession
 from rtwidget.client.options import NO_RECONNECT
-from rtwidget.protocol import events
+from rtwidget.protocol import client_events
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
 from rtwidget.server.connection import Connection
 from rtwidget.server.engines import ToneSynthesizer
@@ -273,7 +273,7 @@ def test_sizes_a_client_sets_are_bounded(raw: RawClient) -> None:
 def test_out_of_band_responses_are_capped(paced: LocalServer) -> None:
     client = RawClient(paced.url)
     try:
-        question = [events.text_message("long story", "user", "q1")]
+        question = [client_events.text_message("long story", "user", "q1")]
         for i in range(20):
             client.send({"type": "response.create", "event_id": f"oob{i}", "response": {
                 "conversation": "none", "input": question, "output_modalities": ["text"]}})
@@ -381,7 +381,7 @@ def test_ask_takes_its_own_response_not_an_out_of_band_or_foreign_one(
                             and ev["response"].get("conversation_id") is None
                             and ev["response"]["id"] != "resp_foreign")
             s.create_response(conversation="none", output_modalities=["text"],
-                              input=[events.text_message("hello", "user")])
+                              input=[client_events.text_message("hello", "user")])
             assert side.wait()["response"]["status"] == "completed"  # it ended first
             text = reply.result(60)
         assert text.startswith("Sentence number 0 of the story.")
@@ -401,12 +401,13 @@ def test_creating_items_costs_the_same_at_10000_items_as_at_none() -> None:
         for batch in range(20):
             started = time.process_time()
             for i in range(500):
-                item = events.text_message(f"message {batch}-{i}", "user", f"item_{batch}_{i}")
-                await conn.receive(json.dumps(events.item_create(item)))
+                item = client_events.text_message(f"message {batch}-{i}", "user",
+                                                  f"item_{batch}_{i}")
+                await conn.receive(json.dumps(client_events.item_create(item)))
             batches.append(time.process_time() - started)
         assert len(conn.items) == 10_000
-        await conn.receive(json.dumps(events.item_delete("item_0_3")))
-        await conn.receive(json.dumps(events.item_retrieve("item_19_499")))
+        await conn.receive(json.dumps(client_events.item_delete("item_0_3")))
+        await conn.receive(json.dumps(client_events.item_retrieve("item_19_499")))
         assert len(conn.items) == 9_999
         return batches
 

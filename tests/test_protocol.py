@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from rtwidget.protocol import (
     AudioFormatError,
     Conversation,
+    client_events,
+    configuration,
     decode_audio,
     encode_audio,
-    events,
     session_config,
     to_pcm16,
 )
@@ -29,7 +30,8 @@ def test_session_config_puts_every_field_where_the_api_expects_it() -> None:
         model="inworld/my-router", instructions="Be kind.", output_modalities=["audio", "text"],
         temperature=0.7, max_output_tokens="inf", voice="Dennis", tts_model="inworld-tts-1.5-max",
         speed=1.2, input_format="pcm16", output_format="pcm16",
-        turn_detection=events.turn_detection(silence_duration_ms=400, interrupt_response=False),
+        turn_detection=configuration.turn_detection(silence_duration_ms=400,
+                                                    interrupt_response=False),
         transcription="whisper-1", tools=[{"type": "function", "name": "f"}], tool_choice="f",
     )
     assert cfg["type"] == "realtime" and cfg["model"] == "inworld/my-router"
@@ -60,14 +62,16 @@ def test_session_config_refuses_bad_values(bad: dict[str, Any]) -> None:
 
 def test_every_client_event_has_a_unique_event_id() -> None:
     built = [
-        events.session_update(session_config(voice="x")), events.input_audio_append(b"\0\0"),
-        events.input_audio_commit(), events.input_audio_clear(),
-        events.item_create(events.text_message("hi")),
-        events.item_create(events.audio_message(b"\0\0" * 10, "hm")),
-        events.item_create(events.function_call_output("c", "{}")),
-        events.item_retrieve("i"), events.item_delete("i"), events.item_truncate("i", 10),
-        events.response_create(instructions="x", conversation="none", metadata={"k": "v"}),
-        events.response_cancel(),
+        client_events.session_update(session_config(voice="x")),
+        client_events.input_audio_append(b"\0\0"),
+        client_events.input_audio_commit(), client_events.input_audio_clear(),
+        client_events.item_create(client_events.text_message("hi")),
+        client_events.item_create(client_events.audio_message(b"\0\0" * 10, "hm")),
+        client_events.item_create(client_events.function_call_output("c", "{}")),
+        client_events.item_retrieve("i"), client_events.item_delete("i"),
+        client_events.item_truncate("i", 10),
+        client_events.response_create(instructions="x", conversation="none", metadata={"k": "v"}),
+        client_events.response_cancel(),
     ]
     ids = [e["event_id"] for e in built]
     assert len(set(ids)) == len(ids)
@@ -75,9 +79,10 @@ def test_every_client_event_has_a_unique_event_id() -> None:
 
 
 def test_item_create_places_items_with_previous_item_id() -> None:
-    assert "previous_item_id" not in events.item_create(events.text_message("a"))
-    assert events.item_create(events.text_message("a"), None)["previous_item_id"] is None
-    assert events.text_message("a", "assistant")["content"][0]["type"] == "output_text"
+    assert "previous_item_id" not in client_events.item_create(client_events.text_message("a"))
+    placed_first = client_events.item_create(client_events.text_message("a"), None)
+    assert placed_first["previous_item_id"] is None
+    assert client_events.text_message("a", "assistant")["content"][0]["type"] == "output_text"
 
 
 # --- audio ------------------------------------------------------------------------------------
@@ -160,7 +165,7 @@ def test_function_call_arguments_stream_into_the_item() -> None:
 
 def test_errors_are_tied_to_the_event_that_caused_them() -> None:
     conv = Conversation()
-    sent = events.item_delete("x")
+    sent = client_events.item_delete("x")
     conv.record_sent(sent, 10)
     conv.apply({"type": "error", "error": {"type": "invalid_request_error", "code": "c",
                                            "message": "m", "event_id": sent["event_id"]}})

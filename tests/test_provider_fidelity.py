@@ -23,7 +23,7 @@ from doc_provider import BACKCHANNEL_PCM, InworldLike
 
 import rtwidget as rt
 from rtwidget.client.inworld_auth import JwtMinter
-from rtwidget.protocol import Conversation, events
+from rtwidget.protocol import Conversation, client_events
 from rtwidget.server import LocalServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,10 +63,10 @@ def test_each_documented_server_message_parses(entry: dict[str, Any]) -> None:
 def _built(entry: dict[str, Any]) -> dict[str, Any]:
     builder = entry["builder"]
     if builder == "text_message":
-        return events.item_create(events.text_message(entry["text"]))
+        return client_events.item_create(client_events.text_message(entry["text"]))
     if builder == "response_create":
-        return events.response_create(**entry["overrides"])
-    return events.session_update(rt.protocol.session_config(**builder))
+        return client_events.response_create(**entry["overrides"])
+    return client_events.session_update(rt.protocol.session_config(**builder))
 
 
 def _same_fields(documented: Any, built: Any, where: str = "") -> None:
@@ -104,20 +104,21 @@ def test_client_messages_built_for_openai_match_its_typed_schema() -> None:
         input_format="pcm16", output_format="pcm16", turn_detection={"type": "server_vad",
                                                                      "idle_timeout_ms": 5000},
         transcription="gpt-4o-mini-transcribe", noise_reduction="near_field")
-    rt.protocol.client_events.check_session_for("openai", session)
+    rt.protocol.configuration.check_session_for("openai", session)
     built = [
-        events.session_update(session),
-        events.input_audio_append(b"\0\0" * 480), events.input_audio_commit(),
-        events.input_audio_clear(),
-        events.item_create(events.text_message("hi")),
-        events.item_create(events.text_message("hello", "assistant", "item_a")),
-        events.item_create(events.audio_message(b"\0\0" * 480, transcript="hi")),
-        events.item_create(events.function_call_output("call_1", "{}"), previous_item_id=None),
-        events.item_retrieve("item_a"), events.item_delete("item_a"),
-        events.item_truncate("item_a", 1500), events.response_cancel(),
-        events.response_create(instructions="x", output_modalities=["text"], tools=[tool],
-                               tool_choice="none", max_output_tokens=50, conversation="none",
-                               metadata={"k": "v"}, voice="marin"),
+        client_events.session_update(session),
+        client_events.input_audio_append(b"\0\0" * 480), client_events.input_audio_commit(),
+        client_events.input_audio_clear(),
+        client_events.item_create(client_events.text_message("hi")),
+        client_events.item_create(client_events.text_message("hello", "assistant", "item_a")),
+        client_events.item_create(client_events.audio_message(b"\0\0" * 480, transcript="hi")),
+        client_events.item_create(client_events.function_call_output("call_1", "{}"),
+                                  previous_item_id=None),
+        client_events.item_retrieve("item_a"), client_events.item_delete("item_a"),
+        client_events.item_truncate("item_a", 1500), client_events.response_cancel(),
+        client_events.response_create(instructions="x", output_modalities=["text"], tools=[tool],
+                                      tool_choice="none", max_output_tokens=50, conversation="none",
+                                      metadata={"k": "v"}, voice="marin"),
     ]
     for event in built:
         model = adapter.validate_python(event)
@@ -434,7 +435,7 @@ def test_beta_dialect_and_azure_preview_are_deprecated_and_azure_defaults_to_ga(
 
 def test_provider_data_is_a_typed_option_sent_as_inworld_documents_it(
         inworld: InworldLike, server: LocalServer) -> None:
-    backchannel: rt.protocol.client_events.Backchannel = {"enabled": True, "max_per_turn": 2}
+    backchannel: rt.protocol.configuration.Backchannel = {"enabled": True, "max_per_turn": 2}
     with inworld_session(inworld, provider_data={"backchannel": backchannel}) as s:
         s.update(provider_data={"memory": {"enabled": True}})
         (conn,) = server.connections
@@ -479,21 +480,21 @@ def _all_server_events(server: LocalServer) -> list[dict[str, Any]]:
             "audio": {"input": {"transcription": {"model": "any"}, "turn_detection": {
                 "type": "server_vad", "idle_timeout_ms": 300}}}}})
         client.until("session.updated")
-        send(events.item_create(events.text_message("weather in Paris")))
-        send(events.response_create())
+        send(client_events.item_create(client_events.text_message("weather in Paris")))
+        send(client_events.response_create())
         client.until("response.done")
-        send(events.item_create(events.text_message("hello there")))
-        send(events.response_create())
+        send(client_events.item_create(client_events.text_message("hello there")))
+        send(client_events.response_create())
         done = client.until("response.done")
         item_id = done["response"]["output"][0]["id"]
-        send(events.item_retrieve(item_id))
+        send(client_events.item_retrieve(item_id))
         client.until("conversation.item.retrieved")
-        send(events.item_truncate(item_id, 10))
+        send(client_events.item_truncate(item_id, 10))
         client.until("conversation.item.truncated")
-        send(events.item_delete(item_id))
+        send(client_events.item_delete(item_id))
         client.until("conversation.item.deleted")
         for _ in range(30):  # quiet seconds until the idle timeout (after the reply "played")
-            send(events.input_audio_append(b"\0\0" * 24000))
+            send(client_events.input_audio_append(b"\0\0" * 24000))
             if any(e["type"] == "input_audio_buffer.timeout_triggered"
                    for e in client.drain()):
                 break
@@ -502,16 +503,16 @@ def _all_server_events(server: LocalServer) -> list[dict[str, Any]]:
         kinds = [e["type"] for e in client.seen]
         if "response.done" not in kinds[kinds.index("input_audio_buffer.timeout_triggered"):]:
             client.until("response.done")
-        send(events.input_audio_append(b"\0\0" * 2400))
-        send(events.input_audio_clear())
+        send(client_events.input_audio_append(b"\0\0" * 2400))
+        send(client_events.input_audio_clear())
         client.until("input_audio_buffer.cleared")
-        send(events.session_update({"type": "realtime", "output_modalities": ["text"]}))
-        send(events.item_create(events.text_message("long story")))
-        send(events.response_create())
+        send(client_events.session_update({"type": "realtime", "output_modalities": ["text"]}))
+        send(client_events.item_create(client_events.text_message("long story")))
+        send(client_events.response_create())
         client.until("response.output_text.delta")
-        send(events.response_cancel())
+        send(client_events.response_cancel())
         client.until("response.done")
-        send(events.item_retrieve("item_missing"))
+        send(client_events.item_retrieve("item_missing"))
         client.until("error")
         return client.seen
     finally:
@@ -566,12 +567,13 @@ def test_idle_timeout_fires_after_a_reply_and_starts_another(server: LocalServer
             "audio": {"input": {"turn_detection": {"type": "server_vad",
                                                    "idle_timeout_ms": 500}}}}})
         client.until("session.updated")
-        client.send(events.input_audio_append(b"\0\0" * 24 * 600))
-        client.send(events.item_create(events.text_message("hi")))  # nothing before a reply
-        client.send(events.response_create())
+        client.send(client_events.input_audio_append(b"\0\0" * 24 * 600))
+        # nothing before a reply
+        client.send(client_events.item_create(client_events.text_message("hi")))
+        client.send(client_events.response_create())
         client.until("response.done")
-        client.send(events.input_audio_append(b"\0\0" * 24 * 400))  # not yet
-        client.send(events.input_audio_append(b"\0\0" * 24 * 200))
+        client.send(client_events.input_audio_append(b"\0\0" * 24 * 400))  # not yet
+        client.send(client_events.input_audio_append(b"\0\0" * 24 * 200))
         fired = client.until("input_audio_buffer.timeout_triggered")
         assert fired["audio_end_ms"] - fired["audio_start_ms"] == 600
         assert fired["audio_start_ms"] == 600

@@ -8,7 +8,7 @@ from typing import Any
 
 from conftest import socketless_connection
 
-from rtwidget.protocol import events
+from rtwidget.protocol import client_events
 from rtwidget.server.validation import CLIENT_EVENTS
 
 
@@ -16,16 +16,17 @@ def test_every_client_event_the_server_accepts_has_a_handler() -> None:
     """A type that passed validation but had no handler would come back as a server_error."""
     silence = bytes(960)
     samples: dict[str, dict[str, Any]] = {
-        "session.update": events.session_update({"instructions": "Be brief."}),
-        "input_audio_buffer.append": events.input_audio_append(silence),
-        "input_audio_buffer.commit": events.input_audio_commit(),
-        "input_audio_buffer.clear": events.input_audio_clear(),
-        "conversation.item.create": events.item_create(events.text_message("hi", item_id="i1")),
-        "conversation.item.retrieve": events.item_retrieve("i1"),
-        "conversation.item.truncate": events.item_truncate("i1", 0),
-        "conversation.item.delete": events.item_delete("i1"),
-        "response.create": events.response_create(output_modalities=["text"]),
-        "response.cancel": events.response_cancel(),
+        "session.update": client_events.session_update({"instructions": "Be brief."}),
+        "input_audio_buffer.append": client_events.input_audio_append(silence),
+        "input_audio_buffer.commit": client_events.input_audio_commit(),
+        "input_audio_buffer.clear": client_events.input_audio_clear(),
+        "conversation.item.create": client_events.item_create(
+            client_events.text_message("hi", item_id="i1")),
+        "conversation.item.retrieve": client_events.item_retrieve("i1"),
+        "conversation.item.truncate": client_events.item_truncate("i1", 0),
+        "conversation.item.delete": client_events.item_delete("i1"),
+        "response.create": client_events.response_create(output_modalities=["text"]),
+        "response.cancel": client_events.response_cancel(),
         "output_audio_buffer.clear": {"type": "output_audio_buffer.clear"},
     }
     assert set(samples) == set(CLIENT_EVENTS)

@@ -14,7 +14,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from rtwidget import RealtimeSession
-from rtwidget.protocol import events
+from rtwidget.protocol import client_events
 from rtwidget.server import LocalServer, ScriptedReplyEngine, ToneSynthesizer
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,15 +43,15 @@ def test_the_session_budget_refuses_more_and_keeps_the_connection() -> None:
         client = RawClient(srv.url)
         note = utterance("a short spoken note", lead_ms=500, tail_ms=500)  # about 110 kB
         for _ in range(2):
-            client.send(events.item_create(events.audio_message(note)))
+            client.send(client_events.item_create(client_events.audio_message(note)))
             client.until("conversation.item.done")
-        client.send(events.item_create(events.audio_message(note + note)))
+        client.send(client_events.item_create(client_events.audio_message(note + note)))
         error = client.until("error")["error"]
         assert error["code"] == "session_too_large" and "300000" in error["message"]
         first = next(e for e in client.seen if e["type"] == "conversation.item.done")
-        client.send(events.item_delete(first["item"]["id"]))
+        client.send(client_events.item_delete(first["item"]["id"]))
         client.until("conversation.item.deleted")
-        client.send(events.item_create(events.audio_message(note)))  # room again
+        client.send(client_events.item_create(client_events.audio_message(note)))  # room again
         assert client.until("conversation.item.done")["item"]["role"] == "user"
         client.close()
 
@@ -63,8 +63,8 @@ def test_connections_beyond_the_limit_get_503_and_the_others_carry_on() -> None:
             connect(srv.url)
         assert full.value.response.status_code == 503
         assert full.value.response.headers["Retry-After"]
-        first.send(events.item_create(events.text_message("still served")))
-        first.send(events.response_create())
+        first.send(client_events.item_create(client_events.text_message("still served")))
+        first.send(client_events.response_create())
         assert first.until("response.done")["response"]["status"] == "completed"
         second.close()
         eventually(lambda: len(srv.connections) <= 1, 5, "the server letting the second go")
@@ -78,8 +78,9 @@ def test_a_client_that_stops_reading_is_dropped_and_others_are_served() -> None:
             connect(srv.url, max_size=None, close_timeout=1) as greedy:
         greedy.recv()  # session.created; from here on it reads nothing
         for _ in range(20):  # replies far bigger than the socket buffers
-            greedy.send(json.dumps(events.item_create(events.text_message("long story"))))
-            greedy.send(json.dumps(events.response_create()))
+            greedy.send(json.dumps(
+                client_events.item_create(client_events.text_message("long story"))))
+            greedy.send(json.dumps(client_events.response_create()))
         with RealtimeSession("local", url=srv.url, output_modalities=["text"]) as other:
             assert other.ask("are you there") == "You said: are you there"
         eventually(lambda: not srv.connections, 20, "the server letting go of the greedy one")
@@ -102,8 +103,8 @@ def test_hostile_messages_get_errors_and_the_connection_goes_on(raw: RawClient) 
     for message, code in hostile:
         raw.send(message)
         assert raw.until("error")["error"]["code"] == code
-    raw.send(events.item_create(events.text_message("still fine")))
-    raw.send(events.response_create())
+    raw.send(client_events.item_create(client_events.text_message("still fine")))
+    raw.send(client_events.response_create())
     assert raw.until("response.done")["response"]["status"] == "completed"
 
 
@@ -135,7 +136,8 @@ CLIENT_TYPES = ["session.update", "input_audio_buffer.append", "input_audio_buff
 def test_a_fuzzing_client_cannot_break_the_server_or_its_neighbours(server: LocalServer) -> None:
     rng = random.Random(20261124)
     bystander = RawClient(server.url)
-    bystander.send(events.item_create(events.text_message("mine", item_id="item_private")))
+    bystander.send(
+        client_events.item_create(client_events.text_message("mine", item_id="item_private")))
     bystander.until("conversation.item.done")
     fuzzer = RawClient(server.url)
     for _ in range(400):  # bounded: about a second of hostile traffic
@@ -143,16 +145,18 @@ def test_a_fuzzing_client_cannot_break_the_server_or_its_neighbours(server: Loca
         event = event if isinstance(event, dict) else {"payload": event}
         event["type"] = rng.choice(CLIENT_TYPES)
         fuzzer.send(json.dumps(event, allow_nan=True))
-    fuzzer.send(events.item_retrieve("item_private"))  # another session's item: not found
+    fuzzer.send(client_events.item_retrieve("item_private"))  # another session's item: not found
     fuzzer_error = fuzzer.until("error")
     while "item_private" not in json.dumps(fuzzer_error):
         fuzzer_error = fuzzer.until("error")
     assert fuzzer_error["error"]["code"] == "item_retrieve_invalid_item_id"
-    fuzzer.send(events.item_create(events.text_message("mine too", item_id="item_private")))
+    fuzzer.send(
+        client_events.item_create(client_events.text_message("mine too", item_id="item_private")))
     fuzzer.until("conversation.item.done")  # same id, separate session: no clash
-    fuzzer.send(events.item_create(events.text_message("and still served")))
+    fuzzer.send(client_events.item_create(client_events.text_message("and still served")))
     for _ in range(5):  # a fuzzed response may still be running: wait for it, like a client
-        fuzzer.send(events.response_create(output_modalities=["text"], max_output_tokens="inf"))
+        fuzzer.send(client_events.response_create(output_modalities=["text"],
+                                                  max_output_tokens="inf"))
         outcome = fuzzer.next(timeout=30)
         while outcome["type"] not in ("response.created", "error") or (
                 outcome["type"] == "error" and
@@ -163,7 +167,7 @@ def test_a_fuzzing_client_cannot_break_the_server_or_its_neighbours(server: Loca
         fuzzer.until("response.done", timeout=30)
     done = fuzzer.until("response.done", timeout=30)
     assert "and still served" in json.dumps(done)
-    bystander.send(events.item_retrieve("item_private"))
+    bystander.send(client_events.item_retrieve("item_private"))
     kept = bystander.until("conversation.item.retrieved")["item"]
     assert kept["content"][0]["text"] == "mine"  # untouched by the other session
     assert len(server.connections) == 2
@@ -182,14 +186,14 @@ def test_a_response_cancelled_before_it_starts_still_ends() -> None:
     'active' forever, refusing every later response.create."""
     with LocalServer(engine=ScriptedReplyEngine(rules=RULES), pace=_SLOW_PACE) as srv:
         raw = RawClient(srv.url)
-        raw.send(events.item_create(events.text_message("tell me a long story")))
-        raw.send(events.response_create())
-        raw.send(events.response_cancel())
+        raw.send(client_events.item_create(client_events.text_message("tell me a long story")))
+        raw.send(client_events.response_create())
+        raw.send(client_events.response_cancel())
         done = raw.until("response.done")
         assert done["response"]["status"] == "cancelled"
         assert done["response"]["status_details"]["reason"] == "client_cancelled"
-        raw.send(events.item_create(events.text_message("hello")))
-        raw.send(events.response_create(output_modalities=["text"]))
+        raw.send(client_events.item_create(client_events.text_message("hello")))
+        raw.send(client_events.response_create(output_modalities=["text"]))
         done = raw.until("response.done")
         assert done["response"]["status"] == "completed"
         assert done["response"]["output"][0]["content"][0]["text"] == "You said: hello"
@@ -202,11 +206,12 @@ def test_a_cancel_read_before_its_response_ran_ends_it() -> None:
     next response.create is accepted."""
     async def run() -> list[dict[str, Any]]:
         conn, sent = socketless_connection()
-        await conn.receive(json.dumps(events.item_create(events.text_message("hello"))))
-        await conn.receive(json.dumps(events.response_create()))
-        await conn.receive(json.dumps(events.response_cancel()))  # no loop turn in between
+        await conn.receive(
+            json.dumps(client_events.item_create(client_events.text_message("hello"))))
+        await conn.receive(json.dumps(client_events.response_create()))
+        await conn.receive(json.dumps(client_events.response_cancel()))  # no loop turn in between
         assert conn.responses.active is None
-        await conn.receive(json.dumps(events.response_create(output_modalities=["text"])))
+        await conn.receive(json.dumps(client_events.response_create(output_modalities=["text"])))
         second = conn.responses.active
         assert second is not None and second.task is not None
         await second.task

@@ -10,7 +10,7 @@ import pytest
 from conftest import FAST_RETRY, WEATHER_TOOL, eventually, frames, utterance
 
 from rtwidget import AuthenticationError, RealtimeSession, ServerError, ServerRejected
-from rtwidget.protocol import events
+from rtwidget.protocol import client_events
 from rtwidget.server import LocalServer, ScriptedReplyEngine
 
 
@@ -95,7 +95,8 @@ def test_function_call_round_trip(session: RealtimeSession) -> None:
     (call,) = _calls(session, done["response"]["id"])
     assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
     assert call.status == "completed"
-    session.send(events.item_create(events.function_call_output(call.call_id, "sunny, 21 C")))
+    session.send(client_events.item_create(
+        client_events.function_call_output(call.call_id, "sunny, 21 C")))
     expected = session.expect("response.done")
     session.create_response()
     done = expected.wait()
@@ -114,7 +115,8 @@ def test_two_tool_calls_in_one_response(session: RealtimeSession) -> None:
     assert [json.loads(c.arguments)["city"] for c in calls] == ["Lima", "Quito"]
     assert len({c.call_id for c in calls}) == 2
     for call, out in zip(calls, ("warm", "cool"), strict=True):
-        session.send(events.item_create(events.function_call_output(call.call_id, out)))
+        session.send(
+            client_events.item_create(client_events.function_call_output(call.call_id, out)))
     expected = session.expect("response.done")
     session.create_response()
     expected.wait()
@@ -246,8 +248,8 @@ def test_bad_input_gets_an_error_and_the_session_goes_on(raw, event, code, param
     assert error["message"]
     if isinstance(event, dict) and event.get("event_id") == "evt_bad":
         assert error["event_id"] == "evt_bad"
-    raw.send(events.item_create(events.text_message("still alive?")))
-    raw.send(events.response_create())
+    raw.send(client_events.item_create(client_events.text_message("still alive?")))
+    raw.send(client_events.response_create())
     done = raw.until("response.done")
     assert done["response"]["status"] == "completed"
 
@@ -258,12 +260,12 @@ def test_binary_frames_and_oversized_messages_are_refused(engine) -> None:
         client = RawClient(srv.url)
         client.send(b"\x00\x01")
         assert client.until("error")["error"]["code"] == "invalid_json"
-        big = events.input_audio_append(b"\x00" * 200_000)
+        big = client_events.input_audio_append(b"\x00" * 200_000)
         client.send(big)
         error = client.until("error")["error"]
         assert error["code"] == "message_too_large" and error["event_id"] == big["event_id"]
-        client.send(events.item_create(events.text_message("hi")))
-        client.send(events.response_create())
+        client.send(client_events.item_create(client_events.text_message("hi")))
+        client.send(client_events.response_create())
         assert client.until("response.done")["response"]["status"] == "completed"
         client.close()
 
@@ -288,7 +290,7 @@ def test_response_create_while_one_is_active_is_refused(engine) -> None:
         s.say("tell me a long story")
         created.wait()
         refused = s.expect("error")
-        s.send(events.response_create())
+        s.send(client_events.response_create())
         assert refused.wait()["error"]["code"] == "conversation_already_has_active_response"
         s.cancel()
 

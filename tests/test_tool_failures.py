@@ -97,7 +97,7 @@ def server() -> Iterator[LocalServer]:
 
 
 def session(server: LocalServer, is_async: bool) -> rt.RealtimeSession:
-    from rtwidget.tooling.registry import build_tool
+    from rtwidget.tooling.schema import build_tool
 
     tools = [build_tool(failing(name, is_async), timeout=LONG) for name in NAMES]
     return rt.RealtimeSession("local", url=server.url, tools=tools, output_modalities=["text"])

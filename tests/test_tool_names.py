@@ -15,7 +15,8 @@ import rtwidget as rt
 from rtwidget import RealtimeSession
 from rtwidget.client.options import NO_RECONNECT
 from rtwidget.server import LocalServer
-from rtwidget.tooling.registry import ToolRegistry, build_tool
+from rtwidget.tooling.registry import ToolRegistry
+from rtwidget.tooling.schema import build_tool
 
 pytestmark = pytest.mark.timeout(120)
 

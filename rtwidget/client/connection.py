@@ -22,7 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake
 
-from ..protocol import events
+from ..protocol import client_events
 from ..protocol.acks import Acknowledgements
 from ..protocol.conversation import Conversation
 from ..protocol.dialects import encode
@@ -38,7 +38,7 @@ from ..protocol.items import Update
 from ..protocol.redact import known_secrets, wire_logger
 from ..protocol.wire import decode_event
 from .closes import FATAL_CLOSE, classify_handshake, close_error, close_words, retry_after, too_big
-from .events import EventHub
+from .event_hub import EventHub
 from .local_process import LocalServerProcess
 from .options import SessionOptions
 from .providers import Endpoint, resolve
@@ -172,10 +172,10 @@ class Connection:
             return
         if event.get("type") == "conversation.item.create" and isinstance(event.get("item"), dict) \
                 and not event["item"].get("id"):  # an id lets the server's answer be matched
-            event = {**event, "item": {**event["item"], "id": events.new_item_id()}}
+            event = {**event, "item": {**event["item"], "id": client_events.new_item_id()}}
             text = None
         if not isinstance(event.get("event_id"), str):
-            event = {**event, "event_id": events.new_event_id()}
+            event = {**event, "event_id": client_events.new_event_id()}
             text = None
         self._outbox.append((event, text if text is not None else self._encoded(event)))
         if self._wake is not None:
@@ -336,14 +336,14 @@ class Connection:
         if not first:
             self.reconnects += 1
         if self.config:
-            update = events.session_update(self.config)
+            update = client_events.session_update(self.config)
             await self._send_now(ws, update)
             if (refused := await self._await_config_answer(ws, update["event_id"])) and first:
                 await ws.close()  # the caller must not go on with a configuration not confirmed
                 raise ServerRejected(f"the server refused the session configuration: {refused}")
         if (not first and options.restore_history) or (first and self._restore_first):
             for item in history_items(self.conversation):
-                await self._send_now(ws, events.item_create(item))
+                await self._send_now(ws, client_events.item_create(item))
         self._requeue_unanswered()
         self._ready.set()
         if not first:

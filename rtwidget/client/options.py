@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..protocol.client_events import merge_session, session_config
+from ..protocol.configuration import merge_session, session_config
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..data.frame import FrameCache
-from ..protocol import events
+from ..protocol import client_events, configuration
 from ..protocol.acks import MAX_REMEMBERED
 from ..protocol.audio import SAMPLE_RATE, resample, to_pcm16
-from ..protocol.client_events import check_session_for, merge_session, session_config
 from ..protocol.conversation import Conversation
 from ..protocol.errors import ConnectionClosed, ServerError, WaitTimeout
 from ..protocol.floor import claims_floor
@@ -22,7 +21,7 @@ from ..protocol.requests import PendingRequests
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult, ToolRunner
 from .connection import Connection, log
-from .events import AudioListener, Listener, Predicate, UpdateListener, Waiter, predicate
+from .event_hub import AudioListener, Listener, Predicate, UpdateListener, Waiter, predicate
 from .options import SessionOptions
 from .providers import Endpoint
 from .turn_taking import TurnTaking
@@ -53,9 +52,9 @@ class AsyncRealtimeSession(Connection):
     ) -> None:
         options = SessionOptions.of(options, **settings)
         super().__init__(endpoint, options, conversation)
-        check_session_for(self.endpoint.provider, self.config)
+        configuration.check_session_for(self.endpoint.provider, self.config)
         if self.config:
-            self._encoded(events.session_update(self.config))
+            self._encoded(client_events.session_update(self.config))
         self.requests = PendingRequests(self.conversation)
         self._follow_ups: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
         tools = options.tools
@@ -82,7 +81,7 @@ class AsyncRealtimeSession(Connection):
             return
         self._start_tools()
         try:
-            self._encoded(events.session_update(self.config))
+            self._encoded(client_events.session_update(self.config))
         except ValueError:
             self._stop_tools()
             raise
@@ -144,7 +143,7 @@ class AsyncRealtimeSession(Connection):
     async def _send_tools(self, defs: list[dict[str, Any]]) -> None:
         """Send a changed tool list as a tracked request (so its ``session.updated`` is not
         taken for another update's answer), and keep it once confirmed."""
-        update = events.session_update({"type": "realtime", "tools": defs})
+        update = client_events.session_update({"type": "realtime", "tools": defs})
         try:
             await self.request(update, self.requests.updated_for(update["event_id"]))
         except (ServerError, ConnectionClosed, TimeoutError, ValueError) as exc:
@@ -292,9 +291,9 @@ class AsyncRealtimeSession(Connection):
             if "tools" in config:
                 self._use_tools(ToolSet(config.pop("tools")))
                 config["tools"] = self.toolset.definitions()
-            patch = session_config(**config)
-            check_session_for(self.endpoint.provider, patch)
-            update = events.session_update(patch)
+            patch = configuration.session_config(**config)
+            configuration.check_session_for(self.endpoint.provider, patch)
+            update = client_events.session_update(patch)
             answer = self._request_nowait(update, self.requests.updated_for(update["event_id"]))
         except BaseException:
             restore_tools()
@@ -307,7 +306,7 @@ class AsyncRealtimeSession(Connection):
                 restore_tools()
                 raise
             # kept only once confirmed: a rejected update must not come back after a reconnect
-            self.config = merge_session(self.config, patch)
+            self.config = configuration.merge_session(self.config, patch)
             session = result.get("session")
             return session if isinstance(session, dict) else {}
 
@@ -323,9 +322,9 @@ class AsyncRealtimeSession(Connection):
         and its ``response.create`` go out once the server has ended the reply.
         ``interrupt=False`` lets the reply finish first instead (the rule of :meth:`ask`).
         Turns go out in the order they were given."""
-        item_id = events.new_item_id()
-        item = events.item_create(events.text_message(text, role, item_id))  # type: ignore[arg-type]
-        turn = [item, events.response_create()] if respond else [item]
+        item_id = client_events.new_item_id()
+        item = client_events.item_create(client_events.text_message(text, role, item_id))  # type: ignore[arg-type]
+        turn = [item, client_events.response_create()] if respond else [item]
         self.turns.submit(turn, interrupt=respond and interrupt)
         return item_id
 
@@ -337,14 +336,14 @@ class AsyncRealtimeSession(Connection):
         to the protocol's 24 kHz); returns the item id."""
         if rate != SAMPLE_RATE:
             audio = resample(to_pcm16(audio), rate)
-        item_id = events.new_item_id()
-        item = events.item_create(events.audio_message(audio, transcript, item_id))
-        self.turns.submit([item, events.response_create()] if respond else [item])
+        item_id = client_events.new_item_id()
+        item = client_events.item_create(client_events.audio_message(audio, transcript, item_id))
+        self.turns.submit([item, client_events.response_create()] if respond else [item])
         return item_id
 
     def append_audio(self, audio: Any) -> None:
         """Stream microphone audio (PCM16 24 kHz mono) into the input buffer."""
-        self.send_nowait(events.input_audio_append(to_pcm16(audio)))
+        self.send_nowait(client_events.input_audio_append(to_pcm16(audio)))
 
     async def ask(self, text: str, timeout: float = 60.0) -> str:
         """Send a text turn and return the reply's text once the model has finished, tool
@@ -364,8 +363,9 @@ class AsyncRealtimeSession(Connection):
         if self._fatal is not None:
             raise self._fatal
         try:
-            item = events.item_create(events.text_message(text, "user", events.new_item_id()))
-            create = events.response_create()
+            item = client_events.item_create(
+                client_events.text_message(text, "user", client_events.new_item_id()))
+            create = client_events.response_create()
             created = self._created(create)
             try:
                 turn = self.turns.submit([item, create])
@@ -450,27 +450,27 @@ class AsyncRealtimeSession(Connection):
 
     async def create_response(self, **overrides: Any) -> str:
         """Ask for a response, with optional per-response overrides; returns the event id."""
-        event = events.response_create(**overrides)
-        check_session_for(self.endpoint.provider, event.get("response") or {})
+        event = client_events.response_create(**overrides)
+        configuration.check_session_for(self.endpoint.provider, event.get("response") or {})
         self.send_nowait(event)
         return str(event["event_id"])
 
     async def cancel(self, response_id: str | None = None) -> None:
         """Cancel the response in progress (or the one named)."""
-        self.send_nowait(events.response_cancel(response_id))
+        self.send_nowait(client_events.response_cancel(response_id))
 
     async def commit_audio(self) -> None:
         """End the user's audio turn by hand (when server VAD is off)."""
-        self.send_nowait(events.input_audio_commit())
+        self.send_nowait(client_events.input_audio_commit())
 
     async def clear_audio(self) -> None:
         """Drop audio appended but not yet committed."""
-        self.send_nowait(events.input_audio_clear())
+        self.send_nowait(client_events.input_audio_clear())
 
     async def retrieve(self, item_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """The server's copy of an item."""
         answer = await self.request(
-            events.item_retrieve(item_id),
+            client_events.item_retrieve(item_id),
             lambda ev: ev.get("type") == "conversation.item.retrieved"
             and isinstance(ev.get("item"), dict)
             and ev["item"].get("id") == item_id,
@@ -481,7 +481,7 @@ class AsyncRealtimeSession(Connection):
     async def delete(self, item_id: str, timeout: float = 30.0) -> None:
         """Delete an item on the server (and so in the local conversation)."""
         await self.request(
-            events.item_delete(item_id),
+            client_events.item_delete(item_id),
             lambda ev: ev.get("type") == "conversation.item.deleted"
             and ev.get("item_id") == item_id,
             timeout,
@@ -492,7 +492,7 @@ class AsyncRealtimeSession(Connection):
     ) -> None:
         """Tell the server the assistant's audio after ``audio_end_ms`` was never heard."""
         await self.request(
-            events.item_truncate(item_id, audio_end_ms, content_index),
+            client_events.item_truncate(item_id, audio_end_ms, content_index),
             lambda ev: ev.get("type") == "conversation.item.truncated"
             and ev.get("item_id") == item_id,
             timeout,

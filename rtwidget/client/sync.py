@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from ..data.frame import LiveView, events_frame, export
-from ..protocol import events
+from ..protocol import client_events
 from ..protocol.audio import SAMPLE_RATE
 from ..protocol.conversation import Conversation
 from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError, WaitTimeout
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from . import messages
-from .events import AudioListener, Listener, Predicate, UpdateListener
+from .event_hub import AudioListener, Listener, Predicate, UpdateListener
 from .options import SessionOptions
 from .providers import Endpoint, resolve
 from .session import AsyncRealtimeSession
@@ -408,7 +408,7 @@ class RealtimeSession:
 
         The event is built here (validation and base64 off the session's loop); frames that
         arrive while the loop is busy cross over together, with one wake-up."""
-        self._audio_out.append(events.input_audio_append(audio))
+        self._audio_out.append(client_events.input_audio_append(audio))
         if not self._audio_wake:
             self._audio_wake = True
             self._soon(self._drain_audio)
@@ -467,7 +467,7 @@ class RealtimeSession:
     def send(self, event: dict[str, Any]) -> None:
         """Send a raw client event (it gets an ``event_id`` if it has none)."""
         event = dict(event)
-        event.setdefault("event_id", events.new_event_id())
+        event.setdefault("event_id", client_events.new_event_id())
         text = self.aio._encoded(event)  # an event that cannot be sent is refused here
         self._soon(self.aio._enqueue, event, text)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import events
+from ..protocol import client_events
 from ..protocol.errors import ConnectionClosed
-from ..protocol.floor import Floor, Steps, Turn
+from ..protocol.floor import ClientTurn, Floor, Steps
 from ..protocol.items import Update
 
 if TYPE_CHECKING:
@@ -28,14 +28,14 @@ class TurnTaking:
         self._session = session
         session.hub.on_update(self._saw)
 
-    def submit(self, sent: list[dict[str, Any]], *, interrupt: bool = False) -> Turn:
+    def submit(self, sent: list[dict[str, Any]], *, interrupt: bool = False) -> ClientTurn:
         """Send ``sent`` (one turn, in order) once the floor lets it go; with ``interrupt``
         the reply in progress is cancelled first. An event that cannot be sent raises
         :class:`~rtwidget.InvalidInput` here, and nothing of the turn goes out."""
         ready = []
         for event in sent:
             if not isinstance(event.get("event_id"), str):
-                event = {**event, "event_id": events.new_event_id()}
+                event = {**event, "event_id": client_events.new_event_id()}
             self._session._encoded(event)
             ready.append(event)
         if self._session.closed:
@@ -48,7 +48,7 @@ class TurnTaking:
         self._do(steps)
         return turn
 
-    def withdraw(self, turn: Turn) -> bool:
+    def withdraw(self, turn: ClientTurn) -> bool:
         """Drop a turn still waiting for the floor; whether it was still waiting."""
         return self.floor.withdraw(turn)
 

@@ -229,7 +229,7 @@ def export(df: pd.DataFrame, path: str | Path) -> Path:
     return target
 
 
-def load(path: str | Path) -> pd.DataFrame:
+def load_conversation(path: str | Path) -> pd.DataFrame:
     """Read back a conversation written by :func:`export`, with the documented dtypes."""
     source = Path(path)
     suffix = source.suffix.lower()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..client.sync import RealtimeSession
-from ..protocol import events
+from ..protocol import client_events
 
 MIN_PTT_BYTES = 4_800  # 100 ms of PCM16 24 kHz: a shorter press is a tap, not a turn
 
@@ -32,7 +32,7 @@ class PushToTalk:
             self._update_soon(turn_detection=None)
         # the reply in progress is cancelled once, whoever else is cancelling it (a typed turn)
         session.call_soon(lambda: session.aio.turns.interrupt(announce=False))
-        session.send(events.input_audio_clear())
+        session.send(client_events.input_audio_clear())
         self.heard = 0
         self._phase("hearing you")
 
@@ -47,13 +47,13 @@ class PushToTalk:
         if heard is None:
             return
         if heard < MIN_PTT_BYTES:  # a tap: nothing to answer
-            session.send(events.input_audio_clear())
+            session.send(client_events.input_audio_clear())
             self._phase("idle")
             return
-        session.send(events.input_audio_commit())
+        session.send(client_events.input_audio_commit())
         # after the commit, once the reply the press cancelled has ended (providers refuse a
         # second response while one is in progress)
-        session.call_soon(session.aio.send_nowait, events.response_create())
+        session.call_soon(session.aio.send_nowait, client_events.response_create())
         self._phase("thinking")
 
     def hands_free(self) -> None:

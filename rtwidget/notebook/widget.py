@@ -26,7 +26,7 @@ from ..client.local_process import local_server
 from ..client.recorder import next_free_folder
 from ..client.sync import RealtimeSession
 from ..data.frame import LiveView
-from ..protocol import events
+from ..protocol import client_events
 from ..protocol.audio import BYTES_PER_MS, encode_audio
 from ..protocol.items import Update
 from .interrupts import Interrupts
@@ -308,7 +308,7 @@ class VoiceChat(anywidget.AnyWidget):
             return  # its audio came over a connection since lost: this server has it as text
         if end_ms < received_ms or item.status == "in_progress":
             self.stats["truncations"] += 1
-            self.session.send(events.item_truncate(item_id, end_ms))
+            self.session.send(client_events.item_truncate(item_id, end_ms))
 
     def _disconnect(self) -> None:
         with self._lifecycle:

@@ -1,8 +1,9 @@
-"""The Realtime protocol with no I/O: client event builders and the conversation state machine."""
+"""The Realtime protocol with no I/O: the session configuration, client event builders
+(:mod:`~rtwidget.protocol.client_events`) and the conversation state machine."""
 
-from . import client_events as events
+from . import client_events
 from .audio import SAMPLE_RATE, AudioFormatError, decode_audio, encode_audio, to_pcm16
-from .client_events import NOT_GIVEN, merge_session, session_config
+from .configuration import NOT_GIVEN, merge_session, session_config
 from .conversation import Conversation
 from .items import BETA_ALIASES, Item, LogEntry, Response, Update
 
@@ -16,9 +17,9 @@ __all__ = [
     "LogEntry",
     "Response",
     "Update",
+    "client_events",
     "decode_audio",
     "encode_audio",
-    "events",
     "merge_session",
     "session_config",
     "to_pcm16",

@@ -46,7 +46,7 @@ class Steps:
 
 
 @dataclass(eq=False)
-class Turn:
+class ClientTurn:
     """Client events that go out together, in order; one that holds a ``response.create`` of
     the conversation waits for the floor."""
 
@@ -82,7 +82,7 @@ class Floor:
         self.cancelling: set[str] = set()
         self.cancel_when_created: set[str] = set()  # response.create event ids
         self.holds: set[str] = set()
-        self.waiting: deque[Turn] = deque()
+        self.waiting: deque[ClientTurn] = deque()
         self.out_of_band = 0  # out-of-band responses asked for and not started
         self._cancels: deque[str] = deque(maxlen=64)  # event ids of the cancels sent
 
@@ -94,16 +94,16 @@ class Floor:
     # --- what the client wants ------------------------------------------------------------------
 
     def submit(self, events: list[dict[str, Any]], *, interrupt: bool = False
-               ) -> tuple[Turn, Steps]:
+               ) -> tuple[ClientTurn, Steps]:
         """A turn to send (its events need ``event_id``s). With ``interrupt`` the response in
         progress (and any about to start) is cancelled first. Returns the turn (to
         :meth:`withdraw` it) and what to do now."""
         steps = self.interrupt() if interrupt else Steps()
-        turn = Turn(list(events))
+        turn = ClientTurn(list(events))
         self.waiting.append(turn)
         return turn, steps.add(self._flow())
 
-    def withdraw(self, turn: Turn) -> bool:
+    def withdraw(self, turn: ClientTurn) -> bool:
         """Drop a turn that has not gone out yet (its caller gave up); whether it had not."""
         try:
             self.waiting.remove(turn)

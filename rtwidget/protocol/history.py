@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import client_events as events
+from . import client_events
 from .conversation import Conversation
 from .items import Response
 
@@ -20,7 +20,7 @@ def history_items(conversation: Conversation) -> list[dict[str, Any]]:
         if item.type == "message" and item.role in ("user", "assistant", "system"):
             text = item.display_text
             if text:
-                message = events.text_message(text, item.role, item.id)  # type: ignore[arg-type]
+                message = client_events.text_message(text, item.role, item.id)  # type: ignore[arg-type]
                 if item.status == "incomplete":
                     message["status"] = "incomplete"
                 items.append(message)
@@ -28,7 +28,8 @@ def history_items(conversation: Conversation) -> list[dict[str, Any]]:
             items.append({"type": "function_call", "id": item.id, "call_id": item.call_id,
                           "name": item.name, "arguments": item.arguments or "{}"})
         elif item.type == "function_call_output" and item.call_id:
-            items.append(events.function_call_output(item.call_id, item.output or "", item.id))
+            items.append(
+                client_events.function_call_output(item.call_id, item.output or "", item.id))
     return items
 
 

@@ -10,6 +10,7 @@ import math
 from collections import OrderedDict
 from typing import Any
 
+from .audio import BYTES_PER_MS
 from .items import b64_bytes, dict_of, list_of, str_or_none
 
 _MAX_TIMELINE = 3_000  # mic chunks remembered: a minute or more; speech ends are looked up
@@ -96,7 +97,7 @@ class SentEvents:
         buffer: the end of the user's speech by the client's clock, before any VAD delay."""
         if audio_ms is None or not self._timeline:
             return None
-        target = audio_ms * 48  # bytes of PCM16 24 kHz
+        target = audio_ms * BYTES_PER_MS
         index = bisect.bisect_left(self._timeline, (target, -math.inf))
         if index >= len(self._timeline) or target <= self._floor:
             return None

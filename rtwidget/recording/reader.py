@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..client.sync import RealtimeSession
 from ..data.frame import conversation_frame, events_frame
+from ..protocol.audio import BYTES_PER_MS
 from ..protocol.conversation import Conversation
 from ..protocol.errors import NotFound
 from ..protocol.record_format import (
@@ -233,9 +234,9 @@ class Recording:
             if kind == "session.created":
                 buffer.clear()
             elif kind == "input_audio_buffer.speech_started":
-                spans[item_id] = _ms(event.get("audio_start_ms")) * 48
+                spans[item_id] = _ms(event.get("audio_start_ms")) * BYTES_PER_MS
             elif kind == "input_audio_buffer.speech_stopped" and item_id in spans:
-                end = _ms(event.get("audio_end_ms")) * 48
+                end = _ms(event.get("audio_end_ms")) * BYTES_PER_MS
                 self._user_audio[item_id] = bytes(buffer[spans.pop(item_id):end])
         else:
             conversation.note(event)

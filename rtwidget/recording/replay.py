@@ -27,8 +27,8 @@ import pandas as pd
 from ..client.options import SessionOptions
 from ..client.session import AsyncRealtimeSession
 from ..client.sync import RealtimeSession
-from ..protocol import events
-from ..protocol.client_events import merge_session, session_config
+from ..protocol import client_events
+from ..protocol.configuration import merge_session, session_config
 from ..protocol.conversation import Conversation
 
 _USER_EVENTS = {"input_audio_buffer.append", "input_audio_buffer.commit",
@@ -45,7 +45,7 @@ class Action:
     answers_before: int
 
 
-class Recording(Protocol):
+class Replayable(Protocol):
     """What a replay reads of a recording (a loaded :class:`~rtwidget.Recording` is one)."""
 
     meta: dict[str, Any]
@@ -73,7 +73,7 @@ def answer_times(conversation: Conversation) -> list[float]:
     return sorted(times)
 
 
-def plan(recording: Recording) -> list[Action]:
+def plan(recording: Replayable) -> list[Action]:
     """The user's side of a recording, as the events to send again (see the module docs)."""
     answers = answer_times(recording.conversation)
     actions: list[Action] = []
@@ -96,7 +96,7 @@ def plan(recording: Recording) -> list[Action]:
             if item.get("type") == "function_call_output":
                 after_outputs = after_outputs or not restored
             elif item.get("type", "message") == "message" and not restored:
-                send = dict(event, item=dict(item, id=events.new_item_id()))
+                send = dict(event, item=dict(item, id=client_events.new_item_id()))
                 send.pop("previous_item_id", None)
         elif kind == "response.create":
             if not after_outputs:
@@ -105,7 +105,7 @@ def plan(recording: Recording) -> list[Action]:
         elif kind in _USER_EVENTS:
             send = {k: v for k, v in event.items() if k != "response_id"}
         if send is not None:
-            send["event_id"] = events.new_event_id()
+            send["event_id"] = client_events.new_event_id()
             at = float(entry.get("t", 0.0))
             actions.append(Action(at, send, bisect.bisect_right(answers, at)))
     return actions
@@ -153,7 +153,7 @@ async def _answers_reach(session: AsyncRealtimeSession, count: int, timeout: flo
 class Replay:
     """A new run of a recording: its conversation and what to compare."""
 
-    original: Recording
+    original: Replayable
     session: RealtimeSession
     problems: list[str] = field(default_factory=list)
 
@@ -176,7 +176,7 @@ class Replay:
         self.session.close()
 
 
-def replay(recording: Recording, session: RealtimeSession | None = None, *,
+def replay(recording: Replayable, session: RealtimeSession | None = None, *,
            provider: str | None = None, url: str | None = None, api_key: str | None = None,
            tools: Any = None, speed: float = 1.0, answer_timeout: float = 60.0,
            record: Any = None, **config: Any) -> Replay:

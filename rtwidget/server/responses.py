@@ -16,7 +16,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from ..protocol.client_events import merge_session
+from ..protocol.configuration import merge_session
 from .engines import DropConnection, ReplyContext, TextDelta, ToolCall, Turn, count_tokens
 from .faults import EngineFailed, fault, internal_error
 from .items import Item, Items

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol.audio import SAMPLE_RATE
-from ..protocol.client_events import merge_session
+from ..protocol.configuration import merge_session
 from .engines import ReplyEngine, Synthesizer, Transcriber
 from .vad import EnergyVad, Vad, VadSettings
 from .validation import (

@@ -23,12 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..protocol import events
+from ..protocol import client_events
 from ..protocol.conversation import Conversation
 from ..protocol.errors import RealtimeError, ToolError
 from ..protocol.items import Item, Response, Update
-from .registry import Tool, ToolSet
+from .registry import ToolSet
 from .results import error_result, serialise_result
+from .schema import Tool
 
 log = logging.getLogger("rtwidget.tools")
 
@@ -280,17 +281,17 @@ class ToolRunner:
         results = await asyncio.gather(*tasks)
         for result in results:
             self._running.pop(result.call_id, None)
-            self.session.send_nowait(events.item_create(
-                events.function_call_output(result.call_id, result.output)))
+            self.session.send_nowait(client_events.item_create(
+                client_events.function_call_output(result.call_id, result.output)))
         if not respond:
             return
         self.rounds += 1
         if self.rounds > self.max_rounds:
             log.warning("%d tool rounds in a row; asking the model to answer without tools",
                         self.rounds - 1)
-            create = events.response_create(tool_choice="none")
+            create = client_events.response_create(tool_choice="none")
             self.rounds = 0
         else:
-            create = events.response_create()
+            create = client_events.response_create()
         self.session.send_nowait(create)
         self.session.followed_up(response_id, create)
