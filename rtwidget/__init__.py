@@ -31,6 +31,8 @@ from .protocol.errors import (
     AuthenticationError,
     ConfigError,
     ConnectionClosed,
+    EngineError,
+    EngineUnavailable,
     ErrorInfo,
     InvalidInput,
     NotFound,
@@ -44,7 +46,7 @@ from .protocol.errors import (
 from .protocol.record_format import RecordingError, RecordingExists
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
-from .server import EngineError, EngineUnavailable, LocalServer
+from .server import LocalServer
 from .tooling.registry import Tool, ToolRegistry, ToolSet, build_tool, tool, tools
 from .tooling.runner import ToolResult
 

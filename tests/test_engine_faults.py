@@ -19,9 +19,9 @@ import pytest
 from conftest import eventually, frames, utterance
 
 import rtwidget as rt
+from rtwidget.protocol.errors import EngineUnavailable
 from rtwidget.server import LocalServer, ScriptedReplyEngine, ToneSynthesizer
 from rtwidget.server.engines import ReplyChunk, ReplyContext, TextDelta
-from rtwidget.server.speech import EngineUnavailable
 
 
 class BreakingVoice(ToneSynthesizer):

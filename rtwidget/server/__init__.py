@@ -1,5 +1,6 @@
 """The embedded local Realtime server (see :class:`LocalServer`)."""
 
+from ..protocol.errors import EngineError, EngineUnavailable
 from .app import PATHS, Handshake, LocalServer, offline_server
 from .chat_api import ChatCompletionsReplyEngine
 from .engines import (
@@ -17,8 +18,6 @@ from .engines import (
 )
 from .speech import (
     CombinedSynthesizer,
-    EngineError,
-    EngineUnavailable,
     EspeakSynthesizer,
     FliteSynthesizer,
     PocketsphinxTranscriber,

@@ -7,9 +7,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..protocol.errors import EngineError
 from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, Turn
 from .llm import DEFAULT_INSTRUCTIONS
-from .speech import EngineError, require
+from .speech import require
 
 
 def _message(turn: Turn) -> dict[str, Any]:

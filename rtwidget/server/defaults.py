@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol.errors import ConfigError
+from ..protocol.errors import ConfigError, EngineUnavailable
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
 from .faults import what_it_said
-from .speech import EngineUnavailable
 
 log = logging.getLogger("rtwidget.server")
 

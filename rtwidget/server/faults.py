@@ -12,7 +12,7 @@ import os
 import subprocess
 from typing import Any
 
-from .speech import EngineError, EngineUnavailable
+from ..protocol.errors import EngineError, EngineUnavailable
 
 _NAMES = {
     "FliteSynthesizer": "Flite", "EspeakSynthesizer": "eSpeak NG", "ToneSynthesizer": "tones",

@@ -23,23 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..protocol.audio import SAMPLE_RATE
-from ..protocol.errors import ConfigError, RealtimeError
-
-
-class EngineError(RealtimeError, RuntimeError):
-    """An engine of the local server failed (its package is missing, a service it calls
-    refused)."""
-
-
-class EngineUnavailable(EngineError):
-    """An engine's package is not installed; the message says what to install. ``needs`` names
-    what is missing and ``install`` the command that installs it, when known."""
-
-    def __init__(self, message: str, needs: str | None = None,
-                 install: str | None = None) -> None:
-        super().__init__(message)
-        self.needs = needs
-        self.install = install
+from ..protocol.errors import ConfigError, EngineUnavailable
 
 
 def require(module: str, package: str) -> Any:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from .speech import EngineUnavailable
+from ..protocol.errors import EngineUnavailable
 
 log = logging.getLogger("rtwidget.server")
 
