@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..protocol.audio import SAMPLE_RATE
+from ..protocol.audio import SAMPLE_RATE, resample
 from ..protocol.errors import ConfigError, EngineUnavailable
 
 
@@ -38,14 +38,13 @@ def require(module: str, package: str) -> Any:
         ) from None
 
 
-def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
-    """PCM16 mono from one rate to another with soxr (a proper band-limited resampler)."""
-    if from_rate == to_rate or not pcm:
-        return pcm
-    soxr = require("soxr", "soxr")
-    samples = np.frombuffer(pcm, dtype="<i2")
-    out = soxr.resample(samples, from_rate, to_rate, quality="HQ")
-    return np.asarray(out, dtype="<i2").tobytes()
+def _to_protocol_rate(pcm: bytes, rate: int) -> bytes:
+    """Synthesized speech at the protocol's 24 kHz, through soxr's band-limited resampler: the
+    engine cannot run without it (the error names what to install), rather than speak through
+    the rougher fallback."""
+    if pcm and rate != SAMPLE_RATE:
+        require("soxr", "soxr")
+    return resample(pcm, rate)
 
 
 # --- eSpeak NG -------------------------------------------------------------------------------
@@ -147,7 +146,7 @@ class EspeakSynthesizer:
             lib.espeak_SetVoiceByName(self._voice(voice).encode())
             lib.espeak_SetParameter(_RATE, int(175 * min(max(speed, 0.25), 4.0)), 0)
             lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8 | _END_PAUSE, None, None)
-        return resample(b"".join(chunks), self._rate, SAMPLE_RATE)
+        return _to_protocol_rate(b"".join(chunks), self._rate)
 
 
 # --- Flite -------------------------------------------------------------------------------------
@@ -303,7 +302,7 @@ class FliteSynthesizer:
         stretch = 1.0 / min(max(speed, 0.25), 4.0)
         with _flite_lock:
             pcm, rate = self._engine.synthesize(words, name, stretch)
-        return resample(pcm, rate, SAMPLE_RATE)
+        return _to_protocol_rate(pcm, rate)
 
 
 # --- several engines as one ----------------------------------------------------------------------
@@ -380,6 +379,8 @@ class PocketsphinxTranscriber:
 
     def transcribe(self, pcm: bytes) -> str:
         """The words heard in PCM16 24 kHz mono audio ("" for none)."""
+        if pcm:
+            require("soxr", "soxr")  # band-limited, as for the live stream
         audio = resample(pcm, SAMPLE_RATE, 16000)
         with self._lock:
             self._decoder.start_utt()
