@@ -16,12 +16,8 @@ from .engines import (
     Transcriber,
     Turn,
 )
-from .speech import (
-    CombinedSynthesizer,
-    EspeakSynthesizer,
-    FliteSynthesizer,
-    PocketsphinxTranscriber,
-)
+from .speech_to_text import PocketsphinxTranscriber
+from .text_to_speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
 from .vad import VADS, EnergyVad, SileroVad, Vad, VadEvent, VadSettings, WebRtcVad
 
 __all__ = [

@@ -33,7 +33,7 @@ from ..protocol.redact import mask_secrets, wire_logger
 from .connection import Connection
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
 from .session import ServerOptions
-from .speech import default_voice_name
+from .text_to_speech import default_voice_name
 from .vad import VADS, EnergyVad, Vad, VadSettings
 
 log = logging.getLogger("rtwidget.server")

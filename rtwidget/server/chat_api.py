@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..protocol.errors import EngineError
-from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, Turn
+from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, Turn, require
 from .llm import DEFAULT_INSTRUCTIONS
-from .speech import require
 
 
 def _message(turn: Turn) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def _speaks(synthesizer: Any) -> None:
 def _voices(found: EngineSet, skip: frozenset[str] = frozenset()) -> Synthesizer:
     """Flite's natural English voices first (slt by default) where Flite is installed, eSpeak
     NG for other languages and as the fallback; tones when neither can run."""
-    from .speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
+    from .text_to_speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
 
     candidates = ((FliteSynthesizer, "Flite", "flite"), (EspeakSynthesizer, "eSpeak NG", "espeak"))
     voices = [engine for engine in (_try(cls, "text to speech", name, found, _speaks, key in skip)
@@ -127,7 +127,7 @@ def best_available(without: Iterable[str] = ()) -> EngineSet:
     engine, eSpeak NG or tones and the energy VAD, with ``missing`` saying why. Engines named in
     ``without`` (see :data:`ENGINES`) are left out."""
     from .llm import LlamaReplyEngine
-    from .speech import PocketsphinxTranscriber
+    from .speech_to_text import PocketsphinxTranscriber
     from .vad import SileroVad, WebRtcVad
 
     skip = frozenset(without)

@@ -7,11 +7,14 @@ This module holds the interfaces and the engines that need no extra package:
 - :class:`ToneSynthesizer` turns text into tones, one per word. It is not speech; it gives real
   PCM16 24 kHz audio of a length that follows the text, so the audio path can be exercised
   without a speech engine.
+
+:func:`require` imports the package an optional engine needs, or says what to install.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 from collections import deque
@@ -22,6 +25,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..protocol.audio import SAMPLE_RATE
+from ..protocol.errors import EngineUnavailable
+
+
+def require(module: str, package: str) -> Any:
+    """Import ``module`` or raise :class:`EngineUnavailable` naming the package."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineUnavailable(
+            f"{module} is not available ({exc}); install it with "
+            f"pip install '{package}' or pip install 'rtwidget[local]'",
+            needs=package, install=f"pip install '{package}'",
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.errors import EngineUnavailable
-from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall
+from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, require
 from .shaping import ReplyShaper, wants_long
-from .speech import require
 
 DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant."
 BREVITY = "Answer in one or two short, plain sentences."
