@@ -5,6 +5,7 @@ from .app import PATHS, Handshake, LocalServer, offline_server
 from .chat_api import ChatCompletionsReplyEngine
 from .engines import (
     DropConnection,
+    HistoryTurn,
     ReplyContext,
     ReplyEngine,
     Rule,
@@ -14,7 +15,6 @@ from .engines import (
     ToneSynthesizer,
     ToolCall,
     Transcriber,
-    Turn,
 )
 from .speech_to_text import PocketsphinxTranscriber
 from .text_to_speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
@@ -32,6 +32,7 @@ __all__ = [
     "EspeakSynthesizer",
     "FliteSynthesizer",
     "Handshake",
+    "HistoryTurn",
     "LocalServer",
     "PocketsphinxTranscriber",
     "ReplyContext",
@@ -44,7 +45,6 @@ __all__ = [
     "ToneSynthesizer",
     "ToolCall",
     "Transcriber",
-    "Turn",
     "Vad",
     "VadEvent",
     "VadSettings",

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..protocol.errors import EngineError
-from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, Turn, require
+from .engines import HistoryTurn, ReplyChunk, ReplyContext, TextDelta, ToolCall, require
 from .llm import DEFAULT_INSTRUCTIONS
 
 
-def _message(turn: Turn) -> dict[str, Any]:
+def _message(turn: HistoryTurn) -> dict[str, Any]:
     if turn.type == "function_call":
         return {"role": "assistant", "content": None, "tool_calls": [{
             "id": turn.call_id, "type": "function",

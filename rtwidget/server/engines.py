@@ -66,7 +66,7 @@ ReplyChunk = TextDelta | ToolCall | DropConnection
 
 
 @dataclass(frozen=True)
-class Turn:
+class HistoryTurn:
     """One item of the conversation as the reply engine sees it."""
 
     role: str
@@ -84,7 +84,7 @@ class ReplyContext:
     """Everything a reply engine may use for one response."""
 
     instructions: str
-    history: Sequence[Turn]
+    history: Sequence[HistoryTurn]
     tools: Sequence[dict[str, Any]]
     tool_choice: Any
     max_output_tokens: int | None
@@ -92,11 +92,11 @@ class ReplyContext:
     model: str = ""
 
     @property
-    def last(self) -> Turn | None:
+    def last(self) -> HistoryTurn | None:
         """The newest turn, or ``None`` in an empty conversation."""
         return self.history[-1] if self.history else None
 
-    def last_user(self) -> Turn | None:
+    def last_user(self) -> HistoryTurn | None:
         """The newest user message."""
         for turn in reversed(self.history):
             if turn.role == "user" and turn.type == "message":
