@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol.audio import BYTES_PER_MS
 from .item_store import ItemStore, ServerItem
 from .responses import Responses
-from .server_session import BYTES_PER_MS, ServerSession, new_id
+from .server_session import ServerSession, new_id
 from .turn_end import LiveTranscript, silence_needed_ms
 from .vad import Vad, VadSettings
 from .validation import Problem, decode_base64_audio

@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.audio import BYTES_PER_MS
 from ..protocol.errors import ConfigError, EngineUnavailable
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
 from .faults import what_it_said
 
 log = logging.getLogger("rtwidget.server")
 
-_SILENCE = bytes(2 * 24000 // 5)  # 200 ms of PCM16 24 kHz
+_SILENCE = bytes(200 * BYTES_PER_MS)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.audio import BYTES_PER_MS
 from ..protocol.heard import Mark, heard_text
 from .engines import HistoryTurn
 from .faults import fault
-from .server_session import BYTES_PER_MS, ServerSession, new_id
+from .server_session import ServerSession, new_id
 from .turn_end import LiveTranscript
 from .validation import Problem, check_item, decode_base64_audio
 

@@ -10,10 +10,11 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.audio import BYTES_PER_MS
 from .engines import HistoryTurn, ToolCall, count_tokens, iter_chunks, split_sentences
 from .faults import fault
 from .item_store import ItemStore, ServerItem
-from .server_session import BYTES_PER_MS, ServerSession, new_id
+from .server_session import ServerSession, new_id
 
 _AUDIO_CHUNK_BYTES = 100 * BYTES_PER_MS
 

@@ -26,8 +26,6 @@ from .validation import (
     session_from_beta,
 )
 
-BYTES_PER_MS = SAMPLE_RATE * 2 // 1000
-
 
 def new_id(prefix: str) -> str:
     """A fresh id for a session, item, response or event (``item_0f3a...``)."""
