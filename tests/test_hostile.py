@@ -32,9 +32,9 @@ from rtwidget import AuthenticationError, RealtimeSession
 from rtwidget.client.options import NO_RECONNECT
 from rtwidget.protocol import client_events
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
-from rtwidget.server.connection import Connection
 from rtwidget.server.engines import ToneSynthesizer
-from rtwidget.server.session import ServerOptions
+from rtwidget.server.server_protocol import ServerProtocol
+from rtwidget.server.server_session import ServerOptions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -395,8 +395,8 @@ def test_creating_items_costs_the_same_at_10000_items_as_at_none() -> None:
         async def send(text: str) -> None:
             return None
 
-        conn = Connection(ServerOptions(engine=ScriptedReplyEngine(),
-                                        synthesizer=ToneSynthesizer()), send, lambda: None)
+        conn = ServerProtocol(ServerOptions(engine=ScriptedReplyEngine(),
+                                            synthesizer=ToneSynthesizer()), send, lambda: None)
         batches = []
         for batch in range(20):
             started = time.process_time()

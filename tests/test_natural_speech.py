@@ -177,7 +177,7 @@ def test_without_flite_the_server_speaks_with_espeak(monkeypatch: pytest.MonkeyP
     def no_flite(*args: object, **kwargs: object) -> None:
         raise EngineUnavailable("Flite is not installed")
 
-    monkeypatch.setattr("rtwidget.server.speech.FliteSynthesizer", no_flite)
+    monkeypatch.setattr("rtwidget.server.text_to_speech.FliteSynthesizer", no_flite)
     found = defaults_module.EngineSet.fallback()
     voices = defaults_module._voices(found)
     assert [type(e).__name__ for e in voices.engines] == ["EspeakSynthesizer"]

@@ -24,7 +24,7 @@ if MISSING:
     pytest.skip(f"offline engines not installed: {MISSING}", allow_module_level=True)
 
 from rtwidget.server import EspeakSynthesizer, PocketsphinxTranscriber  # noqa: E402
-from rtwidget.server.speech import require  # noqa: E402
+from rtwidget.server.engines import require  # noqa: E402
 
 
 @pytest.fixture(scope="module")

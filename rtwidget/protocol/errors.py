@@ -51,6 +51,22 @@ class UsageError(RealtimeError, RuntimeError):
     exists (a widget not on screen, a server not started)."""
 
 
+class EngineError(RealtimeError, RuntimeError):
+    """An engine of the local server failed (its package is missing, a service it calls
+    refused)."""
+
+
+class EngineUnavailable(EngineError):
+    """An engine's package is not installed; the message says what to install. ``needs`` names
+    what is missing and ``install`` the command that installs it, when known."""
+
+    def __init__(self, message: str, needs: str | None = None,
+                 install: str | None = None) -> None:
+        super().__init__(message)
+        self.needs = needs
+        self.install = install
+
+
 class NotFound(RealtimeError, KeyError, IndexError):
     """No such name, id or position. Both a ``KeyError`` and an ``IndexError``, so code that
     caught either keeps working."""

@@ -1,9 +1,11 @@
 """The embedded local Realtime server (see :class:`LocalServer`)."""
 
+from ..protocol.errors import EngineError, EngineUnavailable
 from .app import PATHS, Handshake, LocalServer, offline_server
 from .chat_api import ChatCompletionsReplyEngine
 from .engines import (
     DropConnection,
+    HistoryTurn,
     ReplyContext,
     ReplyEngine,
     Rule,
@@ -13,16 +15,9 @@ from .engines import (
     ToneSynthesizer,
     ToolCall,
     Transcriber,
-    Turn,
 )
-from .speech import (
-    CombinedSynthesizer,
-    EngineError,
-    EngineUnavailable,
-    EspeakSynthesizer,
-    FliteSynthesizer,
-    PocketsphinxTranscriber,
-)
+from .speech_to_text import PocketsphinxTranscriber
+from .text_to_speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
 from .vad import VADS, EnergyVad, SileroVad, Vad, VadEvent, VadSettings, WebRtcVad
 
 __all__ = [
@@ -37,6 +32,7 @@ __all__ = [
     "EspeakSynthesizer",
     "FliteSynthesizer",
     "Handshake",
+    "HistoryTurn",
     "LocalServer",
     "PocketsphinxTranscriber",
     "ReplyContext",
@@ -49,7 +45,6 @@ __all__ = [
     "ToneSynthesizer",
     "ToolCall",
     "Transcriber",
-    "Turn",
     "Vad",
     "VadEvent",
     "VadSettings",

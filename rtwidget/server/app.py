@@ -30,10 +30,10 @@ from websockets.http11 import Request, Response
 
 from ..protocol.errors import ConfigError, UsageError
 from ..protocol.redact import mask_secrets, wire_logger
-from .connection import Connection
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
-from .session import ServerOptions
-from .speech import default_voice_name
+from .server_protocol import ServerProtocol
+from .server_session import ServerOptions
+from .text_to_speech import default_voice_name
 from .vad import VADS, EnergyVad, Vad, VadSettings
 
 log = logging.getLogger("rtwidget.server")
@@ -164,7 +164,7 @@ class LocalServer:
         self.missing: list[str] = []  # engines looked for and not used, and why
         self._token = token
         self.handshakes: list[Handshake] = []
-        self.connections: set[Connection] = set()
+        self.connections: set[ServerProtocol] = set()
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -373,7 +373,7 @@ class LocalServer:
                 abort()
                 raise ConnectionClosed(None, None) from None
 
-        conn = Connection(self.options, send, abort)
+        conn = ServerProtocol(self.options, send, abort)
         self.connections.add(conn)
         client = self._client(ws, ws.request) if ws.request is not None else "?"
         self._clients[client] += 1

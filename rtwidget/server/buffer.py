@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .items import Item, Items
+from ..protocol.audio import BYTES_PER_MS
+from .item_store import ItemStore, ServerItem
 from .responses import Responses
-from .session import BYTES_PER_MS, Session, new_id
-from .turns import LiveTranscript, silence_needed_ms
+from .server_session import ServerSession, new_id
+from .turn_end import LiveTranscript, silence_needed_ms
 from .vad import Vad, VadSettings
 from .validation import Problem, decode_base64_audio
 
@@ -26,7 +27,7 @@ _MIN_COMMIT_MS = 100
 class InputBuffer:
     """The input audio buffer, its voice activity detector and the turn being spoken."""
 
-    def __init__(self, session: Session, items: Items, responses: Responses) -> None:
+    def __init__(self, session: ServerSession, items: ItemStore, responses: Responses) -> None:
         self._session = session
         self._items = items
         self._responses = responses
@@ -271,9 +272,10 @@ class InputBuffer:
         await self._session.emit({"type": "input_audio_buffer.committed",
                                   "previous_item_id": items[-1].id if items else None,
                                   "item_id": item_id})
-        item = Item({"id": item_id, "object": "realtime.item", "type": "message",
-                     "role": "user", "status": "completed",
-                     "content": [{"type": "input_audio", "transcript": None}]}, bytearray(pcm))
+        item = ServerItem({"id": item_id, "object": "realtime.item", "type": "message",
+                           "role": "user", "status": "completed",
+                           "content": [{"type": "input_audio", "transcript": None}]},
+                          bytearray(pcm))
         await self._items.add(item)
         await self._items.transcribe(item, heard, live)
         return True

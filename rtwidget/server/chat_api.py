@@ -7,12 +7,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, Turn
+from ..protocol.errors import EngineError
+from .engines import HistoryTurn, ReplyChunk, ReplyContext, TextDelta, ToolCall, require
 from .llm import DEFAULT_INSTRUCTIONS
-from .speech import EngineError, require
 
 
-def _message(turn: Turn) -> dict[str, Any]:
+def _message(turn: HistoryTurn) -> dict[str, Any]:
     if turn.type == "function_call":
         return {"role": "assistant", "content": None, "tool_calls": [{
             "id": turn.call_id, "type": "function",

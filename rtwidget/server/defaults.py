@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol.errors import ConfigError
+from ..protocol.audio import BYTES_PER_MS
+from ..protocol.errors import ConfigError, EngineUnavailable
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
 from .faults import what_it_said
-from .speech import EngineUnavailable
 
 log = logging.getLogger("rtwidget.server")
 
-_SILENCE = bytes(2 * 24000 // 5)  # 200 ms of PCM16 24 kHz
+_SILENCE = bytes(200 * BYTES_PER_MS)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _speaks(synthesizer: Any) -> None:
 def _voices(found: EngineSet, skip: frozenset[str] = frozenset()) -> Synthesizer:
     """Flite's natural English voices first (slt by default) where Flite is installed, eSpeak
     NG for other languages and as the fallback; tones when neither can run."""
-    from .speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
+    from .text_to_speech import CombinedSynthesizer, EspeakSynthesizer, FliteSynthesizer
 
     candidates = ((FliteSynthesizer, "Flite", "flite"), (EspeakSynthesizer, "eSpeak NG", "espeak"))
     voices = [engine for engine in (_try(cls, "text to speech", name, found, _speaks, key in skip)
@@ -128,7 +128,7 @@ def best_available(without: Iterable[str] = ()) -> EngineSet:
     engine, eSpeak NG or tones and the energy VAD, with ``missing`` saying why. Engines named in
     ``without`` (see :data:`ENGINES`) are left out."""
     from .llm import LlamaReplyEngine
-    from .speech import PocketsphinxTranscriber
+    from .speech_to_text import PocketsphinxTranscriber
     from .vad import SileroVad, WebRtcVad
 
     skip = frozenset(without)

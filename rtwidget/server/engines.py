@@ -7,11 +7,14 @@ This module holds the interfaces and the engines that need no extra package:
 - :class:`ToneSynthesizer` turns text into tones, one per word. It is not speech; it gives real
   PCM16 24 kHz audio of a length that follows the text, so the audio path can be exercised
   without a speech engine.
+
+:func:`require` imports the package an optional engine needs, or says what to install.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 from collections import deque
@@ -22,6 +25,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..protocol.audio import SAMPLE_RATE
+from ..protocol.errors import EngineUnavailable
+
+
+def require(module: str, package: str) -> Any:
+    """Import ``module`` or raise :class:`EngineUnavailable` naming the package."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineUnavailable(
+            f"{module} is not available ({exc}); install it with "
+            f"pip install '{package}' or pip install 'rtwidget[local]'",
+            needs=package, install=f"pip install '{package}'",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,7 @@ ReplyChunk = TextDelta | ToolCall | DropConnection
 
 
 @dataclass(frozen=True)
-class Turn:
+class HistoryTurn:
     """One item of the conversation as the reply engine sees it."""
 
     role: str
@@ -68,7 +84,7 @@ class ReplyContext:
     """Everything a reply engine may use for one response."""
 
     instructions: str
-    history: Sequence[Turn]
+    history: Sequence[HistoryTurn]
     tools: Sequence[dict[str, Any]]
     tool_choice: Any
     max_output_tokens: int | None
@@ -76,11 +92,11 @@ class ReplyContext:
     model: str = ""
 
     @property
-    def last(self) -> Turn | None:
+    def last(self) -> HistoryTurn | None:
         """The newest turn, or ``None`` in an empty conversation."""
         return self.history[-1] if self.history else None
 
-    def last_user(self) -> Turn | None:
+    def last_user(self) -> HistoryTurn | None:
         """The newest user message."""
         for turn in reversed(self.history):
             if turn.role == "user" and turn.type == "message":

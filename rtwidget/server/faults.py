@@ -3,7 +3,7 @@ and what fixes it, as the ``error`` event (and the failed ``response.done``) the
 
 An engine that raises mid-response is wrapped in :class:`EngineFailed` where it is called (the
 synthesizer in :mod:`.output`, the reply engine in :mod:`.responses`, the transcriber in
-:mod:`.items`), so the message names the part and the engine, never just the exception.
+:mod:`.item_store`), so the message names the part and the engine, never just the exception.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import subprocess
 from typing import Any
 
-from .speech import EngineError, EngineUnavailable
+from ..protocol.errors import EngineError, EngineUnavailable
 
 _NAMES = {
     "FliteSynthesizer": "Flite", "EspeakSynthesizer": "eSpeak NG", "ToneSynthesizer": "tones",

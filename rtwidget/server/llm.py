@@ -34,9 +34,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall
+from ..protocol.errors import EngineUnavailable
+from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, require
 from .shaping import ReplyShaper, wants_long
-from .speech import EngineUnavailable, require
 
 DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant."
 BREVITY = "Answer in one or two short, plain sentences."

@@ -10,10 +10,11 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engines import ToolCall, Turn, count_tokens, iter_chunks, split_sentences
+from ..protocol.audio import BYTES_PER_MS
+from .engines import HistoryTurn, ToolCall, count_tokens, iter_chunks, split_sentences
 from .faults import fault
-from .items import Item, Items
-from .session import BYTES_PER_MS, Session, new_id
+from .item_store import ItemStore, ServerItem
+from .server_session import ServerSession, new_id
 
 _AUDIO_CHUNK_BYTES = 100 * BYTES_PER_MS
 
@@ -27,17 +28,17 @@ def _wire_part(part: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class Response:
+class ServerResponse:
     """One response: its settings, its output items and what it has used."""
 
     id: str
     config: dict[str, Any]
     in_conversation: bool
-    input_turns: list[Turn] | None
+    input_turns: list[HistoryTurn] | None
     status: str = "in_progress"
     status_details: dict[str, Any] | None = None
-    output: list[Item] = field(default_factory=list)
-    message: Item | None = None
+    output: list[ServerItem] = field(default_factory=list)
+    message: ServerItem | None = None
     pending_speech: str = ""
     input_tokens: int = 0
     input_audio_tokens: int = 0
@@ -104,20 +105,20 @@ class TokenLimit(Exception):
 class OutputWriter:
     """Writes responses' output items, announcing each step to the client."""
 
-    def __init__(self, session: Session, items: Items) -> None:
+    def __init__(self, session: ServerSession, items: ItemStore) -> None:
         self._session = session
         self._emit = session.emit
         self._items = items
 
-    def _spend(self, response: Response, tokens: int) -> None:
+    def _spend(self, response: ServerResponse, tokens: int) -> None:
         limit = response.config.get("max_output_tokens")
         if isinstance(limit, int) and response.text_tokens + tokens > limit:
             raise TokenLimit
         response.text_tokens += tokens
 
-    async def _new_output(self, response: Response, data: dict[str, Any]) -> Item:
-        item = Item({"id": new_id("item"), "object": "realtime.item", "status": "in_progress",
-                     **data})
+    async def _new_output(self, response: ServerResponse, data: dict[str, Any]) -> ServerItem:
+        item = ServerItem({"id": new_id("item"), "object": "realtime.item",
+                           "status": "in_progress", **data})
         response.output.append(item)
         await self._emit({"type": "response.output_item.added", "response_id": response.id,
                           "output_index": len(response.output) - 1, "item": item.public()})
@@ -126,11 +127,11 @@ class OutputWriter:
         return item
 
     @staticmethod
-    def _where(response: Response, item: Item) -> dict[str, Any]:
+    def _where(response: ServerResponse, item: ServerItem) -> dict[str, Any]:
         return {"response_id": response.id, "item_id": item.id,
                 "output_index": response.output.index(item), "content_index": 0}
 
-    async def text(self, response: Response, text: str, whole: bool = False) -> None:
+    async def text(self, response: ServerResponse, text: str, whole: bool = False) -> None:
         """Add the engine's words to the response's message (started if need be): as text, or
         spoken sentence by sentence (``whole``: the words end a sentence)."""
         self._spend(response, count_tokens(text))
@@ -155,7 +156,7 @@ class OutputWriter:
         for sentence in sentences:
             await self._speak(response, item, sentence)
 
-    async def _speak(self, response: Response, item: Item, sentence: str) -> None:
+    async def _speak(self, response: ServerResponse, item: ServerItem, sentence: str) -> None:
         options = self._session.options
         part = item.data["content"][0]
         spoken = (" " if part["transcript"] else "") + sentence
@@ -177,7 +178,8 @@ class OutputWriter:
                               "delta": base64.b64encode(chunk).decode("ascii")})
             await asyncio.sleep(options.pace)
 
-    async def finish_message(self, response: Response, status: str, flush: bool = True) -> None:
+    async def finish_message(self, response: ServerResponse, status: str,
+                             flush: bool = True) -> None:
         """End the message being written, if any (``flush``: speak its unfinished sentence)."""
         item = response.message
         if item is None:
@@ -198,7 +200,7 @@ class OutputWriter:
         await self._emit({"type": "response.content_part.done", **where, "part": _wire_part(part)})
         await self._item_done(response, item, status)
 
-    async def _item_done(self, response: Response, item: Item, status: str) -> None:
+    async def _item_done(self, response: ServerResponse, item: ServerItem, status: str) -> None:
         item.data["status"] = status
         index = response.output.index(item)
         await self._emit({"type": "response.output_item.done", "response_id": response.id,
@@ -208,7 +210,7 @@ class OutputWriter:
                               "previous_item_id": self._items.previous_id(pos),
                               "item": item.public()})
 
-    async def tool_call(self, response: Response, call: ToolCall) -> None:
+    async def tool_call(self, response: ServerResponse, call: ToolCall) -> None:
         """Write a ``function_call`` item, its arguments streamed in two deltas."""
         self._spend(response, count_tokens(call.arguments))
         call_id = new_id("call")

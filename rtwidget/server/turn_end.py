@@ -12,7 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from .speech import EngineUnavailable
+from ..protocol.audio import BYTES_PER_MS
+from ..protocol.errors import EngineUnavailable
 
 log = logging.getLogger("rtwidget.server")
 
@@ -100,7 +101,7 @@ class LiveTranscript:
         self._open = open_stream
         self._stream: Any = None
         self._on_words = on_words
-        self._chunk_bytes = chunk_ms * 48
+        self._chunk_bytes = chunk_ms * BYTES_PER_MS
         self._pending = bytearray()
         self._queued = 0  # bytes fed
         self._decoded = 0  # bytes the decoder has been through
@@ -144,7 +145,7 @@ class LiveTranscript:
     @property
     def backlog_ms(self) -> int:
         """Audio fed but not decoded yet: how far the partial transcript lags behind."""
-        return (self._queued - self._decoded) // 48
+        return (self._queued - self._decoded) // BYTES_PER_MS
 
     def _settle(self, partial: str) -> str:
         words = partial.split()

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..protocol.audio import BYTES_PER_MS
 from ..protocol.heard import Mark, heard_text
-from .engines import Turn
+from .engines import HistoryTurn
 from .faults import fault
-from .session import BYTES_PER_MS, Session, new_id
-from .turns import LiveTranscript
+from .server_session import ServerSession, new_id
+from .turn_end import LiveTranscript
 from .validation import Problem, check_item, decode_base64_audio
 
 log = logging.getLogger("rtwidget.server")
@@ -28,7 +29,7 @@ AUDIO_KEPT_BYTES = 8 * 1024 * 1024  # about three minutes of speech, both sides 
 
 
 @dataclass(eq=False)  # identity: list.index() then compares pointers, not contents
-class Item:
+class ServerItem:
     """A conversation item as the server keeps it; audio apart from the public fields."""
 
     data: dict[str, Any]
@@ -63,18 +64,19 @@ class Item:
         """Bytes it holds, as counted against the session's budget (taken when it is added)."""
         return len(self.pcm) + len(json.dumps(self.data))
 
-    def turn(self) -> Turn:
+    def turn(self) -> HistoryTurn:
         """The item as a reply engine reads it."""
         d = self.data
         if d["type"] == "message":
             texts = []
             for part in d.get("content", []):
                 texts.append(part.get("text") or part.get("transcript") or "")
-            return Turn(role=d["role"], type="message", text="".join(texts).strip(),
-                        audio_ms=self.audio_ms())
-        return Turn(role="assistant" if d["type"] == "function_call" else "tool", type=d["type"],
-                    name=d.get("name"), arguments=d.get("arguments"), output=d.get("output"),
-                    call_id=d.get("call_id"))
+            return HistoryTurn(role=d["role"], type="message", text="".join(texts).strip(),
+                               audio_ms=self.audio_ms())
+        role = "assistant" if d["type"] == "function_call" else "tool"
+        return HistoryTurn(role=role, type=d["type"], name=d.get("name"),
+                           arguments=d.get("arguments"), output=d.get("output"),
+                           call_id=d.get("call_id"))
 
 
 def _unknown_item(action: str, item_id: str) -> Problem:
@@ -82,23 +84,23 @@ def _unknown_item(action: str, item_id: str) -> Problem:
                    f"Item with item_id '{item_id}' not found.", "item_id")
 
 
-class Items:
+class ItemStore:
     """The conversation's items, in order and by id, with the bytes they hold."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: ServerSession) -> None:
         self._session = session
-        self.items: list[Item] = []
-        self._by_id: dict[str, Item] = {}  # the same items, for lookups by id
-        self._sounding: deque[Item] = deque()  # items that hold audio or may still get some
+        self.items: list[ServerItem] = []
+        self._by_id: dict[str, ServerItem] = {}  # the same items, for lookups by id
+        self._sounding: deque[ServerItem] = deque()  # items that hold audio or may still get some
         self.stored_bytes = 0
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __iter__(self) -> Iterator[Item]:
+    def __iter__(self) -> Iterator[ServerItem]:
         return iter(self.items)
 
-    def get(self, item_id: str) -> Item | None:
+    def get(self, item_id: str) -> ServerItem | None:
         """The item with this id, if the conversation holds it."""
         return self._by_id.get(item_id)
 
@@ -124,7 +126,7 @@ class Items:
                            "some items first.")
         return None
 
-    async def add(self, item: Item, index: int | None = None) -> None:
+    async def add(self, item: ServerItem, index: int | None = None) -> None:
         """Insert the item at ``index`` (default: last) and announce it."""
         index = len(self.items) if index is None else index
         self.items.insert(index, item)
@@ -166,7 +168,7 @@ class Items:
         index = self._insert_at(event)
         if isinstance(index, Problem):
             return index
-        item = Item(data, pcm)
+        item = ServerItem(data, pcm)
         problem = self.admit(item.size())
         if problem is not None:
             return problem
@@ -213,7 +215,7 @@ class Items:
         second said and heard; a reply's audio arrives after its item is added, so it is
         counted at the next item). Only items that may hold audio are looked at, so adding an
         item costs the same at 10,000 items as at none."""
-        kept, still = 0, deque[Item]()
+        kept, still = 0, deque[ServerItem]()
         for item in reversed(self._sounding):
             kept += len(item.pcm)
             if item.pcm and kept > AUDIO_KEPT_BYTES:
@@ -250,7 +252,7 @@ class Items:
 
     # --- transcription of user audio ---------------------------------------------------------
 
-    async def transcribe(self, item: Item, heard: str | None = None,
+    async def transcribe(self, item: ServerItem, heard: str | None = None,
                          live: LiveTranscript | None = None) -> None:
         """Give a user audio item its words: those ``heard`` while it was spoken, else the
         transcriber's now; the client hears of it if it asked for transcription."""
@@ -279,7 +281,7 @@ class Items:
             return
         await self._transcribed(item, text, text)
 
-    async def _failed(self, item: Item, wanted: bool, code: str, message: str) -> None:
+    async def _failed(self, item: ServerItem, wanted: bool, code: str, message: str) -> None:
         if wanted:
             await self._session.emit({
                 "type": "conversation.item.input_audio_transcription.failed",
@@ -288,7 +290,7 @@ class Items:
                           "param": None},
             })
 
-    async def _transcribed(self, item: Item, text: str, delta: str) -> None:
+    async def _transcribed(self, item: ServerItem, text: str, delta: str) -> None:
         item.data["content"][0]["transcript"] = text
         if not self._session.transcribing:
             return

@@ -1,9 +1,9 @@
 """What the parts of one local-server connection share: the server's options, the session's
 settings, and the way out to the client.
 
-:class:`Session` is handed to the input audio buffer, the conversation items and the responses;
-it sends through two callables (``send`` a text frame, ``abort`` the connection), so every part
-can be driven without sockets.
+:class:`ServerSession` is handed to the input audio buffer, the conversation items and the
+responses; it sends through two callables (``send`` a text frame, ``abort`` the connection), so
+every part can be driven without sockets.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from .validation import (
     check_session,
     session_from_beta,
 )
-
-BYTES_PER_MS = SAMPLE_RATE * 2 // 1000
 
 
 def new_id(prefix: str) -> str:
@@ -95,7 +93,7 @@ def default_session(options: ServerOptions) -> dict[str, Any]:
     }
 
 
-class Session:
+class ServerSession:
     """One connection's session: its ``settings`` (the protocol's ``session`` object), the
     server's ``options``, and the way out to the client (``emit``, ``error``, ``abort``)."""
 

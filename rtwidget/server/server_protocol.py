@@ -1,10 +1,10 @@
 """One client connection of the local server: the Realtime protocol from the server's side.
 
-:class:`Connection` reads each client event, checks it, and hands it to the part of the session
-it concerns: the session settings, the input audio buffer (:mod:`.buffer`), the conversation
-items (:mod:`.items`) or the responses (:mod:`.responses`). It talks to the transport through
-two callables (``send`` a text frame, ``abort`` the connection), so it can be driven without
-sockets.
+:class:`ServerProtocol` reads each client event, checks it, and hands it to the part of the
+session it concerns: the session settings, the input audio buffer (:mod:`.buffer`), the
+conversation items (:mod:`.item_store`) or the responses (:mod:`.responses`). Like websockets'
+``ServerProtocol`` it does no I/O: it talks to the transport through two callables (``send`` a
+text frame, ``abort`` the connection), so it can be driven without sockets.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from .buffer import InputBuffer
-from .items import Items
+from .item_store import ItemStore
 from .responses import Responses
-from .session import ServerOptions, Session
+from .server_session import ServerOptions, ServerSession
 from .validation import Problem, check_envelope
 
 log = logging.getLogger("rtwidget.server")
@@ -39,7 +39,7 @@ class _Unreadable:
     event_id: str | None = None
 
 
-class Connection:
+class ServerProtocol:
     """The server side of one Realtime session (see the module docstring)."""
 
     def __init__(
@@ -49,8 +49,8 @@ class Connection:
         abort: Callable[[], None],
     ) -> None:
         self.options = options
-        self._session = Session(options, send, abort)
-        self.items = Items(self._session)
+        self._session = ServerSession(options, send, abort)
+        self.items = ItemStore(self._session)
         self.responses = Responses(self._session, self.items, self._response_started,
                                    self._response_ended)
         self.input_audio = InputBuffer(self._session, self.items, self.responses)

@@ -1,15 +1,13 @@
-"""Offline speech engines for the local server: Flite (text to speech with natural English
-voices, from the system's ``flite`` library or command), eSpeak NG (text to speech in many
-languages, from the ``espeakng-loader`` wheel, which ships the library and its data) and
-PocketSphinx (speech to text, whose wheel ships an English model). All are optional:
-:func:`require` names the package to install when one is missing.
+"""Text to speech for the local server: Flite (natural English voices, from the system's
+``flite`` library or command), eSpeak NG (many languages, from the ``espeakng-loader`` wheel,
+which ships the library and its data), and several engines as one voice list. Both are
+optional: a missing one raises :class:`~rtwidget.EngineUnavailable` naming what to install.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import importlib
 import io
 import shutil
 import subprocess
@@ -20,48 +18,18 @@ import wave
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..protocol.audio import SAMPLE_RATE
-from ..protocol.errors import ConfigError, RealtimeError
-
-
-class EngineError(RealtimeError, RuntimeError):
-    """An engine of the local server failed (its package is missing, a service it calls
-    refused)."""
+from ..protocol.audio import SAMPLE_RATE, resample
+from ..protocol.errors import ConfigError, EngineUnavailable
+from .engines import require
 
 
-class EngineUnavailable(EngineError):
-    """An engine's package is not installed; the message says what to install. ``needs`` names
-    what is missing and ``install`` the command that installs it, when known."""
-
-    def __init__(self, message: str, needs: str | None = None,
-                 install: str | None = None) -> None:
-        super().__init__(message)
-        self.needs = needs
-        self.install = install
-
-
-def require(module: str, package: str) -> Any:
-    """Import ``module`` or raise :class:`EngineUnavailable` naming the package."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise EngineUnavailable(
-            f"{module} is not available ({exc}); install it with "
-            f"pip install '{package}' or pip install 'rtwidget[local]'",
-            needs=package, install=f"pip install '{package}'",
-        ) from None
-
-
-def resample(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
-    """PCM16 mono from one rate to another with soxr (a proper band-limited resampler)."""
-    if from_rate == to_rate or not pcm:
-        return pcm
-    soxr = require("soxr", "soxr")
-    samples = np.frombuffer(pcm, dtype="<i2")
-    out = soxr.resample(samples, from_rate, to_rate, quality="HQ")
-    return np.asarray(out, dtype="<i2").tobytes()
+def _to_protocol_rate(pcm: bytes, rate: int) -> bytes:
+    """Synthesized speech at the protocol's 24 kHz, through soxr's band-limited resampler: the
+    engine cannot run without it (the error names what to install), rather than speak through
+    the rougher fallback."""
+    if pcm and rate != SAMPLE_RATE:
+        require("soxr", "soxr")
+    return resample(pcm, rate)
 
 
 # --- eSpeak NG -------------------------------------------------------------------------------
@@ -163,7 +131,7 @@ class EspeakSynthesizer:
             lib.espeak_SetVoiceByName(self._voice(voice).encode())
             lib.espeak_SetParameter(_RATE, int(175 * min(max(speed, 0.25), 4.0)), 0)
             lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8 | _END_PAUSE, None, None)
-        return resample(b"".join(chunks), self._rate, SAMPLE_RATE)
+        return _to_protocol_rate(b"".join(chunks), self._rate)
 
 
 # --- Flite -------------------------------------------------------------------------------------
@@ -319,7 +287,7 @@ class FliteSynthesizer:
         stretch = 1.0 / min(max(speed, 0.25), 4.0)
         with _flite_lock:
             pcm, rate = self._engine.synthesize(words, name, stretch)
-        return resample(pcm, rate, SAMPLE_RATE)
+        return _to_protocol_rate(pcm, rate)
 
 
 # --- several engines as one ----------------------------------------------------------------------
@@ -371,101 +339,3 @@ def default_voice_name(synthesizer: Any) -> str:
             if str(row.get(key, "")).lower() == wanted:
                 return str(row["name"])
     return str(rows[0]["name"]) if rows else "default"
-
-
-# --- PocketSphinx --------------------------------------------------------------------------------
-
-
-class PocketsphinxTranscriber:
-    """Speech to text with PocketSphinx's bundled US English model. Audio is resampled from
-    24 kHz to the model's 16 kHz with soxr first. :meth:`transcribe` takes a whole utterance;
-    :meth:`stream` follows one as it is spoken, up to ``max_streams`` at once (each has a
-    decoder of its own; a turn beyond that is transcribed when it ends)."""
-
-    def __init__(self, max_streams: int = 4) -> None:
-        self._ps = require("pocketsphinx", "pocketsphinx")
-        self._decoder = self._new_decoder()
-        self._lock = threading.Lock()
-        self.max_streams = max_streams
-        self._spare: list[Any] = [self._new_decoder()]  # decoders for live streams, reused
-        self._streams = 0
-        self._spare_lock = threading.Lock()
-
-    def _new_decoder(self) -> Any:
-        return self._ps.Decoder(samprate=16000, loglevel="FATAL")
-
-    def transcribe(self, pcm: bytes) -> str:
-        """The words heard in PCM16 24 kHz mono audio ("" for none)."""
-        audio = resample(pcm, SAMPLE_RATE, 16000)
-        with self._lock:
-            self._decoder.start_utt()
-            self._decoder.process_raw(audio, full_utt=True)
-            self._decoder.end_utt()
-            hyp = self._decoder.hyp()
-        return hyp.hypstr.strip() if hyp is not None else ""
-
-    def stream(self) -> PocketsphinxStream:
-        """A live transcription of one utterance: feed it audio as it arrives, read partial
-        words at any time, finish it when the turn ends (see :class:`PocketsphinxStream`)."""
-        with self._spare_lock:
-            if self._streams >= self.max_streams:
-                raise EngineUnavailable(f"{self.max_streams} live transcriptions are running")
-            self._streams += 1
-            decoder = self._spare.pop() if self._spare else None
-        try:
-            return PocketsphinxStream(self, decoder or self._new_decoder())
-        except BaseException:
-            with self._spare_lock:
-                self._streams -= 1
-            raise
-
-    def _give_back(self, decoder: Any) -> None:
-        with self._spare_lock:
-            self._streams -= 1
-            self._spare.append(decoder)
-
-
-class PocketsphinxStream:
-    """One utterance decoded while it is spoken, with its own decoder (live cepstral mean
-    normalisation, so the words are there when the speaker stops). Not thread-safe: one call
-    at a time."""
-
-    def __init__(self, owner: PocketsphinxTranscriber, decoder: Any) -> None:
-        soxr = require("soxr", "soxr")
-        self._owner = owner
-        self._decoder: Any = decoder
-        self._resampler = soxr.ResampleStream(SAMPLE_RATE, 16000, 1, dtype="int16")
-        self.partial = ""
-        decoder.start_utt()
-
-    def _process(self, audio: np.ndarray[Any, Any]) -> None:
-        if len(audio) and self._decoder is not None:
-            self._decoder.process_raw(np.asarray(audio, dtype="<i2").tobytes(), False, False)
-
-    def feed(self, pcm: bytes) -> str:
-        """Decode more PCM16 24 kHz audio; returns the words heard so far (a partial result:
-        later audio can still change them)."""
-        self._process(self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2")))
-        if self._decoder is not None:
-            hyp = self._decoder.hyp()
-            self.partial = hyp.hypstr.strip() if hyp is not None else ""
-        return self.partial
-
-    def finish(self) -> str:
-        """End the utterance and return its final words; the stream is done."""
-        if self._decoder is None:
-            return self.partial
-        self._process(self._resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True))
-        decoder, self._decoder = self._decoder, None
-        try:
-            decoder.end_utt()
-            hyp = decoder.hyp()
-            self.partial = hyp.hypstr.strip() if hyp is not None else ""
-        finally:
-            self._owner._give_back(decoder)
-        return self.partial
-
-    def cancel(self) -> None:
-        """Drop the utterance (its decoder goes back for the next one)."""
-        if self._decoder is not None:
-            self.finish()
