@@ -160,6 +160,31 @@ def test_the_architecture_page_module_table_matches_the_tree() -> None:
     assert _documented_modules() == tree
 
 
+def _documented_layers() -> list[tuple[str, set[str]]]:
+    """The import table of the architecture page, in order: (package, the packages it
+    imports), for the rows that name one package folder."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("\n## What may import what\n", 1)[1].split("\n## ", 1)[0]
+    return [(package, set(re.findall(r"`(\w+)/`", cell)))
+            for package, cell in re.findall(r"^\| `(\w+)/` \| ([^|]+) \|", section, re.M)]
+
+
+def test_each_package_imports_what_the_architecture_page_says_and_only_from_above() -> None:
+    layers = _documented_layers()
+    order = [package for package, _ in layers]
+    found: dict[str, set[str]] = {package: set() for package in order}
+    for name, deps in graph().items():
+        parts = name.split(".")
+        if len(parts) < 3 and not (PACKAGE / parts[-1]).is_dir():
+            continue  # rtwidget/__init__ and rtwidget/testing stand on everything
+        # a package's name in rtwidget ("rtwidget" for the root's own modules)
+        found[parts[1]] |= {[*dep.split("."), "rtwidget"][1] for dep in deps} - {parts[1]}
+    assert set(order) == {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert found == dict(layers)
+    assert all(order.index(dep) < order.index(package) for package, deps in layers
+               for dep in deps)
+
+
 @pytest.mark.parametrize("folder", ["client", "data", "notebook", "protocol", "recording",
                                     "server", "tooling"])
 def test_every_folder_says_what_it_holds(folder: str) -> None:
