@@ -1,5 +1,6 @@
 """Run the benchmarks, print the tables, keep the figures in ``bench/results.json``; with
-``--markdown``, write the tables of the kept figures into README.md between its markers."""
+``--markdown``, write the tables of the kept figures into docs/performance.md between its
+markers."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ._util import ROOT, collect_tables
 
 SECTIONS: dict[str, ModuleType] = {"client": client, "frame": frame, "offline": offline,
                                    "process": process, "load": load, "browser": browser}
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "performance.md"  # the page the tables are written into
 
 
 def machine() -> dict[str, Any]:
@@ -67,21 +68,21 @@ def section_markdown(name: str, entry: dict[str, Any]) -> str:
     return "\n\n".join([where, *(t.markdown() for t in tables)])
 
 
-def write_markdown(results: dict[str, Any], readme: Path) -> list[str]:
+def write_markdown(results: dict[str, Any], page: Path) -> list[str]:
     """Replace what is between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in
-    ``readme`` with the tables of section NAME; returns the sections written. Running it
+    ``page`` with the tables of section NAME; returns the sections written. Running it
     twice on the same figures changes nothing."""
-    text = readme.read_text()
+    text = page.read_text()
     written = []
     for name, entry in results.items():
         pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.S)
         if not pattern.search(text):
-            print(f"{readme.name} has no <!-- bench:{name} --> markers: {name} not written")
+            print(f"{page.name} has no <!-- bench:{name} --> markers: {name} not written")
             continue
         block = section_markdown(name, entry)
         text = pattern.sub(lambda m, block=block: m.group(1) + block + "\n" + m.group(2), text)
         written.append(name)
-    readme.write_text(text)
+    page.write_text(text)
     return written
 
 
@@ -93,18 +94,19 @@ def main() -> int:
     parser.add_argument("--only", choices=list(SECTIONS), action="append",
                         help="run this section (may be repeated)")
     parser.add_argument("--markdown", action="store_true",
-                        help="run nothing: write the kept figures' tables into README.md")
+                        help="run nothing: write the kept figures' tables into docs/performance.md")
     args = parser.parse_args()
     out = Path(args.out)
     results = load_results(out)
     if args.markdown:
-        written = write_markdown(results, README)
-        print(f"README.md: {', '.join(written) or 'nothing'} written from {out}")
+        written = write_markdown(results, PAGE)
+        print(f"{PAGE.relative_to(ROOT)}: {', '.join(written) or 'nothing'} written from {out}")
         return 0
     print(f"machine: {machine()}")
     run_sections(args.only or list(SECTIONS), args.quick, results)
     out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten to {out}; `python -m bench --markdown` puts the tables in README.md")
+    print(f"\nwritten to {out}; `python -m bench --markdown` puts the tables in "
+          f"{PAGE.relative_to(ROOT)}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Every section's ``report()`` builds its output with :func:`table`; while :func:`collect_tables`
 is active each table is also kept, so ``python -m bench --markdown`` can write the same tables
-into README.md without the sections knowing about Markdown.
+into docs/performance.md without the sections knowing about Markdown.
 """
 
 from __future__ import annotations

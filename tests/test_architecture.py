@@ -1,5 +1,6 @@
 """The package's shape: no import cycles, every module importable first, small modules, the
-local server standing on the protocol alone, and the README's table matching the tree."""
+local server standing on the protocol alone, and the module table of ``docs/architecture.md``
+matching the tree."""
 
 from __future__ import annotations
 
@@ -140,22 +141,48 @@ def test_every_module_can_be_imported_first() -> None:
     assert failed == {}
 
 
-def _readme_table() -> dict[str, set[str]]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+def _documented_modules() -> dict[str, set[str]]:
+    """The module table of the architecture page: folder -> module names."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("\n## Modules\n", 1)[1].split("\n## ", 1)[0]
     table = {}
     for folder, cell in re.findall(r"^\| `([\w/]+)/` \| ([^|]+) \|", section, re.M):
         table[folder] = set(re.findall(r"`(\w+)`", cell))
     return table
 
 
-def test_the_readme_architecture_table_matches_the_tree() -> None:
+def test_the_architecture_page_module_table_matches_the_tree() -> None:
     tree: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
         folder = path.parent.relative_to(ROOT).as_posix()
         key = "rtwidget" if folder == "rtwidget" else folder.removeprefix("rtwidget/")
         tree.setdefault(key, set()).add(path.stem)
-    assert _readme_table() == tree
+    assert _documented_modules() == tree
+
+
+def _documented_layers() -> list[tuple[str, set[str]]]:
+    """The import table of the architecture page, in order: (package, the packages it
+    imports), for the rows that name one package folder."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("\n## What may import what\n", 1)[1].split("\n## ", 1)[0]
+    return [(package, set(re.findall(r"`(\w+)/`", cell)))
+            for package, cell in re.findall(r"^\| `(\w+)/` \| ([^|]+) \|", section, re.M)]
+
+
+def test_each_package_imports_what_the_architecture_page_says_and_only_from_above() -> None:
+    layers = _documented_layers()
+    order = [package for package, _ in layers]
+    found: dict[str, set[str]] = {package: set() for package in order}
+    for name, deps in graph().items():
+        parts = name.split(".")
+        if len(parts) < 3 and not (PACKAGE / parts[-1]).is_dir():
+            continue  # rtwidget/__init__ and rtwidget/testing stand on everything
+        # a package's name in rtwidget ("rtwidget" for the root's own modules)
+        found[parts[1]] |= {[*dep.split("."), "rtwidget"][1] for dep in deps} - {parts[1]}
+    assert set(order) == {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert found == dict(layers)
+    assert all(order.index(dep) < order.index(package) for package, deps in layers
+               for dep in deps)
 
 
 @pytest.mark.parametrize("folder", ["client", "data", "notebook", "protocol", "recording",
