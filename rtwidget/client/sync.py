@@ -24,14 +24,14 @@ from ..protocol.conversation import Conversation
 from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError, WaitTimeout
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
-from . import messages
+from . import log_routing
 from .events import AudioListener, Listener, Predicate, UpdateListener
 from .options import SessionOptions
 from .providers import Endpoint, resolve
 from .session import AsyncRealtimeSession
 
 log = logging.getLogger("rtwidget.session")
-messages.install()  # the session's warnings and tracebacks go to it, not to a cell
+log_routing.install()  # the session's warnings and tracebacks go to it, not to a cell
 
 T = TypeVar("T")
 _POLL = 0.25  # how often a blocked caller checks that the session's loop is still alive
@@ -103,8 +103,8 @@ class RealtimeSession:
         self._audio_wake = False
         # before the thread starts: a configuration it refuses leaves nothing running
         self.aio = AsyncRealtimeSession(endpoint, options=options, conversation=conversation)
-        self._loop.set_exception_handler(messages.loop_exception)
-        self._detach_messages = messages.attach(self._thread, self._message)
+        self._loop.set_exception_handler(log_routing.loop_exception)
+        self._detach_messages = log_routing.attach(self._thread, self._message)
         self._thread.start()
         if connect:
             try:

@@ -21,7 +21,7 @@ import anywidget
 import pandas as pd
 import traitlets
 
-from ..client import messages
+from ..client import log_routing
 from ..client.local_process import local_server
 from ..client.recorder import next_free_folder
 from ..client.sync import RealtimeSession
@@ -177,7 +177,7 @@ class VoiceChat(anywidget.AnyWidget):
         if self.ended and kind != "ready":
             return  # a closed chat is read-only: only a new page's hello gets an answer
         # whatever is logged here belongs to this chat, not to the cell the kernel ran last
-        with messages.speaking_for(self.session._message):
+        with log_routing.speaking_for(self.session._message):
             if handler is None:
                 log.warning("widget: ignored a message of unknown type %r", kind)
                 return
