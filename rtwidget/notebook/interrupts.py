@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol.audio import BYTES_PER_SECOND
 from ..protocol.items import Update
+from . import messages
 
 if TYPE_CHECKING:
     from ..client.sync import RealtimeSession
@@ -68,7 +69,7 @@ class Interrupts:
         key = f"page-{next(_keys)}"
         session.aio.turns.hold(key)
         self._waiting.append(key)
-        self._send({"type": "flush", "reason": "turn"})
+        self._send({"type": messages.FLUSH, "reason": "turn"})
         session.call_later(self.report_wait, self._release, session, key)
 
     def shown(self, event: dict[str, Any]) -> bool:
@@ -76,8 +77,8 @@ class Interrupts:
         the reply's end (the reply ended, which is all the cancel was for)."""
         return not self._session_of().aio.turns.floor.too_late(event)
 
-    def stopped(self, content: dict[str, Any], _: list[memoryview]) -> None:
-        """The page stopped as asked and reported what it played (its ``played`` message came
+    def turn_flushed(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        """The page stopped as asked and reported what it played (its ``playback_stopped`` came
         first, so the cut is queued before the turn goes out): let the turn go."""
         session = self._session_of()
         session.call_soon(self._release_oldest, session)

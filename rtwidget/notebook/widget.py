@@ -29,6 +29,7 @@ from ..data.frame import LiveView
 from ..protocol import events
 from ..protocol.audio import BYTES_PER_MS, encode_audio
 from ..protocol.items import Update
+from . import messages
 from .interrupts import Interrupts
 from .notices import Notices
 from .push_to_talk import PushToTalk
@@ -92,13 +93,17 @@ class VoiceChat(anywidget.AnyWidget):
         self._probe = LatencyProbe(self.send, self._front_ready,
                                    lambda kind, **f: self.session.note(kind, **f))
         self._messages: dict[str, Callable[[dict[str, Any], list[memoryview]], None]] = {
-            "audio": self._on_mic_frame, "ready": self._on_ready, "text": self._on_text,
-            "played": self._on_played, "interrupt": self._on_interrupt,
-            "transport": self._on_transport, "ptt": self._on_ptt, "mic": self._on_mic,
-            "disconnect": self._on_disconnect, "connect": self._on_connect,
-            "client_error": self._on_client_error, "voice": self._on_voice,
-            "audio_ack": self._on_audio_ack, "probe_result": lambda c, _: self._probe.answered(c),
-            "playback_started": self._on_playback_started, "stopped": self._interrupts.stopped,
+            messages.READY: self._on_ready, messages.TRANSPORT: self._on_transport,
+            messages.MIC: self._on_mic, messages.MIC_AUDIO: self._on_mic_frame,
+            messages.PTT: self._on_ptt, messages.TEXT: self._on_text,
+            messages.INTERRUPT: self._on_interrupt,
+            messages.PLAYBACK_STARTED: self._on_playback_started,
+            messages.PLAYBACK_STOPPED: self._on_played,
+            messages.TURN_FLUSHED: self._interrupts.turn_flushed,
+            messages.REPLY_AUDIO_ACK: self._on_audio_ack, messages.VOICE: self._on_voice,
+            messages.CONNECT: self._on_connect, messages.DISCONNECT: self._on_disconnect,
+            messages.CLIENT_ERROR: self._on_client_error,
+            messages.LATENCY_RESULT: lambda c, _: self._probe.answered(c),
         }
         self._updates: dict[str, Callable[[Update, dict[str, Any]], None]] = {
             "input_audio_buffer.speech_started": self._on_speech_started,
@@ -174,7 +179,7 @@ class VoiceChat(anywidget.AnyWidget):
     def _on_msg(self, _: Any, content: dict[str, Any], buffers: list[memoryview]) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         handler = self._messages.get(kind) if isinstance(kind, str) else None
-        if self.ended and kind != "ready":
+        if self.ended and kind != messages.READY:
             return  # a closed chat is read-only: only a new page's hello gets an answer
         # whatever is logged here belongs to this chat, not to the cell the kernel ran last
         with log_routing.speaking_for(self.session._message):
@@ -256,7 +261,8 @@ class VoiceChat(anywidget.AnyWidget):
         up = bool(buffers) and bytes(buffers[0]) == PROBE
         self._b64_down = True
         self._call_on_loop(setattr, self, "transport", "")
-        self.send({"type": "transport", "up": up, "probe": list(PROBE)}, buffers=[PROBE])
+        self.send({"type": messages.TRANSPORT_CHECK, "up": up, "probe": list(PROBE)},
+                  buffers=[PROBE])
 
     def _show_transport(self, up: bool) -> None:
         binary = up and not self._b64_down
@@ -285,7 +291,7 @@ class VoiceChat(anywidget.AnyWidget):
             self._ptt.frame(len(pcm))
         seq = content.get("seq")
         if isinstance(seq, int) and seq % ACK_EVERY == 0:
-            self.send({"type": "ack", "seq": seq})
+            self.send({"type": messages.MIC_AUDIO_ACK, "seq": seq})
 
     def _on_playback_started(self, content: dict[str, Any], _: list[memoryview]) -> None:
         """The browser played the first sample of an item at ``t`` (its wall clock, ms)."""
@@ -357,7 +363,7 @@ class VoiceChat(anywidget.AnyWidget):
             self._interrupts.audio_out(len(pcm))
             self.stats["audio_out"] += 1
             self._timings.audio_sent(item_id)
-            self._send_audio({"type": "audio", "item_id": item_id}, pcm)
+            self._send_audio({"type": messages.REPLY_AUDIO, "item_id": item_id}, pcm)
 
     def _on_backchannel(self, event: dict[str, Any]) -> None:
         """Inworld's back-channel audio ("uh-huh" while the user speaks) goes to the page to be
@@ -365,7 +371,8 @@ class VoiceChat(anywidget.AnyWidget):
         pcm = backchannel_pcm(event)
         if pcm and self._front_ready.is_set():
             self.stats["backchannel_out"] += 1
-            self._send_audio({"type": "backchannel", "id": event.get("backchannel_id")}, pcm)
+            self._send_audio({"type": messages.BACKCHANNEL, "id": event.get("backchannel_id")},
+                             pcm)
 
     def _send_audio(self, content: dict[str, Any], pcm: bytes) -> None:
         """Audio to the page, as a binary buffer or, where buffers do not arrive, base64."""
@@ -384,7 +391,7 @@ class VoiceChat(anywidget.AnyWidget):
     def _on_speech_started(self, update: Update, event: dict[str, Any]) -> None:
         self._set_phase("hearing you")
         if self._front_ready.is_set():
-            self.send({"type": "flush", "reason": "speech"})
+            self.send({"type": messages.FLUSH, "reason": "speech"})
 
     def _thinking(self, update: Update, event: dict[str, Any]) -> None:
         self._set_phase("thinking")
@@ -394,7 +401,7 @@ class VoiceChat(anywidget.AnyWidget):
 
     def _on_audio_done(self, update: Update, event: dict[str, Any]) -> None:
         if self._front_ready.is_set() and update.item is not None:
-            self.send({"type": "audio_done", "item_id": update.item.id})
+            self.send({"type": messages.REPLY_AUDIO_DONE, "item_id": update.item.id})
 
     def _on_response_done(self, update: Update, event: dict[str, Any]) -> None:
         """A response is over: none of its items will get more audio. Providers do not all send
@@ -406,7 +413,7 @@ class VoiceChat(anywidget.AnyWidget):
         for item_id in update.response.item_ids:
             item = self.session.conversation.get(item_id)
             if item is not None and item.audio_out_bytes:
-                self.send({"type": "audio_done", "item_id": item_id})
+                self.send({"type": messages.REPLY_AUDIO_DONE, "item_id": item_id})
 
     def _on_closed(self, update: Update, event: dict[str, Any]) -> None:
         self.status = "closed"
