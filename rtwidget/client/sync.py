@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from ..data.frame import LiveView, events_frame, export
+from ..data.frame import LiveView
 from ..protocol import events
 from ..protocol.audio import SAMPLE_RATE
 from ..protocol.conversation import Conversation
@@ -224,8 +224,7 @@ class RealtimeSession:
     def recording(self) -> Path | None:
         """The folder this session records to (``record=``; ``True`` picks one under
         ``recordings/``), or ``None``; load it back with :func:`rtwidget.load_recording`."""
-        recorder = self.aio.recorder
-        return None if recorder is None else recorder.folder
+        return self.aio.recording
 
     @property
     def connected(self) -> bool:
@@ -233,9 +232,14 @@ class RealtimeSession:
         return self.aio.connected
 
     @property
+    def closed(self) -> bool:
+        """Whether the session has ended (closed by the user or by a final error)."""
+        return self.aio.closed
+
+    @property
     def errors(self) -> list[ErrorInfo]:
         """Every ``error`` event received, oldest first."""
-        return list(self.aio.conversation.errors)
+        return self.aio.errors
 
     @property
     def config(self) -> dict[str, Any]:
@@ -257,30 +261,29 @@ class RealtimeSession:
     def df(self) -> pd.DataFrame:
         """The conversation as a DataFrame, one row per item (columns: ``rtwidget.COLUMNS``;
         built when asked for, cached until the next change)."""
-        return self.aio.frames.get()
+        return self.aio.df
 
     @property
     def events(self) -> pd.DataFrame:
         """The raw event log as a DataFrame: direction, type, time, size, payload."""
-        return events_frame(self.conversation)
+        return self.aio.events
 
     def live(self, rows: int = 20, max_rate: float = 4.0,
              columns: Sequence[str] | str | None = None) -> LiveView:
         """Show the DataFrame's last ``rows`` rows and redraw them in place as the talk goes on,
         at most ``max_rate`` times a second: who, what was said, tool and latency by default
         (``columns="all"`` for every column, or a list). ``.stop()`` on the result freezes it."""
-        return LiveView(self.aio.frames, lambda cb: self.on("*", cb), rows, max_rate,
-                        columns=columns)
+        return self.aio.live(rows, max_rate, columns)
 
     def export(self, path: str | Path) -> Path:
         """Write the conversation DataFrame to ``.parquet``, ``.json`` or ``.jsonl``; read it
         back with :func:`rtwidget.load_conversation`."""
-        return export(self.df, path)
+        return self.aio.export(path)
 
     @property
     def tools(self) -> ToolSet:
         """The tools this session offers (change them with ``update(tools=...)``)."""
-        return self.aio.toolset
+        return self.aio.tools
 
     @property
     def tool_results(self) -> dict[str, ToolResult]:
@@ -377,7 +380,7 @@ class RealtimeSession:
 
         def start() -> None:
             try:
-                self.aio.update_nowait(**config).add_done_callback(settle)
+                self.aio.update_soon(**config).add_done_callback(settle)
             except BaseException as exc:
                 result.set_exception(exc)
 
@@ -391,7 +394,7 @@ class RealtimeSession:
         (a widget showing this session stops playing it, and it is cut where it was heard), and
         the turn is sent and answered once the server has ended the reply. With
         ``interrupt=False`` the reply finishes first (the rule of :meth:`ask`)."""
-        return self._run(self.aio.send_text(text, respond=respond, interrupt=interrupt))
+        return self._run(self.aio.say(text, respond=respond, interrupt=interrupt))
 
     send_text = say
 
@@ -458,6 +461,12 @@ class RealtimeSession:
         self._run(self.aio.truncate(item_id, audio_end_ms, content_index, timeout),
                   _later(timeout))
 
+    def playback_stopped(self, item_id: str, audio_end_ms: float, *, cancel: bool = True) -> bool:
+        """The player stopped playing ``item_id`` after ``audio_end_ms`` of its audio: the reply
+        is cancelled (unless ``cancel=False``) and the item cut where it stopped (see
+        :meth:`AsyncRealtimeSession.playback_stopped`); returns whether it was cut."""
+        return self._run(self.aio.playback_stopped(item_id, audio_end_ms, cancel=cancel))
+
     def note(self, kind: str, **fields: Any) -> None:
         """Log and record something the client saw (an ``rtwidget.*`` event; see
         :meth:`AsyncRealtimeSession.note`), from any thread; after close it is dropped."""
@@ -468,8 +477,8 @@ class RealtimeSession:
         """Send a raw client event (it gets an ``event_id`` if it has none)."""
         event = dict(event)
         event.setdefault("event_id", events.new_event_id())
-        text = self.aio._encoded(event)  # an event that cannot be sent is refused here
-        self._soon(self.aio._enqueue, event, text)
+        self.aio.encode(event)  # an event that cannot be sent is refused here
+        self._soon(self.aio.send_raw, event)
 
     def call(self, fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """Run ``await fn()`` on the session's loop and return its result (for extensions)."""
