@@ -77,6 +77,6 @@ def test_the_kernel_handles_every_message_the_page_sends() -> None:
     session = rt.RealtimeSession("local", url="ws://127.0.0.1:9/v1/realtime", connect=False)
     chat = rt.VoiceChat(session, connect=False)
     try:
-        assert set(chat._messages) == set(PAGE_TO_KERNEL)
+        assert set(chat._link.handlers) == set(PAGE_TO_KERNEL)
     finally:
         chat.close()

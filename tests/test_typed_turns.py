@@ -217,7 +217,7 @@ def test_a_reply_the_server_has_finished_is_still_cut_where_the_page_is(shown) -
 
 def test_a_page_that_never_reports_holds_the_turn_back_only_briefly(shown) -> None:
     chat, browser = shown
-    chat._interrupts.report_wait = 0.2
+    chat._link.interrupts.report_wait = 0.2
     story, _ = spoken_story(chat, browser)
     browser.message({"type": "text", "text": "anyone there?"})
     assert answer_to(chat.session, "anyone there?") == "You said: anyone there?"

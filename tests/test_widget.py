@@ -208,7 +208,7 @@ def test_voice_picker_gets_the_voices_and_changes_the_voice(widget) -> None:
 
 
 def test_a_page_that_stops_taking_audio_is_not_flooded(widget) -> None:
-    from rtwidget.notebook.widget import MAX_UNACKED_AUDIO_BYTES
+    from rtwidget.notebook.page_link import MAX_UNACKED_AUDIO_BYTES
 
     chat, browser = widget  # this fake page never acknowledges audio: a frozen tab
     for _ in range(3):

@@ -49,14 +49,17 @@ class Interrupts:
         now = time.monotonic()
         self._playing_until = max(self._playing_until, now) + nbytes / BYTES_PER_SECOND
 
-    def cancel_reply(self, reason: Any = None) -> None:
-        """The page stopped playing (■ Stop, a barge-in; ``reason`` as the page gave it):
-        cancel the reply, once (one a typed turn already cancelled is not cancelled again,
-        which the server would refuse). A stop the typed turn asked for cancels nothing."""
-        if reason == "turn":
-            return
+    def cancel_reply(self) -> None:
+        """■ Stop: the page stopped playing; cancel the reply, once (one a typed turn already
+        cancelled is not cancelled again, which the server would refuse)."""
         session = self._session_of()
         session.call_soon(lambda: session.aio.turns.interrupt(announce=False))
+
+    @staticmethod
+    def cancels(reason: Any) -> bool:
+        """Whether the page's stop (``reason`` as the page gave it) cancels the reply: a stop
+        the typed turn asked for does not (the turn has cancelled it already)."""
+        return reason != "turn"
 
     def interrupted(self, update: Update, event: dict[str, Any]) -> None:
         """A typed turn interrupts (on the session's loop): the page stops playing whatever it
