@@ -8,8 +8,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import threading
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -21,11 +19,12 @@ from ..data.frame import LiveView
 from ..protocol import events
 from ..protocol.audio import SAMPLE_RATE
 from ..protocol.conversation import Conversation
-from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError, WaitTimeout
+from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from . import log_routing
 from .events import AudioListener, Listener, Predicate, UpdateListener
+from .loop_thread import LoopThread
 from .options import SessionOptions
 from .providers import Endpoint, resolve
 from .session import AsyncRealtimeSession
@@ -34,7 +33,6 @@ log = logging.getLogger("rtwidget.session")
 log_routing.install()  # the session's warnings and tracebacks go to it, not to a cell
 
 T = TypeVar("T")
-_POLL = 0.25  # how often a blocked caller checks that the session's loop is still alive
 _GRACE = 2.0  # beyond a call's own timeout, before the caller stops waiting for the loop
 
 
@@ -94,10 +92,8 @@ class RealtimeSession:
         if endpoint is None:
             endpoint = resolve(provider, url=url, api_key=api_key, headers=headers,
                                model=options.config.get("model"))
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._serve, name="rtwidget-session-loop", daemon=True
-        )
+        self._loop_thread = LoopThread("rtwidget-session-loop")
+        self._loop, self._thread = self._loop_thread.loop, self._loop_thread.thread
         self._audio_out: deque[dict[str, Any]] = deque()
         self._voices: dict[str, pd.DataFrame] = {}
         self._audio_wake = False
@@ -105,56 +101,21 @@ class RealtimeSession:
         self.aio = AsyncRealtimeSession(endpoint, options=options, conversation=conversation)
         self._loop.set_exception_handler(log_routing.loop_exception)
         self._detach_messages = log_routing.attach(self._thread, self._message)
-        self._thread.start()
+        self._loop_thread.start()
         if connect:
             try:
                 self.connect()
             except BaseException:
                 self._detach_messages()
-                self._stop_loop()
+                self._loop_thread.stop()
                 raise
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def _serve(self) -> None:
-        """The loop thread: a ``KeyboardInterrupt`` or ``SystemExit`` raised on the loop (by a
-        callback) is logged and the loop goes on; only :meth:`_stop_loop` ends it."""
-        while True:
-            try:
-                self._loop.run_forever()
-                return
-            except (KeyboardInterrupt, SystemExit):
-                log.error("the session's loop caught an interrupt; it goes on", exc_info=True)
-
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for it here, at most ``timeout`` seconds (kept
-        by this thread, so it holds even if the loop is stuck); a loop that stopped raises
-        :class:`ConnectionClosed` at once."""
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise UsageError(
-                "this blocking call was made on the session's own thread (from a listener); "
-                "use session.aio and await it instead"
-            )
-        if not self._thread.is_alive():
-            coro.close()
-            raise ConnectionClosed("the session is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                step = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
-                done, _ = concurrent.futures.wait([future], timeout=max(0.0, step))
-                if done:
-                    return future.result()
-                if not self._thread.is_alive():
-                    raise ConnectionClosed("the session's event loop has stopped")
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise WaitTimeout(f"no answer within {timeout:g} s (the session's loop "
-                                       "is busy)")
-        except BaseException:
-            future.cancel()
-            raise
+        """Run ``coro`` on the session's loop and wait for it here (see
+        :meth:`LoopThread.run`)."""
+        return self._loop_thread.run(coro, timeout)
 
     def _message(self, fields: dict[str, Any]) -> None:
         """A warning, error or traceback made on this session's thread (or on a thread no
@@ -180,26 +141,12 @@ class RealtimeSession:
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Run ``fn(*args)`` on the session's thread soon, from any thread (it must not
         block); ``False`` if the session's loop has stopped, and then it does not run."""
-        if self._loop.is_closed():
-            return False
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # closed in between
-            return False
-        return True
+        return self._loop_thread.call_soon(fn, *args)
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the session's thread in ``delay`` seconds; call it on that
         thread (from a listener)."""
         self._loop.call_later(delay, fn, *args)
-
-    def _stop_loop(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()
 
     # --- public API --------------------------------------------------------------------------
 
@@ -309,7 +256,7 @@ class RealtimeSession:
         elif not self._loop.is_running():  # the loop's thread is gone: clean up from here
             with contextlib.suppress(Exception):
                 self._loop.run_until_complete(asyncio.wait_for(self.aio.close(), 10))
-        self._stop_loop()
+        self._loop_thread.stop()
         self._detach_messages()
 
     def __enter__(self) -> RealtimeSession:
