@@ -125,11 +125,12 @@ class SimulatedPage:
         self.messages += 1
         if content.get("type") == "rows":
             self._take_rows(content)
-        if content.get("type") == "audio" and buffers:
+        if content.get("type") == "reply_audio" and buffers:
             self.audio_chunks += 1
             self.audio_bytes += len(buffers[0])
             if self.audio_chunks % AUDIO_ACK_EVERY == 0:
-                self.chat._handle_msg(_custom({"type": "audio_ack", "bytes": self.audio_bytes}))
+                self.chat._handle_msg(_custom({"type": "reply_audio_ack",
+                                               "bytes": self.audio_bytes}))
 
     def _take_rows(self, content: dict[str, Any]) -> None:
         with self._rows_changed:
@@ -152,7 +153,8 @@ class SimulatedPage:
     def mic_frame(self, pcm: bytes) -> None:
         """One mic frame from the page, as the kernel's comm hands it to the widget."""
         self.seq += 1
-        self.chat._handle_msg(_custom({"type": "audio", "seq": self.seq}, [memoryview(pcm)]))
+        self.chat._handle_msg(_custom({"type": "mic_audio", "seq": self.seq},
+                                      [memoryview(pcm)]))
 
     @property
     def audio_seconds(self) -> float:

@@ -74,22 +74,22 @@ export class Engine {
 
   onMessage(msg, buffers) {
     switch (msg.type) {
-      case "audio": {
+      case "reply_audio": {
         const view = audioOf(msg, buffers);
         if (view) {
           this.push(msg.item_id, view);
           this.audioChunks++;
           // the kernel stops sending audio to a page that stops taking it (a frozen tab)
           if (this.audioChunks % AUDIO_ACK_EVERY === 0) {
-            this.model.send({ type: "audio_ack", bytes: this.stats.pushedBytes });
+            this.model.send({ type: "reply_audio_ack", bytes: this.stats.pushedBytes });
           }
         }
         break;
       }
-      case "transport":
+      case "transport_check":
         this.negotiated(msg, buffers);
         break;
-      case "audio_done":
+      case "reply_audio_done":
         this.post({ type: "end", item: msg.item_id });
         break;
       case "backchannel": {
@@ -99,7 +99,7 @@ export class Engine {
       }
       case "flush":
         // a typed turn cut the reply: the kernel waits for our report before answering it
-        if (msg.reason === "turn" && !this.playerReady) this.model.send({ type: "stopped" });
+        if (msg.reason === "turn" && !this.playerReady) this.model.send({ type: "turn_flushed" });
         else this.flush(msg.reason || "server");
         break;
       case "rows":
@@ -116,12 +116,12 @@ export class Engine {
         this.voice = msg.current || "";
         this.emit();
         break;
-      case "ack":
+      case "mic_audio_ack":
         this.acked = Math.max(this.acked, msg.seq);
         this.emit();
         break;
-      case "probe":
-        this.probe().catch((e) => this.model.send({ type: "probe_result", heard: false,
+      case "latency_test":
+        this.probe().catch((e) => this.model.send({ type: "latency_result", heard: false,
                                                      error: String(e) }));
         break;
     }
@@ -219,9 +219,10 @@ export class Engine {
       const latency = Math.round(((this.playCtx && this.playCtx.outputLatency) || 0) * 1000);
       const ms = Math.max(0, Math.floor(msg.played / 24) - latency);
       if (msg.item !== null) {
-        this.model.send({ type: "played", item_id: msg.item, audio_end_ms: ms, reason: msg.reason });
+        this.model.send({ type: "playback_stopped", item_id: msg.item, audio_end_ms: ms,
+                          reason: msg.reason });
       }
-      if (msg.reason === "turn") this.model.send({ type: "stopped" });
+      if (msg.reason === "turn") this.model.send({ type: "turn_flushed" });
       this.emit();
     }
   }
@@ -330,7 +331,7 @@ export class Engine {
    */
   async probe() {
     const problem = micProblem(this.env);
-    if (problem) return this.model.send({ type: "probe_result", heard: false, error: problem });
+    if (problem) return this.model.send({ type: "latency_result", heard: false, error: problem });
     if (this.probing) return;
     this.probing = true;
     this.emit();
@@ -341,7 +342,7 @@ export class Engine {
       this.probing = false;
     }
     this.probeResult = result;
-    this.model.send(result);
+    this.model.send({ type: "latency_result", ...result });
     this.emit();
     return result;
   }
@@ -356,9 +357,9 @@ export class Engine {
     const t = performance.timeOrigin + performance.now(); // wall clock, ms
     if (this.upBase64) {
       const b64 = bytesToBase64(new Uint8Array(msg.buf));
-      this.model.send({ type: "audio", seq: this.seq, t, b64 });
+      this.model.send({ type: "mic_audio", seq: this.seq, t, b64 });
     } else {
-      this.model.send({ type: "audio", seq: this.seq, t }, undefined, [msg.buf]);
+      this.model.send({ type: "mic_audio", seq: this.seq, t }, undefined, [msg.buf]);
     }
     if (this.seq % 5 === 0) this.emit();
   }

@@ -9,11 +9,12 @@ const PROBE_LISTEN_MS = 1500;
 
 /**
  * Play a chirp, listen for it on the mic (no echo cancellation, or it would be removed), and
- * time the echo on the audio clock. Returns the kernel's ``probe_result`` message: what the
- * browser says of its latencies, the round trip if the echo was heard, or the error's text.
+ * time the echo on the audio clock. Returns the fields of the kernel's ``latency_result``
+ * message: what the browser says of its latencies, the round trip if the echo was heard, or
+ * the error's text.
  */
 export async function measureRoundTrip(env) {
-  const result = { type: "probe_result", heard: false };
+  const result = { heard: false };
   let stream = null;
   let ctx = null;
   try {

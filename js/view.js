@@ -62,7 +62,8 @@ export function renderView(engine, model, el) {
   const transport = h("span", { class: "rtw-transport", title: "How audio travels between " +
     "this page and the kernel: binary comm buffers, or base64 where the front end drops them" });
   const connBtn = h("button", { class: "rtw-conn", type: "button", onclick: () => {
-    model.send({ type: model.get("status") === "closed" ? "connect" : "disconnect" });
+    if (model.get("status") === "closed") model.send({ type: "connect" });
+    else model.send({ type: "disconnect" });
   } });
   const phones = h("input", { type: "checkbox", onchange: () => {
     engine.setHeadphones(phones.checked);

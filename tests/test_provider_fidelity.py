@@ -455,12 +455,12 @@ def test_the_widget_plays_back_channel_audio_without_counting_it_as_a_reply(
             browser = FakeBrowser(chat)
             browser.wait(lambda: chat.status == "connected")
             browser.message({"type": "ready"})
-            browser.message({"type": "audio", "seq": 1}, [b"\0\0" * 960])
+            browser.message({"type": "mic_audio", "seq": 1}, [b"\0\0" * 960])
             sent = browser.wait(lambda: len(browser.of_type("backchannel")) == 2 and
                                 browser.of_type("backchannel"))
             assert b"".join(buffers[0] for _, buffers in sent) == BACKCHANNEL_PCM
             assert chat.stats["backchannel_out"] == 2 and chat.stats["audio_out"] == 0
-            assert not browser.of_type("audio") and len(chat.df) == 0
+            assert not browser.of_type("reply_audio") and len(chat.df) == 0
         finally:
             chat.close()
 

@@ -143,8 +143,8 @@ def shown(slow: LocalServer) -> Iterator[tuple[rt.VoiceChat, FakeBrowser]]:
 def spoken_story(chat: rt.VoiceChat, browser: FakeBrowser) -> tuple[str, str]:
     """The story, its audio reaching the page: its response id and item id."""
     chat.say(STORY)
-    first = browser.wait(lambda: browser.of_type("audio"))
-    browser.wait(lambda: len(browser.of_type("audio")) >= 5)
+    first = browser.wait(lambda: browser.of_type("reply_audio"))
+    browser.wait(lambda: len(browser.of_type("reply_audio")) >= 5)
     assert not browser.of_type("flush")  # nothing was playing: nothing to stop or wait for
     item_id = first[0][0]["item_id"]
     item = chat.session.conversation.get(item_id)
@@ -159,9 +159,9 @@ def test_typing_in_the_widget_during_a_reply_cuts_it_where_heard(shown) -> None:
     browser.message({"type": "text", "text": "hello"})
     # the page is told to stop; it reports what it played, then that it has stopped
     browser.wait(lambda: [m for m, _ in browser.of_type("flush") if m["reason"] == "turn"])
-    browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 300,
+    browser.message({"type": "playback_stopped", "item_id": item_id, "audio_end_ms": 300,
                      "reason": "turn"})
-    browser.message({"type": "stopped"})
+    browser.message({"type": "turn_flushed"})
     assert truncated.wait()["audio_end_ms"] == 300
     assert answer_to(chat.session, "hello") == "You said: hello"
     assert chat.session.conversation.responses[story].status == "cancelled"
@@ -180,9 +180,9 @@ def test_say_from_code_stops_the_page_too(shown) -> None:
     truncated = chat.session.expect("conversation.item.truncated")
     chat.say("hello from code")
     browser.wait(lambda: [m for m, _ in browser.of_type("flush") if m["reason"] == "turn"])
-    browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 120,
+    browser.message({"type": "playback_stopped", "item_id": item_id, "audio_end_ms": 120,
                      "reason": "turn"})
-    browser.message({"type": "stopped"})
+    browser.message({"type": "turn_flushed"})
     assert truncated.wait()["audio_end_ms"] == 120
     assert answer_to(chat.session, "hello from code") == "You said: hello from code"
     assert chat.session.conversation.responses[story].status == "cancelled"
@@ -201,9 +201,9 @@ def test_a_reply_the_server_has_finished_is_still_cut_where_the_page_is(shown) -
     truncated = chat.session.expect("conversation.item.truncated")
     browser.message({"type": "text", "text": "next"})
     browser.wait(lambda: [m for m, _ in browser.of_type("flush") if m["reason"] == "turn"])
-    browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 400,
+    browser.message({"type": "playback_stopped", "item_id": item_id, "audio_end_ms": 400,
                      "reason": "turn"})
-    browser.message({"type": "stopped"})
+    browser.message({"type": "turn_flushed"})
     assert truncated.wait()["audio_end_ms"] == 400
     assert answer_to(chat.session, "next") == "You said: next"
     assert chat.session.conversation.responses[reply["id"]].status == "completed"
@@ -217,7 +217,7 @@ def test_a_reply_the_server_has_finished_is_still_cut_where_the_page_is(shown) -
 
 def test_a_page_that_never_reports_holds_the_turn_back_only_briefly(shown) -> None:
     chat, browser = shown
-    chat._interrupts.report_wait = 0.2
+    chat._link.interrupts.report_wait = 0.2
     story, _ = spoken_story(chat, browser)
     browser.message({"type": "text", "text": "anyone there?"})
     assert answer_to(chat.session, "anyone there?") == "You said: anyone there?"
@@ -230,7 +230,7 @@ def test_stop_then_the_pages_report_cancel_the_reply_once(shown) -> None:
     _, item_id = spoken_story(chat, browser)
     done = chat.session.expect(lambda ev: ev.get("type") == "response.done")
     browser.message({"type": "interrupt"})  # ■ Stop
-    browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 200,
+    browser.message({"type": "playback_stopped", "item_id": item_id, "audio_end_ms": 200,
                      "reason": "user"})
     assert done.wait()["response"]["status"] == "cancelled"
     assert chat.ask("still there?") == "You said: still there?"
@@ -245,7 +245,7 @@ def test_push_to_talk_over_a_reply_asks_once_it_has_ended(shown) -> None:
     browser.wait(lambda: vad(chat) is None)  # the server's turn detection is off
     browser.message({"type": "mic", "on": True, "ptt": True})
     for seq, frame in enumerate(frames(utterance(tail_ms=300), ms=40), start=1):
-        browser.message({"type": "audio", "seq": seq}, [frame])
+        browser.message({"type": "mic_audio", "seq": seq}, [frame])
     committed = chat.session.expect("input_audio_buffer.committed")
     browser.message({"type": "ptt", "on": False})
     committed.wait()

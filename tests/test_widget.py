@@ -14,15 +14,18 @@ from conftest import eventually, frames, utterance
 
 import rtwidget as rt
 from rtwidget.notebook.magics import chat_kwargs
+from rtwidget.notebook.messages import KERNEL_TO_PAGE
 from rtwidget.server import LocalServer
 
 
 class FakeBrowser:
-    """Plays the front end: sends custom messages in, records what the widget sends out."""
+    """Plays the front end: sends custom messages in, records what the widget sends out (and
+    the types it sends that ``rtwidget.notebook.messages`` does not declare)."""
 
     def __init__(self, widget: rt.VoiceChat) -> None:
         self.widget = widget
         self.sent: list[tuple[dict[str, Any], list[bytes]]] = []
+        self.undeclared: list[Any] = []
         # a typed turn's flush is answered at once, as by a page that played nothing
         self.answers_stops = True
         original = widget.comm.send
@@ -30,8 +33,10 @@ class FakeBrowser:
         def capture(data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
             if isinstance(data, dict) and data.get("method") == "custom":
                 self.sent.append((data["content"], [bytes(b) for b in buffers or []]))
+                if data["content"].get("type") not in KERNEL_TO_PAGE:
+                    self.undeclared.append(data["content"].get("type"))
                 if self.answers_stops and data["content"] == {"type": "flush", "reason": "turn"}:
-                    self.message({"type": "stopped"})
+                    self.message({"type": "turn_flushed"})
             return original(data=data, metadata=metadata, buffers=buffers)
 
         widget.comm.send = capture
@@ -41,6 +46,7 @@ class FakeBrowser:
                                  "buffers": [memoryview(b) for b in buffers]})
 
     def of_type(self, kind: str) -> list[tuple[dict[str, Any], list[bytes]]]:
+        assert kind in KERNEL_TO_PAGE, f"the kernel sends no {kind!r} message"
         return [m for m in list(self.sent) if m[0].get("type") == kind]
 
     def wait(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -55,6 +61,7 @@ def widget(server: LocalServer) -> Iterator[tuple[rt.VoiceChat, FakeBrowser]]:
     browser.message({"type": "ready"})
     yield chat, browser
     chat.close()
+    assert browser.undeclared == []
 
 
 def test_no_secret_or_audio_in_widget_state(server: LocalServer) -> None:
@@ -69,9 +76,9 @@ def test_typed_turn_streams_rows_and_audio_to_the_browser(widget) -> None:
     browser.message({"type": "text", "text": "Hello widget."})
     browser.wait(lambda: chat.session.conversation.last_response() and
                  chat.session.conversation.last_response().status == "completed")
-    audio = browser.wait(lambda: browser.of_type("audio"))
+    audio = browser.wait(lambda: browser.of_type("reply_audio"))
     assert all(len(bufs[0]) > 0 and len(bufs[0]) % 2 == 0 for _, bufs in audio)
-    assert browser.wait(lambda: browser.of_type("audio_done"))
+    assert browser.wait(lambda: browser.of_type("reply_audio_done"))
     rows = browser.wait(lambda: [r for m, _ in browser.of_type("rows") for r in m["rows"]
                                  if r["role"] == "assistant" and r["status"] == "completed"])
     assert rows[-1]["text"] == "You said: Hello widget."
@@ -83,11 +90,11 @@ def test_mic_frames_reach_the_server_and_are_acknowledged(widget) -> None:
     chat, browser = widget
     browser.message({"type": "mic", "on": True})
     for seq, frame in enumerate(frames(utterance(), ms=40), start=1):
-        browser.message({"type": "audio", "seq": seq}, [frame])
+        browser.message({"type": "mic_audio", "seq": seq}, [frame])
     browser.wait(lambda: chat.session.conversation.last_response() and
                  chat.session.conversation.last_response().status == "completed")
     assert chat.stats["bad_frames"] == 0 and chat.stats["frames_in"] > 40
-    assert [m["seq"] for m, _ in browser.of_type("ack")][:2] == [10, 20]
+    assert [m["seq"] for m, _ in browser.of_type("mic_audio_ack")][:2] == [10, 20]
     assert browser.of_type("flush"), "speech_started must stop playback in the browser"
     user = chat.df.iloc[0]
     assert user["role"] == "user" and user["audio_in_s"] > 1.0
@@ -95,8 +102,8 @@ def test_mic_frames_reach_the_server_and_are_acknowledged(widget) -> None:
 
 def test_broken_frames_are_counted_and_dropped(widget) -> None:
     chat, browser = widget
-    browser.message({"type": "audio", "seq": 1}, [b"\x01\x02\x03"])
-    browser.message({"type": "audio", "seq": 2}, [])
+    browser.message({"type": "mic_audio", "seq": 1}, [b"\x01\x02\x03"])
+    browser.message({"type": "mic_audio", "seq": 2}, [])
     browser.message({"type": "no-such-message"})
     assert chat.stats["bad_frames"] == 1 and chat.stats["frames_in"] == 0
     assert chat.ask("still working?") == "You said: still working?"
@@ -109,11 +116,11 @@ def test_barge_in_truncates_at_the_played_position(engine) -> None:
         browser.wait(lambda: chat.status == "connected")
         browser.message({"type": "ready"})
         chat.say("tell me a long story")
-        first = browser.wait(lambda: browser.of_type("audio"))
+        first = browser.wait(lambda: browser.of_type("reply_audio"))
         item_id = first[0][0]["item_id"]
-        browser.wait(lambda: len(browser.of_type("audio")) >= 5)
+        browser.wait(lambda: len(browser.of_type("reply_audio")) >= 5)
         truncated = chat.session.expect("conversation.item.truncated")
-        browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 250,
+        browser.message({"type": "playback_stopped", "item_id": item_id, "audio_end_ms": 250,
                          "reason": "user"})
         assert truncated.wait()["audio_end_ms"] == 250
         done = chat.session.conversation.last_response()
@@ -132,11 +139,11 @@ def test_a_stop_reported_after_a_reconnect_cuts_nothing_the_server_has_as_text(e
         browser.wait(lambda: chat.status == "connected")
         browser.message({"type": "ready"})
         chat.say("tell me a long story")
-        item_id = browser.wait(lambda: browser.of_type("audio"))[0][0]["item_id"]
-        browser.wait(lambda: len(browser.of_type("audio")) >= 3)
+        item_id = browser.wait(lambda: browser.of_type("reply_audio"))[0][0]["item_id"]
+        browser.wait(lambda: len(browser.of_type("reply_audio")) >= 3)
         srv.close_connections(1011)
         browser.wait(lambda: chat.session.aio.reconnects == 1 and chat.status == "connected")
-        browser.message({"type": "played", "item_id": item_id, "audio_end_ms": 40,
+        browser.message({"type": "playback_stopped", "item_id": item_id, "audio_end_ms": 40,
                          "reason": "user"})
         assert chat.ask("still there?") == "You said: still there?"
         assert chat.stats["truncations"] == 0 and chat.error == ""
@@ -201,23 +208,24 @@ def test_voice_picker_gets_the_voices_and_changes_the_voice(widget) -> None:
 
 
 def test_a_page_that_stops_taking_audio_is_not_flooded(widget) -> None:
-    from rtwidget.notebook.widget import MAX_UNACKED_AUDIO_BYTES
+    from rtwidget.notebook.page_link import MAX_UNACKED_AUDIO_BYTES
 
     chat, browser = widget  # this fake page never acknowledges audio: a frozen tab
     for _ in range(3):
         done = chat.session.expect("response.done", timeout=30)
         chat.say("long story")
         done.wait()
-    sent = sum(len(b[0]) for _, b in browser.of_type("audio"))
+    chunks = [len(b[0]) for _, b in browser.of_type("reply_audio")]
+    sent = sum(chunks)
     assert chat.stats["audio_dropped"] > 0
-    assert sent <= MAX_UNACKED_AUDIO_BYTES + max(len(b[0]) for _, b in browser.of_type("audio"))
+    assert sent <= MAX_UNACKED_AUDIO_BYTES + max(chunks)
     # the page catches up and says so: audio flows again; nothing was lost to the conversation
-    browser.message({"type": "audio_ack", "bytes": sent})
-    before = len(browser.of_type("audio"))
+    browser.message({"type": "reply_audio_ack", "bytes": sent})
+    before = len(browser.of_type("reply_audio"))
     done = chat.session.expect("response.done", timeout=30)
     chat.say("hello again")
     done.wait()
-    browser.wait(lambda: len(browser.of_type("audio")) > before)
+    browser.wait(lambda: len(browser.of_type("reply_audio")) > before)
     assert chat.df["audio_out_s"].iloc[1] > MAX_UNACKED_AUDIO_BYTES / 48_000 / 3
 
 

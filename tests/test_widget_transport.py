@@ -32,7 +32,7 @@ def start(chat: rt.VoiceChat, browser: FakeBrowser) -> None:
     """What the page does on start: ``ready`` with the probe, then it answers the kernel's."""
     browser.wait(lambda: chat.status == "connected")
     browser.message({"type": "ready", "probe": list(PROBE)}, [PROBE])
-    (hello, bufs), = browser.wait(lambda: browser.of_type("transport"))
+    (hello, bufs), = browser.wait(lambda: browser.of_type("transport_check"))
     down = bool(bufs) and bufs[0] == bytes(hello["probe"])
     browser.message({"type": "transport", "up": hello["up"], "down": down})
     browser.wait(lambda: chat.transport)
@@ -59,7 +59,7 @@ def test_intact_buffers_keep_binary_transport(server: LocalServer) -> None:
     assert chat.transport == "binary"
     chat.say("Hello binary.")
     browser.wait(lambda: reply_done(chat))
-    audio = browser.wait(lambda: browser.of_type("audio"))
+    audio = browser.wait(lambda: browser.of_type("reply_audio"))
     assert all(bufs and "b64" not in m for m, bufs in audio)
     chat.close()
 
@@ -70,23 +70,23 @@ def test_a_front_end_that_drops_buffers_gets_base64_both_ways(bufferless) -> Non
     # a spoken turn, as base64 frames (same framing, same acknowledgements)
     browser.message({"type": "mic", "on": True})
     for seq, frame in enumerate(frames(utterance(), ms=40), start=1):
-        browser.message({"type": "audio", "seq": seq,
+        browser.message({"type": "mic_audio", "seq": seq,
                          "b64": base64.b64encode(frame).decode("ascii")})
     browser.wait(lambda: reply_done(chat))
     assert chat.stats["bad_frames"] == 0 and chat.stats["frames_in"] > 40
-    assert [m["seq"] for m, _ in browser.of_type("ack")][:2] == [10, 20]
+    assert [m["seq"] for m, _ in browser.of_type("mic_audio_ack")][:2] == [10, 20]
     assert chat.df.iloc[0]["audio_in_s"] > 1.0
     # the reply's audio arrives whole, as base64 in the JSON
-    audio = browser.wait(lambda: browser.of_type("audio"))
+    audio = browser.wait(lambda: browser.of_type("reply_audio"))
     pcm = b"".join(base64.b64decode(m["b64"]) for m, _ in audio)
     assert len(pcm) == chat.session.conversation.get(audio[0][0]["item_id"]).audio_out_bytes
-    assert browser.wait(lambda: browser.of_type("audio_done"))
+    assert browser.wait(lambda: browser.of_type("reply_audio_done"))
     json.dumps([m for m, _ in audio])  # plain JSON: nothing a buffer-less manager would drop
 
 
 def test_bad_base64_is_refused_visibly_and_the_session_goes_on(bufferless) -> None:
     chat, browser = bufferless
-    browser.message({"type": "audio", "seq": 1, "b64": "not base64!"})
+    browser.message({"type": "mic_audio", "seq": 1, "b64": "not base64!"})
     assert chat.stats["bad_frames"] == 1 and chat.stats["frames_in"] == 0
     browser.wait(lambda: "base64" in chat.error)
     assert chat.ask("still here?") == "You said: still here?"
@@ -104,7 +104,7 @@ def test_push_to_talk_turns_vad_off_commits_on_release_and_answers(bufferless) -
     browser.wait(lambda: vad(chat) is None)
     browser.message({"type": "mic", "on": True, "ptt": True})
     for seq, frame in enumerate(frames(utterance(tail_ms=2500), ms=40), start=1):
-        browser.message({"type": "audio", "seq": seq,
+        browser.message({"type": "mic_audio", "seq": seq,
                          "b64": base64.b64encode(frame).decode("ascii")})
     assert chat.session.conversation.last_response() is None  # no VAD: nothing ends the turn
     committed = chat.session.expect("input_audio_buffer.committed")
@@ -121,7 +121,7 @@ def test_push_to_talk_interrupts_the_agent_and_a_tap_asks_nothing(engine) -> Non
         browser = FakeBrowser(chat)
         start(chat, browser)
         chat.say("tell me a long story")
-        browser.wait(lambda: len(browser.of_type("audio")) >= 3)
+        browser.wait(lambda: len(browser.of_type("reply_audio")) >= 3)
         story = chat.session.conversation.last_response()
         browser.message({"type": "ptt", "on": True})
         browser.wait(lambda: story.status == "cancelled")

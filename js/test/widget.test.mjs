@@ -41,11 +41,11 @@ test("the kernel counts as busy once a second of mic frames is unacknowledged", 
   const engine = new mod.Engine(fakeModel(), {});
   engine.micOn = true;
   engine.seq = 20;
-  engine.onMessage({ type: "ack", seq: 10 });
+  engine.onMessage({ type: "mic_audio_ack", seq: 10 });
   assert.equal(engine.busy, false);
   engine.seq = 40;
   assert.equal(engine.busy, true);
-  engine.onMessage({ type: "ack", seq: 40 });
+  engine.onMessage({ type: "mic_audio_ack", seq: 40 });
   assert.equal(engine.busy, false);
 });
 
@@ -53,7 +53,7 @@ test("audio for the player is queued until the player exists, copied out of the 
   const engine = new mod.Engine(fakeModel(), {});
   engine.ensurePlayback = async () => {};
   const bytes = new Uint8Array([1, 0, 2, 0]);
-  engine.onMessage({ type: "audio", item_id: "i1" }, [new DataView(bytes.buffer)]);
+  engine.onMessage({ type: "reply_audio", item_id: "i1" }, [new DataView(bytes.buffer)]);
   assert.equal(engine.pending.length, 1);
   const [msg] = engine.pending[0];
   assert.equal(msg.type, "push");
@@ -71,10 +71,10 @@ test("the latency probe says what it measured, or why it could not", async () =>
   // a page without a mic answers the kernel's request with the reason, and sends no frames
   const model = fakeModel();
   const engine = new mod.Engine(model, { isSecureContext: false });
-  engine.onMessage({ type: "probe" });
+  engine.onMessage({ type: "latency_test" });
   await new Promise((done) => setTimeout(done, 0));
   const [[result]] = model.sent;
-  assert.equal(result.type, "probe_result");
+  assert.equal(result.type, "latency_result");
   assert.equal(result.heard, false);
   assert.match(result.error, /secure page/);
 });
@@ -113,7 +113,7 @@ test("a typed turn's flush is reported: where the reply was cut, then that the p
   const engine = new mod.Engine(model, {});
   // no audio ever played: nothing to cut, the kernel hears at once that the page has stopped
   engine.onMessage({ type: "flush", reason: "turn" });
-  assert.deepEqual(model.sent.map(([m]) => m), [{ type: "stopped" }]);
+  assert.deepEqual(model.sent.map(([m]) => m), [{ type: "turn_flushed" }]);
   model.sent.length = 0;
   const posted = [];
   engine.playerReady = Promise.resolve();
@@ -122,15 +122,16 @@ test("a typed turn's flush is reported: where the reply was cut, then that the p
   assert.deepEqual(posted, [{ type: "flush", reason: "turn" }]);
   engine.onPlayer({ type: "flushed", item: "i1", played: 24000, reason: "turn" });
   assert.deepEqual(model.sent.map(([m]) => m), [
-    { type: "played", item_id: "i1", audio_end_ms: 1000, reason: "turn" }, { type: "stopped" }]);
+    { type: "playback_stopped", item_id: "i1", audio_end_ms: 1000, reason: "turn" },
+    { type: "turn_flushed" }]);
   // the reply had already played to its end: no cut, but the report still comes
   model.sent.length = 0;
   engine.onPlayer({ type: "flushed", item: null, played: 0, reason: "turn" });
-  assert.deepEqual(model.sent.map(([m]) => m), [{ type: "stopped" }]);
+  assert.deepEqual(model.sent.map(([m]) => m), [{ type: "turn_flushed" }]);
   // a barge-in's flush reports the cut only, as before
   model.sent.length = 0;
   engine.onPlayer({ type: "flushed", item: "i2", played: 2400, reason: "user" });
-  assert.deepEqual(model.sent.map(([m]) => m.type), ["played"]);
+  assert.deepEqual(model.sent.map(([m]) => m.type), ["playback_stopped"]);
 });
 
 test("back-channel audio plays beside the reply player, uncounted and untimed", async () => {
@@ -154,7 +155,7 @@ test("back-channel audio plays beside the reply player, uncounted and untimed", 
   assert.deepEqual(started, [[2400, 1], [2400, 1.1]]);  // queued one after the other
   assert.equal(engine.pending.length, 0);  // nothing went to the reply player
   assert.equal(engine.stats.pushedBytes, 0);
-  assert.equal(model.sent.length, 0);  // no playback_started, no audio_ack
+  assert.equal(model.sent.length, 0);  // no playback_started, no reply_audio_ack
 });
 
 test("transport: a lost probe buffer switches mic frames to base64; the kernel hears back", () => {
@@ -162,7 +163,7 @@ test("transport: a lost probe buffer switches mic frames to base64; the kernel h
   const engine = new mod.Engine(model, {});
   engine.micOn = true;
   // the kernel saw no intact buffer, and its own probe reaches us without one (Colab's manager)
-  engine.onMessage({ type: "transport", up: false, probe: mod.PROBE }, []);
+  engine.onMessage({ type: "transport_check", up: false, probe: mod.PROBE }, []);
   assert.deepEqual(model.sent.at(-1)[0], { type: "transport", up: false, down: false });
   engine.onFrame({ type: "frame", level: 0.1, buf: new Int16Array([1, -2, 300]).buffer });
   const [frame, buffers] = model.sent.at(-1);
@@ -171,7 +172,7 @@ test("transport: a lost probe buffer switches mic frames to base64; the kernel h
   // where buffers survive, both ways stay binary
   const fine = new mod.Engine(fakeModel(), {});
   fine.micOn = true;
-  fine.onMessage({ type: "transport", up: true, probe: mod.PROBE },
+  fine.onMessage({ type: "transport_check", up: true, probe: mod.PROBE },
                  [new DataView(new Uint8Array(mod.PROBE).buffer)]);
   assert.deepEqual(fine.model.sent.at(-1)[0], { type: "transport", up: true, down: true });
   fine.onFrame({ type: "frame", level: 0.1, buf: new Int16Array([5]).buffer });
@@ -185,10 +186,10 @@ test("base64 audio from the kernel is played like a binary buffer, back-channel 
   const engine = new mod.Engine(fakeModel(), {});
   engine.ensurePlayback = async () => {};
   const pcm = new Uint8Array([1, 0, 2, 0, 3, 0]);
-  engine.onMessage({ type: "audio", item_id: "i1", b64: Buffer.from(pcm).toString("base64") });
+  engine.onMessage({ type: "reply_audio", item_id: "i1", b64: Buffer.from(pcm).toString("base64") });
   assert.deepEqual([...new Uint8Array(engine.pending[0][0].buf)], [1, 0, 2, 0, 3, 0]);
   assert.equal(engine.stats.pushedBytes, 6);
-  engine.onMessage({ type: "audio", item_id: "i1" }); // neither buffer nor base64: nothing
+  engine.onMessage({ type: "reply_audio", item_id: "i1" }); // neither buffer nor base64: nothing
   assert.equal(engine.pending.length, 1);
   const big = new Uint8Array(100_000).map((_, i) => i % 251);
   assert.deepEqual(new Uint8Array(mod.audioOf({ b64: bytesToBase64(big) }, []).buffer), big);
@@ -256,7 +257,7 @@ test("the default export is a factory: each widget model gets its own engine", a
     assert.deepEqual([...new Uint8Array(buffers[0])], mod.PROBE);
   }
   // the kernel's answer to one model is answered by that model's engine alone
-  a.feed({ type: "transport", up: true, probe: mod.PROBE },
+  a.feed({ type: "transport_check", up: true, probe: mod.PROBE },
          [new DataView(new Uint8Array(mod.PROBE).buffer)]);
   assert.deepEqual(a.sent.at(-1)[0], { type: "transport", up: true, down: true });
   assert.equal(b.sent.length, 1);
@@ -264,6 +265,6 @@ test("the default export is a factory: each widget model gets its own engine", a
   closeA();
   assert.deepEqual(a.sent.at(-1)[0], { type: "mic", on: false });
   assert.equal(a.handlers.size, 0);
-  b.feed({ type: "transport", up: false, probe: mod.PROBE }, []);
+  b.feed({ type: "transport_check", up: false, probe: mod.PROBE }, []);
   assert.deepEqual(b.sent.at(-1)[0], { type: "transport", up: false, down: false });
 });

@@ -1,33 +1,35 @@
-"""The public async session: requests and their answers, text and audio turns, ``ask()``
-and the tools it runs, on top of :class:`~rtwidget.client.connection.Connection`."""
+"""The public async session: text and audio turns, ``ask()`` and the tools it runs, the
+barge-in rule, item operations and the conversation as DataFrames, on top of the events both
+ways of :class:`~rtwidget.client.channel.Channel`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
-from ..data.frame import FrameCache
-from ..protocol import client_events, configuration
+import pandas as pd
+
+from ..data.frame import FrameCache, LiveView, events_frame, export
+from ..protocol import client_events
 from ..protocol.acks import MAX_REMEMBERED
-from ..protocol.audio import SAMPLE_RATE, resample, to_pcm16
+from ..protocol.audio import BYTES_PER_MS, SAMPLE_RATE, resample, to_pcm16
+from ..protocol.configuration import check_session_for, merge_session, session_config
 from ..protocol.conversation import Conversation
-from ..protocol.errors import ConnectionClosed, ServerError, WaitTimeout
-from ..protocol.floor import claims_floor
+from ..protocol.errors import ErrorInfo, ServerError, WaitTimeout
 from ..protocol.history import continues, reply_text
 from ..protocol.items import Response
-from ..protocol.requests import PendingRequests
 from ..tooling.registry import ToolSet
-from ..tooling.runner import ToolResult, ToolRunner
-from .connection import Connection, log
-from .event_hub import AudioListener, Listener, Predicate, UpdateListener, Waiter, predicate
+from ..tooling.runner import ToolResult
+from .channel import Channel
 from .options import SessionOptions
 from .providers import Endpoint
-from .turn_taking import TurnTaking
+from .session_tools import SessionTools
 
 
-class AsyncRealtimeSession(Connection):
+class AsyncRealtimeSession(Channel):
     """A Realtime session on the caller's event loop.
 
     ``settings`` are :class:`~rtwidget.SessionOptions` fields (``tools``, ``run_tools``,
@@ -52,24 +54,21 @@ class AsyncRealtimeSession(Connection):
     ) -> None:
         options = SessionOptions.of(options, **settings)
         super().__init__(endpoint, options, conversation)
-        configuration.check_session_for(self.endpoint.provider, self.config)
+        check_session_for(self.endpoint.provider, self.config)
         if self.config:
             self._encoded(client_events.session_update(self.config))
-        self.requests = PendingRequests(self.conversation)
         self._follow_ups: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
-        tools = options.tools
-        self.toolset = tools if isinstance(tools, ToolSet) else ToolSet(tools)
-        self._runner: ToolRunner | None = None
-        self._registry_off: Callable[[], None] | None = None
+        self._tools = SessionTools(self, options.tools, options.run_tools,
+                                   options.max_tool_rounds)
+        self._voices: dict[str, pd.DataFrame] = {}
         self.frames = FrameCache(self.conversation)
-        self.turns = TurnTaking(self)
 
     @property
     def options(self) -> SessionOptions:
         """The options this session runs with now: the configuration as the server last
         confirmed it and the tools in use (a new session made with them starts where this one
         is)."""
-        return self._options.replace(config=dict(self.config), tools=self.toolset)
+        return self._options.replace(config=dict(self.config), tools=self.tools)
 
     async def connect(self) -> None:
         """Open the connection, wait for ``session.created`` and apply the configuration.
@@ -79,16 +78,16 @@ class AsyncRealtimeSession(Connection):
         """
         if self._task is not None:
             return
-        self._start_tools()
+        self._tools.start()
         try:
             self._encoded(client_events.session_update(self.config))
         except ValueError:
-            self._stop_tools()
+            self._tools.stop()
             raise
         await self._start()
 
     def _stopped(self) -> None:
-        self._stop_tools()
+        self._tools.stop()
 
     def _fail_waiters(self, exc: Exception) -> None:
         super()._fail_waiters(exc)
@@ -97,71 +96,6 @@ class AsyncRealtimeSession(Connection):
                 follow_up.set_exception(exc)
                 follow_up.exception()  # nobody may be waiting: not worth a warning
 
-    # --- tools -------------------------------------------------------------------------------
-
-    def _start_tools(self) -> None:
-        defs = self.toolset.definitions()
-        if defs or "tools" in self.config:
-            self.config["tools"] = defs
-        if self._options.run_tools and self._runner is None:
-            self._runner = ToolRunner(self, self.toolset, self._options.max_tool_rounds)
-        self._watch_registry()
-
-    def _watch_registry(self) -> None:
-        if self._registry_off is not None:
-            self._registry_off()
-            self._registry_off = None
-        registry = self.toolset.registry
-        if registry is None:
-            return
-
-        def changed(_: object) -> None:
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._tools_changed)
-
-        self._registry_off = registry.subscribe(changed)
-
-    def _stop_tools(self) -> None:
-        if self._registry_off is not None:
-            self._registry_off()
-            self._registry_off = None
-        if self._runner is not None:
-            self._runner.detach()
-            self._runner = None
-
-    def _tools_changed(self) -> None:
-        """A tool was defined, redefined or removed: send the new list if it differs."""
-        defs = self.toolset.definitions()
-        if defs == self.config.get("tools", []) or self.closed:
-            return
-        if not self.connected:
-            self.config["tools"] = defs  # sent with the configuration on connecting
-            return
-        self.hub.spawn(self._send_tools(defs))
-
-    async def _send_tools(self, defs: list[dict[str, Any]]) -> None:
-        """Send a changed tool list as a tracked request (so its ``session.updated`` is not
-        taken for another update's answer), and keep it once confirmed."""
-        update = client_events.session_update({"type": "realtime", "tools": defs})
-        try:
-            await self.request(update, self.requests.updated_for(update["event_id"]))
-        except (ServerError, ConnectionClosed, TimeoutError, ValueError) as exc:
-            log.warning("the server did not take the new tool list: %s", exc)
-            return
-        self.config["tools"] = defs
-
-    def _use_tools(self, toolset: ToolSet) -> None:
-        self.toolset = toolset
-        if self._runner is not None:
-            self._runner.toolset = toolset
-        self._watch_registry()
-
-    @property
-    def tool_results(self) -> dict[str, ToolResult]:
-        """Finished tool calls by ``call_id``."""
-        return dict(self._runner.results) if self._runner is not None else {}
-
     async def __aenter__(self) -> AsyncRealtimeSession:
         await self.connect()
         return self
@@ -169,106 +103,65 @@ class AsyncRealtimeSession(Connection):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # --- events in ---------------------------------------------------------------------------
+    # --- what it holds -----------------------------------------------------------------------
 
-    def on(self, event_type: str, callback: Listener) -> Callable[[], None]:
-        """Call ``callback(event)`` on the session's loop for each server event of this type
-        (GA or beta name; ``"*"`` for all). Returns a function that unsubscribes."""
-        return self.hub.on(event_type, callback)
+    @property
+    def tools(self) -> ToolSet:
+        """The tools this session offers (change them with ``update(tools=...)``)."""
+        return self._tools.toolset
 
-    def on_update(self, callback: UpdateListener) -> Callable[[], None]:
-        """Call ``callback(event, update)`` on the session's loop for every event, with the
-        conversation's :class:`~rtwidget.protocol.Update` (the item, response and audio it
-        touched). Returns a function that unsubscribes."""
-        return self.hub.on_update(callback)
+    @property
+    def tool_results(self) -> dict[str, ToolResult]:
+        """Finished tool calls by ``call_id``: output, error, duration."""
+        return self._tools.results
 
-    def on_audio(self, callback: AudioListener) -> Callable[[], None]:
-        """Call ``callback(item_id, pcm16_bytes)`` for every received assistant audio delta."""
-        return self.hub.on_audio(callback)
+    @property
+    def errors(self) -> list[ErrorInfo]:
+        """Every ``error`` event received, oldest first."""
+        return list(self.conversation.errors)
 
-    async def wait_for(
-        self, match: str | Predicate, timeout: float | None = 30.0
-    ) -> dict[str, Any]:
-        """Wait for the next server event of a type (or matching a predicate) and return it.
+    @property
+    def recording(self) -> Path | None:
+        """The folder this session records to (``record=``; ``True`` picks one under
+        ``recordings/``), or ``None``; load it back with :func:`rtwidget.load_recording`."""
+        return None if self.recorder is None else self.recorder.folder
 
-        Only events arriving after the call count; see :meth:`expect` to subscribe before
-        sending whatever causes the event."""
-        return await self.expect(match, timeout)
+    @property
+    def df(self) -> pd.DataFrame:
+        """The conversation as a DataFrame, one row per item (columns: ``rtwidget.COLUMNS``;
+        built when asked for, cached until the next change)."""
+        return self.frames.get()
 
-    def expect(
-        self, match: str | Predicate, timeout: float | None = 30.0
-    ) -> Coroutine[Any, Any, dict[str, Any]]:
-        """Subscribe now, await later: returns a coroutine that yields the first matching
-        event received from this moment on (so a fast answer cannot slip past)."""
-        return self.hub.wait(self._subscribe(predicate(match)), timeout)
+    @property
+    def events(self) -> pd.DataFrame:
+        """The raw event log as a DataFrame: direction, type, time, size, payload."""
+        return events_frame(self.conversation)
 
-    def _subscribe(self, test: Predicate) -> Waiter:
-        if self._fatal is not None:
-            raise self._fatal
-        if self._closing:
-            raise ConnectionClosed("the session is closed")
-        return self.hub.subscribe(test)
+    def live(self, rows: int = 20, max_rate: float = 4.0,
+             columns: Sequence[str] | str | None = None) -> LiveView:
+        """Show the DataFrame's last ``rows`` rows and redraw them in place as the talk goes on,
+        at most ``max_rate`` times a second: who, what was said, tool and latency by default
+        (``columns="all"`` for every column, or a list). ``.stop()`` on the result freezes it."""
+        return LiveView(self.frames, lambda cb: self.on("*", cb), rows, max_rate,
+                        columns=columns)
 
-    # --- events out --------------------------------------------------------------------------
+    def export(self, path: str | Path) -> Path:
+        """Write the conversation DataFrame to ``.parquet``, ``.json`` or ``.jsonl``; read it
+        back with :func:`rtwidget.load_conversation`."""
+        return export(self.df, path)
 
-    def send_nowait(self, event: dict[str, Any]) -> None:
-        """Queue a client event. While disconnected, audio appends are dropped (and counted)
-        and every other event waits for the next connection. A ``response.create`` of the
-        conversation waits while another response is in progress (every provider refuses a
-        second one), then goes out. An event that cannot be encoded as JSON raises
-        :class:`InvalidInput` (a ``ValueError``) here and is not sent."""
-        if claims_floor(event):
-            self.turns.submit([event])
-            return
-        self._enqueue(event, None)
-        if event.get("type") == "response.create":
-            self.turns.floor.sent_out_of_band()
+    async def voices(self, language: str | None = None) -> pd.DataFrame:
+        """The voices this session's provider offers (name, display name, language,
+        description, tags); fetched once per session and language (off the loop), then
+        cached."""
+        from .voices import list_voices
 
-    async def send(self, event: dict[str, Any]) -> None:
-        """Queue a client event (see :meth:`send_nowait`)."""
-        self.send_nowait(event)
+        key = language or ""
+        if key not in self._voices:
+            self._voices[key] = await asyncio.to_thread(list_voices, self.endpoint, language)
+        return self._voices[key].copy()
 
-    async def request(
-        self, event: dict[str, Any], match: Predicate, timeout: float | None = 30.0
-    ) -> dict[str, Any]:
-        """Send ``event`` and wait for the answer ``match`` accepts; an ``error`` event naming
-        this ``event_id`` raises :class:`ServerError` instead."""
-        return await self._request_nowait(event, match, timeout)
-
-    def _request_nowait(
-        self, event: dict[str, Any], match: Predicate, timeout: float | None = 30.0
-    ) -> Coroutine[Any, Any, dict[str, Any]]:
-        """Send ``event`` now (so it keeps its place among events sent after it) and return
-        what awaits its answer (see :meth:`request`)."""
-        event_id = event["event_id"]
-        answer = self.requests.answered_by(event_id, str(event.get("type")), match)
-        try:
-            entry = self._subscribe(answer)
-        except BaseException:
-            self.requests.forget(event_id)
-            raise
-        try:
-            self.send_nowait(event)
-        except BaseException:
-            self.hub.unsubscribe(entry)
-            self.requests.forget(event_id)
-            raise
-
-        async def answered() -> dict[str, Any]:
-            try:
-                result = await self.hub.wait(entry, timeout)
-            finally:
-                self.requests.forget(event_id)
-            return self._raise_error(result, event)
-
-        return answered()
-
-    def _raise_error(self, result: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-        """``result``, unless it is the server's ``error`` for ``event``: then raise it."""
-        if result.get("type") == "error":
-            raise ServerError(self.requests.error_info(result, event["event_id"],
-                                                       str(event.get("type"))))
-        return result
+    # --- turns -------------------------------------------------------------------------------
 
     async def update(self, **config: Any) -> dict[str, Any]:
         """Change the session (partial update) and return the server's session object.
@@ -276,23 +169,23 @@ class AsyncRealtimeSession(Connection):
         The change is kept (and sent again after a reconnect) only once the server confirms
         it with ``session.updated``; a rejected update raises :class:`ServerError` and leaves
         the configuration (tools included) as it was."""
-        return await self.update_nowait(**config)
+        return await self.update_soon(**config)
 
-    def update_nowait(self, **config: Any) -> asyncio.Future[dict[str, Any]]:
+    def update_soon(self, **config: Any) -> asyncio.Future[dict[str, Any]]:
         """:meth:`update`, sent at once (in order with what is sent after it); returns a
         future of the server's session object. Call it on the session's loop."""
-        previous_tools = self.toolset
+        previous_tools = self.tools
 
         def restore_tools() -> None:
-            if self.toolset is not previous_tools:
-                self._use_tools(previous_tools)
+            if self.tools is not previous_tools:
+                self._tools.use(previous_tools)
 
         try:
             if "tools" in config:
-                self._use_tools(ToolSet(config.pop("tools")))
-                config["tools"] = self.toolset.definitions()
-            patch = configuration.session_config(**config)
-            configuration.check_session_for(self.endpoint.provider, patch)
+                self._tools.use(ToolSet(config.pop("tools")))
+                config["tools"] = self.tools.definitions()
+            patch = session_config(**config)
+            check_session_for(self.endpoint.provider, patch)
             update = client_events.session_update(patch)
             answer = self._request_nowait(update, self.requests.updated_for(update["event_id"]))
         except BaseException:
@@ -306,13 +199,13 @@ class AsyncRealtimeSession(Connection):
                 restore_tools()
                 raise
             # kept only once confirmed: a rejected update must not come back after a reconnect
-            self.config = configuration.merge_session(self.config, patch)
+            self.config = merge_session(self.config, patch)
             session = result.get("session")
             return session if isinstance(session, dict) else {}
 
         return asyncio.ensure_future(confirmed())
 
-    async def send_text(
+    async def say(
         self, text: str, *, respond: bool = True, role: str = "user", interrupt: bool = True
     ) -> str:
         """Add a text message (and ask for a response); returns the new item's id at once.
@@ -328,6 +221,8 @@ class AsyncRealtimeSession(Connection):
         self.turns.submit(turn, interrupt=respond and interrupt)
         return item_id
 
+    send_text = say
+
     async def send_audio_item(
         self, audio: Any, *, transcript: str | None = None, respond: bool = True,
         rate: int = SAMPLE_RATE,
@@ -341,7 +236,7 @@ class AsyncRealtimeSession(Connection):
         self.turns.submit([item, client_events.response_create()] if respond else [item])
         return item_id
 
-    def append_audio(self, audio: Any) -> None:
+    def send_audio(self, audio: Any) -> None:
         """Stream microphone audio (PCM16 24 kHz mono) into the input buffer."""
         self.send_nowait(client_events.input_audio_append(to_pcm16(audio)))
 
@@ -363,8 +258,8 @@ class AsyncRealtimeSession(Connection):
         if self._fatal is not None:
             raise self._fatal
         try:
-            item = client_events.item_create(
-                client_events.text_message(text, "user", client_events.new_item_id()))
+            message = client_events.text_message(text, "user", client_events.new_item_id())
+            item = client_events.item_create(message)
             create = client_events.response_create()
             created = self._created(create)
             try:
@@ -442,7 +337,9 @@ class AsyncRealtimeSession(Connection):
 
     def _handles(self, name: str | None) -> bool:
         """Whether the session answers calls to this tool itself."""
-        return self._runner is not None and self._runner.handles(name)
+        return self._tools.handles(name)
+
+    # --- responses and items -----------------------------------------------------------------
 
     def reply_text(self, response: Response) -> str:
         """The text (or audio transcript) of a response's messages."""
@@ -451,7 +348,7 @@ class AsyncRealtimeSession(Connection):
     async def create_response(self, **overrides: Any) -> str:
         """Ask for a response, with optional per-response overrides; returns the event id."""
         event = client_events.response_create(**overrides)
-        configuration.check_session_for(self.endpoint.provider, event.get("response") or {})
+        check_session_for(self.endpoint.provider, event.get("response") or {})
         self.send_nowait(event)
         return str(event["event_id"])
 
@@ -498,3 +395,27 @@ class AsyncRealtimeSession(Connection):
             timeout,
         )
 
+    # --- what the user heard -----------------------------------------------------------------
+
+    async def playback_stopped(self, item_id: str, audio_end_ms: float, *,
+                               cancel: bool = True) -> bool:
+        """The player stopped playing ``item_id`` after ``audio_end_ms`` of its audio (a
+        barge-in, a stop button, a typed turn): the reply is cancelled, once (``cancel=False``
+        when whoever stopped it has cancelled it already, as a typed turn does), and the item
+        is cut where it stopped (``conversation.item.truncate``, clamped to the audio
+        received), unless it got all its audio and was played to the end, or its audio came
+        over a connection since lost (the server has it as text only). Returns whether it was
+        cut; an item this session does not know changes nothing."""
+        item = self.conversation.get(item_id)
+        if item is None:
+            return False
+        received_ms = item.audio_out_bytes // BYTES_PER_MS
+        end_ms = int(max(0, min(audio_end_ms, received_ms)))
+        if cancel:
+            self.turns.interrupt(announce=False)
+        if item_id in self.items_before_connect:
+            return False
+        if end_ms < received_ms or item.status == "in_progress":
+            self.send_nowait(client_events.item_truncate(item_id, end_ms))
+            return True
+        return False

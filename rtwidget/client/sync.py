@@ -8,8 +8,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import threading
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -17,24 +15,24 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from ..data.frame import LiveView, events_frame, export
+from ..data.frame import LiveView
 from ..protocol import client_events
 from ..protocol.audio import SAMPLE_RATE
 from ..protocol.conversation import Conversation
-from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError, WaitTimeout
+from ..protocol.errors import ConnectionClosed, ErrorInfo, UsageError
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
-from . import messages
+from . import log_routing
 from .event_hub import AudioListener, Listener, Predicate, UpdateListener
+from .loop_thread import LoopThread
 from .options import SessionOptions
 from .providers import Endpoint, resolve
 from .session import AsyncRealtimeSession
 
 log = logging.getLogger("rtwidget.session")
-messages.install()  # the session's warnings and tracebacks go to it, not to a cell
+log_routing.install()  # the session's warnings and tracebacks go to it, not to a cell
 
 T = TypeVar("T")
-_POLL = 0.25  # how often a blocked caller checks that the session's loop is still alive
 _GRACE = 2.0  # beyond a call's own timeout, before the caller stops waiting for the loop
 
 
@@ -94,67 +92,30 @@ class RealtimeSession:
         if endpoint is None:
             endpoint = resolve(provider, url=url, api_key=api_key, headers=headers,
                                model=options.config.get("model"))
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._serve, name="rtwidget-session-loop", daemon=True
-        )
+        self._loop_thread = LoopThread("rtwidget-session-loop")
+        self._loop, self._thread = self._loop_thread.loop, self._loop_thread.thread
         self._audio_out: deque[dict[str, Any]] = deque()
         self._voices: dict[str, pd.DataFrame] = {}
         self._audio_wake = False
         # before the thread starts: a configuration it refuses leaves nothing running
         self.aio = AsyncRealtimeSession(endpoint, options=options, conversation=conversation)
-        self._loop.set_exception_handler(messages.loop_exception)
-        self._detach_messages = messages.attach(self._thread, self._message)
-        self._thread.start()
+        self._loop.set_exception_handler(log_routing.loop_exception)
+        self._detach_messages = log_routing.attach(self._thread, self._message)
+        self._loop_thread.start()
         if connect:
             try:
                 self.connect()
             except BaseException:
                 self._detach_messages()
-                self._stop_loop()
+                self._loop_thread.stop()
                 raise
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def _serve(self) -> None:
-        """The loop thread: a ``KeyboardInterrupt`` or ``SystemExit`` raised on the loop (by a
-        callback) is logged and the loop goes on; only :meth:`_stop_loop` ends it."""
-        while True:
-            try:
-                self._loop.run_forever()
-                return
-            except (KeyboardInterrupt, SystemExit):
-                log.error("the session's loop caught an interrupt; it goes on", exc_info=True)
-
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and wait for it here, at most ``timeout`` seconds (kept
-        by this thread, so it holds even if the loop is stuck); a loop that stopped raises
-        :class:`ConnectionClosed` at once."""
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise UsageError(
-                "this blocking call was made on the session's own thread (from a listener); "
-                "use session.aio and await it instead"
-            )
-        if not self._thread.is_alive():
-            coro.close()
-            raise ConnectionClosed("the session is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                step = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
-                done, _ = concurrent.futures.wait([future], timeout=max(0.0, step))
-                if done:
-                    return future.result()
-                if not self._thread.is_alive():
-                    raise ConnectionClosed("the session's event loop has stopped")
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise WaitTimeout(f"no answer within {timeout:g} s (the session's loop "
-                                       "is busy)")
-        except BaseException:
-            future.cancel()
-            raise
+        """Run ``coro`` on the session's loop and wait for it here (see
+        :meth:`LoopThread.run`)."""
+        return self._loop_thread.run(coro, timeout)
 
     def _message(self, fields: dict[str, Any]) -> None:
         """A warning, error or traceback made on this session's thread (or on a thread no
@@ -180,26 +141,12 @@ class RealtimeSession:
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Run ``fn(*args)`` on the session's thread soon, from any thread (it must not
         block); ``False`` if the session's loop has stopped, and then it does not run."""
-        if self._loop.is_closed():
-            return False
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # closed in between
-            return False
-        return True
+        return self._loop_thread.call_soon(fn, *args)
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the session's thread in ``delay`` seconds; call it on that
         thread (from a listener)."""
         self._loop.call_later(delay, fn, *args)
-
-    def _stop_loop(self) -> None:
-        if self._loop.is_closed():
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        if not self._thread.is_alive():
-            self._loop.close()
 
     # --- public API --------------------------------------------------------------------------
 
@@ -224,8 +171,7 @@ class RealtimeSession:
     def recording(self) -> Path | None:
         """The folder this session records to (``record=``; ``True`` picks one under
         ``recordings/``), or ``None``; load it back with :func:`rtwidget.load_recording`."""
-        recorder = self.aio.recorder
-        return None if recorder is None else recorder.folder
+        return self.aio.recording
 
     @property
     def connected(self) -> bool:
@@ -233,9 +179,14 @@ class RealtimeSession:
         return self.aio.connected
 
     @property
+    def closed(self) -> bool:
+        """Whether the session has ended (closed by the user or by a final error)."""
+        return self.aio.closed
+
+    @property
     def errors(self) -> list[ErrorInfo]:
         """Every ``error`` event received, oldest first."""
-        return list(self.aio.conversation.errors)
+        return self.aio.errors
 
     @property
     def config(self) -> dict[str, Any]:
@@ -257,30 +208,29 @@ class RealtimeSession:
     def df(self) -> pd.DataFrame:
         """The conversation as a DataFrame, one row per item (columns: ``rtwidget.COLUMNS``;
         built when asked for, cached until the next change)."""
-        return self.aio.frames.get()
+        return self.aio.df
 
     @property
     def events(self) -> pd.DataFrame:
         """The raw event log as a DataFrame: direction, type, time, size, payload."""
-        return events_frame(self.conversation)
+        return self.aio.events
 
     def live(self, rows: int = 20, max_rate: float = 4.0,
              columns: Sequence[str] | str | None = None) -> LiveView:
         """Show the DataFrame's last ``rows`` rows and redraw them in place as the talk goes on,
         at most ``max_rate`` times a second: who, what was said, tool and latency by default
         (``columns="all"`` for every column, or a list). ``.stop()`` on the result freezes it."""
-        return LiveView(self.aio.frames, lambda cb: self.on("*", cb), rows, max_rate,
-                        columns=columns)
+        return self.aio.live(rows, max_rate, columns)
 
     def export(self, path: str | Path) -> Path:
         """Write the conversation DataFrame to ``.parquet``, ``.json`` or ``.jsonl``; read it
         back with :func:`rtwidget.load_conversation`."""
-        return export(self.df, path)
+        return self.aio.export(path)
 
     @property
     def tools(self) -> ToolSet:
         """The tools this session offers (change them with ``update(tools=...)``)."""
-        return self.aio.toolset
+        return self.aio.tools
 
     @property
     def tool_results(self) -> dict[str, ToolResult]:
@@ -306,7 +256,7 @@ class RealtimeSession:
         elif not self._loop.is_running():  # the loop's thread is gone: clean up from here
             with contextlib.suppress(Exception):
                 self._loop.run_until_complete(asyncio.wait_for(self.aio.close(), 10))
-        self._stop_loop()
+        self._loop_thread.stop()
         self._detach_messages()
 
     def __enter__(self) -> RealtimeSession:
@@ -377,7 +327,7 @@ class RealtimeSession:
 
         def start() -> None:
             try:
-                self.aio.update_nowait(**config).add_done_callback(settle)
+                self.aio.update_soon(**config).add_done_callback(settle)
             except BaseException as exc:
                 result.set_exception(exc)
 
@@ -391,7 +341,7 @@ class RealtimeSession:
         (a widget showing this session stops playing it, and it is cut where it was heard), and
         the turn is sent and answered once the server has ended the reply. With
         ``interrupt=False`` the reply finishes first (the rule of :meth:`ask`)."""
-        return self._run(self.aio.send_text(text, respond=respond, interrupt=interrupt))
+        return self._run(self.aio.say(text, respond=respond, interrupt=interrupt))
 
     send_text = say
 
@@ -458,6 +408,12 @@ class RealtimeSession:
         self._run(self.aio.truncate(item_id, audio_end_ms, content_index, timeout),
                   _later(timeout))
 
+    def playback_stopped(self, item_id: str, audio_end_ms: float, *, cancel: bool = True) -> bool:
+        """The player stopped playing ``item_id`` after ``audio_end_ms`` of its audio: the reply
+        is cancelled (unless ``cancel=False``) and the item cut where it stopped (see
+        :meth:`AsyncRealtimeSession.playback_stopped`); returns whether it was cut."""
+        return self._run(self.aio.playback_stopped(item_id, audio_end_ms, cancel=cancel))
+
     def note(self, kind: str, **fields: Any) -> None:
         """Log and record something the client saw (an ``rtwidget.*`` event; see
         :meth:`AsyncRealtimeSession.note`), from any thread; after close it is dropped."""
@@ -468,8 +424,8 @@ class RealtimeSession:
         """Send a raw client event (it gets an ``event_id`` if it has none)."""
         event = dict(event)
         event.setdefault("event_id", client_events.new_event_id())
-        text = self.aio._encoded(event)  # an event that cannot be sent is refused here
-        self._soon(self.aio._enqueue, event, text)
+        self.aio.encode(event)  # an event that cannot be sent is refused here
+        self._soon(self.aio.send_raw, event)
 
     def call(self, fn: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """Run ``await fn()`` on the session's loop and return its result (for extensions)."""

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol.audio import BYTES_PER_SECOND
 from ..protocol.items import Update
+from . import messages
 
 if TYPE_CHECKING:
     from ..client.sync import RealtimeSession
@@ -48,14 +49,17 @@ class Interrupts:
         now = time.monotonic()
         self._playing_until = max(self._playing_until, now) + nbytes / BYTES_PER_SECOND
 
-    def cancel_reply(self, reason: Any = None) -> None:
-        """The page stopped playing (■ Stop, a barge-in; ``reason`` as the page gave it):
-        cancel the reply, once (one a typed turn already cancelled is not cancelled again,
-        which the server would refuse). A stop the typed turn asked for cancels nothing."""
-        if reason == "turn":
-            return
+    def cancel_reply(self) -> None:
+        """■ Stop: the page stopped playing; cancel the reply, once (one a typed turn already
+        cancelled is not cancelled again, which the server would refuse)."""
         session = self._session_of()
         session.call_soon(lambda: session.aio.turns.interrupt(announce=False))
+
+    @staticmethod
+    def cancels(reason: Any) -> bool:
+        """Whether the page's stop (``reason`` as the page gave it) cancels the reply: a stop
+        the typed turn asked for does not (the turn has cancelled it already)."""
+        return reason != "turn"
 
     def interrupted(self, update: Update, event: dict[str, Any]) -> None:
         """A typed turn interrupts (on the session's loop): the page stops playing whatever it
@@ -68,7 +72,7 @@ class Interrupts:
         key = f"page-{next(_keys)}"
         session.aio.turns.hold(key)
         self._waiting.append(key)
-        self._send({"type": "flush", "reason": "turn"})
+        self._send({"type": messages.FLUSH, "reason": "turn"})
         session.call_later(self.report_wait, self._release, session, key)
 
     def shown(self, event: dict[str, Any]) -> bool:
@@ -76,8 +80,8 @@ class Interrupts:
         the reply's end (the reply ended, which is all the cancel was for)."""
         return not self._session_of().aio.turns.floor.too_late(event)
 
-    def stopped(self, content: dict[str, Any], _: list[memoryview]) -> None:
-        """The page stopped as asked and reported what it played (its ``played`` message came
+    def turn_flushed(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        """The page stopped as asked and reported what it played (its ``playback_stopped`` came
         first, so the cut is queued before the turn goes out): let the turn go."""
         session = self._session_of()
         session.call_soon(self._release_oldest, session)

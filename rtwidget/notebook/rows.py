@@ -8,6 +8,7 @@ from typing import Any
 from ..protocol.conversation import Conversation
 from ..protocol.items import Item, Update
 from ..protocol.turns import Layout, layout, reply_heard_after, role_of
+from . import messages
 
 
 class RowFeed:
@@ -42,7 +43,7 @@ class RowFeed:
         laid = self._laid_out(conversation, reset or bool(removed))
         rows = [row(item, laid.position.get(item.id, 0), laid.turn_of.get(item.id), conversation)
                 for item in items]
-        return {"type": "rows", "rows": rows, "removed": removed, "reset": reset}
+        return {"type": messages.ROWS, "rows": rows, "removed": removed, "reset": reset}
 
     def _laid_out(self, conversation: Conversation, fresh: bool) -> Layout:
         key = (id(conversation), conversation.items_seen)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol.errors import UsageError, WaitTimeout
+from . import messages
 
 PROBE_FIELDS = ("heard", "roundtrip_ms", "output_ms", "input_ms", "rate", "score", "error")
 
@@ -75,7 +76,7 @@ class LatencyProbe:
         if not self._front_ready.is_set():
             raise UsageError("the widget is not on screen yet: display it first")
         self._done.clear()
-        self._send({"type": "probe"})
+        self._send({"type": messages.LATENCY_TEST})
         if not self._done.wait(timeout):
             raise WaitTimeout(f"the browser sent no probe result within {timeout:g} s "
                                "(press Latency test; the result lands in chat.probe)")

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from ..client.sync import RealtimeSession
+from . import messages
 
 log = logging.getLogger("rtwidget.widget")
 
@@ -23,4 +24,4 @@ def voice_picker(session: RealtimeSession) -> dict[str, Any] | None:
                   .get("voice") or "")
     if current and current not in names:  # the picker shows the voice in use, always
         names.insert(0, current)
-    return {"type": "voices", "names": names, "current": current}
+    return {"type": messages.VOICES, "names": names, "current": current}

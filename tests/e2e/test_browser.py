@@ -69,7 +69,7 @@ facts = {
     "tool_results": [r.output for r in chat.session.tool_results.values()],
     "state": chat.get_state(),
     "latency": chat.latency(),
-    "playback_starts": list(chat._timings.samples["playback_start_ms"]),
+    "playback_starts": list(chat._link.timings.samples["playback_start_ms"]),
     "probe": chat.probe,
     "turns": json.loads(df[df["role"] == "user"][["text", "audio_in_s", "vad_s",
                         "transcript_s", "response_s", "audio_s", "played_s"]]

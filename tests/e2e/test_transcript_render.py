@@ -74,7 +74,7 @@ window.stream = (rows, seconds) => new Promise((done) => {
   const tick = () => {
     const t = performance.now() - start;
     while (chunks < Math.min(total, 5 + t / 100)) {
-      feed({ type: "audio", item_id: id }, [new DataView(tone.buffer.slice(0))]);
+      feed({ type: "reply_audio", item_id: id }, [new DataView(tone.buffer.slice(0))]);
       chunks++;
     }
     while (updates < t / 150) {
@@ -84,7 +84,7 @@ window.stream = (rows, seconds) => new Promise((done) => {
       updates++;
     }
     if (chunks >= total) {
-      feed({ type: "audio_done", item_id: id });
+      feed({ type: "reply_audio_done", item_id: id });
       feed({ type: "rows", rows: [row(rows - 1, { text, seconds })], removed: [] });
       done({ chunks, updates });
     } else {

@@ -13,7 +13,7 @@ import pytest
 from conftest import eventually
 
 import rtwidget as rt
-from rtwidget.client import messages
+from rtwidget.client import log_routing
 from rtwidget.server import LocalServer, ScriptedReplyEngine
 
 
@@ -41,7 +41,7 @@ def test_a_failing_callback_and_a_warning_on_the_loop_go_to_the_session(
     session.call_soon(fails)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        messages.install()  # over pytest's own recorder of warnings, as over Python's in a kernel
+        log_routing.install()  # over pytest's recorder of warnings, as over Python's in a kernel
         session.call_soon(warns)
         got = eventually(lambda: [m for m in _messages(session) if "deprecated" in m["message"]]
                          and _messages(session), what="both messages")
@@ -165,7 +165,7 @@ def test_a_warning_in_the_notice_line_gives_way_once_the_session_is_back() -> No
 
 
 def test_a_message_that_quotes_its_exception_does_not_say_it_twice() -> None:
-    from rtwidget.client.messages import fields_of
+    from rtwidget.client.log_routing import fields_of
 
     try:
         raise ConnectionError("the market data service is down")

@@ -1,0 +1,123 @@
+"""A session's tools: the :class:`~rtwidget.ToolSet` it offers, the
+:class:`~rtwidget.tooling.runner.ToolRunner` that answers the model's calls, and the watch on
+the registry that sends the new list when a notebook cell defines, redefines or removes a tool.
+All on the session's loop, except the registry's news, which may come from any thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..protocol import client_events
+from ..protocol.errors import ConnectionClosed, ServerError
+from ..protocol.requests import PendingRequests, Predicate
+from ..tooling.registry import ToolSet
+from ..tooling.runner import ToolHost, ToolResult, ToolRunner
+from .connection import log
+from .event_hub import EventHub
+
+
+class ToolSession(ToolHost, Protocol):
+    """What the tools need of a session (an :class:`~rtwidget.AsyncRealtimeSession` is one)."""
+
+    config: dict[str, Any]
+    hub: EventHub
+    requests: PendingRequests
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def request(self, event: dict[str, Any], match: Predicate,
+                      timeout: float | None = 30.0) -> dict[str, Any]: ...
+
+
+class SessionTools:
+    """The tools of one session (see the module docstring): ``tools`` as
+    :class:`~rtwidget.SessionOptions` takes them, run by the session itself when ``run``."""
+
+    def __init__(self, session: ToolSession, tools: Any, run: bool, max_rounds: int) -> None:
+        self.toolset = tools if isinstance(tools, ToolSet) else ToolSet(tools)
+        self._session = session
+        self._run = run
+        self._max_rounds = max_rounds
+        self._runner: ToolRunner | None = None
+        self._registry_off: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """The session connects (on its loop): the tool list goes into its configuration, the
+        runner starts and the registry is watched."""
+        self._loop = asyncio.get_running_loop()
+        defs = self.toolset.definitions()
+        if defs or "tools" in self._session.config:
+            self._session.config["tools"] = defs
+        if self._run and self._runner is None:
+            self._runner = ToolRunner(self._session, self.toolset, self._max_rounds)
+        self._watch_registry()
+
+    def stop(self) -> None:
+        """The session ends: no more watching, and the calls still running are cancelled."""
+        if self._registry_off is not None:
+            self._registry_off()
+            self._registry_off = None
+        if self._runner is not None:
+            self._runner.detach()
+            self._runner = None
+
+    def use(self, toolset: ToolSet) -> None:
+        """Offer ``toolset`` from now on (an update changed the tools, or was refused)."""
+        self.toolset = toolset
+        if self._runner is not None:
+            self._runner.toolset = toolset
+        self._watch_registry()
+
+    @property
+    def results(self) -> dict[str, ToolResult]:
+        """Finished tool calls by ``call_id``."""
+        return dict(self._runner.results) if self._runner is not None else {}
+
+    def handles(self, name: str | None) -> bool:
+        """Whether the session answers calls to this tool itself."""
+        return self._runner is not None and self._runner.handles(name)
+
+    def _watch_registry(self) -> None:
+        if self._registry_off is not None:
+            self._registry_off()
+            self._registry_off = None
+        registry = self.toolset.registry
+        if registry is None:
+            return
+
+        def changed(_: object) -> None:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._changed)
+
+        self._registry_off = registry.subscribe(changed)
+
+    def _changed(self) -> None:
+        """A tool was defined, redefined or removed: send the new list if it differs."""
+        session = self._session
+        defs = self.toolset.definitions()
+        if defs == session.config.get("tools", []) or session.closed:
+            return
+        if not session.connected:
+            session.config["tools"] = defs  # sent with the configuration on connecting
+            return
+        session.hub.spawn(self._send(defs))
+
+    async def _send(self, defs: list[dict[str, Any]]) -> None:
+        """Send a changed tool list as a tracked request (so its ``session.updated`` is not
+        taken for another update's answer), and keep it once confirmed."""
+        update = client_events.session_update({"type": "realtime", "tools": defs})
+        session = self._session
+        try:
+            await session.request(update, session.requests.updated_for(update["event_id"]))
+        except (ServerError, ConnectionClosed, TimeoutError, ValueError) as exc:
+            log.warning("the server did not take the new tool list: %s", exc)
+            return
+        session.config["tools"] = defs
