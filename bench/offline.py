@@ -1,5 +1,6 @@
 """The local server's offline engines, heard and spoken the way people speak: speech made by
-natural voices (Flite, Festival HTS; eSpeak NG kept as the hard case, from ``tests/speech.py``)
+natural voices (Flite, Festival HTS; eSpeak NG kept as the hard case, from
+``tests/support/speech.py``)
 and streamed into the server as a microphone would send it.
 
 - voices: time to synthesise a sentence, per engine and voice;
@@ -86,9 +87,9 @@ FRAME = 960  # 20 ms at 24 kHz, in samples
 
 
 def _speech() -> Any:
-    """``tests/speech.py``, the natural test voices."""
+    """``tests/support/speech.py``, the natural test voices."""
     spec = importlib.util.spec_from_file_location("rtwidget_test_speech",
-                                                  ROOT / "tests" / "speech.py")
+                                                  ROOT / "tests" / "support" / "speech.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

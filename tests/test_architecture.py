@@ -1,6 +1,7 @@
 """The package's shape: no import cycles, every module importable first, small modules, the
-local server standing on the protocol alone, and the module table of ``docs/architecture.md``
-matching the tree."""
+local server standing on the protocol alone, one meaning per name (no class or module name on
+two sides), ``import rtwidget`` without the local server, tests that mirror the package, and the
+module table of ``docs/architecture.md`` matching the tree."""
 
 from __future__ import annotations
 
@@ -119,9 +120,52 @@ def test_the_protocol_does_no_io() -> None:
 
 
 def test_every_module_is_small() -> None:
+    """An alarm, not a target: a module past the cap is split by job (one module per thing it
+    does), not squeezed under it with packed lines."""
     big = {n: lines for n, p in modules().items()
            if (lines := len(p.read_text().splitlines())) > MAX_LINES}
-    assert big == {}
+    assert big == {}, "split these by job"
+
+
+def test_no_class_name_is_defined_twice() -> None:
+    """One meaning per name: a class name names one class in the package (the server's carry
+    their side: ``ServerProtocol``, ``ServerSession``, ``ServerItem``...)."""
+    where: dict[str, list[str]] = {}
+    for name, path in modules().items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                where.setdefault(node.name, []).append(name)
+    assert {c: m for c, m in where.items() if len(m) > 1} == {}
+
+
+def test_no_module_name_is_on_two_sides() -> None:
+    """``client/``, ``server/`` and ``protocol/`` share no module name, so a module's name says
+    which side it is on (``session.py`` is the client's, ``server_session.py`` the server's)."""
+    sides = ("client", "server", "protocol", "notebook")
+    names = {side: {p.stem for p in (PACKAGE / side).glob("*.py")} - {"__init__", "__main__"}
+             for side in sides}
+    shared = {(a, b): names[a] & names[b] for i, a in enumerate(sides) for b in sides[i + 1:]}
+    assert {pair: both for pair, both in shared.items() if both} == {}
+
+
+def test_importing_rtwidget_does_not_start_the_local_server_code() -> None:
+    code = ("import sys, rtwidget; "
+            "print(sorted(m for m in sys.modules if m.startswith('rtwidget.server')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout.strip()
+    assert out == "[]"
+
+
+def test_the_tests_mirror_the_package() -> None:
+    """A module's tests are in the folder named like its package (``server/buffer.py``:
+    ``tests/server/``); helpers in ``tests/support/``, browser tests in ``tests/e2e/``, tests
+    of the whole (architecture, docs, secrets, load...) at the top."""
+    tests = ROOT / "tests"
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+    assert folders - {"support", "e2e", "fixtures"} == packages
+    for folder in packages:
+        assert list((tests / folder).glob("test_*.py")), folder
 
 
 def test_every_module_can_be_imported_first() -> None:

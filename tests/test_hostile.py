@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import FAST_RETRY, RULES, RawClient, eventually
-from faults import FaultProxy
+from support.faults import FaultProxy
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 from websockets.sync.server import Server, ServerConnection, serve

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import FAST_RETRY, RawClient
-from doc_provider import BACKCHANNEL_PCM, InworldLike
+from support.doc_provider import BACKCHANNEL_PCM, InworldLike
 
 import rtwidget as rt
 from rtwidget.client.inworld_auth import JwtMinter
@@ -447,7 +447,7 @@ def test_provider_data_is_a_typed_option_sent_as_inworld_documents_it(
 
 def test_the_widget_plays_back_channel_audio_without_counting_it_as_a_reply(
         server: LocalServer) -> None:
-    from test_widget import FakeBrowser
+    from support.fake_browser import FakeBrowser
 
     with InworldLike(server.url, backchannel=True) as proxy:
         chat = rt.chat(endpoint=rt.resolve("inworld", url=proxy.url, api_key=PORTAL_KEY))

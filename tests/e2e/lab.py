@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 from conftest import eventually, free_port, wait_until_serving
-from speech import speak
-from speech import write_wav as save_wav
+from support.speech import speak
+from support.speech import write_wav as save_wav
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"
@@ -34,7 +34,7 @@ CHROMIUM_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-
 
 
 def speech(text: str, voice: str = "slt") -> np.ndarray:
-    """``text`` spoken by ``voice`` (a test voice of ``tests/speech.py``: Flite's by default),
+    """``text`` spoken by ``voice`` (a test voice of ``tests/support/speech.py``: Flite's by default),
     as float samples at the fake microphone's rate."""
     return np.frombuffer(speak(text, voice, rate=RATE), dtype="<i2").astype(np.float64)
 

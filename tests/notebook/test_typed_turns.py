@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import FAST_RETRY, eventually, frames, utterance
-from test_widget import FakeBrowser
-from test_widget_transport import vad
+from support.fake_browser import FakeBrowser, vad
 
 import rtwidget as rt
 from rtwidget import RealtimeSession

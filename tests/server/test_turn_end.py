@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import eventually, frames
-from speech import available, in_room, silence, speak, trim, word_error_rate
+from support.speech import available, in_room, silence, speak, trim, word_error_rate
 
 import rtwidget as rt
 from rtwidget.server import EngineUnavailable, LocalServer, PocketsphinxTranscriber

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST_RETRY, RULES, eventually
-from faults import FaultProxy
+from support.faults import FaultProxy
 
 from rtwidget import AuthenticationError, RealtimeSession, ServerRejected
 from rtwidget.server import LocalServer, ScriptedReplyEngine

@@ -282,7 +282,7 @@ def test_errors_surface_on_the_session_tied_to_their_event(session: RealtimeSess
 
 def test_response_create_while_one_is_active_is_refused(engine) -> None:
     """The server refuses a second response, as hosted providers do; the session's own calls
-    never send one (tests/test_typed_turns.py), a raw event goes out as it is."""
+    never send one (tests/notebook/test_typed_turns.py), a raw event goes out as it is."""
     with LocalServer(engine=engine, pace=0.01) as srv, RealtimeSession(
         "local", url=srv.url, output_modalities=["text"]
     ) as s:

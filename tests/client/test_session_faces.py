@@ -15,7 +15,7 @@ from conftest import eventually
 import rtwidget as rt
 from rtwidget.server import LocalServer, ScriptedReplyEngine
 
-SYNC = Path(__file__).resolve().parents[1] / "rtwidget" / "client" / "sync.py"
+SYNC = Path(__file__).resolve().parents[2] / "rtwidget" / "client" / "sync.py"
 
 # only where a face's nature asks for it: the blocking face's thread (and ``aio``, the async
 # face under it), the async face's loop

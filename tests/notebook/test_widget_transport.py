@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import frames, utterance
-from test_widget import FakeBrowser
+from support.fake_browser import FakeBrowser, vad
 
 import rtwidget as rt
 from rtwidget.notebook.transport import PROBE
@@ -90,11 +90,6 @@ def test_bad_base64_is_refused_visibly_and_the_session_goes_on(bufferless) -> No
     assert chat.stats["bad_frames"] == 1 and chat.stats["frames_in"] == 0
     browser.wait(lambda: "base64" in chat.error)
     assert chat.ask("still here?") == "You said: still here?"
-
-
-def vad(chat: rt.VoiceChat) -> Any:
-    return chat.session.conversation.session.get("audio", {}).get("input", {}).get(
-        "turn_detection", "unset")
 
 
 def test_push_to_talk_turns_vad_off_commits_on_release_and_answers(bufferless) -> None:

@@ -16,7 +16,7 @@ import rtwidget as rt
 from rtwidget.protocol import Conversation
 from rtwidget.server import LocalServer
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 INWORLD_KEY = "aW53b3JsZC1wb3J0YWwta2V5OnNlY3JldA=="  # a portal key is already base64
 
 

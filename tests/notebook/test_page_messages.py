@@ -13,7 +13,7 @@ import rtwidget as rt
 from rtwidget.notebook import messages
 from rtwidget.notebook.messages import KERNEL_TO_PAGE, PAGE_TO_KERNEL, UP
 
-JS = Path(__file__).resolve().parents[1] / "js"
+JS = Path(__file__).resolve().parents[2] / "js"
 SEND = re.compile(r"\bmodel\.send\(")
 SEND_TYPED = re.compile(r"\bmodel\.send\(\s*\{\s*type:\s*\"(\w+)\"")
 

@@ -1,5 +1,5 @@
 """The local server's offline engines (``rtwidget[local]``), with real speech: questions spoken
-by Flite (``tests/speech.py``), eSpeak NG for the engine's own tests."""
+by Flite (``tests/support/speech.py``), eSpeak NG for the engine's own tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 from conftest import frames
-from speech import in_room, speak, word_error_rate
+from support.speech import in_room, speak, word_error_rate
 
 import rtwidget as rt
 from rtwidget.server import EngineUnavailable, LocalServer, ScriptedReplyEngine

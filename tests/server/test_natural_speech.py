@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 from conftest import RawClient
-from speech import NATURAL_VOICES, available, in_room, speak, word_error_rate
+from support.speech import NATURAL_VOICES, available, in_room, speak, word_error_rate
 
 import rtwidget as rt
 from rtwidget.server import (
