@@ -34,8 +34,8 @@ CHROMIUM_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-
 
 
 def speech(text: str, voice: str = "slt") -> np.ndarray:
-    """``text`` spoken by ``voice`` (a test voice of ``tests/support/speech.py``: Flite's by default),
-    as float samples at the fake microphone's rate."""
+    """``text`` spoken by ``voice`` (a test voice of ``tests/support/speech.py``: Flite's by
+    default), as float samples at the fake microphone's rate."""
     return np.frombuffer(speak(text, voice, rate=RATE), dtype="<i2").astype(np.float64)
 
 
