@@ -168,6 +168,7 @@ def test_the_tests_mirror_the_package() -> None:
         assert list((tests / folder).glob("test_*.py")), folder
 
 
+@pytest.mark.timeout(600)  # about 80 fresh interpreters: slow on a busy machine, not wrong
 def test_every_module_can_be_imported_first() -> None:
     """Each module imported first in a fresh interpreter (a cycle hidden in a function would
     still pass the test above; this catches one at import time), a few at a time."""
