@@ -20,6 +20,7 @@ import traitlets
 from ..client.local_process import local_server
 from ..client.recorder import next_free_folder
 from ..client.sync import RealtimeSession
+from ..data.cost import Cost
 from ..data.frame import LiveView
 from ..protocol.items import Update
 from .notices import Notices
@@ -204,6 +205,11 @@ class VoiceChat(anywidget.AnyWidget):
     def df(self) -> pd.DataFrame:
         """The conversation as a DataFrame (see ``rtwidget.COLUMNS``)."""
         return self.session.df
+
+    @property
+    def cost(self) -> Cost:
+        """What the chat has cost so far (see ``RealtimeSession.cost``)."""
+        return self.session.cost
 
     @property
     def events(self) -> pd.DataFrame:
