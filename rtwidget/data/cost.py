@@ -132,6 +132,16 @@ class Cost:
         return (f"<Cost {self} over {len(self.responses)} responses; {self.basis}>")
 
 
+def cost_label(cost: Cost) -> str:
+    """The session's cost as the widget shows it: ``"$0.0123"``, ``"free (local)"`` for the
+    local server, or ``""`` while any response's price is unknown."""
+    if not cost.known or cost.responses.empty:
+        return ""
+    if cost.usd == 0.0 and cost.provider in FREE_PROVIDERS:
+        return "cost: free (local)"
+    return f"cost: ${cost.usd:.4f}"
+
+
 def reprice(df: pd.DataFrame, provider: str | None, model: str | None,
             table: Prices | None = None) -> pd.DataFrame:
     """A copy of conversation DataFrame ``df`` with its cost columns worked out again for
