@@ -225,7 +225,8 @@ def cost(source: Any, model: str | None = None, provider: str | None = None,
     """What ``source`` cost, or would have cost at ``model`` (and ``provider``): a
     conversation DataFrame (``session.df``, ``rt.load_conversation(...)``), a recording, a
     session or the chat widget. Its usage is re-priced with the table (``rt.prices`` unless
-    ``prices`` is given); give ``provider`` and ``model`` where the source does not say them.
+    ``prices`` is given); give ``provider`` and ``model`` where the source does not say them
+    (a ``model`` only one provider of the table prices needs no ``provider``).
 
     >>> rt.cost(rt.load_recording("talk"), model="gpt-realtime-2.1-mini")  # doctest: +SKIP
     """
@@ -233,11 +234,11 @@ def cost(source: Any, model: str | None = None, provider: str | None = None,
     missing = [c for c in ("response_id", "role", "type", *USAGE_COLUMNS) if c not in df]
     if missing:
         raise InvalidInput(f"not a conversation DataFrame: no {', '.join(missing[:3])} column")
-    if model is not None and provider is None and known_provider in FREE_PROVIDERS:
-        known_provider = None
-    provider = provider or known_provider
     if provider is None and model is not None:
+        # another model: the provider that prices it, if one alone does
         table = (prices or default_prices).table
         owners = table[table["model"] == model_name(model)]["provider"].unique()
-        provider = str(owners[0]) if len(owners) == 1 else None
+        provider = str(owners[0]) if len(owners) == 1 else \
+            None if known_provider in FREE_PROVIDERS else known_provider
+    provider = provider or known_provider
     return summarise(reprice(df, provider, model or known_model, prices))

@@ -73,6 +73,12 @@ def test_the_cost_equals_a_bill_worked_out_by_hand() -> None:
     total = rt.cost(df)
     assert total.usd == pytest.approx(bill, rel=0.01) and total.known
     assert round(total.usd, 2) == round(bill, 2)
+    # the same usage from an endpoint with no prices, re-priced at a model one provider prices
+    elsewhere = conversation_frame(one_turn(DOCUMENTED["openai_ga"]["message"]),
+                                   provider="url")
+    assert pd.isna(elsewhere.iloc[1]["cost_usd"])
+    again = rt.cost(elsewhere, model="gpt-realtime-2")
+    assert again.provider == "openai" and again.usd == pytest.approx(bill, rel=0.01)
 
 
 def test_absent_usage_fields_stay_empty_and_the_cost_says_why() -> None:
