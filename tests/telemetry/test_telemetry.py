@@ -228,3 +228,24 @@ def test_reconnects_and_barge_ins_have_their_spans_and_attributes() -> None:
 def test_telemetry_refuses_what_it_cannot_watch() -> None:
     with pytest.raises(TypeError, match="watches a session"):
         rt.telemetry(Sink().tracer_provider).watch(object())
+
+
+def test_a_reconnect_is_traced_as_it_happens() -> None:
+    sink = Sink()
+    with LocalServer() as server, rt.RealtimeSession("local", url=server.url,
+                                                     output_modalities=["text"]) as s:
+        watch = rt.telemetry(sink.tracer_provider, sink.meter_provider).watch(s)
+        s.ask("hello")
+        reconnected = s.expect("rtwidget.reconnected", timeout=30)
+        server.close_connections(1011)
+        reconnected.wait()
+        live = [span for span in sink.finished() if span.name == "rtwidget.reconnect"]
+        s.ask("again")
+        watch.stop()
+    assert len(live) == 1  # before the session span ends
+    gap = live[0]
+    assert gap.attributes["rtwidget.reconnect.succeeded"] is True
+    lost = [e for e in s.conversation.log if e.type == "rtwidget.connection_lost"]
+    back = [e for e in s.conversation.log if e.type == "rtwidget.reconnected"]
+    assert abs(ms(gap) - (back[0].at - lost[0].at) * 1000) < 1e-3
+    assert [span.name for span in sink.finished()].count("rtwidget.turn") == 2
