@@ -139,6 +139,9 @@ def test_the_local_server_costs_nothing_and_says_so(session: rt.RealtimeSession)
     cost = session.cost
     assert cost.usd == 0.0 and cost.known and "local server" in cost.basis
     assert (replies["input_text_tokens"] > 0).all() and (replies["output_text_tokens"] > 0).all()
+    # the server reports usage in the GA shape, every field there (nothing cached, no images)
+    assert replies[list(USAGE_COLUMNS)].notna().all().all()
+    assert (replies[["input_cached_tokens", "input_image_tokens"]] == 0).all().all()
 
 
 def test_a_recording_is_repriced_at_another_model(server: LocalServer, tmp_path: Path) -> None:
