@@ -69,6 +69,8 @@ export function renderView(engine, model, el) {
     engine.setHeadphones(phones.checked);
   } });
   const provider = h("span", { class: "rtw-provider" });
+  const cost = h("span", { class: "rtw-cost", title: "What the session has cost so far " +
+    "(chat.cost in the notebook)" });
   const voicePick = h("select", { class: "rtw-voice", title: "Voice", onchange: () => {
     engine.voice = voicePick.value;
     model.send({ type: "voice", voice: voicePick.value });
@@ -100,7 +102,7 @@ export function renderView(engine, model, el) {
       h("label", { class: "rtw-phones", title: "With headphones the mic stays open while " +
         "the agent speaks, so you can interrupt by voice" }, phones, " headphones"), voicePick),
     // who answers, how audio travels and the latency test: one quiet line under the controls
-    h("div", { class: "rtw-info" }, provider, transport, probeBtn),
+    h("div", { class: "rtw-info" }, provider, cost, transport, probeBtn),
     notice, error, transcript, form);
   listenPushToTalkKey(root, engine, model);
   const controls = [connBtn, micBtn, pttBtn, stopBtn, probeBtn, phones, voicePick, input,
@@ -157,6 +159,7 @@ export function renderView(engine, model, el) {
     const width = `${Math.min(100, Math.round(engine.level * 400))}%`;
     if (meter.firstChild.style.width !== width) meter.firstChild.style.width = width;
     setText(provider, model.get("provider"));
+    setText(cost, model.get("cost_text") || "");
     provider.title = model.get("provider");
     const names = engine.voices;
     if (voicePick.options.length !== names.length) {
@@ -189,7 +192,8 @@ export function renderView(engine, model, el) {
   };
   engine.listeners.add(schedule);
   const onChange = schedule;
-  const TRAITS = ["status", "phase", "provider", "notice", "error", "transport", "ended"];
+  const TRAITS = ["status", "phase", "provider", "notice", "error", "transport", "ended",
+    "cost_text"];
   for (const name of TRAITS) {
     model.on(`change:${name}`, onChange);
   }

@@ -22,8 +22,10 @@ from .client.providers import Endpoint, Secret, ask_key, resolve
 from .client.session import AsyncRealtimeSession
 from .client.sync import Expectation, RealtimeSession
 from .client.voices import voices
+from .data.cost import Cost, cost
 from .data.frame import COLUMNS, LiveView, load_conversation
 from .data.latency import plot_latency, turn_latency
+from .data.prices import prices
 from .notebook.chat import chat
 from .notebook.widget import VoiceChat
 from .protocol import Conversation, Item, Response
@@ -47,6 +49,7 @@ from .protocol.errors import (
 from .protocol.record_format import RecordingError, RecordingExists
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
+from .telemetry import telemetry
 from .tooling.registry import ToolRegistry, ToolSet, tool, tools
 from .tooling.runner import ToolResult
 from .tooling.schema import Tool, build_tool
@@ -87,6 +90,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosed",
     "Conversation",
+    "Cost",
     "Endpoint",
     "EngineError",
     "EngineUnavailable",
@@ -123,13 +127,16 @@ __all__ = [
     "ask_key",
     "build_tool",
     "chat",
+    "cost",
     "diff",
     "load_conversation",
     "load_ipython_extension",
     "load_recording",
     "local_server",
     "plot_latency",
+    "prices",
     "resolve",
+    "telemetry",
     "tool",
     "tools",
     "turn_latency",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.cost import Cost, summarise
 from ..data.frame import FrameCache, LiveView, events_frame, export
 from ..protocol import client_events
 from ..protocol.acks import MAX_REMEMBERED
@@ -61,7 +62,7 @@ class AsyncRealtimeSession(Channel):
         self._tools = SessionTools(self, options.tools, options.run_tools,
                                    options.max_tool_rounds)
         self._voices: dict[str, pd.DataFrame] = {}
-        self.frames = FrameCache(self.conversation)
+        self.frames = FrameCache(self.conversation, lambda: self.endpoint.provider)
 
     @property
     def options(self) -> SessionOptions:
@@ -131,6 +132,13 @@ class AsyncRealtimeSession(Channel):
         """The conversation as a DataFrame, one row per item (columns: ``rtwidget.COLUMNS``;
         built when asked for, cached until the next change)."""
         return self.frames.get()
+
+    @property
+    def cost(self) -> Cost:
+        """What the session has cost so far (``rt.prices`` for its provider and model; the
+        local server costs nothing): ``float(session.cost)`` in US dollars, with the
+        per-response and per-turn tables."""
+        return summarise(self.frames.get())
 
     @property
     def events(self) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from ..data.cost import Cost
 from ..data.frame import LiveView
 from ..protocol import client_events
 from ..protocol.audio import SAMPLE_RATE
@@ -209,6 +210,11 @@ class RealtimeSession:
         """The conversation as a DataFrame, one row per item (columns: ``rtwidget.COLUMNS``;
         built when asked for, cached until the next change)."""
         return self.aio.df
+
+    @property
+    def cost(self) -> Cost:
+        """What the session has cost so far: see :attr:`AsyncRealtimeSession.cost`."""
+        return self.aio.cost
 
     @property
     def events(self) -> pd.DataFrame:

@@ -1,2 +1,3 @@
-"""The conversation as data: the live pandas DataFrame, exports, and the per-turn latency table.
+"""The conversation as data: the live pandas DataFrame, exports, the per-turn latency table,
+usage split by kind of token, the price table and what a conversation cost.
 Public names are re-exported from :mod:`rtwidget`."""

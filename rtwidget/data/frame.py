@@ -22,6 +22,10 @@ from ..protocol.conversation import Conversation
 from ..protocol.errors import InvalidInput
 from ..protocol.items import Item, Response
 from ..protocol.turns import TurnTimes, role_of, since, starts_turn
+from .cost import COST_COLUMNS, Basis, basis, price_usage, turn_costs
+from .prices import Prices
+from .prices import prices as price_table
+from .usage import USAGE_COLUMNS, split_usage
 
 UTC_TIME = "datetime64[us, UTC]"
 
@@ -56,6 +60,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "input_tokens": ("Int64", "the response's input tokens (on its first item only)"),
     "output_tokens": ("Int64", "the response's output tokens (on its first item only)"),
     "total_tokens": ("Int64", "the response's total tokens (on its first item only)"),
+    # usage split by kind and what it cost (rtwidget.data.usage, rtwidget.data.cost)
+    **USAGE_COLUMNS,
+    **COST_COLUMNS,
 }
 
 EVENT_COLUMNS: dict[str, tuple[str, str]] = {
@@ -73,7 +80,7 @@ def _seconds(start: float | None, end: float | None) -> float:
 
 
 def _row(position: int, item: Item, response: Response | None, first_of_response: bool,
-         call: Item | None, tool: Mapping[str, Any] | None) -> list[Any]:
+         call: Item | None, tool: Mapping[str, Any] | None, pricing: Basis) -> list[Any]:
     role = role_of(item)
     audio_out = duration_ms(item.audio_out_bytes) / 1000.0
     if item.truncated_ms is not None:
@@ -109,7 +116,19 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
         usage.get("input_tokens"),
         usage.get("output_tokens"),
         usage.get("total_tokens"),
+        *_priced(response.usage if response is not None and first_of_response else None,
+                 pricing),
     ]
+
+
+def _priced(usage: Mapping[str, Any] | None, pricing: Basis) -> list[Any]:
+    """A response's split usage, its cost and the cost's basis (all empty off its first row;
+    the turn's cost is filled in later)."""
+    if usage is None:
+        return [None] * len(USAGE_COLUMNS) + [np.nan, np.nan, None]
+    split = split_usage(usage)
+    cost, note = price_usage(split, pricing)
+    return [*split.values(), np.nan if cost is None else cost, np.nan, note]
 
 
 _TURN_AT = list(COLUMNS).index("speech_end_at")
@@ -155,12 +174,18 @@ def coerce(df: pd.DataFrame, columns: Mapping[str, tuple[str, str]] = COLUMNS) -
     return out[list(columns)]
 
 
-def conversation_frame(conversation: Conversation, include_deleted: bool = False) -> pd.DataFrame:
+def conversation_frame(conversation: Conversation, include_deleted: bool = False,
+                       provider: str | None = None, model: str | None = None,
+                       prices: Prices | None = None) -> pd.DataFrame:
     """The conversation as a DataFrame with the :data:`COLUMNS` (see the module docstring).
 
     A user message and the items after it, up to the next user message, are one turn; the
     user's row carries the turn's latency, each stage timed from the end of the user's turn.
+    Responses are priced for ``provider``'s ``model`` (by default the model the server named
+    in ``session.created``) with ``prices`` (``rt.prices``); both are kept in ``df.attrs``.
     """
+    model = model or str(conversation.session.get("model") or "") or None
+    pricing = basis(provider, model, prices)
     items = conversation.all_items() if include_deleted else list(conversation)
     seen_responses: set[str] = set()
     rows: list[list[Any]] = []
@@ -175,7 +200,7 @@ def conversation_frame(conversation: Conversation, include_deleted: bool = False
         call = conversation.by_call_id(item.call_id) if item.call_id and \
             item.type == "function_call_output" else None
         tool = conversation.tool_outcomes.get(item.call_id) if item.call_id else None
-        row = _row(position, item, response, first, call, tool)
+        row = _row(position, item, response, first, call, tool, pricing)
         rows.append(row)
         if starts_turn(item):
             if turn_row is not None and user is not None:
@@ -185,7 +210,10 @@ def conversation_frame(conversation: Conversation, include_deleted: bool = False
             turn.saw(item, response)
     if turn_row is not None and user is not None:
         _fill_turn(turn_row, user, turn)
-    return _typed(rows, COLUMNS)
+    df = _typed(rows, COLUMNS)
+    df["turn_cost_usd"] = turn_costs(df)
+    df.attrs.update(provider=provider, model=pricing.model)
+    return df
 
 
 def events_frame(conversation: Conversation) -> pd.DataFrame:
@@ -197,9 +225,11 @@ def events_frame(conversation: Conversation) -> pd.DataFrame:
 class FrameCache:
     """Builds the DataFrame only when the conversation changed since the last build."""
 
-    def __init__(self, conversation: Conversation) -> None:
+    def __init__(self, conversation: Conversation,
+                 provider: Callable[[], str | None] | None = None) -> None:
         self.conversation = conversation
-        self._version = -1
+        self.provider = provider or (lambda: None)
+        self._version: tuple[int, int] = (-1, -1)
         self._frame: pd.DataFrame | None = None
         self._lock = threading.Lock()
         self.builds = 0
@@ -207,9 +237,9 @@ class FrameCache:
     def get(self) -> pd.DataFrame:
         """The current DataFrame (a copy, safe to modify)."""
         with self._lock:
-            version = self.conversation.version
+            version = (self.conversation.version, price_table.version)
             if self._frame is None or version != self._version:
-                self._frame = conversation_frame(self.conversation)
+                self._frame = conversation_frame(self.conversation, provider=self.provider())
                 self._version = version
                 self.builds += 1
             return self._frame.copy()

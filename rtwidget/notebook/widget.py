@@ -20,6 +20,7 @@ import traitlets
 from ..client.local_process import local_server
 from ..client.recorder import next_free_folder
 from ..client.sync import RealtimeSession
+from ..data.cost import Cost, cost_label
 from ..data.frame import LiveView
 from ..protocol.items import Update
 from .notices import Notices
@@ -51,6 +52,8 @@ class VoiceChat(anywidget.AnyWidget):
     transport = traitlets.Unicode("").tag(sync=True)
     #: the chat was closed (``close()``): the page keeps it, read-only, with its transcript
     ended = traitlets.Bool(False).tag(sync=True)
+    #: what the session has cost so far, as the page shows it ("" while its prices are unknown)
+    cost_text = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -159,6 +162,7 @@ class VoiceChat(anywidget.AnyWidget):
 
     def _on_response_done(self, update: Update, event: dict[str, Any]) -> None:
         self._set_phase("listening" if self._link.mic_on else "idle")
+        self.cost_text = cost_label(self.session.cost)
 
     def _on_closed(self, update: Update, event: dict[str, Any]) -> None:
         self.status = "closed"
@@ -204,6 +208,11 @@ class VoiceChat(anywidget.AnyWidget):
     def df(self) -> pd.DataFrame:
         """The conversation as a DataFrame (see ``rtwidget.COLUMNS``)."""
         return self.session.df
+
+    @property
+    def cost(self) -> Cost:
+        """What the chat has cost so far (see ``RealtimeSession.cost``)."""
+        return self.session.cost
 
     @property
     def events(self) -> pd.DataFrame:

@@ -251,8 +251,12 @@ class Recording:
 
     @property
     def df(self) -> pd.DataFrame:
-        """The conversation as the same DataFrame a live session gives (``rtwidget.COLUMNS``)."""
-        return conversation_frame(self.conversation)
+        """The conversation as the same DataFrame a live session gives (``rtwidget.COLUMNS``),
+        priced for the provider it was recorded with."""
+        endpoint = self.meta.get("endpoint")
+        provider = endpoint.get("provider") if isinstance(endpoint, dict) else None
+        return conversation_frame(self.conversation,
+                                  provider=provider if isinstance(provider, str) else None)
 
     @property
     def events(self) -> pd.DataFrame:

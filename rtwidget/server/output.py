@@ -80,10 +80,13 @@ class ServerResponse:
             "total_tokens": self.input_tokens + output_tokens,
             "input_tokens": self.input_tokens,
             "output_tokens": output_tokens,
-            "input_token_details": {
+            "input_token_details": {  # the GA shape: nothing is cached here, no images
                 "text_tokens": self.input_tokens - self.input_audio_tokens,
                 "audio_tokens": self.input_audio_tokens,
+                "image_tokens": 0,
                 "cached_tokens": 0,
+                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0,
+                                          "image_tokens": 0},
             },
             "output_token_details": {
                 "text_tokens": self.text_tokens,
