@@ -5,8 +5,10 @@ hash, llama.cpp is told not to repack them into CPU-specific buffers (repacking 
 crashed the first decode on some CPUs), and a one-token generation right after loading proves
 the engine works before the server offers it.
 
-Replies come a sentence at a time, shaped to be spoken (:mod:`.shaping`): one or two sentences
-unless the instructions ask for more, no sentence said twice, never half a sentence.
+The prompt (:mod:`.reply_prompt`) is the instructions, a few short example exchanges and the
+newest turns. Replies come a sentence at a time, shaped to be spoken (:mod:`.shaping`): one or
+two sentences unless the instructions ask for more, no sentence said twice, never half a
+sentence.
 
 Tool calls: a 135M model's own judgement of *when* to call a tool
 is weak, so the choice is made by a transparent rule (the user's words against each tool's name
