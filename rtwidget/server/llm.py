@@ -33,13 +33,19 @@ import tempfile
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..protocol.errors import EngineUnavailable
 from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, require
-from .reply_prompt import DEFAULT_INSTRUCTIONS, EXAMPLES, Example, build_messages, plain
+from .reply_prompt import (
+    DEFAULT_INSTRUCTIONS,
+    EXAMPLES,
+    Example,
+    build_messages,
+    head_size,
+    plain,
+)
 from .shaping import ReplyShaper, wants_long
 
 __all__ = ["DEFAULT_INSTRUCTIONS", "LlamaReplyEngine", "route", "smollm2_path", "verify_weights"]
@@ -383,8 +389,8 @@ class LlamaReplyEngine:
             yield TextDelta(said, whole=True)
         if shaper.only_repeats:  # it restated an earlier answer: once more, on the question alone
             shaper = ReplyShaper(shaper.max_sentences, shaper.max_words, earlier)
-            shown = len(messages) - len(self.messages(replace(context, history=())))
-            async for said in self._say([*messages[:shown], messages[-1]], shaper, max_tokens,
+            head = head_size(context, self.examples)  # the instructions and the examples
+            async for said in self._say([*messages[:head], messages[-1]], shaper, max_tokens,
                                         context.temperature * 1.5, True, cut):
                 yield TextDelta(said, whole=True)
 

