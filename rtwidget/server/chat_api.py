@@ -9,7 +9,7 @@ from typing import Any
 
 from ..protocol.errors import EngineError
 from .engines import HistoryTurn, ReplyChunk, ReplyContext, TextDelta, ToolCall, require
-from .llm import DEFAULT_INSTRUCTIONS
+from .reply_prompt import DEFAULT_INSTRUCTIONS
 
 
 def _message(turn: HistoryTurn) -> dict[str, Any]:

