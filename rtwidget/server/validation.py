@@ -121,17 +121,14 @@ class Problem:
     type: str = "invalid_request_error"
 
     def event(self, event_id: str | None, new_id: str) -> dict[str, Any]:
-        """The ``error`` server event for this problem."""
+        """The ``error`` server event for this problem (``param`` and ``event_id`` left out
+        when there are none, as the GA types have them)."""
         return {
             "type": "error",
             "event_id": new_id,
-            "error": {
-                "type": self.type,
-                "code": self.code,
-                "message": self.message,
-                "param": self.param,
-                "event_id": event_id,
-            },
+            "error": {k: v for k, v in (("type", self.type), ("code", self.code),
+                                        ("message", self.message), ("param", self.param),
+                                        ("event_id", event_id)) if v is not None},
         }
 
 
