@@ -10,11 +10,20 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..protocol.audio import SAMPLE_RATE
+from ..protocol.errors import ConfigError
+from ..protocol.ga_session import (
+    include_value,
+    parallel_tool_calls_value,
+    prompt_value,
+    reasoning_value,
+    tracing_value,
+    truncation_value,
+)
 
 CLIENT_EVENTS = (
     "session.update",
@@ -64,7 +73,7 @@ MAX_SESSION_BYTES = 2 * 1024 * 1024  # the whole session object, as UTF-8 JSON
 SESSION_KEYS = frozenset({
     "type", "model", "modelId", "instructions", "output_modalities", "temperature",
     "max_output_tokens", "tools", "tool_choice", "audio", "include", "prompt", "tracing",
-    "truncation", "providerData"})
+    "truncation", "reasoning", "parallel_tool_calls", "providerData"})
 READ_ONLY_SESSION_KEYS = frozenset({"object", "id", "expires_at"})
 # the older beta protocol's names for the same fields (OpenAI-Beta: realtime=v1), mapped onto
 # the GA session object before it is checked: (GA place, how the value is converted)
@@ -314,19 +323,27 @@ def _unknown(part: Mapping[str, Any], known: frozenset[str], prefix: str) -> Pro
     return None
 
 
+_GA_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "prompt": prompt_value, "truncation": truncation_value, "reasoning": reasoning_value,
+    "parallel_tool_calls": parallel_tool_calls_value, "tracing": tracing_value,
+    "include": include_value,
+}
+
+
 def _check_extensions(session: Mapping[str, Any]) -> Problem | None:
-    """The documented fields the server keeps but does not act on, by type."""
-    if "include" in session:
-        include = session["include"]
-        if p := _expect(include, (list,), "session.include"):
-            return p
-        for i, entry in enumerate(include):
-            if p := _expect(entry, _STR, f"session.include[{i}]"):
-                return p
-    for name, types in (("prompt", _DICT + _NONE), ("providerData", _DICT),
-                        ("tracing", _STR + _DICT + _NONE), ("truncation", _STR + _DICT)):
-        if name in session and (p := _expect(session[name], types, f"session.{name}")):
-            return p
+    """The documented fields the server keeps (and echoes) but does not act on: OpenAI's GA
+    fields, checked as the GA reference shapes them, and Inworld's ``providerData``."""
+    for name, check in _GA_CHECKS.items():
+        if name not in session or (name == "prompt" and session[name] is None):
+            continue
+        try:
+            check(session[name])
+        except ConfigError as exc:
+            return Problem("invalid_value", f"Invalid value for 'session.{name}': {exc}.",
+                           f"session.{name}")
+    if "providerData" in session and (p := _expect(session["providerData"], _DICT,
+                                                   "session.providerData")):
+        return p
     return None
 
 
