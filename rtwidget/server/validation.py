@@ -330,10 +330,26 @@ _GA_CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+_GA_TYPES: dict[str, tuple[type, ...]] = {
+    "prompt": _DICT + _NONE, "truncation": _STR + _DICT, "reasoning": _DICT,
+    "parallel_tool_calls": (bool,), "tracing": _STR + _DICT + _NONE, "providerData": _DICT,
+}
+
+
 def _check_extensions(session: Mapping[str, Any]) -> Problem | None:
     """The documented fields the server keeps (and echoes) but does not act on: OpenAI's GA
     fields, checked as the GA reference shapes them, and Inworld's ``providerData``."""
-    for name, check in _GA_CHECKS.items():
+    if "include" in session:
+        include = session["include"]
+        if p := _expect(include, (list,), "session.include"):
+            return p
+        for i, entry in enumerate(include):
+            if p := _expect(entry, _STR, f"session.include[{i}]"):
+                return p
+    for name, types in _GA_TYPES.items():  # the JSON type first, as the hosted API checks
+        if name in session and (p := _expect(session[name], types, f"session.{name}")):
+            return p
+    for name, check in _GA_CHECKS.items():  # then the shape
         if name not in session or (name == "prompt" and session[name] is None):
             continue
         try:
@@ -341,9 +357,6 @@ def _check_extensions(session: Mapping[str, Any]) -> Problem | None:
         except ConfigError as exc:
             return Problem("invalid_value", f"Invalid value for 'session.{name}': {exc}.",
                            f"session.{name}")
-    if "providerData" in session and (p := _expect(session["providerData"], _DICT,
-                                                   "session.providerData")):
-        return p
     return None
 
 

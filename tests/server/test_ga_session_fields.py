@@ -31,7 +31,7 @@ def test_the_server_echoes_every_ga_field(raw: Any) -> None:
 @pytest.mark.parametrize(("field", "value"), [
     ("truncation", {"type": "retention_ratio", "retention_ratio": 2}),
     ("reasoning", {"effort": "max"}), ("include", ["everything"]),
-    ("parallel_tool_calls", "no"), ("tracing", {"name": "x"}), ("prompt", {"version": "1"}),
+    ("tracing", {"name": "x"}), ("prompt", {"version": "1"}),
 ])
 def test_the_server_refuses_a_malformed_ga_field(raw: Any, field: str, value: Any) -> None:
     raw.send({"type": "session.update", "event_id": "evt_ga",
