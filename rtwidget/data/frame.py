@@ -56,6 +56,12 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "input_tokens": ("Int64", "the response's input tokens (on its first item only)"),
     "output_tokens": ("Int64", "the response's output tokens (on its first item only)"),
     "total_tokens": ("Int64", "the response's total tokens (on its first item only)"),
+    # who spoke, from a diarising transcriber's segments
+    "speakers": ("string", "user rows: the speakers of a diarised transcript, in the order they "
+                 "first spoke, comma-separated"),
+    "segments": ("string", "user rows: the diarised transcript as JSON text, a list of "
+                 "{speaker, start_ms, end_ms, text} (ms from the start of the item's audio; "
+                 "segments_frame() gives one row each)"),
 }
 
 EVENT_COLUMNS: dict[str, tuple[str, str]] = {
@@ -109,6 +115,8 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
         usage.get("input_tokens"),
         usage.get("output_tokens"),
         usage.get("total_tokens"),
+        ", ".join(item.speakers) if item.segments else None,
+        json.dumps([s.as_dict() for s in item.segments]) if item.segments else None,
     ]
 
 
@@ -186,6 +194,24 @@ def conversation_frame(conversation: Conversation, include_deleted: bool = False
     if turn_row is not None and user is not None:
         _fill_turn(turn_row, user, turn)
     return _typed(rows, COLUMNS)
+
+
+SEGMENT_COLUMNS: dict[str, tuple[str, str]] = {
+    "item_id": ("string", "the user item the segment belongs to"),
+    "position": ("Int64", "the item's place in the conversation"),
+    "speaker": ("string", "the transcriber's label for who spoke"),
+    "start_ms": ("Int64", "where the segment starts, ms from the start of the item's audio"),
+    "end_ms": ("Int64", "where it ends"),
+    "text": ("string", "what was said"),
+}
+
+
+def segments_frame(conversation: Conversation) -> pd.DataFrame:
+    """One row per diarised segment of the user's audio (:data:`SEGMENT_COLUMNS`), in
+    conversation order: who said what, and when, across the whole talk."""
+    rows = [(item.id, position, s.speaker, s.start_ms, s.end_ms, s.text)
+            for position, item in enumerate(conversation) for s in item.segments]
+    return _typed(rows, SEGMENT_COLUMNS)
 
 
 def events_frame(conversation: Conversation) -> pd.DataFrame:
