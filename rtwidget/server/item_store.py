@@ -297,6 +297,13 @@ class ItemStore:
             await self._session.emit({
                 "type": "conversation.item.input_audio_transcription.delta",
                 "item_id": item.id, "content_index": 0, "delta": delta})
+        if text and self._session.diarising:
+            # one segment, the whole turn: the offline transcribers tell no speakers apart, so
+            # every turn is speaker "A", from the first sample of the item's audio to its last
+            await self._session.emit({
+                "type": "conversation.item.input_audio_transcription.segment",
+                "item_id": item.id, "content_index": 0, "id": new_id("seg"), "speaker": "A",
+                "start": 0.0, "end": item.audio_ms() / 1000, "text": text})
         await self._session.emit({
             "type": "conversation.item.input_audio_transcription.completed",
             "item_id": item.id, "content_index": 0, "transcript": text,

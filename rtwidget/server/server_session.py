@@ -157,3 +157,11 @@ class ServerSession:
     def transcribing(self) -> bool:
         """Whether the client asked for transcripts of its audio."""
         return self.settings["audio"]["input"].get("transcription") is not None
+
+    @property
+    def diarising(self) -> bool:
+        """Whether the client asked for a diarising transcription model (``...-diarize``),
+        which answers with ``...input_audio_transcription.segment`` events."""
+        transcription = self.settings["audio"]["input"].get("transcription")
+        model = transcription.get("model") if isinstance(transcription, dict) else None
+        return isinstance(model, str) and "diarize" in model

@@ -192,3 +192,39 @@ def test_a_cancel_at_any_point_of_an_audio_reply_ends_its_item() -> None:
             # a cancel that comes once the item is closed leaves it completed
             _assert_cancelled_audio_ends(events[kinds.index("response.created"):],
                                          ("incomplete", "completed"))
+
+
+class _Words:
+    """A speech-to-text engine that hears the same words in any audio (the turn's timing is the
+    local server's own)."""
+
+    def transcribe(self, pcm: bytes) -> str:
+        return "hello there"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-transcribe-diarize", "whisper-1"])
+def test_a_diarising_model_gets_a_ga_segment_for_the_whole_turn(model: str) -> None:
+    with LocalServer(engine=ScriptedReplyEngine(rules=RULES), transcriber=_Words(),
+                     pace=0.005) as server, connect(server.url, max_size=None) as ws:
+        talk = Talk(ws)
+        talk.until("session.created")
+        talk.send(type="session.update", session={
+            "type": "realtime", "output_modalities": ["text"],
+            "audio": {"input": {"turn_detection": None, "transcription": {
+                "model": model, "keywords": ["rtwidget"], "languages": ["en"], "delay": "low"}}}})
+        echoed = talk.until("session.updated")["session"]["audio"]["input"]["transcription"]
+        assert echoed == {"model": model, "keywords": ["rtwidget"], "languages": ["en"],
+                          "delay": "low"}  # the GA transcription settings, kept as asked
+        talk.send(type="input_audio_buffer.append", audio=_tone(400))
+        talk.send(type="input_audio_buffer.commit")
+        done = talk.until("conversation.item.input_audio_transcription.completed")
+    segments = [e for e in talk.events if e["type"].endswith("transcription.segment")]
+    assert sorted({p for event in talk.events for p in ga_problems(event)}) == []
+    if "diarize" not in model:
+        assert segments == []
+        return
+    [segment] = segments
+    assert talk.events.index(segment) < talk.events.index(done)
+    assert (segment["item_id"], segment["speaker"], segment["text"]) == (
+        done["item_id"], "A", "hello there")
+    assert (segment["start"], segment["end"]) == (0.0, 0.4)  # the 400 ms of audio committed
