@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..data.cost import Cost, summarise
-from ..data.frame import FrameCache, LiveView, events_frame, export
+from ..data.frame import FrameCache, LiveView, events_frame, export, segments_frame
 from ..protocol import client_events
 from ..protocol.acks import MAX_REMEMBERED
 from ..protocol.audio import BYTES_PER_MS, SAMPLE_RATE, resample, to_pcm16
@@ -144,6 +144,11 @@ class AsyncRealtimeSession(Channel):
     def events(self) -> pd.DataFrame:
         """The raw event log as a DataFrame: direction, type, time, size, payload."""
         return events_frame(self.conversation)
+
+    @property
+    def segments(self) -> pd.DataFrame:
+        """The diarised transcript, one row per segment: who spoke, when, what they said."""
+        return segments_frame(self.conversation)
 
     def live(self, rows: int = 20, max_rate: float = 4.0,
              columns: Sequence[str] | str | None = None) -> LiveView:

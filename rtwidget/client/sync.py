@@ -221,6 +221,11 @@ class RealtimeSession:
         """The raw event log as a DataFrame: direction, type, time, size, payload."""
         return self.aio.events
 
+    @property
+    def segments(self) -> pd.DataFrame:
+        """The diarised transcript, one row per segment: who spoke, when, what they said."""
+        return self.aio.segments
+
     def live(self, rows: int = 20, max_rate: float = 4.0,
              columns: Sequence[str] | str | None = None) -> LiveView:
         """Show the DataFrame's last ``rows`` rows and redraw them in place as the talk goes on,

@@ -63,6 +63,12 @@ COLUMNS: dict[str, tuple[str, str]] = {
     # usage split by kind and what it cost (rtwidget.data.usage, rtwidget.data.cost)
     **USAGE_COLUMNS,
     **COST_COLUMNS,
+    # who spoke, from a diarising transcriber's segments
+    "speakers": ("string", "user rows: the speakers of a diarised transcript, in the order they "
+                 "first spoke, comma-separated"),
+    "segments": ("string", "user rows: the diarised transcript as JSON text, a list of "
+                 "{speaker, start_ms, end_ms, text} (ms from the start of the item's audio; "
+                 "segments_frame() gives one row each)"),
 }
 
 EVENT_COLUMNS: dict[str, tuple[str, str]] = {
@@ -118,6 +124,8 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
         usage.get("total_tokens"),
         *_priced(response.usage if response is not None and first_of_response else None,
                  pricing),
+        ", ".join(item.speakers) if item.segments else None,
+        json.dumps([s.as_dict() for s in item.segments]) if item.segments else None,
     ]
 
 
@@ -214,6 +222,24 @@ def conversation_frame(conversation: Conversation, include_deleted: bool = False
     df["turn_cost_usd"] = turn_costs(df)
     df.attrs.update(provider=provider, model=pricing.model)
     return df
+
+
+SEGMENT_COLUMNS: dict[str, tuple[str, str]] = {
+    "item_id": ("string", "the user item the segment belongs to"),
+    "position": ("Int64", "the item's place in the conversation"),
+    "speaker": ("string", "the transcriber's label for who spoke"),
+    "start_ms": ("Int64", "where the segment starts, ms from the start of the item's audio"),
+    "end_ms": ("Int64", "where it ends"),
+    "text": ("string", "what was said"),
+}
+
+
+def segments_frame(conversation: Conversation) -> pd.DataFrame:
+    """One row per diarised segment of the user's audio (:data:`SEGMENT_COLUMNS`), in
+    conversation order: who said what, and when, across the whole talk."""
+    rows = [(item.id, position, s.speaker, s.start_ms, s.end_ms, s.text)
+            for position, item in enumerate(conversation) for s in item.segments]
+    return _typed(rows, SEGMENT_COLUMNS)
 
 
 def events_frame(conversation: Conversation) -> pd.DataFrame:

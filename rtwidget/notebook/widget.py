@@ -219,6 +219,11 @@ class VoiceChat(anywidget.AnyWidget):
         """The raw event log as a DataFrame."""
         return self.session.events
 
+    @property
+    def segments(self) -> pd.DataFrame:
+        """The diarised transcript, one row per segment (who spoke, when, what)."""
+        return self.session.segments
+
     def say(self, text: str, *, respond: bool = True, interrupt: bool = True) -> str:
         """A typed turn from code, as from the text box (see :meth:`RealtimeSession.say`)."""
         return self.session.say(text, respond=respond, interrupt=interrupt)

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypedDict
 
 from .audio import SAMPLE_RATE
 from .errors import ConfigError
+from .ga_session import ReasoningEffort, check_ga_fields_for, ga_fields
 
 
 class _NotGiven:
@@ -137,6 +138,13 @@ def session_config(
     transcription: Mapping[str, Any] | str | None = NOT_GIVEN,
     noise_reduction: Mapping[str, Any] | str | None = NOT_GIVEN,
     provider_data: InworldProviderData | Mapping[str, Any] = NOT_GIVEN,
+    prompt: str | Mapping[str, Any] = NOT_GIVEN,
+    truncation: str | float | Mapping[str, Any] = NOT_GIVEN,
+    post_instructions: int = NOT_GIVEN,
+    reasoning: ReasoningEffort | Mapping[str, Any] = NOT_GIVEN,
+    parallel_tool_calls: bool = NOT_GIVEN,
+    tracing: str | Mapping[str, Any] | None = NOT_GIVEN,
+    include: Sequence[str] | str = NOT_GIVEN,
     extra: Mapping[str, Any] = NOT_GIVEN,
 ) -> dict[str, Any]:
     """The ``session`` object of a ``session.update``, holding only the fields given.
@@ -147,6 +155,14 @@ def session_config(
     server VAD off. ``provider_data`` is Inworld's ``providerData`` (see
     :class:`InworldProviderData`). ``extra`` is merged in last, untouched, for anything else
     provider-specific.
+
+    OpenAI's GA fields (see :mod:`rtwidget.protocol.ga_session`; refused for Inworld, which
+    documents none of them): ``prompt`` (a stored prompt's id, or ``{id, version,
+    variables}``), ``truncation`` (``"auto"``, ``"disabled"`` or a retention ratio from 0 to 1,
+    with ``post_instructions`` tokens at most), ``reasoning`` (the effort: ``"minimal"`` to
+    ``"xhigh"``), ``parallel_tool_calls``, ``tracing`` (``"auto"``, ``None`` or
+    ``{workflow_name, group_id, metadata}``) and ``include``
+    (``["item.input_audio_transcription.logprobs"]``).
     """
     session: dict[str, Any] = {"type": "realtime"}
     if model is not NOT_GIVEN:
@@ -206,6 +222,8 @@ def session_config(
         audio["output"] = audio_out
     if audio:
         session["audio"] = audio
+    session.update(ga_fields(prompt, truncation, post_instructions, reasoning,
+                             parallel_tool_calls, tracing, include, NOT_GIVEN))
     if provider_data is not NOT_GIVEN:
         session["providerData"] = _provider_data(provider_data)
     if extra is not NOT_GIVEN:
@@ -277,7 +295,10 @@ def check_session_for(provider: str, session: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` (before anything is sent) for a session field ``provider``
     is documented to reject. OpenAI and Azure speak the GA protocol: no ``temperature``, no
     ``audio.output.model`` (``tts_model``), no ``providerData``, and output is audio *or* text.
-    Inworld, the local server and other URLs get what was given."""
+    Inworld takes none of OpenAI's GA fields (``prompt``, ``truncation``, ``reasoning``,
+    ``parallel_tool_calls``, ``tracing``, ``include``). The local server and other URLs get
+    what was given."""
+    check_ga_fields_for(provider, session)
     if provider not in ("openai", "azure"):
         return
     for key, reason in _OPENAI_GA_REFUSES.items():

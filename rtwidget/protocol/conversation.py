@@ -31,14 +31,14 @@ from .items import (
     summarise,
 )
 from .sent import SentEvents
+from .user_speech import UserSpeech
 
 # events understood to change nothing the conversation keeps
 _IGNORED = ("conversation.created", "input_audio_buffer.cleared",
-            "input_audio_buffer.timeout_triggered", "response.content_part.added",
-            "conversation.item.input_audio_transcription.segment")
+            "input_audio_buffer.timeout_triggered", "response.content_part.added")
 
 
-class Conversation:
+class Conversation(UserSpeech):
     """Items in conversation order, responses, errors and the event log of one session.
 
     ``keep_audio`` keeps the assistant's audio per item (needed to replay it); ``max_log``
@@ -85,6 +85,7 @@ class Conversation:
             f"{stt}.delta": item(self._on_input_transcript),
             f"{stt}.completed": item(self._on_input_transcript),
             f"{stt}.failed": item(self._on_input_failed),
+            f"{stt}.segment": item(self._on_segment),
             "response.created": self._on_response_created,
             "response.done": self._on_response_done,
             "response.output_item.added": self._on_output_item,
@@ -264,22 +265,6 @@ class Conversation:
         if item.call_id and item.type == "function_call_output":
             self._outputs[item.call_id] = item.id
 
-    def _on_committed(self, event: dict[str, Any], kind: str) -> Update:
-        """A committed buffer: one the client committed by hand holds the audio it sent since
-        the buffer was last empty, and its turn ended when the commit was sent."""
-        item_id = str_or_none(event.get("item_id"))
-        commit = self.sent.committed(item_id)
-        if commit is None or not item_id:
-            return Update(type=kind)
-        audio, sent_at = commit
-        item = self._items.get(item_id)
-        if item is None:
-            self.sent.remember_item(item_id, audio, sent_at)
-        else:
-            item.audio_in_bytes = item.audio_in_bytes or audio
-            item.sent_at = item.sent_at or sent_at
-        return Update(type=kind, item=item)
-
     def _on_session(self, event: dict[str, Any], kind: str) -> Update:
         if kind == "session.created":  # a new connection: its audio buffer starts empty
             self.sent.new_connection()
@@ -310,42 +295,6 @@ class Conversation:
     def _on_truncated(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         item.truncated_ms = int_or_none(event.get("audio_end_ms"))
         item.cut_transcript()
-        return Update(type=kind, item=item)
-
-    def _on_speech_started(self, event: dict[str, Any], kind: str) -> Update:
-        item = self._speech_fact(event, speech_started_ms=int_or_none(event.get("audio_start_ms")))
-        return Update(type=kind, item=item)
-
-    def _on_speech_stopped(self, event: dict[str, Any], kind: str) -> Update:
-        end = int_or_none(event.get("audio_end_ms"))
-        item = self._speech_fact(event, speech_stopped_ms=end, speech_stopped_at=self.now,
-                                 speech_end_at=self.sent.mic_sent_at(end))
-        return Update(type=kind, item=item)
-
-    def _speech_fact(self, event: dict[str, Any], **facts: Any) -> Item | None:
-        """VAD facts about an item, kept until the item itself arrives if it has not yet;
-        returns the item if it is here."""
-        item_id = str_or_none(event.get("item_id"))
-        if not item_id:
-            return None
-        item = self._items.get(item_id)
-        if item is None:
-            self._early.put(item_id, facts)
-        else:
-            item.set(facts)
-        return item
-
-    def _on_input_transcript(self, event: dict[str, Any], kind: str, item: Item) -> Update:
-        if kind.endswith(".delta"):
-            item.transcript += str_or_none(event.get("delta")) or ""
-        else:
-            item.transcript = str_or_none(event.get("transcript")) or item.transcript
-            item.transcript_done_at = self.now
-        return Update(type=kind, item=item)
-
-    def _on_input_failed(self, event: dict[str, Any], kind: str, item: Item) -> Update:
-        error = dict_of(event.get("error"))
-        item.error = "transcription failed: " + str(error.get("message") or "no reason given")
         return Update(type=kind, item=item)
 
     def _response(self, event: dict[str, Any]) -> Response | None:

@@ -47,6 +47,42 @@ def int_or_none(value: Any) -> int | None:
     return None
 
 
+def seconds_to_ms(value: Any) -> int | None:
+    """A time in seconds (a JSON number) as whole milliseconds, or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        return None
+    return round(value * 1000) if abs(value) < 1e12 else None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One diarised piece of a user's audio: who spoke (the transcriber's label), from when to
+    when (ms from the start of the item's audio), and what they said."""
+
+    id: str
+    speaker: str
+    start_ms: int
+    end_ms: int
+    text: str
+    content_index: int = 0
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> Segment | None:
+        """From a ``conversation.item.input_audio_transcription.segment`` event, or ``None``
+        when it lacks what a segment needs (an id and its times)."""
+        segment_id = str_or_none(event.get("id"))
+        start, end = seconds_to_ms(event.get("start")), seconds_to_ms(event.get("end"))
+        if not segment_id or start is None or end is None:
+            return None
+        return cls(id=segment_id, speaker=str_or_none(event.get("speaker")) or "",
+                   start_ms=start, end_ms=end, text=str_or_none(event.get("text")) or "",
+                   content_index=int_or_none(event.get("content_index")) or 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"speaker": self.speaker, "start_ms": self.start_ms, "end_ms": self.end_ms,
+                "text": self.text}
+
+
 @dataclass
 class Item:
     """One conversation item: a message, a function call, or a function call's output."""
@@ -82,6 +118,12 @@ class Item:
     audio: bytearray | None = None
     transcript_marks: list[Mark] = field(default_factory=list, repr=False)
     heard: str | None = None
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def speakers(self) -> list[str]:
+        """The speakers of the item's segments, in the order they first spoke."""
+        return list(dict.fromkeys(s.speaker for s in self.segments if s.speaker))
 
     @property
     def display_text(self) -> str:

@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="deterministic scripted replies and tones, no offline engines")
     parser.add_argument("--without", action="append", default=[], choices=ENGINES,
                         help="leave this offline engine out (repeatable)")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve wss:// with a self-signed certificate for loopback, made "
+                        "once in the user's cache directory (its path is printed: trust it, "
+                        "e.g. NODE_EXTRA_CA_CERTS=<path> for node)")
     parser.add_argument("--supervised", action="store_true",
                         help="run as a child process: print a JSON line when ready, exit with "
                         "the parent (closed standard input or a new parent process)")
@@ -76,18 +80,24 @@ def main(argv: list[str] | None = None) -> int:
         _exit_with_parent(os.getppid())
 
     async def run() -> None:
-        options = {"token": args.token, "pace": args.pace, "allowed_origins": args.allow_origin}
+        options = {"token": args.token, "pace": args.pace, "allowed_origins": args.allow_origin,
+                   "tls": args.tls}
         if args.scripted:
             server = LocalServer(args.host, args.port, **options)
         else:
             server = offline_server(args.host, args.port, without=args.without, **options)
         await server.start()
+        cert = str(server.certificate.cert) if server.certificate is not None else None
         if args.supervised:
             print(json.dumps({"url": server.url, "description": server.description,
-                              "missing": server.missing, "pid": os.getpid()}), flush=True)
+                              "missing": server.missing, "pid": os.getpid(),
+                              "certificate": cert}), flush=True)
         else:
             print(f"rtwidget local Realtime server on {server.url} ({server.description})",
                   flush=True)
+            if cert is not None:
+                print(f"TLS certificate: {cert}\n  trust it in node with "
+                      f"NODE_EXTRA_CA_CERTS={cert}", flush=True)
         stop = asyncio.Event()
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

@@ -34,6 +34,7 @@ from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesi
 from .server_protocol import ServerProtocol
 from .server_session import ServerOptions
 from .text_to_speech import default_voice_name
+from .tls import Certificate, loopback_certificate
 from .vad import VADS, EnergyVad, Vad, VadSettings
 
 log = logging.getLogger("rtwidget.server")
@@ -90,6 +91,9 @@ class LocalServer:
     ``Authorization: Bearer <token>`` (or ``Basic``, or a ``token`` query parameter).
     ``pace`` waits that many seconds between streamed deltas, to give clients time to cancel.
     ``turn_detection`` (``"server_vad"`` or ``"semantic_vad"``) is what new sessions start with.
+    ``tls=True`` serves ``wss://`` with a self-signed loopback certificate kept in the user's
+    cache directory (``server.certificate.cert``: give it to node as ``NODE_EXTRA_CA_CERTS``);
+    or pass a :class:`~rtwidget.server.tls.Certificate` of your own.
 
     Limits keep one client from hurting the others: ``max_message_bytes`` per event,
     ``max_session_bytes`` of items per connection, ``max_connections`` at once (more get HTTP
@@ -131,6 +135,7 @@ class LocalServer:
         description: str = "",
         voice: str | None = None,
         turn_detection: str = "server_vad",
+        tls: bool | Certificate = False,
     ) -> None:
         if not _is_loopback(host) and not token and not allow_anonymous:
             raise ConfigError(f"binding to {host} exposes the server beyond this machine: give a "
@@ -160,6 +165,10 @@ class LocalServer:
             vads=dict(VADS),
             turn_detection=turn_detection,
         )
+        # TLS on loopback (wss://), for clients that speak nothing else: a certificate of
+        # its own, made once in the user's cache directory (see rtwidget.server.tls)
+        self.certificate: Certificate | None = (
+            loopback_certificate() if tls is True else tls or None)
         self.description = description or "scripted replies, tones"
         self.missing: list[str] = []  # engines looked for and not used, and why
         self._token = token
@@ -173,7 +182,8 @@ class LocalServer:
     def url(self) -> str:
         """The WebSocket URL clients connect to."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}/v1/realtime"
+        scheme = "wss" if self.certificate is not None else "ws"
+        return f"{scheme}://{host}:{self.port}/v1/realtime"
 
     @property
     def running(self) -> bool:
@@ -200,6 +210,7 @@ class LocalServer:
             ping_interval=20,
             ping_timeout=20,
             logger=wire_logger("server"),
+            ssl=self.certificate.server_context() if self.certificate is not None else None,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -373,7 +384,9 @@ class LocalServer:
                 abort()
                 raise ConnectionClosed(None, None) from None
 
-        conn = ServerProtocol(self.options, send, abort)
+        asked = parse_qs(urlsplit(ws.request.path).query) if ws.request is not None else {}
+        model = next((m for m in asked.get("model", []) if 0 < len(m) <= 200), None)
+        conn = ServerProtocol(self.options, send, abort, model)
         self.connections.add(conn)
         client = self._client(ws, ws.request) if ws.request is not None else "?"
         self._clients[client] += 1

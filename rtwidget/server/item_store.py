@@ -37,6 +37,7 @@ class ServerItem:
     counted: int = 0  # bytes charged to the session's budget when it was added
     marks: list[Mark] = field(default_factory=list)  # where each spoken sentence begins
     forgotten_ms: int | None = None  # how long its audio was, once its samples are let go
+    ended: set[str] = field(default_factory=set)  # the closing events already sent for it
 
     @property
     def id(self) -> str:
@@ -276,8 +277,7 @@ class ItemStore:
             log.error("%s", failure, exc_info=None if failure.missing else exc)
             await self._failed(item, wanted, failure.code, str(failure))
             # an engine fault is never silent, even to a client that asked for no transcripts
-            await self._session.emit({"type": "error", "error": {
-                **failure.error(), "param": None, "event_id": None}})
+            await self._session.emit({"type": "error", "error": failure.error()})
             return
         await self._transcribed(item, text, text)
 
@@ -286,8 +286,7 @@ class ItemStore:
             await self._session.emit({
                 "type": "conversation.item.input_audio_transcription.failed",
                 "item_id": item.id, "content_index": 0,
-                "error": {"type": "transcription_error", "code": code, "message": message,
-                          "param": None},
+                "error": {"type": "transcription_error", "code": code, "message": message},
             })
 
     async def _transcribed(self, item: ServerItem, text: str, delta: str) -> None:
@@ -298,6 +297,13 @@ class ItemStore:
             await self._session.emit({
                 "type": "conversation.item.input_audio_transcription.delta",
                 "item_id": item.id, "content_index": 0, "delta": delta})
+        if text and self._session.diarising:
+            # one segment, the whole turn: the offline transcribers tell no speakers apart, so
+            # every turn is speaker "A", from the first sample of the item's audio to its last
+            await self._session.emit({
+                "type": "conversation.item.input_audio_transcription.segment",
+                "item_id": item.id, "content_index": 0, "id": new_id("seg"), "speaker": "A",
+                "start": 0.0, "end": item.audio_ms() / 1000, "text": text})
         await self._session.emit({
             "type": "conversation.item.input_audio_transcription.completed",
             "item_id": item.id, "content_index": 0, "transcript": text,

@@ -57,7 +57,8 @@ class ServerResponse:
         return sum(len(i.pcm) for i in self.output) // BYTES_PER_MS
 
     def public(self) -> dict[str, Any]:
-        """The response as ``response.created``/``response.done`` carry it."""
+        """The response as ``response.created``/``response.done`` carry it (fields with no
+        value left out)."""
         out: dict[str, Any] = {
             "object": "realtime.response",
             "id": self.id,
@@ -68,11 +69,9 @@ class ServerResponse:
             "output_modalities": self.modalities,
             "max_output_tokens": self.config.get("max_output_tokens", "inf"),
             "metadata": self.config.get("metadata"),
-            "usage": None,
+            "usage": self._usage() if self.status != "in_progress" else None,
         }
-        if self.status != "in_progress":
-            out["usage"] = self._usage()
-        return out
+        return {k: v for k, v in out.items() if v is not None}  # the GA types leave them out
 
     def _usage(self) -> dict[str, Any]:
         output_tokens = self.text_tokens + self.audio_tokens
@@ -192,26 +191,52 @@ class OutputWriter:
             sentences, response.pending_speech = split_sentences(response.pending_speech, True)
             for sentence in sentences:  # if speech fails, the message is still there to end
                 await self._speak(response, item, sentence)
+        await self._close(response, item, status)
         response.message = None
-        where = self._where(response, item)
-        if part["type"] == "output_audio":
-            await self._emit({"type": "response.output_audio.done", **where})
-            await self._emit({"type": "response.output_audio_transcript.done", **where,
-                              "transcript": part["transcript"]})
-        else:
-            await self._emit({"type": "response.output_text.done", **where, "text": part["text"]})
-        await self._emit({"type": "response.content_part.done", **where, "part": _wire_part(part)})
+
+    async def end_all(self, response: ServerResponse, status: str) -> None:
+        """Close every output item of a response that ends early (cancelled, failed, cut), with
+        each closing event not yet sent, so no item is left in progress. A cancel may land
+        while an item is being closed: what was sent is not sent again."""
+        for item in list(response.output):
+            await self._close(response, item, status)
+        response.message = None
+
+    async def _once(self, item: ServerItem, event: dict[str, Any]) -> None:
+        """Send a closing event of ``item`` unless it was sent (marked first: a cancel while
+        it is on its way must not send it twice)."""
+        if event["type"] in item.ended:
+            return
+        item.ended.add(event["type"])
+        await self._emit(event)
+
+    async def _close(self, response: ServerResponse, item: ServerItem, status: str) -> None:
+        """The closing events of an output item, those of its content first (the GA order:
+        audio, transcript, content part, output item, conversation item)."""
+        if item.data.get("type") == "message" and item.data.get("content"):
+            part = item.data["content"][0]
+            where = self._where(response, item)
+            if part["type"] == "output_audio":
+                await self._once(item, {"type": "response.output_audio.done", **where})
+                await self._once(item, {"type": "response.output_audio_transcript.done",
+                                        **where, "transcript": part["transcript"]})
+            else:
+                await self._once(item, {"type": "response.output_text.done", **where,
+                                        "text": part["text"]})
+            await self._once(item, {"type": "response.content_part.done", **where,
+                                    "part": _wire_part(part)})
         await self._item_done(response, item, status)
 
     async def _item_done(self, response: ServerResponse, item: ServerItem, status: str) -> None:
-        item.data["status"] = status
+        if "response.output_item.done" not in item.ended:
+            item.data["status"] = status
         index = response.output.index(item)
-        await self._emit({"type": "response.output_item.done", "response_id": response.id,
-                          "output_index": index, "item": item.public()})
+        await self._once(item, {"type": "response.output_item.done", "response_id": response.id,
+                                "output_index": index, "item": item.public()})
         if response.in_conversation and (pos := self._items.index(item.id)) is not None:
-            await self._emit({"type": "conversation.item.done",
-                              "previous_item_id": self._items.previous_id(pos),
-                              "item": item.public()})
+            await self._once(item, {"type": "conversation.item.done",
+                                    "previous_item_id": self._items.previous_id(pos),
+                                    "item": item.public()})
 
     async def tool_call(self, response: ServerResponse, call: ToolCall) -> None:
         """Write a ``function_call`` item, its arguments streamed in two deltas."""

@@ -30,6 +30,11 @@ _SESSION_KEYS = ("instructions", "output_modalities", "max_output_tokens", "tool
                  "tool_choice", "temperature", "model")
 
 
+def _without_nulls(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` less those that are ``None``: the GA events leave such fields out."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 class Responses:
     """The responses of one connection. ``on_start`` runs when a response of the conversation
     starts; ``on_end`` when it ends, with how many ms of audio it produced."""
@@ -186,7 +191,7 @@ class Responses:
         except TokenLimit:
             response.status = "incomplete"
             response.status_details = {"type": "incomplete", "reason": "max_output_tokens"}
-            await self._output.finish_message(response, "incomplete", flush=False)
+            await self._output.end_all(response, "incomplete")
         except asyncio.CancelledError:
             response.status = "cancelled"
             response.status_details = response.status_details or {
@@ -220,8 +225,8 @@ class Responses:
         response.status = "failed"
         response.status_details = {"type": "failed", "error": error}
         try:
-            await self._emit({"type": "error", "error": {**error, "param": None,
-                                                         "event_id": response.event_id}})
+            await self._emit({"type": "error", "error": _without_nulls(
+                {**error, "event_id": response.event_id})})
         except ConnectionClosed:
             return False
         return await self._end_early(response)
@@ -257,7 +262,7 @@ class Responses:
         """Close the message a cancelled or failed response was writing; ``False`` if the
         client is gone."""
         try:
-            await self._output.finish_message(response, "incomplete", flush=False)
+            await self._output.end_all(response, "incomplete")
         except ConnectionClosed:
             return False
         return True

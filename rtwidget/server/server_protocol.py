@@ -47,9 +47,10 @@ class ServerProtocol:
         options: ServerOptions,
         send: Callable[[str], Awaitable[None]],
         abort: Callable[[], None],
+        model: str | None = None,
     ) -> None:
         self.options = options
-        self._session = ServerSession(options, send, abort)
+        self._session = ServerSession(options, send, abort, model)
         self.items = ItemStore(self._session)
         self.responses = Responses(self._session, self.items, self._response_started,
                                    self._response_ended)

@@ -53,40 +53,42 @@ class ServerOptions:
     pace: float = 0.0
 
 
+# audio.input settings a client turns off with null; the session then leaves them out (the GA
+# types have no null for them), unlike turn_detection, whose null the GA reference documents
+_LEFT_OUT_WHEN_OFF = ("transcription", "noise_reduction")
+
+
 def _default_turn_detection(kind: str) -> dict[str, Any]:
     if kind == "semantic_vad":
         return {"type": "semantic_vad", "eagerness": "auto", "create_response": True,
                 "interrupt_response": True}
     return {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
-            "silence_duration_ms": 500, "idle_timeout_ms": None, "create_response": True,
+            "silence_duration_ms": 500, "create_response": True,
             "interrupt_response": True}
 
 
-def default_session(options: ServerOptions) -> dict[str, Any]:
+def default_session(options: ServerOptions, model: str | None = None) -> dict[str, Any]:
     """The session a new connection starts with (the hosted APIs' defaults; the turn detection
-    the server was given)."""
+    the server was given; ``model``: the one the client asked for in its URL, echoed as the
+    hosted APIs do, else the server's)."""
     return {
         "type": "realtime",
         "object": "realtime.session",
         "id": new_id("sess"),
-        "model": options.model,
+        "model": model or options.model,
         "instructions": "",
         "output_modalities": ["audio"],
-        "temperature": 0.8,
         "max_output_tokens": "inf",
         "tools": [],
         "tool_choice": "auto",
         "audio": {
             "input": {
                 "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
-                "transcription": None,
-                "noise_reduction": None,
                 "turn_detection": _default_turn_detection(options.turn_detection),
             },
             "output": {
                 "format": {"type": "audio/pcm", "rate": SAMPLE_RATE},
                 "voice": options.voice,
-                "model": "default",
                 "speed": 1.0,
             },
         },
@@ -102,9 +104,10 @@ class ServerSession:
         options: ServerOptions,
         send: Callable[[str], Awaitable[None]],
         abort: Callable[[], None],
+        model: str | None = None,
     ) -> None:
         self.options = options
-        self.settings = default_session(options)
+        self.settings = default_session(options, model)
         self.abort = abort
         self._send = send
 
@@ -133,10 +136,15 @@ class ServerSession:
         if size > MAX_SESSION_BYTES:
             return Problem("invalid_value", f"The session object would be {size} bytes; the "
                            f"limit is {MAX_SESSION_BYTES} bytes.", "session")
-        td = merged["audio"]["input"].get("turn_detection")
+        audio_in = merged["audio"]["input"]
+        for key in _LEFT_OUT_WHEN_OFF:  # off: the GA session object leaves them out
+            if audio_in.get(key, "") is None:
+                del audio_in[key]
+        td = audio_in.get("turn_detection")
         if isinstance(td, dict):
             defaults = _default_turn_detection(str(td.get("type") or "server_vad"))
-            merged["audio"]["input"]["turn_detection"] = {**defaults, **td}
+            audio_in["turn_detection"] = {
+                k: v for k, v in {**defaults, **td}.items() if v is not None}
         self.settings = merged
         return None
 
@@ -149,3 +157,11 @@ class ServerSession:
     def transcribing(self) -> bool:
         """Whether the client asked for transcripts of its audio."""
         return self.settings["audio"]["input"].get("transcription") is not None
+
+    @property
+    def diarising(self) -> bool:
+        """Whether the client asked for a diarising transcription model (``...-diarize``),
+        which answers with ``...input_audio_transcription.segment`` events."""
+        transcription = self.settings["audio"]["input"].get("transcription")
+        model = transcription.get("model") if isinstance(transcription, dict) else None
+        return isinstance(model, str) and "diarize" in model

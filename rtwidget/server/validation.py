@@ -10,11 +10,20 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..protocol.audio import SAMPLE_RATE
+from ..protocol.errors import ConfigError
+from ..protocol.ga_session import (
+    include_value,
+    parallel_tool_calls_value,
+    prompt_value,
+    reasoning_value,
+    tracing_value,
+    truncation_value,
+)
 
 CLIENT_EVENTS = (
     "session.update",
@@ -64,7 +73,7 @@ MAX_SESSION_BYTES = 2 * 1024 * 1024  # the whole session object, as UTF-8 JSON
 SESSION_KEYS = frozenset({
     "type", "model", "modelId", "instructions", "output_modalities", "temperature",
     "max_output_tokens", "tools", "tool_choice", "audio", "include", "prompt", "tracing",
-    "truncation", "providerData"})
+    "truncation", "reasoning", "parallel_tool_calls", "providerData"})
 READ_ONLY_SESSION_KEYS = frozenset({"object", "id", "expires_at"})
 # the older beta protocol's names for the same fields (OpenAI-Beta: realtime=v1), mapped onto
 # the GA session object before it is checked: (GA place, how the value is converted)
@@ -121,17 +130,14 @@ class Problem:
     type: str = "invalid_request_error"
 
     def event(self, event_id: str | None, new_id: str) -> dict[str, Any]:
-        """The ``error`` server event for this problem."""
+        """The ``error`` server event for this problem (``param`` and ``event_id`` left out
+        when there are none, as the GA types have them)."""
         return {
             "type": "error",
             "event_id": new_id,
-            "error": {
-                "type": self.type,
-                "code": self.code,
-                "message": self.message,
-                "param": self.param,
-                "event_id": event_id,
-            },
+            "error": {k: v for k, v in (("type", self.type), ("code", self.code),
+                                        ("message", self.message), ("param", self.param),
+                                        ("event_id", event_id)) if v is not None},
         }
 
 
@@ -317,8 +323,22 @@ def _unknown(part: Mapping[str, Any], known: frozenset[str], prefix: str) -> Pro
     return None
 
 
+_GA_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "prompt": prompt_value, "truncation": truncation_value, "reasoning": reasoning_value,
+    "parallel_tool_calls": parallel_tool_calls_value, "tracing": tracing_value,
+    "include": include_value,
+}
+
+
+_GA_TYPES: dict[str, tuple[type, ...]] = {
+    "prompt": _DICT + _NONE, "truncation": _STR + _DICT, "reasoning": _DICT,
+    "parallel_tool_calls": (bool,), "tracing": _STR + _DICT + _NONE, "providerData": _DICT,
+}
+
+
 def _check_extensions(session: Mapping[str, Any]) -> Problem | None:
-    """The documented fields the server keeps but does not act on, by type."""
+    """The documented fields the server keeps (and echoes) but does not act on: OpenAI's GA
+    fields, checked as the GA reference shapes them, and Inworld's ``providerData``."""
     if "include" in session:
         include = session["include"]
         if p := _expect(include, (list,), "session.include"):
@@ -326,10 +346,17 @@ def _check_extensions(session: Mapping[str, Any]) -> Problem | None:
         for i, entry in enumerate(include):
             if p := _expect(entry, _STR, f"session.include[{i}]"):
                 return p
-    for name, types in (("prompt", _DICT + _NONE), ("providerData", _DICT),
-                        ("tracing", _STR + _DICT + _NONE), ("truncation", _STR + _DICT)):
+    for name, types in _GA_TYPES.items():  # the JSON type first, as the hosted API checks
         if name in session and (p := _expect(session[name], types, f"session.{name}")):
             return p
+    for name, check in _GA_CHECKS.items():  # then the shape
+        if name not in session or (name == "prompt" and session[name] is None):
+            continue
+        try:
+            check(session[name])
+        except ConfigError as exc:
+            return Problem("invalid_value", f"Invalid value for 'session.{name}': {exc}.",
+                           f"session.{name}")
     return None
 
 

@@ -201,3 +201,26 @@ def test_the_live_view_shows_the_columns_a_person_reads_unless_asked_for_more() 
     assert shown[0]["text"].iloc[0] == "hello"
     with pytest.raises(rt.InvalidInput):
         LiveView(FrameCache(conv), subscribe, display=show, columns=["nope"])
+
+
+class _Words:
+    """A speech-to-text engine that hears the same words in any audio."""
+
+    def transcribe(self, pcm: bytes) -> str:
+        return "hello there"
+
+
+def test_a_diarised_turn_shows_its_speaker_and_segment() -> None:
+    pcm = utterance()
+    with LocalServer(engine=ScriptedReplyEngine(), transcriber=_Words(), pace=0.005) as server, \
+            rt.RealtimeSession("local", url=server.url, output_modalities=["text"],
+                               transcription="gpt-4o-transcribe-diarize") as s:
+        for i in range(0, len(pcm), 960):
+            s.send_audio(pcm[i : i + 960])
+        eventually(lambda: s.segments.shape[0] == 1)
+        user = s.df.iloc[0]
+        assert (user["role"], user["speakers"]) == ("user", "A")
+        [segment] = json.loads(user["segments"])
+        assert segment["speaker"] == "A" and segment["text"] == "hello there"
+        assert 0 == segment["start_ms"] < segment["end_ms"]
+        assert s.segments.iloc[0]["item_id"] == user["item_id"]

@@ -123,6 +123,8 @@ def test_the_beta_protocols_names_are_kept_in_their_ga_places(raw: RawClient) ->
     ({"include": [7]}, "session.include[0]"),
     ({"prompt": ["pmpt_1"]}, "session.prompt"),
     ({"truncation": 5}, "session.truncation"),
+    ({"parallel_tool_calls": "no"}, "session.parallel_tool_calls"),
+    ({"reasoning": "low"}, "session.reasoning"),
 ])
 def test_documented_fields_of_the_wrong_type_are_refused(
         raw: RawClient, patch: dict[str, Any], param: str) -> None:
