@@ -24,6 +24,18 @@ from .client.sync import Expectation, RealtimeSession
 from .client.voices import voices
 from .data.frame import COLUMNS, LiveView, load_conversation
 from .data.latency import plot_latency, turn_latency
+from .evaluation import (
+    Branch,
+    Comparison,
+    EvalRun,
+    EvalSuite,
+    Interrupt,
+    Judge,
+    Scenario,
+    SimulatedUser,
+    checks,
+    compare,
+)
 from .notebook.chat import chat
 from .notebook.widget import VoiceChat
 from .protocol import Conversation, Item, Response
@@ -84,6 +96,8 @@ __all__ = [
     "AsyncRealtimeSession",
     "AudioFormatError",
     "AuthenticationError",
+    "Branch",
+    "Comparison",
     "ConfigError",
     "ConnectionClosed",
     "Conversation",
@@ -91,9 +105,13 @@ __all__ = [
     "EngineError",
     "EngineUnavailable",
     "ErrorInfo",
+    "EvalRun",
+    "EvalSuite",
     "Expectation",
+    "Interrupt",
     "InvalidInput",
     "Item",
+    "Judge",
     "LiveView",
     "LocalServer",
     "LocalServerProcess",
@@ -106,11 +124,13 @@ __all__ = [
     "RecordingExists",
     "Replay",
     "Response",
+    "Scenario",
     "Secret",
     "ServerError",
     "ServerExit",
     "ServerRejected",
     "SessionOptions",
+    "SimulatedUser",
     "Tool",
     "ToolError",
     "ToolRegistry",
@@ -123,6 +143,8 @@ __all__ = [
     "ask_key",
     "build_tool",
     "chat",
+    "checks",
+    "compare",
     "diff",
     "load_conversation",
     "load_ipython_extension",

@@ -315,7 +315,9 @@ class LlamaReplyEngine:
         reason comes with the last one); stops at the next token once ``stop`` is set."""
         request = {"messages": messages, "max_tokens": max_tokens, "stream": True,
                    "temperature": temperature * self.temperature_scale, "repeat_penalty": 1.1,
-                   "cache_prompt": True}
+                   # at temperature 0 the same prompt must give the same reply: a prompt read
+                   # partly from the cache can round differently and flip a greedy choice
+                   "cache_prompt": temperature > 0}
         errors: list[Any] = []
 
         def chunk(data: dict[str, Any]) -> bool:
