@@ -77,7 +77,7 @@ def _matches(args: dict[str, Any], want: Any) -> bool:
         return bool(want(args))
     if isinstance(want, Mapping) and ("properties" in want or want.get("type") == "object"):
         try:
-            import jsonschema
+            import jsonschema  # type: ignore[import-untyped]
         except ImportError:
             raise ConfigError("matching arguments against a JSON Schema needs jsonschema "
                               "(pip install jsonschema)") from None
@@ -180,4 +180,4 @@ def check(fn: Callable[[pd.DataFrame], Any], name: str | None = None) -> Check:
             return bool(result[0]), str(result[1])
         return bool(result), ""
 
-    return Check(name or getattr(fn, "__name__", "check"), run)
+    return Check(str(name or getattr(fn, "__name__", "check")), run)

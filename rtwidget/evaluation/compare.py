@@ -42,7 +42,7 @@ def fisher_exact(a: int, b: int, c: int, d: int) -> float:
     in run A, passed/failed in run B): the probability of every table with the same margins
     no likelier than this one."""
     try:
-        from scipy.stats import fisher_exact as scipy_fisher
+        from scipy.stats import fisher_exact as scipy_fisher  # type: ignore[import-untyped]
     except ImportError:
         pass
     else:

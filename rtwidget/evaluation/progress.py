@@ -19,7 +19,7 @@ class Progress:
         if not enabled:
             return
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]
         except ImportError:
             return
         self._bar = tqdm(total=total, desc="conversations", unit="conv")

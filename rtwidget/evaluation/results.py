@@ -24,7 +24,6 @@ from .checks import Transcript
 if TYPE_CHECKING:
     from ..recording.reader import Recording
     from ..recording.replay import Replay
-    from .suite import EvalSuite
 
 TIMING_COLUMNS = ("latency_p50_s", "latency_p95_s", "wall_s", "recording")
 """Columns of ``run.df`` that depend on the clock (or the folder), not on the conversation."""
@@ -36,9 +35,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 class EvalRun:
-    """The conversations of one :meth:`EvalSuite.run`, in scenario-then-repeat order."""
+    """The conversations of one :meth:`EvalSuite.run` (``suite``), in scenario-then-repeat
+    order."""
 
-    def __init__(self, suite: EvalSuite, agent: dict[str, Any], outcomes: list[Outcome], *,
+    def __init__(self, suite: Any, agent: dict[str, Any], outcomes: list[Outcome], *,
                  mode: str, folder: Path, wall_s: float) -> None:
         self.suite, self.agent, self.outcomes = suite, agent, outcomes
         self.mode, self.folder, self.wall_s = mode, folder, wall_s

@@ -77,7 +77,7 @@ def run_jobs(blob: bytes) -> list[Outcome]:
 
 def _dumps(payload: Any) -> bytes:
     try:
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped]
     except ImportError:
         return pickle.dumps(payload)
     return bytes(cloudpickle.dumps(payload))
@@ -104,7 +104,7 @@ def _completed(executor: Any, futures: list[Any]) -> Iterable[Any]:
     if type(executor).__module__.startswith("distributed"):
         from distributed import as_completed
 
-        return as_completed(futures)  # type: ignore[no-any-return]
+        return as_completed(futures)
     return concurrent.futures.as_completed(futures)
 
 
