@@ -62,7 +62,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     server = offline_server().start_in_thread()
     try:
         agent = dict(_agent(), provider="local", url=server.url)
-        suite.run(agent=agent, mode="spoken", progress=False, concurrency=1)  # warm-up
+        rt_warm = _suite(1)
+        rt_warm.run(agent=agent, mode="spoken", progress=False)  # warm-up: voices, model
         here = suite.run(agent=agent, mode="spoken", progress=False)
     finally:
         server.stop_in_thread()
