@@ -88,7 +88,7 @@ def test_three_runs_of_a_suite_give_the_same_results(agent: dict[str, Any]) -> N
 
 
 def test_compare_flags_a_broken_tool_as_significant(agent: dict[str, Any]) -> None:
-    # 5 scenarios x 3 repeats in mode="text": the 20 x 5 spoken would not fit CI's time
+    # 5 x 3 with SmolLM2 here; 20 x 5 with scripted replies in test_compare_at_scale.py
     suite = rt.EvalSuite([ask_weather(city) for city in CITIES])
     good = suite.run(agent=agent, repeats=3, mode="text", progress=False)
     bad = suite.run(agent=dict(agent, tools=[broken_weather()]), repeats=3, mode="text",
