@@ -26,6 +26,18 @@ from .data.cost import Cost, cost
 from .data.frame import COLUMNS, LiveView, load_conversation
 from .data.latency import plot_latency, turn_latency
 from .data.prices import prices
+from .evaluation import (
+    Branch,
+    Comparison,
+    EvalRun,
+    EvalSuite,
+    Interrupt,
+    Judge,
+    Scenario,
+    SimulatedUser,
+    checks,
+    compare,
+)
 from .notebook.chat import chat
 from .notebook.widget import VoiceChat
 from .protocol import Conversation, Item, Response
@@ -87,6 +99,8 @@ __all__ = [
     "AsyncRealtimeSession",
     "AudioFormatError",
     "AuthenticationError",
+    "Branch",
+    "Comparison",
     "ConfigError",
     "ConnectionClosed",
     "Conversation",
@@ -95,9 +109,13 @@ __all__ = [
     "EngineError",
     "EngineUnavailable",
     "ErrorInfo",
+    "EvalRun",
+    "EvalSuite",
     "Expectation",
+    "Interrupt",
     "InvalidInput",
     "Item",
+    "Judge",
     "LiveView",
     "LocalServer",
     "LocalServerProcess",
@@ -110,11 +128,13 @@ __all__ = [
     "RecordingExists",
     "Replay",
     "Response",
+    "Scenario",
     "Secret",
     "ServerError",
     "ServerExit",
     "ServerRejected",
     "SessionOptions",
+    "SimulatedUser",
     "Tool",
     "ToolError",
     "ToolRegistry",
@@ -128,6 +148,8 @@ __all__ = [
     "build_tool",
     "chat",
     "cost",
+    "checks",
+    "compare",
     "diff",
     "load_conversation",
     "load_ipython_extension",

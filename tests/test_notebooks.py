@@ -31,10 +31,10 @@ def committed(path: Path) -> str:
     return shown.stdout if shown.returncode == 0 else path.read_text()
 
 
-def test_there_are_five_notebooks() -> None:
+def test_there_are_six_notebooks() -> None:
     assert [p.name for p in NOTEBOOKS] == ["01_voice_chat.ipynb", "02_tools.ipynb",
                                            "03_conversation.ipynb", "04_providers.ipynb",
-                                           "05_record_replay.ipynb"]
+                                           "05_record_replay.ipynb", "06_evaluate.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

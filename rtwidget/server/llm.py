@@ -285,7 +285,10 @@ class LlamaReplyEngine:
         reason comes with the last one); stops at the next token once ``stop`` is set."""
         request = {"messages": messages, "max_tokens": max_tokens, "stream": True,
                    "temperature": temperature * self.temperature_scale, "repeat_penalty": 1.1,
-                   "cache_prompt": True, "stream_options": {"include_usage": True}}
+                   # at temperature 0 the same prompt must give the same reply; llama.cpp does
+                   # not promise a prompt read partly from its cache the same logits as one
+                   # read whole (batch sizes differ), which can flip a greedy choice
+                   "cache_prompt": temperature > 0, "stream_options": {"include_usage": True}}
         errors: list[Any] = []
 
         def chunk(data: dict[str, Any]) -> bool:

@@ -177,7 +177,8 @@ class Responses:
             tools=list(cfg.get("tools") or []),
             tool_choice=cfg.get("tool_choice", "auto"),
             max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
-            temperature=float(cfg.get("temperature") or 0.8),
+            # 0 is a temperature (greedy decoding, the same reply every time), not "unset"
+            temperature=float(0.8 if cfg.get("temperature") is None else cfg["temperature"]),
             model=str(cfg.get("model") or ""),
         )
 
