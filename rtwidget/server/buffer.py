@@ -125,6 +125,8 @@ class InputBuffer:
                     await self._speech_stopped(ms)
         if live is not None and live is self._live:
             live.feed(pcm)
+            if getattr(self._session.options.transcriber, "speculates", False):
+                live.speculate(getattr(self._vad, "silence_ms", 0))
         await self._check_idle()
         self._trim()
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -94,6 +95,9 @@ class LiveTranscript:
     queued and decoded on a worker thread about every ``chunk_ms``, one call in flight at a
     time. After each decode, ``on_words(partial, settled)`` gets the partial transcript and the
     words that have just settled (the same in two partials in a row), to send as a delta.
+    A stream that can ``speculate`` (Whisper's) is asked, once per silence, for its best words
+    so far (:meth:`speculate`): they become the partial transcript ``semantic_vad`` judges,
+    and the stream reuses them when the turn ends.
     """
 
     def __init__(self, open_stream: Callable[[], Any],
@@ -110,6 +114,9 @@ class LiveTranscript:
         self.said: list[str] = []  # words already sent as deltas
         self.partial = ""
         self.failed = False
+        self._lock = threading.Lock()  # one call into the stream at a time
+        self._guess: asyncio.Task[None] | None = None
+        self._guessed = False  # in this silence
 
     def feed(self, pcm: bytes) -> None:
         """Queue audio; decoding starts once a chunk's worth is waiting."""
@@ -121,9 +128,44 @@ class LiveTranscript:
             self._task = asyncio.create_task(self._pump())
 
     def _decode(self, pcm: bytes) -> str:
-        if self._stream is None:
-            self._stream = self._open()
-        return str(self._stream.feed(pcm))
+        with self._lock:
+            if self._stream is None:
+                self._stream = self._open()
+            return str(self._stream.feed(pcm))
+
+    def speculate(self, quiet_ms: int, after_ms: int = 100) -> None:
+        """The speaker has been silent ``quiet_ms``: once it reaches ``after_ms``, let the
+        stream decode the turn so far with its best engine (once per silence)."""
+        if quiet_ms <= 0:
+            self._guessed = False
+        elif quiet_ms >= after_ms and not self._guessed and not self.failed \
+                and self._guess is None:
+            self._guessed = True
+            self._guess = asyncio.create_task(self._speculate())
+
+    async def _speculate(self) -> None:
+        try:
+            if self._task is not None:
+                await asyncio.gather(self._task, return_exceptions=True)
+            rest = bytes(self._pending)
+            self._pending.clear()
+
+            def guess() -> str | None:
+                self._decode(rest)
+                with self._lock:
+                    run = getattr(self._stream, "speculate", None)
+                    return str(run()) if run is not None else None
+
+            words = await asyncio.to_thread(guess)
+            self._decoded += len(rest)
+            if words and words != self.partial and not self.failed:
+                self.partial = words
+                await self._on_words(words, "")
+        except Exception as exc:  # the turn is still transcribed when it ends
+            log.warning("speculative transcription failed (%s)", exc,
+                        exc_info=not isinstance(exc, EngineUnavailable))
+        finally:
+            self._guess = None
 
     async def _pump(self) -> None:
         try:
@@ -165,8 +207,9 @@ class LiveTranscript:
     async def finish(self) -> str | None:
         """Decode what is queued and end the utterance: the final transcript, or ``None`` if
         live decoding failed (the caller transcribes the audio itself)."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._guess):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
         if self.failed:
             await self.cancel()
             return None
@@ -176,7 +219,8 @@ class LiveTranscript:
         def end() -> str:
             if rest or self._stream is None:
                 self._decode(rest)
-            return str(self._stream.finish())
+            with self._lock:
+                return str(self._stream.finish())
 
         try:
             self.partial = await asyncio.to_thread(end)
@@ -196,8 +240,9 @@ class LiveTranscript:
     async def cancel(self) -> None:
         """Stop decoding and release the stream."""
         self.failed = True
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._guess):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
         stream, self._stream = self._stream, None
         if stream is not None:
             await asyncio.to_thread(stream.cancel)
