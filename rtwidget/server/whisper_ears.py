@@ -145,6 +145,7 @@ class WhisperTranscriber:
             except EngineUnavailable:
                 partials = None
         self.partials = partials
+        self.speculative_hits = 0  # turns whose final words came from the speculative decode
 
     def _text(self, ids: list[int]) -> str:
         raw = "".join(self._tokens[i] for i in ids if i < self._eot)
@@ -212,7 +213,6 @@ class WhisperStream:
         self._peak = 0.0
         self._guess: tuple[int, str] | None = None  # bytes decoded, words
         self.partial = ""
-        self.speculative_hits = 0
 
     def feed(self, pcm: bytes) -> str:
         """Keep more PCM16 24 kHz audio; returns the best words so far (Whisper's from the
@@ -240,7 +240,7 @@ class WhisperStream:
         self._close()
         guess = self._guess
         if guess is not None and _loudness(bytes(self._pcm[guess[0]:])) <= 0.1 * self._peak:
-            self.speculative_hits += 1
+            self._owner.speculative_hits += 1
             return guess[1]
         return self._owner.transcribe(bytes(self._pcm))
 
