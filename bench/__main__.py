@@ -17,11 +17,12 @@ from typing import Any
 
 from rtwidget.server import EngineUnavailable
 
-from . import browser, client, frame, load, offline, process
+from . import browser, client, frame, load, offline, process, profiles
 from ._util import ROOT, collect_tables
 
 SECTIONS: dict[str, ModuleType] = {"client": client, "frame": frame, "offline": offline,
-                                   "process": process, "load": load, "browser": browser}
+                                   "process": process, "load": load, "browser": browser,
+                                   "profiles": profiles}
 PAGE = ROOT / "docs" / "performance.md"  # the page the tables are written into
 
 
