@@ -196,3 +196,15 @@ def test_a_spoken_turn_is_heard_by_whisper_and_answered_in_piper_s_voice(
     spoken = [c.get("transcript") for item in response["output"]
               for c in item.get("content", []) if c.get("type") == "output_audio"]
     assert spoken and spoken[0] and sum(len(c) for c in chunks) > 24000
+
+
+def test_the_profile_dial_is_checked_and_reaches_the_server_process() -> None:
+    from rtwidget.server.__main__ import main
+    from rtwidget.server.defaults import best_available
+
+    with pytest.raises(rt.ConfigError, match="unknown profile 'slow'"):
+        best_available(profile="slow")
+    with pytest.raises(SystemExit):
+        main(["--profile", "slow"])
+    assert rt.LocalServerProcess(["--profile", "fast"]).profile == "fast"
+    assert rt.LocalServerProcess().profile == "natural"
