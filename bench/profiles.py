@@ -51,6 +51,7 @@ def measure(profile: str, turns: int) -> None:
             rows: list[dict[str, float]] = []
             errors: list[float] = []
             heard: list[str] = []
+            misheard: list[list[str]] = []
             with rt.RealtimeSession("local", url=server.url, tools=False, transcription="local",
                                     instructions="You are a helpful voice assistant. Answer "
                                     "in one short sentence.") as s:
@@ -68,13 +69,21 @@ def measure(profile: str, turns: int) -> None:
                     rows.append({k: (seen.get(v, float("nan")) - sent_end) * 1000
                                  for k, v in stages.items()})
                     errors.append(speech.word_error_rate(text, heard[0] if heard else ""))
+                    if errors[-1] > 0:
+                        misheard.append([text, heard[0] if heard else ""])
             out["voices"][voice] = {
-                "wer": statistics.fmean(errors), "turns": rows,
-                "median": {k: statistics.median(r[k] for r in rows) for k in stages}}
+                "wer": statistics.fmean(errors), "turns": rows, "misheard": misheard,
+                "median": {k: _median(r[k] for r in rows) for k in stages}}
     out["speculative_hits"] = getattr(server.options.transcriber, "speculative_hits", None)
     out["rss_peak_mb"] = _peak_mb()
     out["load_average"].append(os.getloadavg()[0])
     print(json.dumps(out))
+
+
+def _median(values: Any) -> float:
+    """The median of the values that are numbers (a turn with no reply audio is ``nan``)."""
+    kept = [v for v in values if v == v]
+    return statistics.median(kept) if kept else float("nan")
 
 
 def _requirements(extra: str | None) -> list[str]:
@@ -131,11 +140,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         done = subprocess.run([sys.executable, "-c", "from bench.profiles import measure; "
                                f"measure({profile!r}, {turns})"], cwd=ROOT,
                               capture_output=True, text=True, timeout=3600)
-        if done.returncode:
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if not lines:
             results[profile] = {"crashed": f"exit {done.returncode}: "
                                            f"{done.stderr.strip()[-300:]}"}
             continue
-        results[profile] = json.loads(done.stdout.strip().splitlines()[-1])
+        results[profile] = json.loads(lines[-1])
+        if done.returncode:  # after its figures were printed: at the interpreter's exit
+            results[profile]["exit"] = f"{done.returncode}: {done.stderr.strip()[-120:]}"
     return results
 
 
@@ -155,8 +167,12 @@ def report(results: dict[str, Any]) -> str:
                          f"{first['first_audio']:.0f}, {last['first_audio']:.0f}, "
                          f"{med['first_audio']:.0f} ms"])
         every = [t for v in got["voices"].values() for t in v["turns"]]
-        rows.append([f"{profile}: first reply audio, median of all {len(every)} turns",
-                     f"{statistics.median(t['first_audio'] for t in every):.0f} ms"])
+        silent = sum(1 for t in every if t["first_audio"] != t["first_audio"])
+        rows.append([f"{profile}: first reply audio, median of all {len(every)} turns"
+                     + (f" ({silent} with no reply audio, left out)" if silent else ""),
+                     f"{_median(t['first_audio'] for t in every):.0f} ms"])
+        rows.append([f"{profile}: final transcript, median of all {len(every)} turns",
+                     f"{_median(t['transcript'] for t in every):.0f} ms"])
         natural_wer = [v["wer"] for k, v in got["voices"].items() if k != "espeak"]
         if natural_wer:
             rows.append([f"{profile}: WER, natural voices (mean)",
@@ -170,6 +186,9 @@ def report(results: dict[str, Any]) -> str:
                                                        if hits is not None else "")])
         rows.append([f"{profile}: load average (1 min) before / after",
                      " / ".join(f"{x:.1f}" for x in got["load_average"])])
+        if got.get("exit"):
+            rows.append([f"{profile}: its process, after printing the figures, exited",
+                         got["exit"]])
     for extra, e in results["extras"].items():
         rows.append([f"installed size of rtwidget[{extra}] beyond rtwidget's own packages",
                      f"{e['mb']:.0f} MB ({', '.join(e['packages'])})"])
