@@ -17,12 +17,13 @@ from typing import Any
 
 from rtwidget.server import EngineUnavailable
 
-from . import browser, client, evaluation, frame, load, offline, process, questions
+from . import browser, client, evaluation, frame, load, offline, process, profiles, questions
 from ._util import ROOT, collect_tables
 
 SECTIONS: dict[str, ModuleType] = {"client": client, "frame": frame, "offline": offline,
-                                   "questions": questions, "process": process, "load": load,
-                                   "browser": browser, "evaluation": evaluation}
+                                   "profiles": profiles, "questions": questions,
+                                   "process": process, "load": load, "browser": browser,
+                                   "evaluation": evaluation}
 PAGE = ROOT / "docs" / "performance.md"  # the page the tables are written into
 
 

@@ -4,11 +4,14 @@ natural voices (Flite, Festival HTS; eSpeak NG kept as the hard case, from
 and streamed into the server as a microphone would send it.
 
 - voices: time to synthesise a sentence, per engine and voice;
-- the server's ear: word error rate per test voice on a fixed set of everyday sentences;
-- turn end: one 10-turn conversation with SmolLM2 (the offline server's defaults, semantic VAD):
+- the server's ear (the fast profile: PocketSphinx): word error rate per test voice on a fixed
+  set of everyday sentences;
+- turn end: one 10-turn conversation with SmolLM2 (the fast profile, semantic VAD):
   end of speech → turn end, → transcript, → first reply audio, for turn 1, turn 10 and the median;
 - pauses: sentences with a hesitation in the middle, and how many turns were cut there;
 - the VAD engines' end-of-turn delay with 500 ms of silence, first reply sentence, memory;
+- both profiles (``natural``: Whisper, Piper; ``fast``: PocketSphinx, Flite), see
+  :mod:`bench.profiles` (also on its own: ``python -m bench --only profiles``);
 - the reply engine alone (llama.cpp from xllamacpp), in fresh processes: import, weights hash
   check, load (with its one-token self-test), time to first token and tokens/s, with llama.cpp's
   weight repacking off (the default) and on, alternating, so the ratio is measured in one run.
@@ -32,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import profiles
 from ._util import ROOT, table
 
 WER_SENTENCES = [  # everyday sentences that appear nowhere else in the project
@@ -154,6 +158,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     gc.collect()
     results["memory_mb"]["after_turns"] = _rss_mb()
     results["memory_mb"]["peak"] = _peak_mb()
+    results["profiles"] = profiles.run(quick)  # natural and fast, each in a process of its own
     return results
 
 
@@ -327,7 +332,7 @@ def _wer_by_voice(speech: Any, quick: bool) -> dict[str, float]:
     voices = [v for v in WER_VOICES if speech.available(v.partition(":")[0])]
     sentences = WER_SENTENCES[:4] if quick else WER_SENTENCES
     out: dict[str, float] = {}
-    with offline_server() as server, rt.RealtimeSession(
+    with offline_server(profile="fast") as server, rt.RealtimeSession(
         "local", url=server.url, tools=False, transcription="pocketsphinx",
         turn_detection={"type": "server_vad", "create_response": False},
     ) as s:
@@ -352,7 +357,7 @@ def _conversation(speech: Any, quick: bool) -> dict[str, Any]:
               "transcript": "conversation.item.input_audio_transcription.completed",
               "first_audio": "response.output_audio.delta"}
     turns: list[dict[str, float]] = []
-    with offline_server() as server, rt.RealtimeSession(
+    with offline_server(profile="fast") as server, rt.RealtimeSession(
         "local", url=server.url, tools=False, transcription="pocketsphinx",
         instructions="You are a helpful voice assistant. Answer in one short sentence.",
     ) as s:
@@ -382,7 +387,7 @@ def _pauses(speech: Any, quick: bool) -> dict[str, Any]:
     sentences = PAUSED[:6] if quick else PAUSED
     clips = [_with_pause(t, speech) for t in sentences]
     out: dict[str, Any] = {"sentences": len(sentences), "pause_ms": PAUSE_MS}
-    with offline_server() as server:
+    with offline_server(profile="fast") as server:
         def listen(name: str, td: dict[str, Any]) -> None:
             cut = []
             with rt.RealtimeSession("local", url=server.url, tools=False,
@@ -439,8 +444,9 @@ def report(results: dict[str, Any]) -> str:
          "before engines / loaded / after its sections / peak",
          " / ".join(f"{v:.0f} MB" for v in results["memory_mb"].values())],
     ]
-    return table("Offline engines: natural test voices, speech streamed to the local server",
-                 ["figure", "value"], rows)
+    out = table("Offline engines: natural test voices, speech streamed to the local server",
+                ["figure", "value"], rows)
+    return out + ("\n\n" + profiles.report(results["profiles"]) if "profiles" in results else "")
 
 
 def _engine_rows(engine: dict[str, Any] | None) -> list[list[str]]:

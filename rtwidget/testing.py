@@ -44,10 +44,11 @@ def replay_recording(recording: Recording | str | Path, server: LocalServer, *,
 
 @pytest.fixture(scope="session")
 def rt_server() -> Iterator[LocalServer]:
-    """A local Realtime server (offline engines) on 127.0.0.1 for the whole test session."""
+    """A local Realtime server (the ``fast`` profile's offline engines: PocketSphinx, Flite,
+    the quickest to load) on 127.0.0.1 for the whole test session."""
     from .server import offline_server
 
-    server = offline_server().start_in_thread()
+    server = offline_server(profile="fast").start_in_thread()
     try:
         yield server
     finally:

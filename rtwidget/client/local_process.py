@@ -53,6 +53,8 @@ _CULPRITS: dict[str, tuple[str, str | None]] = {
     "speech:stream": ("its ears (speech to text)", "speech to text"),
     "speech:feed": ("its ears (speech to text)", "speech to text"),
     "vad": ("its voice activity detector", "silero"),
+    "whisper_ears": ("its ears (Whisper speech to text)", "whisper"),
+    "piper_voice": ("its voice (Piper text to speech)", "piper"),
 }
 
 
@@ -142,6 +144,8 @@ class LocalServerProcess:
     def __init__(self, args: list[str] | None = None, *, start_timeout: float = START_TIMEOUT,
                  python: str = sys.executable) -> None:
         self.args = list(args or [])
+        self.profile = (self.args[self.args.index("--profile") + 1]
+                        if "--profile" in self.args[:-1] else "natural")
         self.start_timeout = start_timeout
         self.python = python
         self.exits: list[ServerExit] = []
@@ -346,15 +350,20 @@ _shared: LocalServerProcess | None = None
 _shared_lock = threading.Lock()
 
 
-def local_server() -> LocalServerProcess:
+def local_server(profile: str | None = None) -> LocalServerProcess:
     """The local server this process's sessions use when no provider is configured: started
     on first use in a supervised child process (see :class:`LocalServerProcess`) and stopped
     when this process exits; one that could not be started is tried afresh (a package may
-    have been installed since)."""
+    have been installed since). ``profile`` (``"natural"``, the default, or ``"fast"``)
+    chooses its offline engines; asking for another profile than the running server's starts
+    a new server with it."""
     global _shared
     with _shared_lock:
+        if profile is not None and _shared is not None and _shared.profile != profile:
+            old, _shared = _shared, None
+            old.stop()
         if _shared is None or _shared._stopping or _shared._failure is not None:
-            server = LocalServerProcess()
+            server = LocalServerProcess(["--profile", profile] if profile else None)
             server.start()
             atexit.register(server.stop)
             _shared = server

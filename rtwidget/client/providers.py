@@ -258,7 +258,7 @@ def resolve(
 
 # Each provider's documented speech-to-text model for the user's side of a voice chat: Inworld
 # recommends its own STT model, OpenAI (and Azure OpenAI) document gpt-4o-mini-transcribe, and
-# the local server transcribes with PocketSphinx whatever the name.
+# the local server transcribes with its own engine (Whisper or PocketSphinx) whatever the name.
 TRANSCRIPTION_MODELS: dict[str, str] = {
     "inworld": "inworld/inworld-stt-1",
     "openai": "gpt-4o-mini-transcribe",

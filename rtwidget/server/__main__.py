@@ -22,7 +22,7 @@ import threading
 import time
 
 from .app import LocalServer, offline_server
-from .defaults import ENGINES
+from .defaults import ENGINES, PROFILES
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between streamed deltas (default 0)")
     parser.add_argument("--scripted", action="store_true",
                         help="deterministic scripted replies and tones, no offline engines")
+    parser.add_argument("--profile", choices=PROFILES, default="natural",
+                        help="natural: Whisper ears and Piper's voice where installed (the "
+                        "default); fast: PocketSphinx and Flite, the lowest latency")
     parser.add_argument("--without", action="append", default=[], choices=ENGINES,
                         help="leave this offline engine out (repeatable)")
     parser.add_argument("--tls", action="store_true",
@@ -85,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.scripted:
             server = LocalServer(args.host, args.port, **options)
         else:
-            server = offline_server(args.host, args.port, without=args.without, **options)
+            server = offline_server(args.host, args.port, without=args.without,
+                                    profile=args.profile, **options)
         await server.start()
         cert = str(server.certificate.cert) if server.certificate is not None else None
         if args.supervised:

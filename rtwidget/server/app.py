@@ -94,6 +94,8 @@ class LocalServer:
     ``tls=True`` serves ``wss://`` with a self-signed loopback certificate kept in the user's
     cache directory (``server.certificate.cert``: give it to node as ``NODE_EXTRA_CA_CERTS``);
     or pass a :class:`~rtwidget.server.tls.Certificate` of your own.
+    ``profile`` (``"natural"`` or ``"fast"``, see :mod:`rtwidget.server.defaults`) fills what
+    is not given with that profile's offline engines, as :func:`offline_server` does.
 
     Limits keep one client from hurting the others: ``max_message_bytes`` per event,
     ``max_session_bytes`` of items per connection, ``max_connections`` at once (more get HTTP
@@ -119,7 +121,7 @@ class LocalServer:
         engine: ReplyEngine | None = None,
         synthesizer: Synthesizer | None = None,
         transcriber: Transcriber | None = None,
-        vad_factory: Callable[[VadSettings], Vad] | str = EnergyVad,
+        vad_factory: Callable[[VadSettings], Vad] | str | None = None,
         token: str | None = None,
         max_message_bytes: int = 15 * 1024 * 1024,
         max_session_bytes: int = 256 * 1024 * 1024,
@@ -136,7 +138,22 @@ class LocalServer:
         voice: str | None = None,
         turn_detection: str = "server_vad",
         tls: bool | Certificate = False,
+        profile: str | None = None,
     ) -> None:
+        missing: list[str] = []
+        if profile is not None:
+            from .defaults import best_available
+
+            found = best_available(profile=profile)
+            missing = list(found.missing)
+            engines = {**found.engines, **(engines or {})}
+            if engine is None and model == "local/scripted":
+                model = found.model
+            synthesizer = synthesizer or found.synthesizer
+            transcriber = transcriber or found.transcriber
+            vad_factory = vad_factory or found.vad
+            description = description or found.describe()
+        vad_factory = vad_factory or EnergyVad
         if not _is_loopback(host) and not token and not allow_anonymous:
             raise ConfigError(f"binding to {host} exposes the server beyond this machine: give a "
                              "token=, or allow_anonymous=True if that is really wanted")
@@ -170,7 +187,7 @@ class LocalServer:
         self.certificate: Certificate | None = (
             loopback_certificate() if tls is True else tls or None)
         self.description = description or "scripted replies, tones"
-        self.missing: list[str] = []  # engines looked for and not used, and why
+        self.missing: list[str] = missing  # engines looked for and not used, and why
         self._token = token
         self.handshakes: list[Handshake] = []
         self.connections: set[ServerProtocol] = set()
@@ -405,15 +422,16 @@ class LocalServer:
 
 
 def offline_server(host: str = "127.0.0.1", port: int = 0, *, without: Iterable[str] = (),
-                   **options: Any) -> LocalServer:
+                   profile: str = "natural", **options: Any) -> LocalServer:
     """A local server with the best offline engines installed (``rtwidget[local]``: SmolLM2 on
-    llama.cpp, Flite with eSpeak NG, PocketSphinx, Silero VAD); what is missing falls back to
-    the scripted engine, tones and the energy VAD, and the server's ``description`` and
-    ``missing`` say which. ``without`` leaves engines out by name (see
-    :data:`~rtwidget.server.defaults.ENGINES`)."""
+    llama.cpp, Flite with eSpeak NG, PocketSphinx, Silero VAD; for ``profile="natural"``,
+    Whisper and Piper ahead of PocketSphinx and Flite where ``rtwidget[natural]`` and
+    ``rtwidget[voice]`` are installed); what is missing falls back to the scripted engine, tones
+    and the energy VAD, and the server's ``description`` and ``missing`` say which. ``without``
+    leaves engines out by name (see :data:`~rtwidget.server.defaults.ENGINES`)."""
     from .defaults import best_available
 
-    found = best_available(without)
+    found = best_available(without, profile)
     for reason in found.missing:
         log.warning("local server: %s", reason)
     settings: dict[str, Any] = {

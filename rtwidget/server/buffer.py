@@ -125,6 +125,7 @@ class InputBuffer:
                     await self._speech_stopped(ms)
         if live is not None and live is self._live:
             live.feed(pcm)
+            live.speculate(getattr(self._vad, "silence_ms", 0))
         await self._check_idle()
         self._trim()
         return None
@@ -232,7 +233,9 @@ class InputBuffer:
                     "type": "conversation.item.input_audio_transcription.delta",
                     "item_id": item_id, "content_index": 0, "delta": settled})
 
-        live = LiveTranscript(stream, heard)
+        transcriber = self._session.options.transcriber
+        live = LiveTranscript(stream, heard, ear=transcriber if getattr(
+            transcriber, "speculates", False) else None)
         self._live = live
         self.configure_vad()
         live.feed(self._slice(start_ms - self._vad.settings.prefix_padding_ms,

@@ -288,6 +288,15 @@ def split_sentences(pending: str, final: bool) -> tuple[list[str], str]:
     return [s for s in sentences if s], pending
 
 
+def first_clause(pending: str, min_words: int = 3) -> tuple[list[str], str]:
+    """The first clause of ``pending`` (up to a comma, after ``min_words`` words at least) cut
+    off to be spoken at once, for a voice that is slow to start on a long sentence."""
+    for match in re.finditer(r",\s", pending):
+        if len(pending[: match.start()].split()) >= min_words:
+            return [pending[: match.end()].strip()], pending[match.end():]
+    return [], pending
+
+
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
 

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol.audio import BYTES_PER_MS
-from .engines import HistoryTurn, ToolCall, count_tokens, iter_chunks, split_sentences
+from .engines import (
+    HistoryTurn,
+    ToolCall,
+    count_tokens,
+    first_clause,
+    iter_chunks,
+    split_sentences,
+)
 from .faults import fault
 from .item_store import ItemStore, ServerItem
 from .server_session import ServerSession, new_id
@@ -155,6 +162,10 @@ class OutputWriter:
             return
         response.pending_speech += text
         sentences, response.pending_speech = split_sentences(response.pending_speech, whole)
+        if not sentences and not item.data["content"][0]["transcript"] and getattr(
+                _speaker(self._session.options.synthesizer, response.config.get("voice")),
+                "first_clause", False):  # a voice slow to start: its first clause at once
+            sentences, response.pending_speech = first_clause(response.pending_speech)
         for sentence in sentences:
             await self._speak(response, item, sentence)
 

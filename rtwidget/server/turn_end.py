@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from ..protocol.audio import BYTES_PER_MS
+import numpy as np
+
+from ..protocol.audio import BYTES_PER_MS, SAMPLE_RATE
 from ..protocol.errors import EngineUnavailable
 
 log = logging.getLogger("rtwidget.server")
@@ -89,15 +92,34 @@ def silence_needed_ms(words: str, eagerness: str = "auto") -> int:
         completeness(words)]
 
 
+_BACKGROUND: set[asyncio.Task[None]] = set()  # streams being released
+
+
+def loudness(pcm: bytes) -> float:
+    """The loudest 20 ms of PCM16 24 kHz audio (RMS of its samples; 0 for none)."""
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2").astype(np.float32)
+    frame = SAMPLE_RATE // 50
+    if len(samples) < frame:
+        return float(np.sqrt(np.mean(samples ** 2))) if len(samples) else 0.0
+    usable = samples[: len(samples) - len(samples) % frame].reshape(-1, frame)
+    return float(np.sqrt((usable ** 2).mean(axis=1)).max())
+
+
 class LiveTranscript:
     """A transcriber's live stream, fed from the event loop without blocking it: audio is
     queued and decoded on a worker thread about every ``chunk_ms``, one call in flight at a
     time. After each decode, ``on_words(partial, settled)`` gets the partial transcript and the
     words that have just settled (the same in two partials in a row), to send as a delta.
+    With an ``ear`` (a transcriber whose words are better than the stream's: Whisper), the
+    turn's audio is kept and the ear decodes it once per silence (:meth:`speculate`), apart
+    from the stream and without waiting for it: its words become the partial transcript
+    ``semantic_vad`` judges and, when nothing louder than a tenth of the turn's speech came
+    after them, the final transcript.
     """
 
     def __init__(self, open_stream: Callable[[], Any],
-                 on_words: Callable[[str, str], Awaitable[None]], chunk_ms: int = 100) -> None:
+                 on_words: Callable[[str, str], Awaitable[None]], chunk_ms: int = 100,
+                 ear: Any = None) -> None:
         self._open = open_stream
         self._stream: Any = None
         self._on_words = on_words
@@ -110,20 +132,62 @@ class LiveTranscript:
         self.said: list[str] = []  # words already sent as deltas
         self.partial = ""
         self.failed = False
+        self._lock = threading.Lock()  # one call into the stream at a time
+        self._ear = ear
+        self._audio = bytearray()  # the turn so far, for the ear
+        self._peak = 0.0  # the loudest 20 ms of it
+        self._guess: asyncio.Task[None] | None = None
+        self._guessed = False  # in this silence
+        self._words: tuple[int, str] | None = None  # the ear's guess: bytes heard, words
 
     def feed(self, pcm: bytes) -> None:
         """Queue audio; decoding starts once a chunk's worth is waiting."""
         if self.failed:
             return
+        if self._ear is not None:
+            self._audio += pcm
+            loud = loudness(pcm)
+            if self._words is not None and loud > 0.1 * self._peak:
+                self._words = None  # the speaker went on: the guess is stale
+            self._peak = max(self._peak, loud)
         self._pending += pcm
         self._queued += len(pcm)
         if self._task is None and len(self._pending) >= self._chunk_bytes:
             self._task = asyncio.create_task(self._pump())
 
     def _decode(self, pcm: bytes) -> str:
-        if self._stream is None:
-            self._stream = self._open()
-        return str(self._stream.feed(pcm))
+        with self._lock:
+            if self._stream is None:
+                self._stream = self._open()
+            return str(self._stream.feed(pcm))
+
+    def speculate(self, quiet_ms: int, after_ms: int = 100) -> None:
+        """The speaker has been silent ``quiet_ms``: once it reaches ``after_ms``, let the ear
+        decode the turn so far (once per silence)."""
+        if self._ear is None:
+            return
+        if quiet_ms <= 0:
+            self._guessed = False
+        elif quiet_ms >= after_ms and not self._guessed and not self.failed \
+                and self._guess is None:
+            self._guessed = True
+            self._guess = asyncio.create_task(self._speculate())
+
+    async def _speculate(self) -> None:
+        try:
+            size = len(self._audio)
+            words = await asyncio.to_thread(self._ear.transcribe, bytes(self._audio[:size]))
+            if loudness(bytes(self._audio[size:])) > 0.1 * self._peak:
+                return  # the speaker went on while it decoded
+            self._words = (size, words)
+            if words and words != self.partial and not self.failed:
+                self.partial = words
+                await self._on_words(words, "")
+        except Exception as exc:  # the turn is still transcribed when it ends
+            log.warning("speculative transcription failed (%s)", exc,
+                        exc_info=not isinstance(exc, EngineUnavailable))
+        finally:
+            self._guess = None
 
     async def _pump(self) -> None:
         try:
@@ -132,7 +196,7 @@ class LiveTranscript:
                 self._pending.clear()
                 partial = await asyncio.to_thread(self._decode, chunk)
                 self._decoded += len(chunk)
-                if partial != self.partial:
+                if partial != self.partial and self._words is None:
                     self.partial = partial
                     await self._on_words(partial, self._settle(partial))
         except Exception as exc:
@@ -145,6 +209,8 @@ class LiveTranscript:
     @property
     def backlog_ms(self) -> int:
         """Audio fed but not decoded yet: how far the partial transcript lags behind."""
+        if self._words is not None:
+            return 0  # the ear's words cover the turn so far
         return (self._queued - self._decoded) // BYTES_PER_MS
 
     def _settle(self, partial: str) -> str:
@@ -165,6 +231,8 @@ class LiveTranscript:
     async def finish(self) -> str | None:
         """Decode what is queued and end the utterance: the final transcript, or ``None`` if
         live decoding failed (the caller transcribes the audio itself)."""
+        if self._ear is not None:
+            return await self._finish_with_ear()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         if self.failed:
@@ -176,13 +244,33 @@ class LiveTranscript:
         def end() -> str:
             if rest or self._stream is None:
                 self._decode(rest)
-            return str(self._stream.finish())
+            with self._lock:
+                return str(self._stream.finish())
 
         try:
             self.partial = await asyncio.to_thread(end)
         except Exception:
             log.exception("live transcription failed; the turn is transcribed when it ends")
             self.failed = True
+            return None
+        return self.partial
+
+    async def _finish_with_ear(self) -> str | None:
+        """The ear's words: its guess from the silence, else the whole turn decoded now; the
+        stream's backlog is not waited for (it is released in the background)."""
+        if self._guess is not None:
+            await asyncio.gather(self._guess, return_exceptions=True)
+        release = asyncio.create_task(self.cancel())
+        _BACKGROUND.add(release)
+        release.add_done_callback(_BACKGROUND.discard)
+        if self._words is not None:
+            self._ear.speculative_hits = getattr(self._ear, "speculative_hits", 0) + 1
+            self.partial = self._words[1]
+            return self.partial
+        try:
+            self.partial = await asyncio.to_thread(self._ear.transcribe, bytes(self._audio))
+        except Exception:
+            log.exception("transcription failed; the turn is transcribed again")
             return None
         return self.partial
 
@@ -196,8 +284,9 @@ class LiveTranscript:
     async def cancel(self) -> None:
         """Stop decoding and release the stream."""
         self.failed = True
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._guess):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
         stream, self._stream = self._stream, None
         if stream is not None:
             await asyncio.to_thread(stream.cancel)

@@ -286,7 +286,7 @@ def test_best_available_does_not_choose_flite_when_it_cannot_run(
         raise subprocess.CalledProcessError(1, ["flite"], stderr=b"cannot open audio device")
 
     monkeypatch.setattr(FliteSynthesizer, "synthesize", broken)
-    found = best_available()
+    found = best_available(profile="fast")
     assert [type(e).__name__ for e in found.synthesizer.engines] == ["EspeakSynthesizer"]
     assert found.missing[1] == ("text to speech (Flite): the command flite exited with status "
                                 "1: cannot open audio device")
@@ -299,7 +299,7 @@ def test_best_available_without_soxr_chooses_what_can_run(
     from rtwidget.server.defaults import best_available
 
     monkeypatch.setitem(sys.modules, "soxr", None)
-    found = best_available()
+    found = best_available(profile="fast")
     assert isinstance(found.synthesizer, ToneSynthesizer)
     assert found.transcriber is None and found.vad == "energy"
     line = found.describe()
