@@ -167,7 +167,7 @@ def reprice(df: pd.DataFrame, provider: str | None, model: str | None,
 
 def turn_costs(df: pd.DataFrame) -> pd.Series:
     """Per user row, the sum of ``cost_usd`` over its turn's rows (NA if one is NA)."""
-    starts = ((df["role"] == "user") & (df["type"] == "message")).to_numpy()
+    starts = ((df["role"] == "user") & (df["type"] == "message")).fillna(False).to_numpy(bool)
     result = [float("nan")] * len(df)
     turn: int | None = None
     total, unknown, seen = 0.0, False, False

@@ -167,3 +167,17 @@ def test_a_recording_is_repriced_at_another_model(server: LocalServer, tmp_path:
     assert unknown.unpriced == 2 and "no price" in unknown.basis
     with pytest.raises(rt.InvalidInput, match="not a conversation"):
         rt.cost(pd.DataFrame({"a": [1]}))
+
+
+def test_turn_costs_take_rows_without_a_role() -> None:
+    """Rows whose role or type is missing (NA in the string columns) start no turn and do not
+    stop the sum (a conversation with such rows once made ``chat.df`` raise)."""
+    from rtwidget.data.cost import turn_costs
+
+    df = pd.DataFrame({
+        "role": pd.array(["user", pd.NA, "user", "user"], dtype="string"),
+        "type": pd.array(["message", "message", pd.NA, "message"], dtype="string"),
+        "price_basis": pd.array([pd.NA, "x", "x", pd.NA], dtype="string"),
+        "cost_usd": [float("nan"), 0.5, 0.25, float("nan")],
+    })
+    assert turn_costs(df).tolist()[0] == 0.75
