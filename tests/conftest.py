@@ -13,7 +13,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from rtwidget import RealtimeSession, Reconnect
 from rtwidget.protocol.audio import SAMPLE_RATE
-from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine, ToneSynthesizer
+from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine, ToneSynthesizer, offline_server
 from rtwidget.server.server_protocol import ServerProtocol
 from rtwidget.server.server_session import ServerOptions
 
@@ -77,6 +77,21 @@ def session(server: LocalServer) -> Iterator[RealtimeSession]:
     with RealtimeSession("local", url=server.url, reconnect=FAST_RETRY,
                          output_modalities=["text"]) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def voiced_server() -> Iterator[LocalServer]:
+    """The fast profile's real voice, ears and VAD (Flite, PocketSphinx, Silero) with the rules
+    above for words: what SmolLM2 says at temperature 0 depends on the CPU's kernels (to "tell
+    me a long story", a short answer on some machines), so a test of what happens around a
+    reply, like a barge-in, scripts the reply."""
+    engine = ScriptedReplyEngine(rules=RULES)
+    server = offline_server(profile="fast", without=["replies"], engine=engine,
+                            engines={"local/scripted": engine}).start_in_thread()
+    try:
+        yield server
+    finally:
+        server.stop_in_thread()
 
 
 class RawClient:

@@ -67,8 +67,11 @@ class Caller:
 
     # --- waiting -------------------------------------------------------------------------------
 
-    def _answers(self) -> int:
-        return len(answer_times(self.session.conversation))
+    def _answers(self, since: int = 0) -> int:
+        return len(answer_times(self.session.conversation, since))
+
+    def _responses(self) -> int:
+        return len(self.session.conversation.responses)
 
     def _replying(self) -> bool:
         return any(r.status == "in_progress"
@@ -83,8 +86,9 @@ class Caller:
             await asyncio.sleep(0.01)
         return True
 
-    async def _answered(self, before: int) -> bool:
-        return await self._until(lambda: self._answers() > before and not self._replying(),
+    async def _answered(self, since: int) -> bool:
+        """Until a response created from index ``since`` on has answered, and none is going."""
+        return await self._until(lambda: self._answers(since) > 0 and not self._replying(),
                                  "the agent's answer")
 
     def last_answer(self) -> str:
@@ -109,14 +113,12 @@ class Caller:
     async def turn(self, text: str, wait: bool = True) -> None:
         """One caller turn; with ``wait`` it returns once the agent has answered, else once its
         answer has begun (an :class:`Interrupt` comes next)."""
-        before, started = self._answers(), time.monotonic()
-        responses = len(self.session.conversation.responses)
+        responses, started = self._responses(), time.monotonic()
         await self._send(text)
         if wait:
-            await self._answered(before)
+            await self._answered(responses)
         else:
-            await self._until(lambda: len(self.session.conversation.responses) > responses,
-                              "the agent's reply")
+            await self._until(lambda: self._responses() > responses, "the agent's reply")
         self.turns.append({"user": text, "kind": "turn", "wall_s": time.monotonic() - started})
 
     def _speaking_item(self) -> Any:
@@ -143,6 +145,9 @@ class Caller:
         item = self._speaking_item()
         live = item is not None and item.status == "in_progress" and self._answers() == before
         played = float(step.after_ms)
+        # the answer to the interruption is a response created after this point: the cut
+        # reply's own end, and a quick agent's whole answer, may come in either order
+        responses = self._responses()
         if self.mode == "text":
             if live:
                 await self.session.playback_stopped(item.id, played)
@@ -170,8 +175,7 @@ class Caller:
         else:
             self.problems.append(f"the reply ended before {step.after_ms} ms: nothing to "
                                  "interrupt")
-        await self._until(lambda: not self._replying(), "the end of the interrupted reply")
-        await self._answered(self._answers())
+        await self._answered(responses)
         self.turns.append({"user": step.text, "kind": "interrupt",
                            "wall_s": time.monotonic() - started})
 

@@ -59,11 +59,12 @@ class Replayable(Protocol):
     def events_with_audio(self) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]: ...
 
 
-def answer_times(conversation: Conversation) -> list[float]:
+def answer_times(conversation: Conversation, since: int = 0) -> list[float]:
     """When each finished answer ended, in order: a response that is done and either did not
-    complete or called no tool (a response that called tools is followed by another)."""
+    complete or called no tool (a response that called tools is followed by another).
+    ``since``: only the responses from that index on, in the order they were created."""
     times = []
-    for response in list(conversation.responses.values()):
+    for response in list(conversation.responses.values())[since:]:
         if response.status == "in_progress" or response.done_at is None:
             continue
         calls = [i for i in response.item_ids

@@ -48,11 +48,11 @@ def test_a_scenario_from_a_recording_plays_its_callers_turns_again(
         replay.close()
 
 
-def test_an_interruption_typed_over_a_spoken_reply_cuts_it(rt_server: LocalServer) -> None:
+def test_an_interruption_typed_over_a_spoken_reply_cuts_it(voiced_server: LocalServer) -> None:
     # mode="text" types the caller's words, but the agent still speaks: the interruption comes
     # once 800 ms of the reply's audio has arrived, and the session's barge-in rule cuts it there
     agent = {"instructions": "Be brief.", "tools": [weather()], "provider": "local",
-             "url": rt_server.url}
+             "url": voiced_server.url}
     suite = rt.EvalSuite([rt.Scenario("barge-in", user=[
         "Tell me a long story about a dragon.",
         rt.Interrupt("Stop. What is the weather in London?", after_ms=800)],

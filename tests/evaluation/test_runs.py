@@ -1,5 +1,6 @@
 """Suites run against the local server with the real offline engines (SmolLM2-135M, Flite,
-PocketSphinx, Silero VAD): spoken callers reach the tools and barge in, runs repeat exactly,
+PocketSphinx, Silero VAD; the spoken barge-in with scripted words): spoken callers reach the
+tools and barge in, runs repeat exactly,
 a broken tool is flagged by ``compare``, and a Dask cluster gives the in-process results."""
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def agent(rt_server: LocalServer) -> Iterator[dict[str, Any]]:
 
 
 def test_spoken_callers_reach_the_tools_and_a_barge_in_cuts_the_reply(
-        rt_server: LocalServer, tmp_path: Any) -> None:
+        voiced_server: LocalServer, tmp_path: Any) -> None:
+    # real voice, ears and VAD; scripted words, so the story is long enough on every CPU
     suite = rt.EvalSuite([
         rt.Scenario("weather", user=["What is the weather in Paris?", "Thank you, goodbye."],
                     checks=[rt.checks.tool_called("get_weather", {"city": "Paris"}),
@@ -56,7 +58,7 @@ def test_spoken_callers_reach_the_tools_and_a_barge_in_cuts_the_reply(
                     checks=[rt.checks.tool_called("get_weather", {"city": "London"})]),
     ])
     agent = {"instructions": "Be brief.", "tools": [weather()], "provider": "local",
-             "url": rt_server.url}
+             "url": voiced_server.url}
     run = suite.run(agent=agent, record=tmp_path / "run", progress=False)
     assert run.df["problems"].tolist() == ["", ""]
     assert run.df["passed"].tolist() == [True, True], run.checks.to_string()
