@@ -62,6 +62,7 @@ from .protocol.record_format import RecordingError, RecordingExists
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
 from .telemetry import telemetry
+from .tooling.call_context import CallContext, ToolCancelled
 from .tooling.registry import ToolRegistry, ToolSet, tool, tools
 from .tooling.runner import ToolResult
 from .tooling.schema import Tool, build_tool
@@ -100,6 +101,7 @@ __all__ = [
     "AudioFormatError",
     "AuthenticationError",
     "Branch",
+    "CallContext",
     "Comparison",
     "ConfigError",
     "ConnectionClosed",
@@ -136,6 +138,7 @@ __all__ = [
     "SessionOptions",
     "SimulatedUser",
     "Tool",
+    "ToolCancelled",
     "ToolError",
     "ToolRegistry",
     "ToolResult",

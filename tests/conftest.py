@@ -23,6 +23,8 @@ RULES = [
          calls=[("get_weather", {"city": "{0}"}), ("get_weather", {"city": "{1}"})]),
     Rule(r"long story", say=" ".join(f"Sentence number {i} of the story." for i in range(60))),
     Rule(r"drop", say="I will stop talking right about now, sorry.", drop=True),
+    Rule(r"report on (?P<topic>\w+)", calls=[("make_report", {"topic": "{topic}"})]),
+    Rule(r"working on it", say="One moment, let me check that.", on="instructions"),
 ]
 
 WEATHER_TOOL = {

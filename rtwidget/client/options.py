@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.configuration import merge_session, session_config
+from ..tooling.delivery import FILLER_INSTRUCTIONS
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class SessionOptions:
     you; ``max_tool_rounds`` caps responses in a row that end in tool calls. ``record`` writes
     the session to a folder (a path, or ``True`` for a new one under ``recordings/``).
     ``restore_history`` sends the conversation so far again after a reconnect.
+    ``filler_after``: seconds after the user's turn ended with a tool still running before the
+    agent says a short filler (an out-of-band response told ``filler_instructions``; ``None``:
+    never).
     ``ping_interval``/``ping_timeout`` are the keepalive; a server event over
     ``max_message_bytes`` closes the connection (code 1009), which is retried like any drop.
     """
@@ -56,6 +60,8 @@ class SessionOptions:
     tools: Any = None
     run_tools: bool = True
     max_tool_rounds: int = 8
+    filler_after: float | None = 0.7
+    filler_instructions: str = FILLER_INSTRUCTIONS
     record: str | Path | bool | None = None
     reconnect: Reconnect = Reconnect()
     restore_history: bool = True

@@ -59,8 +59,7 @@ class AsyncRealtimeSession(Channel):
         if self.config:
             self._encoded(client_events.session_update(self.config))
         self._follow_ups: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
-        self._tools = SessionTools(self, options.tools, options.run_tools,
-                                   options.max_tool_rounds)
+        self._tools = SessionTools(self, options)
         self._voices: dict[str, pd.DataFrame] = {}
         self.frames = FrameCache(self.conversation, lambda: self.endpoint.provider)
 
@@ -231,10 +230,29 @@ class AsyncRealtimeSession(Channel):
         item_id = client_events.new_item_id()
         item = client_events.item_create(client_events.text_message(text, role, item_id))  # type: ignore[arg-type]
         turn = [item, client_events.response_create()] if respond else [item]
+        if respond and interrupt:
+            self._tools.interrupted()  # the user moved on: the calls they waited for stop
         self.turns.submit(turn, interrupt=respond and interrupt)
         return item_id
 
     send_text = say
+
+    def submit_turn(self, events: list[dict[str, Any]], interrupt: bool = False) -> None:
+        """Send ``events`` as one turn through the conversation's floor (see
+        :meth:`say`): a ``response.create`` among them waits for the reply in progress, or
+        with ``interrupt`` cuts it."""
+        self.turns.submit(events, interrupt=interrupt)
+
+    async def cancel_tool(self, call_id: str) -> bool:
+        """Cancel a running tool call (an async tool is cancelled, a plain function sees its
+        ``CallContext.cancelled``); the model is told it was cancelled instead of its result.
+        Returns whether it was running."""
+        return self._tools.cancel(call_id)
+
+    @property
+    def running_tools(self) -> list[str]:
+        """The call ids of the tool calls running now."""
+        return self._tools.running()
 
     async def send_audio_item(
         self, audio: Any, *, transcript: str | None = None, respond: bool = True,

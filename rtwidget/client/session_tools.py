@@ -16,6 +16,7 @@ from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolHost, ToolResult, ToolRunner
 from .connection import log
 from .event_hub import EventHub
+from .options import SessionOptions
 
 
 class ToolSession(ToolHost, Protocol):
@@ -36,14 +37,15 @@ class ToolSession(ToolHost, Protocol):
 
 
 class SessionTools:
-    """The tools of one session (see the module docstring): ``tools`` as
-    :class:`~rtwidget.SessionOptions` takes them, run by the session itself when ``run``."""
+    """The tools of one session (see the module docstring): ``options.tools`` as
+    :class:`~rtwidget.SessionOptions` takes them, run by the session itself when
+    ``options.run_tools``, with its filler settings."""
 
-    def __init__(self, session: ToolSession, tools: Any, run: bool, max_rounds: int) -> None:
+    def __init__(self, session: ToolSession, options: SessionOptions) -> None:
+        tools = options.tools
         self.toolset = tools if isinstance(tools, ToolSet) else ToolSet(tools)
         self._session = session
-        self._run = run
-        self._max_rounds = max_rounds
+        self._options = options
         self._runner: ToolRunner | None = None
         self._registry_off: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -55,8 +57,10 @@ class SessionTools:
         defs = self.toolset.definitions()
         if defs or "tools" in self._session.config:
             self._session.config["tools"] = defs
-        if self._run and self._runner is None:
-            self._runner = ToolRunner(self._session, self.toolset, self._max_rounds)
+        options = self._options
+        if options.run_tools and self._runner is None:
+            self._runner = ToolRunner(self._session, self.toolset, options.max_tool_rounds,
+                                      options.filler_after, options.filler_instructions)
         self._watch_registry()
 
     def stop(self) -> None:
@@ -83,6 +87,18 @@ class SessionTools:
     def handles(self, name: str | None) -> bool:
         """Whether the session answers calls to this tool itself."""
         return self._runner is not None and self._runner.handles(name)
+
+    def interrupted(self) -> list[str]:
+        """The user moved on (a typed turn that interrupts): cancel the calls that allow it."""
+        return self._runner.interrupted() if self._runner is not None else []
+
+    def cancel(self, call_id: str) -> bool:
+        """Cancel one running call; whether it was running."""
+        return self._runner is not None and self._runner.cancel(call_id)
+
+    def running(self) -> list[str]:
+        """The ids of the calls running now."""
+        return self._runner.running() if self._runner is not None else []
 
     def _watch_registry(self) -> None:
         if self._registry_off is not None:

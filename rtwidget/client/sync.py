@@ -248,6 +248,24 @@ class RealtimeSession:
         """Finished tool calls by ``call_id``: output, error, duration."""
         return self.aio.tool_results
 
+    @property
+    def running_tools(self) -> list[str]:
+        """The call ids of the tool calls running now."""
+        return self.aio.running_tools
+
+    def submit_turn(self, events: list[dict[str, Any]], interrupt: bool = False) -> None:
+        """Send ``events`` as one turn through the conversation's floor (see
+        :meth:`AsyncRealtimeSession.submit_turn`)."""
+        async def submit() -> None:
+            self.aio.submit_turn(events, interrupt)
+
+        self._run(submit())
+
+    def cancel_tool(self, call_id: str) -> bool:
+        """Cancel a running tool call (see :meth:`AsyncRealtimeSession.cancel_tool`);
+        whether it was running."""
+        return self._run(self.aio.cancel_tool(call_id))
+
     def connect(self) -> None:
         """Connect (done by the constructor unless ``connect=False``)."""
         self._run(self.aio.connect())

@@ -46,6 +46,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "error": ("string", "what went wrong: tool errors, failed transcription, a failed reply "
               "(the server's error)"),
     "tool_s": ("float64", "seconds the tool ran"),
+    "tool_status": ("string", "function calls the session ran: running, done, failed or "
+                    "cancelled"),
+    "tool_progress": ("string", "the newest progress a running tool reported"),
     "created_at": (UTC_TIME, "when the item appeared"),
     "completed_at": (UTC_TIME, "when it was complete"),
     "ttft_s": ("float64", "response created → first text/transcript/arguments delta"),
@@ -112,6 +115,8 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
         item.output,
         error,
         float(seconds) if isinstance(seconds, (int, float)) else np.nan,
+        tool.get("status") if tool is not None and item.type == "function_call" else None,
+        _progress(tool) if tool is not None and item.type == "function_call" else None,
         item.created_at,
         item.completed_at,
         _seconds(response.created_at, response.first_text_at)
@@ -127,6 +132,15 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
         ", ".join(item.speakers) if item.segments else None,
         json.dumps([s.as_dict() for s in item.segments]) if item.segments else None,
     ]
+
+
+def _progress(tool: Mapping[str, Any]) -> str | None:
+    """``"downloading 40%"``: a tool's newest progress message and fraction."""
+    message = str(tool.get("message") or "")
+    fraction = tool.get("fraction")
+    if isinstance(fraction, (int, float)):
+        message = f"{message} {fraction:.0%}".strip()
+    return message or None
 
 
 def _priced(usage: Mapping[str, Any] | None, pricing: Basis) -> list[Any]:

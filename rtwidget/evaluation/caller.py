@@ -240,7 +240,9 @@ def agent_settings(agent: dict[str, Any], mode: str) -> tuple[Any, dict[str, Any
     """The endpoint and session settings of an agent configuration (as a chat takes: the
     ``instructions``, ``tools``, ``model``, ``provider``...), with what an evaluation needs:
     server VAD (its end of turn depends on the audio alone, not on how fast the transcriber
-    keeps up), the caller's words transcribed, and greedy decoding on the local server."""
+    keeps up), the caller's words transcribed, greedy decoding on the local server, and no
+    filler while a tool runs (whether one is said depends on the clock, so a run would not
+    repeat; an agent that sets ``filler_after`` has them)."""
     config = {k: v for k, v in agent.items() if k not in ENDPOINT_KEYS}
     endpoint = resolve(agent.get("provider"), url=agent.get("url"),
                        api_key=agent.get("api_key"))
@@ -250,6 +252,7 @@ def agent_settings(agent: dict[str, Any], mode: str) -> tuple[Any, dict[str, Any
     if endpoint.provider == "local":
         config.setdefault("temperature", 0.0)
     config.setdefault("reconnect", False)
+    config.setdefault("filler_after", None)
     return endpoint, config
 
 

@@ -38,6 +38,12 @@ _IGNORED = ("conversation.created", "input_audio_buffer.cleared",
             "input_audio_buffer.timeout_triggered", "response.content_part.added")
 
 
+TOOL_NOTES: dict[str, str | None] = {
+    "rtwidget.tool_started": "running", "rtwidget.tool_progress": "running",
+    "rtwidget.tool_result": None, "rtwidget.tool_delivered": None}
+"""The client's notes of a tool call's stages, and the status each sets (a result's own)."""
+
+
 class Conversation(UserSpeech):
     """Items in conversation order, responses, errors and the event log of one session.
 
@@ -182,12 +188,18 @@ class Conversation(UserSpeech):
         kind = str(event.get("type", "?"))
         self.log.append(LogEntry("local", kind, self.now, 0, event))
         item: Item | None = None
-        if kind == "rtwidget.tool_result":
+        if kind in TOOL_NOTES:
             call_id = str_or_none(event.get("call_id"))
             if call_id:
-                self.tool_outcomes[call_id] = event
+                # one record per call, each stage adding to it: started, progress, result
+                state = {**self.tool_outcomes.get(call_id, {}), **event}
+                state["status"] = TOOL_NOTES[kind] or str_or_none(event.get("status")) or "done"
+                if kind == "rtwidget.tool_delivered":
+                    state["status"] = self.tool_outcomes.get(call_id, {}).get("status", "done")
+                    state["delivered"] = True
+                self.tool_outcomes[call_id] = state
                 item = self.by_call_id(call_id)
-                if item is not None:
+                if item is not None and kind == "rtwidget.tool_result":
                     item.error = str_or_none(event.get("error"))
         elif kind == "rtwidget.playback_started":
             item = self._items.get(str_or_none(event.get("item_id")) or "")
@@ -316,6 +328,8 @@ class Conversation(UserSpeech):
             response.metadata = dict_of(data.get("metadata")) or None
             if data.get("conversation_id", "auto") is not None:  # out-of-band ones say None
                 response.answers = self._order.last(lambda i: not self._items[i].deleted)
+            else:
+                response.out_of_band = True
         return Update(type=kind, response=response)
 
     def _on_response_done(self, event: dict[str, Any], kind: str) -> Update:

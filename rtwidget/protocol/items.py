@@ -223,6 +223,7 @@ class Response:
     first_text_at: float | None = None
     first_audio_at: float | None = None
     metadata: dict[str, Any] | None = None
+    out_of_band: bool = False  # conversation "none": its items are not the conversation's
     answers: str | None = None  # the newest item when it began (a reply with no output's row)
 
     def failure(self) -> ErrorInfo | None:

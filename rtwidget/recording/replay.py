@@ -61,11 +61,12 @@ class Replayable(Protocol):
 
 def answer_times(conversation: Conversation, since: int = 0) -> list[float]:
     """When each finished answer ended, in order: a response that is done and either did not
-    complete or called no tool (a response that called tools is followed by another).
-    ``since``: only the responses from that index on, in the order they were created."""
+    complete or called no tool (a response that called tools is followed by another); not an
+    out-of-band one (a filler said while a tool runs). ``since``: only the responses from that
+    index on, in the order they were created."""
     times = []
     for response in list(conversation.responses.values())[since:]:
-        if response.status == "in_progress" or response.done_at is None:
+        if response.status == "in_progress" or response.done_at is None or response.out_of_band:
             continue
         calls = [i for i in response.item_ids
                  if (item := conversation.get(i)) is not None and item.type == "function_call"]

@@ -151,20 +151,24 @@ class Rule:
     ``(tool name, arguments)`` whose argument values are templates too; arguments given as a
     string are sent as they are (malformed JSON included). Calls go only to tools the response
     may use, unless ``unchecked`` (to test clients against a model inventing a tool). ``drop``
-    cuts the connection after the first words (fault injection)."""
+    cuts the connection after the first words (fault injection). ``on="instructions"``
+    matches the response's instructions instead, for a response with no conversation (an
+    out-of-band one, like a filler said while a tool runs)."""
 
     pattern: str
     say: str | None = None
     calls: Sequence[tuple[str, dict[str, Any] | str]] = ()
     drop: bool = False
     unchecked: bool = False
+    on: str = "user"
 
 
 @dataclass
 class ScriptedReplyEngine:
     """A deterministic reply engine for tests and demos: replies come from rules, not a model.
 
-    - After tool outputs, it says ``after_tool`` with ``{output}`` (the outputs joined).
+    - After tool outputs, it says ``after_tool`` with ``{output}`` (the outputs joined);
+      after a system message (a background tool's result), ``after_note`` with ``{text}``.
     - ``tool_choice="required"`` (or a named function) with no matching rule calls the first
       allowed tool with ``{}``.
     - Otherwise it echoes: ``fallback`` with ``{text}`` (the user's words); speech it has no
@@ -178,6 +182,7 @@ class ScriptedReplyEngine:
     fallback: str = "You said: {text}"
     unheard: str = "I heard you speak, but I could not make out the words."
     after_tool: str = "The tool returned {output}."
+    after_note: str = "An update: {text}"
     calls_seen: deque[ReplyContext] = field(default_factory=lambda: deque(maxlen=50))
 
     def _render(self, template: str, match: re.Match[str] | None, **extra: str) -> str:
@@ -196,11 +201,16 @@ class ScriptedReplyEngine:
                     break
                 outputs.append(turn.output or "")
             return _words(self._render(self.after_tool, None, output="; ".join(reversed(outputs))))
+        if last is not None and last.role == "system" and last.type == "message":
+            return _words(self._render(self.after_note, None, text=last.text))
         user = context.last_user()
         text = user.text if user else ""
         allowed = context.tool_names()
         for rule in self.rules:
-            match = re.search(rule.pattern, text, flags=re.IGNORECASE) if text else None
+            subject = context.instructions if rule.on == "instructions" else text
+            if rule.on == "instructions" and context.history:
+                continue
+            match = re.search(rule.pattern, subject, flags=re.IGNORECASE) if subject else None
             if match is None:
                 continue
             chunks: list[ReplyChunk] = []

@@ -53,6 +53,7 @@ class ServerResponse:
     audio_tokens: int = 0
     task: asyncio.Task[None] | None = None
     event_id: str | None = None  # of the response.create that asked for it, if one did
+    conversation_id: str | None = None  # None: out of band
 
     @property
     def modalities(self) -> list[str]:
@@ -72,13 +73,15 @@ class ServerResponse:
             "status": self.status,
             "status_details": self.status_details,
             "output": [i.public() for i in self.output],
-            "conversation_id": "auto" if self.in_conversation else None,
+            "conversation_id": self.conversation_id,
             "output_modalities": self.modalities,
             "max_output_tokens": self.config.get("max_output_tokens", "inf"),
             "metadata": self.config.get("metadata"),
             "usage": self._usage() if self.status != "in_progress" else None,
         }
-        return {k: v for k, v in out.items() if v is not None}  # the GA types leave them out
+        # the GA types leave out fields with no value, but an out-of-band response says its
+        # conversation_id is null (the one way a client can tell it from the conversation's)
+        return {k: v for k, v in out.items() if v is not None or k == "conversation_id"}
 
     def _usage(self) -> dict[str, Any]:
         output_tokens = self.text_tokens + self.audio_tokens

@@ -136,8 +136,10 @@ class Responses:
         config["voice"] = out_audio.get("voice")
         config["speed"] = float(out_audio.get("speed") or 1.0)
         in_conversation = overrides.get("conversation", "auto") == "auto"
+        conversation_id = "conv_" + str(settings.get("id", "sess_local"))[5:] \
+            if in_conversation else None
         response = ServerResponse(new_id("resp"), config, in_conversation, input_turns,
-                                  event_id=event_id)
+                                  event_id=event_id, conversation_id=conversation_id)
         if in_conversation:
             self.active = response
             self._on_start()

@@ -25,7 +25,7 @@ from typing import Any, TypeVar, overload
 import pandas as pd
 
 from ..protocol.errors import NotFound, ToolError
-from .schema import DEFAULT_TIMEOUT, Tool, build_tool, check_tool_name
+from .schema import DEFAULT_TIMEOUT, SESSION, Tool, build_tool, check_tool_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +57,10 @@ class ToolRegistry:
         description: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         strict: bool = False,
+        background: bool = False,
+        deliver: str = "when_idle",
+        cancel_on_interruption: bool = True,
+        filler_after: float | str | None = SESSION,
     ) -> Callable[[F], F]: ...
 
     def register(
@@ -68,13 +72,20 @@ class ToolRegistry:
         description: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         strict: bool = False,
+        background: bool = False,
+        deliver: str = "when_idle",
+        cancel_on_interruption: bool = True,
+        filler_after: float | str | None = SESSION,
     ) -> Any:
         """Register ``fn`` as a tool and return it unchanged. Works bare (``@registry.register``)
-        and with options (``@registry.register(timeout=5)``)."""
+        and with options (``@registry.register(timeout=5, background=True)``; see
+        :func:`~rtwidget.build_tool` for what each does)."""
 
         def add(f: Callable[..., Any]) -> Callable[..., Any]:
             self.add(build_tool(f, name=name, description=description, timeout=timeout,
-                                strict=strict))
+                                strict=strict, background=background, deliver=deliver,
+                                cancel_on_interruption=cancel_on_interruption,
+                                filler_after=filler_after))
             return f
 
         return add if fn is None else add(fn)
@@ -128,12 +139,14 @@ class ToolRegistry:
         return [t.definition() for t in self]
 
     def frame(self) -> pd.DataFrame:
-        """The tools as a DataFrame: name, description, parameters, timeout, async."""
+        """The tools as a DataFrame: name, description, parameters, timeout, async,
+        background."""
         return pd.DataFrame(
             [{"name": t.name, "description": t.description,
               "parameters": ", ".join(t.parameters.get("properties", {})),
-              "timeout_s": t.timeout, "async": t.is_async} for t in self],
-            columns=["name", "description", "parameters", "timeout_s", "async"],
+              "timeout_s": t.timeout, "async": t.is_async, "background": t.background}
+             for t in self],
+            columns=["name", "description", "parameters", "timeout_s", "async", "background"],
         )
 
     def clear(self) -> None:

@@ -17,8 +17,14 @@ import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from ..protocol.errors import ToolError
+from .call_context import CallContext
 
 DEFAULT_TIMEOUT = 30.0
+DELIVERY = ("when_idle", "interrupt", "silent")
+"""How a background tool's result reaches the model: once the agent is idle (a new response
+then), at once (cutting a reply in progress), or silently (added to the context only)."""
+SESSION = "session"
+"""``filler_after`` of a tool that takes the session's."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What OpenAI, Inworld and the local server accept as a function's name."""
 
@@ -50,14 +56,19 @@ class Tool:
     parameters: dict[str, Any]
     timeout: float = DEFAULT_TIMEOUT
     strict: bool = False
+    background: bool = False
+    deliver: str = "when_idle"
+    cancel_on_interruption: bool = True
+    filler_after: float | str | None = SESSION
+    context_param: str | None = None
     _model: type[BaseModel] | None = field(default=None, repr=False, compare=False)
     _positional: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def is_async(self) -> bool:
-        """Whether calling the function returns a coroutine (it then runs on the session's
-        loop; plain functions run in a worker thread)."""
-        return inspect.iscoroutinefunction(self.fn)
+        """Whether calling the function returns a coroutine or an async generator (it then
+        runs on the session's loop; plain functions run in a worker thread)."""
+        return inspect.iscoroutinefunction(self.fn) or inspect.isasyncgenfunction(self.fn)
 
     def definition(self) -> dict[str, Any]:
         """The entry for the session's ``tools`` list."""
@@ -163,25 +174,49 @@ def build_tool(
     description: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     strict: bool = False,
+    background: bool = False,
+    deliver: str = "when_idle",
+    cancel_on_interruption: bool = True,
+    filler_after: float | str | None = SESSION,
 ) -> Tool:
     """Make a :class:`Tool` from a function; raises :class:`ToolError` for a signature that cannot
-    be expressed as JSON Schema, naming the parameter."""
+    be expressed as JSON Schema, naming the parameter.
+
+    ``background``: the model gets a "started" result at once and the talk goes on; the real
+    result is delivered when ready, ``deliver`` saying how (see :data:`DELIVERY`).
+    ``cancel_on_interruption``: a barge-in or a typed turn cancels the call while it runs.
+    ``filler_after``: seconds after the user's turn ended before a wait on this tool gets a
+    spoken filler (``None``: never; ``"session"``: the session's setting). A parameter
+    annotated :class:`~rtwidget.CallContext` gets the call's context, not a model's value."""
     if not callable(fn):
         raise ToolError(f"a tool must be a function, got {type(fn).__name__}")
     tool_name = check_tool_name(name or getattr(fn, "__name__", ""))
     if timeout <= 0:
         raise ToolError(f"tool {tool_name}: timeout must be positive, got {timeout}")
+    if deliver not in DELIVERY:
+        raise ToolError(f"tool {tool_name}: deliver must be one of {DELIVERY}, got {deliver!r}")
+    if not (filler_after is None or filler_after == SESSION or (
+            isinstance(filler_after, (int, float)) and filler_after >= 0)):
+        raise ToolError(f"tool {tool_name}: filler_after must be seconds (>= 0), None or "
+                        f"'session', got {filler_after!r}")
     doc = docstring_parser.parse(inspect.getdoc(fn) or "")
     param_docs = {p.arg_name: (p.description or "").strip() for p in doc.params}
     summary = "\n\n".join(s for s in (doc.short_description, doc.long_description) if s)
     hints = _hints(fn, tool_name)
     fields: dict[str, Any] = {}
     positional: list[str] = []
+    context_param: str | None = None
     for pname, param in inspect.signature(fn).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ToolError(f"tool {tool_name}: parameter '{pname}' is *args/**kwargs; tools "
                             "need named parameters the model can fill in")
         annotation = hints.get(pname, Any)
+        if annotation is CallContext:
+            if param.kind == param.POSITIONAL_ONLY:
+                raise ToolError(f"tool {tool_name}: the CallContext parameter '{pname}' must "
+                                "be passable by name")
+            context_param = pname
+            continue
         try:
             TypeAdapter(annotation).json_schema()
         except Exception as exc:
@@ -214,6 +249,12 @@ def build_tool(
         parameters=schema,
         timeout=float(timeout),
         strict=strict,
+        background=background,
+        deliver=deliver,
+        cancel_on_interruption=cancel_on_interruption,
+        filler_after=float(filler_after) if isinstance(filler_after, (int, float))
+        else filler_after,
+        context_param=context_param,
         _model=model,
         _positional=tuple(positional),
     )

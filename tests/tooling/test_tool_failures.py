@@ -169,7 +169,7 @@ def test_serialising_looks_at_a_bounded_number_of_values() -> None:
 
 
 def test_describing_an_exception_never_raises() -> None:
-    from rtwidget.tooling.runner import describe_exception
+    from rtwidget.tooling.execution import describe_exception
 
     class NoName(Exception):
         def __str__(self) -> str:
