@@ -264,12 +264,12 @@ class AsyncRealtimeSession(Channel):
         check_images_for(self.endpoint.provider, self.endpoint.dialect)
         if not isinstance(image, PreparedImage):
             image = await asyncio.to_thread(prepare_image, image, format=format)
-        return self.send_prepared_image(image, text, detail=detail, respond=respond,
-                                        interrupt=interrupt)
+        return self._send_prepared(image, text, detail=detail, respond=respond,
+                                   interrupt=interrupt)
 
-    def send_prepared_image(self, image: PreparedImage, text: str | None = None, *,
-                            detail: str | None = None, respond: bool = True,
-                            interrupt: bool = False) -> str:
+    def _send_prepared(self, image: PreparedImage, text: str | None = None, *,
+                       detail: str | None = None, respond: bool = True,
+                       interrupt: bool = False) -> str:
         """:meth:`send_image` of an image already prepared; call it on the session's loop."""
         check_images_for(self.endpoint.provider, self.endpoint.dialect)
         item_id = client_events.new_item_id()

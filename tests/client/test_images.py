@@ -206,7 +206,7 @@ def test_openai_and_azure_take_images() -> None:
         image = prepare_image(pil_image())
 
         async def queue(s: AsyncRealtimeSession = session, i: Any = image) -> str:
-            return s.send_prepared_image(i, "look", respond=False)
+            return await s.send_image(i, "look", respond=False)
 
         assert asyncio.run(queue()).startswith("item_")
 
