@@ -16,6 +16,7 @@ function rowElement(row) {
     }
   } else {
     const who = row.role === "user" ? "you" : row.role === "assistant" ? "agent" : row.role;
+    if (row.image) el.append(imageElement(row.image));
     // words only: "…" while they are on their way, never a stand-in for them
     el.append(h("span", { class: "rtw-who" }, who), h("span", { class: "rtw-text" },
       row.text || (row.pending || row.status === "in_progress" ? "…" : "")));
@@ -35,6 +36,20 @@ function rowElement(row) {
     el.title = row.cut ? "cut off where you interrupted: what you heard" : "cut off";
   }
   return el;
+}
+
+const THUMBNAIL_SRC = /^data:image\/(png|jpeg);base64,[A-Za-z0-9+/=]+$/;
+
+/** An image the user sent: its thumbnail (a small data URL made by the kernel) and what it is
+ * ("png 640x480, 23 kB"); only the label when there is no thumbnail. */
+function imageElement(image) {
+  const box = h("div", { class: "rtw-image" });
+  const label = String(image.label || "image");
+  if (typeof image.src === "string" && THUMBNAIL_SRC.test(image.src)) {
+    box.append(h("img", { src: image.src, alt: label, title: label }));
+  }
+  box.append(h("span", { class: "rtw-meta" }, label));
+  return box;
 }
 
 /** Make ``el`` look like ``fresh`` (a row just built from newer data), touching only the

@@ -21,10 +21,12 @@ from ..protocol.configuration import check_session_for, merge_session, session_c
 from ..protocol.conversation import Conversation
 from ..protocol.errors import ErrorInfo, ServerError, WaitTimeout
 from ..protocol.history import continues, reply_text
+from ..protocol.image_parts import image_message, image_part
 from ..protocol.items import Response
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from .channel import Channel
+from .image_prep import PreparedImage, check_images_for, prepare_image
 from .options import SessionOptions
 from .providers import Endpoint
 from .session_tools import SessionTools
@@ -265,6 +267,36 @@ class AsyncRealtimeSession(Channel):
         item_id = client_events.new_item_id()
         item = client_events.item_create(client_events.audio_message(audio, transcript, item_id))
         self.turns.submit([item, client_events.response_create()] if respond else [item])
+        return item_id
+
+    async def send_image(
+        self, image: Any, text: str | None = None, *, detail: str | None = None,
+        respond: bool = True, interrupt: bool = False, format: str | None = None,
+    ) -> str:
+        """Add a user message holding an image (a matplotlib figure, a PIL image, a numpy
+        array, a path or bytes; see :func:`~rtwidget.client.image_prep.prepare_image`) and
+        ``text`` after it, and ask for a response (``respond=False``: only add it). A reply in
+        progress ends first, unless ``interrupt``. Returns the item id. A provider that takes no
+        images raises :class:`~rtwidget.ConfigError` before anything is sent; an image that
+        cannot be sent (not an image, too large) raises :class:`~rtwidget.InvalidInput`."""
+        check_images_for(self.endpoint.provider, self.endpoint.dialect)
+        if not isinstance(image, PreparedImage):
+            image = await asyncio.to_thread(prepare_image, image, format=format)
+        return self._send_prepared(image, text, detail=detail, respond=respond,
+                                   interrupt=interrupt)
+
+    def _send_prepared(self, image: PreparedImage, text: str | None = None, *,
+                       detail: str | None = None, respond: bool = True,
+                       interrupt: bool = False) -> str:
+        """:meth:`send_image` of an image already prepared; call it on the session's loop."""
+        check_images_for(self.endpoint.provider, self.endpoint.dialect)
+        item_id = client_events.new_item_id()
+        part = image_part(image.data, image.info.mime, detail)
+        item = client_events.item_create(image_message(part, text, item_id))
+        self.turns.submit([item, client_events.response_create()] if respond else [item],
+                          interrupt=respond and interrupt)
+        if image.thumbnail:
+            self.note("rtwidget.image_thumbnail", item_id=item_id, thumbnail=image.thumbnail)
         return item_id
 
     def send_audio(self, audio: Any) -> None:

@@ -25,6 +25,7 @@ from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from . import log_routing
 from .event_hub import AudioListener, Listener, Predicate, UpdateListener
+from .image_prep import PreparedImage, check_images_for, prepare_image
 from .loop_thread import LoopThread
 from .options import SessionOptions
 from .providers import Endpoint, resolve
@@ -405,6 +406,20 @@ class RealtimeSession:
         returns its item id."""
         return self._run(self.aio.send_audio_item(audio, transcript=transcript, respond=respond,
                                                   rate=rate))
+
+    def send_image(
+        self, image: Any, text: str | None = None, *, detail: str | None = None,
+        respond: bool = True, interrupt: bool = False, format: str | None = None,
+    ) -> str:
+        """Add a user message holding an image (a matplotlib figure, a PIL image, a numpy
+        array, a path or bytes) and ``text`` after it, and ask for a reply (see
+        :meth:`AsyncRealtimeSession.send_image`); returns its item id at once. The image is
+        encoded in the calling thread."""
+        check_images_for(self.endpoint.provider, self.endpoint.dialect)
+        prepared = image if isinstance(image, PreparedImage) else prepare_image(image,
+                                                                                format=format)
+        return self._run(self.aio.send_image(prepared, text, detail=detail, respond=respond,
+                                             interrupt=interrupt))
 
     def commit_audio(self) -> None:
         """End the user's audio turn by hand (when server VAD is off)."""

@@ -72,6 +72,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "segments": ("string", "user rows: the diarised transcript as JSON text, a list of "
                  "{speaker, start_ms, end_ms, text} (ms from the start of the item's audio; "
                  "segments_frame() gives one row each)"),
+    "image": ("string", "user rows with images: each image's type, size in pixels and bytes "
+              "(\"png 640x480, 23 kB\"; several joined by \"; \"); the text is the caption"),
 }
 
 EVENT_COLUMNS: dict[str, tuple[str, str]] = {
@@ -131,6 +133,7 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
                  pricing),
         ", ".join(item.speakers) if item.segments else None,
         json.dumps([s.as_dict() for s in item.segments]) if item.segments else None,
+        "; ".join(i.label for i in item.images) if item.images else None,
     ]
 
 

@@ -65,7 +65,9 @@ def row(item: Item, pos: int, user: Item | None, conversation: Conversation) -> 
             "arguments": item.arguments, "output": item.output, "error": error,
             "pos": pos, "seconds": float(item.audio_in_seconds or item.audio_out_seconds),
             "pending": pending(item, conversation), "cut": item.truncated_ms is not None,
-            "latency": reply_heard_after(item, user)}
+            "latency": reply_heard_after(item, user),
+            "image": ({"src": item.thumbnail, "label": "; ".join(i.label for i in item.images)}
+                      if item.images else None)}
 
 
 def pending(item: Item, conversation: Conversation) -> bool:

@@ -228,6 +228,14 @@ class VoiceChat(anywidget.AnyWidget):
         """A typed turn from code, as from the text box (see :meth:`RealtimeSession.say`)."""
         return self.session.say(text, respond=respond, interrupt=interrupt)
 
+    def send_image(self, image: Any, text: str | None = None, *, detail: str | None = None,
+                   respond: bool = True, interrupt: bool = False,
+                   format: str | None = None) -> str:
+        """Send a figure, PIL image, numpy array, path or bytes to the agent, with ``text``
+        after it; the transcript shows its thumbnail (see :meth:`RealtimeSession.send_image`)."""
+        return self.session.send_image(image, text, detail=detail, respond=respond,
+                                       interrupt=interrupt, format=format)
+
     def ask(self, text: str, timeout: float = 60.0) -> str:
         """A typed turn that waits for the reply's text; a reply in progress ends first."""
         return self.session.ask(text, timeout)

@@ -206,6 +206,14 @@ class Conversation(UserSpeech):
             at = event.get("at")
             if item is not None and isinstance(at, (int, float)) and item.played_at is None:
                 item.played_at = float(at)
+        elif kind == "rtwidget.image_thumbnail":  # sent before its item: kept for it
+            item_id, thumbnail = str_or_none(event.get("item_id")), event.get("thumbnail")
+            if item_id and isinstance(thumbnail, str):
+                item = self._items.get(item_id)
+                if item is None:
+                    self._early.put(item_id, {"thumbnail": thumbnail})
+                else:
+                    item.thumbnail = thumbnail
         elif kind == "rtwidget.connection_lost":
             self.abandon_in_progress(str(event.get("reason", "connection_lost")),
                                      str_or_none(event.get("detail")))
@@ -238,6 +246,7 @@ class Conversation(UserSpeech):
         item.previous_item_id = self._order.place(item_id, previous, self._items.__contains__)
         self._items[item_id] = item
         item.audio_in_bytes, item.sent_at = self.sent.item_facts(item_id)
+        item.images = self.sent.images_of(item_id)
         item.set(self._early.take(item_id))
         return item
 

@@ -10,6 +10,7 @@ from typing import Any
 from .audio import BYTES_PER_MS, duration_ms
 from .errors import ErrorInfo
 from .heard import Mark, heard_text
+from .image_parts import ImageInfo, info_of_part, summarise_part
 
 BETA_ALIASES: dict[str, str] = {
     "conversation.item.created": "conversation.item.added",
@@ -119,6 +120,8 @@ class Item:
     transcript_marks: list[Mark] = field(default_factory=list, repr=False)
     heard: str | None = None
     segments: list[Segment] = field(default_factory=list)
+    images: list[ImageInfo] = field(default_factory=list)  # its input_image parts, described
+    thumbnail: str | None = field(default=None, repr=False)  # a small data URL for the widget
 
     @property
     def speakers(self) -> list[str]:
@@ -163,6 +166,9 @@ class Item:
         texts: list[str] = []
         transcripts: list[str] = []
         audio_bytes = 0
+        images = [i for i in map(info_of_part, list_of(data.get("content"))) if i is not None]
+        if images:  # (a part without its data URL, as a log keeps it, leaves what was known)
+            self.images = images
         for part in list_of(data.get("content")):
             part = dict_of(part)
             text = str_or_none(part.get("text"))
@@ -310,7 +316,8 @@ def summarise(event: dict[str, Any]) -> dict[str, Any]:
     needs = any(isinstance(event.get(k), str) and len(event[k]) > 64 for k in _AUDIO_FIELDS)
     item = event.get("item")
     nested = isinstance(item, dict) and any(
-        isinstance(p, dict) and "audio" in p for p in list_of(item.get("content"))
+        isinstance(p, dict) and ("audio" in p or "image_url" in p)
+        for p in list_of(item.get("content"))
     )
     if not needs and not nested:
         return event
@@ -324,6 +331,8 @@ def summarise(event: dict[str, Any]) -> dict[str, Any]:
         for part in list_of(item.get("content")) if isinstance(item, dict) else []:
             if isinstance(part, dict) and isinstance(part.get("audio"), str):
                 part = dict(part, audio=f"<audio: {b64_bytes(part['audio'])} bytes>")
+            elif isinstance(part, dict) and "image_url" in part:
+                part = summarise_part(part)
             parts.append(part)
         out["item"] = dict(item, content=parts) if isinstance(item, dict) else item
     return out

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from typing import Any
 
 from .audio import BYTES_PER_MS
+from .image_parts import ImageInfo, info_of_part
 from .items import b64_bytes, dict_of, list_of, str_or_none
 
 _MAX_TIMELINE = 3_000  # mic chunks remembered: a minute or more; speech ends are looked up
@@ -32,6 +33,7 @@ class SentEvents:
         self._kinds: OrderedDict[str, str] = OrderedDict()
         self._audio: dict[str, int] = {}  # item id -> bytes of audio it was created with
         self._at: dict[str, float] = {}  # item id -> when it was sent
+        self._images: dict[str, list[ImageInfo]] = {}  # item id -> the images it was sent with
         self._mic_bytes = 0
         self._buffer_from = 0  # mic bytes sent before the input buffer last started empty
         self._manual_commit: tuple[int, float] | None = None  # (bytes, when) of a commit sent
@@ -65,6 +67,10 @@ class SentEvents:
                 _bounded_put(self._audio, item_id, audio)
             if item_id:
                 _bounded_put(self._at, item_id, now)
+                images = [i for i in map(info_of_part, list_of(item.get("content")))
+                          if i is not None]
+                if images:
+                    _bounded_put(self._images, item_id, images)
 
     def kind_of(self, event_id: str | None) -> str | None:
         """The type of the client event sent with ``event_id``, if still remembered."""
@@ -73,6 +79,10 @@ class SentEvents:
     def item_facts(self, item_id: str) -> tuple[int, float | None]:
         """The audio bytes and send time of an item the client created (taken, once)."""
         return self._audio.pop(item_id, 0), self._at.pop(item_id, None)
+
+    def images_of(self, item_id: str) -> list[ImageInfo]:
+        """The images an item the client created was sent with (taken, once)."""
+        return self._images.pop(item_id, [])
 
     def committed(self, item_id: str | None) -> tuple[int, float] | None:
         """The server committed the input buffer into ``item_id``: if the client committed it

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol.audio import BYTES_PER_MS
+from ..protocol.errors import InvalidInput
 from ..protocol.heard import Mark, heard_text
+from ..protocol.image_parts import DETAILS, ImageInfo, read_data_url
 from .engines import HistoryTurn
 from .faults import fault
 from .server_session import ServerSession, new_id
@@ -38,6 +40,7 @@ class ServerItem:
     marks: list[Mark] = field(default_factory=list)  # where each spoken sentence begins
     forgotten_ms: int | None = None  # how long its audio was, once its samples are let go
     ended: set[str] = field(default_factory=set)  # the closing events already sent for it
+    images: list[ImageInfo] = field(default_factory=list)  # what its input_image parts hold
 
     @property
     def id(self) -> str:
@@ -72,7 +75,10 @@ class ServerItem:
             texts = []
             for part in d.get("content", []):
                 texts.append(part.get("text") or part.get("transcript") or "")
-            return HistoryTurn(role=d["role"], type="message", text="".join(texts).strip(),
+            # the engine cannot see a picture: it is told what is known of it, and the caption
+            seen = " ".join(i.describe() for i in self.images)
+            words = f"{seen} {''.join(texts).strip()}".strip()
+            return HistoryTurn(role=d["role"], type="message", text=words,
                                audio_ms=self.audio_ms())
         role = "assistant" if d["type"] == "function_call" else "tool"
         return HistoryTurn(role=role, type=d["type"], name=d.get("name"),
@@ -166,10 +172,13 @@ class ItemStore:
         pcm = _take_audio(data)
         if isinstance(pcm, Problem):
             return pcm
+        images = _check_images(data)
+        if isinstance(images, Problem):
+            return images
         index = self._insert_at(event)
         if isinstance(index, Problem):
             return index
-        item = ServerItem(data, pcm)
+        item = ServerItem(data, pcm, images=images)
         problem = self.admit(item.size())
         if problem is not None:
             return problem
@@ -321,3 +330,23 @@ def _take_audio(data: dict[str, Any]) -> bytearray | Problem:
             pcm += decoded
             part.setdefault("transcript", None)
     return pcm
+
+
+def _check_images(data: dict[str, Any]) -> list[ImageInfo] | Problem:
+    """What a created item's ``input_image`` parts hold, each checked: a base64 data URL of a
+    PNG or JPEG that is what it says, within the size taken, and a known ``detail``."""
+    images = []
+    for i, part in enumerate(data.get("content", [])):
+        if part.get("type") != "input_image":
+            continue
+        where = f"item.content[{i}]"
+        if "detail" in part and part["detail"] not in DETAILS:
+            return Problem("invalid_value", f"Invalid value for '{where}.detail': expected "
+                           + ", ".join(f"'{d}'" for d in DETAILS) + ".", f"{where}.detail")
+        try:
+            info, _ = read_data_url(part.get("image_url"))
+        except InvalidInput as exc:
+            return Problem("invalid_value", f"Invalid image in '{where}.image_url': {exc}.",
+                           f"{where}.image_url")
+        images.append(info)
+    return images

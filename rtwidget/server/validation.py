@@ -416,7 +416,7 @@ def check_session(session: Mapping[str, Any]) -> Problem | None:
 
 
 _PART_TYPES = {
-    "user": ("input_text", "input_audio"),
+    "user": ("input_text", "input_audio", "input_image"),
     "system": ("input_text",),
     "assistant": ("output_text", "text", "output_audio", "audio"),
 }
