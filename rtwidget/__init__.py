@@ -62,6 +62,7 @@ from .protocol.record_format import RecordingError, RecordingExists
 from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
 from .telemetry import telemetry
+from .tooling.mcp_client import McpServer, mcp
 from .tooling.registry import ToolRegistry, ToolSet, tool, tools
 from .tooling.runner import ToolResult
 from .tooling.schema import Tool, build_tool
@@ -119,6 +120,7 @@ __all__ = [
     "LiveView",
     "LocalServer",
     "LocalServerProcess",
+    "McpServer",
     "NotFound",
     "RealtimeError",
     "RealtimeSession",
@@ -155,6 +157,7 @@ __all__ = [
     "load_ipython_extension",
     "load_recording",
     "local_server",
+    "mcp",
     "plot_latency",
     "prices",
     "resolve",
