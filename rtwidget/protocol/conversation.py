@@ -30,6 +30,7 @@ from .items import (
     str_or_none,
     summarise,
 )
+from .mcp_events import HostedMcp, mask_tool_secrets
 from .sent import SentEvents
 from .user_speech import UserSpeech
 
@@ -38,7 +39,7 @@ _IGNORED = ("conversation.created", "input_audio_buffer.cleared",
             "input_audio_buffer.timeout_triggered", "response.content_part.added")
 
 
-class Conversation(UserSpeech):
+class Conversation(UserSpeech, HostedMcp):
     """Items in conversation order, responses, errors and the event log of one session.
 
     ``keep_audio`` keeps the assistant's audio per item (needed to replay it); ``max_log``
@@ -101,6 +102,7 @@ class Conversation(UserSpeech):
             "response.function_call_arguments.done": item(self._on_args_done),
             "rate_limits.updated": self._on_rate_limits, "error": self._on_error,
             **dict.fromkeys(_IGNORED, lambda event, kind: Update(type=kind)),
+            **{kind: item(handler) for kind, handler in self._mcp_handlers().items()},
         }
 
     # --- reading ---------------------------------------------------------------------------
@@ -149,7 +151,7 @@ class Conversation(UserSpeech):
         self.now = self.clock()
         kind = str(event.get("type", "?"))
         self.sent.record(event, kind, self.now)
-        payload = summarise(event)
+        payload = summarise(mask_tool_secrets(event))
         self.log.append(LogEntry("out", kind, self.now, size, payload))
 
     def caused_by(self, event_id: str | None) -> str | None:
