@@ -55,6 +55,7 @@ class SessionOptions:
     config: Mapping[str, Any] = field(default_factory=dict)
     tools: Any = None
     run_tools: bool = True
+    approve: Any = None  # MCP approval requests: a function of the request, or True/False
     max_tool_rounds: int = 8
     record: str | Path | bool | None = None
     reconnect: Reconnect = Reconnect()

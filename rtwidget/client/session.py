@@ -22,6 +22,7 @@ from ..protocol.conversation import Conversation
 from ..protocol.errors import ErrorInfo, ServerError, WaitTimeout
 from ..protocol.history import continues, reply_text
 from ..protocol.items import Response
+from ..tooling.mcp_approvals import McpApprovals
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from .channel import Channel
@@ -61,6 +62,8 @@ class AsyncRealtimeSession(Channel):
         self._follow_ups: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
         self._tools = SessionTools(self, options.tools, options.run_tools,
                                    options.max_tool_rounds)
+        check_session_for(self.endpoint.provider, {"tools": self._tools.toolset.raw})
+        self.mcp_approvals = McpApprovals(self, options.approve)
         self._voices: dict[str, pd.DataFrame] = {}
         self.frames = FrameCache(self.conversation, lambda: self.endpoint.provider)
 

@@ -30,7 +30,7 @@ from .items import (
     str_or_none,
     summarise,
 )
-from .mcp_events import HostedMcp, mask_tool_secrets
+from .mcp_events import HostedMcpEvents, mask_tool_secrets
 from .sent import SentEvents
 from .user_speech import UserSpeech
 
@@ -39,7 +39,7 @@ _IGNORED = ("conversation.created", "input_audio_buffer.cleared",
             "input_audio_buffer.timeout_triggered", "response.content_part.added")
 
 
-class Conversation(UserSpeech, HostedMcp):
+class Conversation(UserSpeech, HostedMcpEvents):
     """Items in conversation order, responses, errors and the event log of one session.
 
     ``keep_audio`` keeps the assistant's audio per item (needed to replay it); ``max_log``

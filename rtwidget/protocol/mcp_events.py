@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .items import MCP_ITEM_TYPES, Item, Update, str_or_none
 from .redact import MASK, remember_secret
 
-__all__ = ["MCP_ITEM_TYPES", "HostedMcp", "approval_response", "check_mcp_tool",
+__all__ = ["MCP_ITEM_TYPES", "HostedMcpEvents", "approval_response", "check_mcp_tool",
            "mask_tool_secrets"]
 SECRET_FIELDS = ("headers", "authorization")
 """The fields of an ``mcp`` tool entry that carry credentials (masked wherever rtwidget writes)."""
@@ -27,7 +27,7 @@ runs them itself). Inworld's Realtime docs list function tools only."""
 Handler = Callable[[dict[str, Any], str, Item], Update]
 
 
-class HostedMcp:
+class HostedMcpEvents:
     """The handlers of the hosted-MCP events (each gets the item the event names)."""
 
     def _mcp_handlers(self) -> dict[str, Handler]:

@@ -24,7 +24,8 @@ from typing import Any, TypeVar, overload
 
 import pandas as pd
 
-from ..protocol.errors import NotFound, ToolError
+from ..protocol.errors import ConfigError, NotFound, ToolError
+from ..protocol.mcp_events import check_mcp_tool
 from .schema import DEFAULT_TIMEOUT, Tool, build_tool, check_tool_name
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,6 +194,11 @@ class ToolSet:
         for spec in specs:
             if isinstance(spec, Tool):
                 self.fixed[spec.name] = spec
+            elif isinstance(spec, dict) and spec.get("type") == "mcp":
+                try:  # an MCP server the provider calls itself (rtwidget.protocol.mcp_events)
+                    self.raw.append(check_mcp_tool(spec))
+                except ConfigError as exc:
+                    raise ToolError(str(exc)) from None
             elif isinstance(spec, dict):
                 if not isinstance(spec.get("name"), str):
                     raise ToolError(f"a tool definition needs a 'name': {spec!r:.80}")
