@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.configuration import merge_session, session_config
+from ..protocol.redact import mask_secrets
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class SessionOptions:
     tools: Any = None
     run_tools: bool = True
     approve: Any = None  # MCP approval requests: a function of the request, or True/False
+
+    def __repr__(self) -> str:  # credentials (an MCP tool's headers) masked
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                          if f.repr)
+        return mask_secrets(f"SessionOptions({shown})")
     max_tool_rounds: int = 8
     record: str | Path | bool | None = None
     reconnect: Reconnect = Reconnect()

@@ -238,3 +238,7 @@ class ToolSet:
     def __bool__(self) -> bool:
         return bool(self.definitions())
 
+    def __repr__(self) -> str:
+        names = [d.get("name") or f"mcp:{d.get('server_label')}" for d in self.definitions()]
+        return f"<ToolSet {names}>"
+
