@@ -100,6 +100,6 @@ def test_a_name_already_taken_is_refused_and_a_prefix_avoids_it() -> None:
 def test_a_command_that_is_not_an_mcp_server_fails_to_connect_clearly() -> None:
     import sys
 
-    with pytest.raises(rt.RealtimeError, match="could not connect|did not answer"):
+    with pytest.raises(rt.RealtimeError, match=r"could not connect|did not answer"):
         rt.mcp([sys.executable, "-c", "import sys; print('hello', file=sys.stderr)"],
                connect_timeout=20)
