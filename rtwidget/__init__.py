@@ -63,6 +63,7 @@ from .recording.reader import Recording, load_recording
 from .recording.replay import Replay, diff
 from .telemetry import telemetry
 from .tooling.call_context import CallContext, ToolCancelled
+from .tooling.mcp_client import McpServer, mcp
 from .tooling.registry import ToolRegistry, ToolSet, tool, tools
 from .tooling.runner import ToolResult
 from .tooling.schema import Tool, build_tool
@@ -121,6 +122,7 @@ __all__ = [
     "LiveView",
     "LocalServer",
     "LocalServerProcess",
+    "McpServer",
     "NotFound",
     "RealtimeError",
     "RealtimeSession",
@@ -158,6 +160,7 @@ __all__ = [
     "load_ipython_extension",
     "load_recording",
     "local_server",
+    "mcp",
     "plot_latency",
     "prices",
     "resolve",

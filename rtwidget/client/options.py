@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.configuration import merge_session, session_config
+from ..protocol.redact import mask_secrets
 from ..tooling.delivery import FILLER_INSTRUCTIONS
 
 
@@ -59,6 +60,12 @@ class SessionOptions:
     config: Mapping[str, Any] = field(default_factory=dict)
     tools: Any = None
     run_tools: bool = True
+    approve: Any = None  # MCP approval requests: a function of the request, or True/False
+
+    def __repr__(self) -> str:  # credentials (an MCP tool's headers) masked
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                          if f.repr)
+        return mask_secrets(f"SessionOptions({shown})")
     max_tool_rounds: int = 8
     filler_after: float | None = 0.7
     filler_instructions: str = FILLER_INSTRUCTIONS

@@ -23,6 +23,7 @@ from ..protocol.errors import ErrorInfo, ServerError, WaitTimeout
 from ..protocol.history import continues, reply_text
 from ..protocol.image_parts import image_message, image_part
 from ..protocol.items import Response
+from ..tooling.mcp_approvals import McpApprovals
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
 from .channel import Channel
@@ -62,6 +63,8 @@ class AsyncRealtimeSession(Channel):
             self._encoded(client_events.session_update(self.config))
         self._follow_ups: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
         self._tools = SessionTools(self, options)
+        check_session_for(self.endpoint.provider, {"tools": self._tools.toolset.raw})
+        self.mcp_approvals = McpApprovals(self, options.approve)
         self._voices: dict[str, pd.DataFrame] = {}
         self.frames = FrameCache(self.conversation, lambda: self.endpoint.provider)
 

@@ -34,7 +34,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "position": ("Int64", "0-based place in the conversation"),
     "response_id": ("string", "the response that produced the item (assistant items)"),
     "role": ("string", "user, assistant, system, or tool for function call outputs"),
-    "type": ("string", "message, function_call or function_call_output"),
+    "type": ("string", "message, function_call, function_call_output, or an MCP item "
+             "(mcp_list_tools, mcp_call, mcp_approval_request, mcp_approval_response)"),
     "status": ("string", "in_progress, completed, incomplete"),
     "text": ("string", "the text, or the audio transcript"),
     "audio_in_s": ("float64", "seconds of user audio"),
@@ -74,7 +75,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
                  "segments_frame() gives one row each)"),
     "image": ("string", "user rows with images: each image's type, size in pixels and bytes "
               "(\"png 640x480, 23 kB\"; several joined by \"; \"); the text is the caption"),
+    # MCP tools the provider runs (a "type": "mcp" tool in the session)
+    "mcp_server": ("string", "MCP rows (mcp_list_tools, mcp_call, mcp_approval_request): the "
+                   "server's label; text holds a listing's tool names or an approval's answer"),
 }
+_CALLS = ("function_call", "mcp_call", "mcp_approval_request")
 
 EVENT_COLUMNS: dict[str, tuple[str, str]] = {
     "direction": ("string", "in (server → client), out, or local (noted by the client: tool "
@@ -108,12 +113,13 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
         role,
         item.type,
         item.status,
-        item.display_text if item.type == "message" else None,
+        item.display_text if item.type in ("message", "mcp_approval_response") else
+        ", ".join(item.tools) if item.tools is not None else None,
         item.audio_in_seconds,
         audio_out,
         item.truncated_ms,
-        item.name if item.type == "function_call" else (call.name if call else None),
-        item.arguments if item.type == "function_call" else None,
+        item.name if item.type in _CALLS else (call.name if call else None),
+        item.arguments if item.type in _CALLS else None,
         item.output,
         error,
         float(seconds) if isinstance(seconds, (int, float)) else np.nan,
@@ -134,6 +140,7 @@ def _row(position: int, item: Item, response: Response | None, first_of_response
         ", ".join(item.speakers) if item.segments else None,
         json.dumps([s.as_dict() for s in item.segments]) if item.segments else None,
         "; ".join(i.label for i in item.images) if item.images else None,
+        item.server_label,
     ]
 
 

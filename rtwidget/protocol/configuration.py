@@ -15,6 +15,7 @@ from typing import Any, Literal, TypedDict
 from .audio import SAMPLE_RATE
 from .errors import ConfigError
 from .ga_session import ReasoningEffort, check_ga_fields_for, ga_fields
+from .mcp_events import check_tools_for
 
 
 class _NotGiven:
@@ -299,6 +300,7 @@ def check_session_for(provider: str, session: Mapping[str, Any]) -> None:
     ``parallel_tool_calls``, ``tracing``, ``include``). The local server and other URLs get
     what was given."""
     check_ga_fields_for(provider, session)
+    check_tools_for(provider, session.get("tools") or [])
     if provider not in ("openai", "azure"):
         return
     for key, reason in _OPENAI_GA_REFUSES.items():

@@ -30,6 +30,7 @@ from .items import (
     str_or_none,
     summarise,
 )
+from .mcp_events import HostedMcpEvents, mask_tool_secrets
 from .sent import SentEvents
 from .user_speech import UserSpeech
 
@@ -44,7 +45,7 @@ TOOL_NOTES: dict[str, str | None] = {
 """The client's notes of a tool call's stages, and the status each sets (a result's own)."""
 
 
-class Conversation(UserSpeech):
+class Conversation(UserSpeech, HostedMcpEvents):
     """Items in conversation order, responses, errors and the event log of one session.
 
     ``keep_audio`` keeps the assistant's audio per item (needed to replay it); ``max_log``
@@ -107,6 +108,7 @@ class Conversation(UserSpeech):
             "response.function_call_arguments.done": item(self._on_args_done),
             "rate_limits.updated": self._on_rate_limits, "error": self._on_error,
             **dict.fromkeys(_IGNORED, lambda event, kind: Update(type=kind)),
+            **{kind: item(handler) for kind, handler in self._mcp_handlers().items()},
         }
 
     # --- reading ---------------------------------------------------------------------------
@@ -155,7 +157,7 @@ class Conversation(UserSpeech):
         self.now = self.clock()
         kind = str(event.get("type", "?"))
         self.sent.record(event, kind, self.now)
-        payload = summarise(event)
+        payload = summarise(mask_tool_secrets(event))
         self.log.append(LogEntry("out", kind, self.now, size, payload))
 
     def caused_by(self, event_id: str | None) -> str | None:

@@ -3,7 +3,7 @@ what one event changed, plus the GA names of beta events. Pure data, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ BETA_ALIASES: dict[str, str] = {
 """Older (beta) server event names and the GA names they mean."""
 
 _AUDIO_FIELDS = ("audio", "delta")
+MCP_ITEM_TYPES = ("mcp_list_tools", "mcp_call", "mcp_approval_request", "mcp_approval_response")
 
 
 def str_or_none(value: Any) -> str | None:
@@ -122,6 +123,10 @@ class Item:
     segments: list[Segment] = field(default_factory=list)
     images: list[ImageInfo] = field(default_factory=list)  # its input_image parts, described
     thumbnail: str | None = field(default=None, repr=False)  # a small data URL for the widget
+    server_label: str | None = None  # MCP items: the server's label
+    approval_request_id: str | None = None
+    approve: bool | None = None  # an mcp_approval_response's answer
+    tools: list[str] | None = None  # an mcp_list_tools item's tool names
 
     @property
     def speakers(self) -> list[str]:
@@ -163,6 +168,8 @@ class Item:
         output = data.get("output")
         if isinstance(output, str):
             self.output = output
+        if kind in MCP_ITEM_TYPES:
+            self._absorb_mcp(data)
         texts: list[str] = []
         transcripts: list[str] = []
         audio_bytes = 0
@@ -188,6 +195,21 @@ class Item:
             self.audio_in_bytes = max(self.audio_in_bytes, audio_bytes)
         if self.status in ("completed", "incomplete") and self.completed_at is None:
             self.completed_at = now
+
+    def _absorb_mcp(self, data: dict[str, Any]) -> None:
+        self.server_label = str_or_none(data.get("server_label")) or self.server_label
+        self.approval_request_id = (str_or_none(data.get("approval_request_id"))
+                                    or self.approval_request_id)
+        if isinstance(data.get("approve"), bool):
+            self.approve = data["approve"]
+            reason = str_or_none(data.get("reason"))
+            self.text = ("approved" if self.approve else "denied") + (f": {reason}" if reason
+                                                                      else "")
+        if isinstance(data.get("tools"), list):
+            self.tools = [str(t.get("name")) for t in data["tools"] if isinstance(t, dict)]
+        error = data.get("error")
+        if error:
+            self.error = mcp_error_text(error) or self.error
 
     @property
     def audio_in_seconds(self) -> float:
@@ -301,6 +323,19 @@ class Update:
     audio: bytes | None = None
     error: ErrorInfo | None = None
     known: bool = True
+
+
+def mcp_error_text(error: Any) -> str | None:
+    """An ``mcp_call`` item's ``error`` (an object with a message, or a string) as text."""
+    if isinstance(error, str):
+        return error or None
+    if isinstance(error, Mapping):
+        message = str_or_none(error.get("message")) or ""
+        kind = str_or_none(error.get("type"))
+        code = error.get("code")
+        head = ", ".join(str(x) for x in (kind, code) if x not in (None, ""))
+        return f"{head}: {message}" if head and message else (message or head or None)
+    return None
 
 
 def b64_bytes(text: str) -> int:

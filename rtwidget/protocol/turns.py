@@ -14,13 +14,18 @@ from .items import Item, Response
 
 def role_of(item: Item) -> str | None:
     """The role an item shows as: its own, else ``"tool"`` for a function call's output and
-    ``"assistant"`` for a function call (the model made it)."""
+    ``"assistant"`` for a function call (the model made it), an MCP call or approval request;
+    ``"tool"`` for an MCP server's listing, ``"user"`` for an approval's answer."""
     if item.role:
         return item.role
     if item.type == "function_call_output":
         return "tool"
-    if item.type == "function_call":
+    if item.type in ("function_call", "mcp_call", "mcp_approval_request"):
         return "assistant"
+    if item.type == "mcp_list_tools":
+        return "tool"
+    if item.type == "mcp_approval_response":
+        return "user"
     return None
 
 

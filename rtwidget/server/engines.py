@@ -194,11 +194,14 @@ class ScriptedReplyEngine:
         """The whole reply, worked out before streaming (it is scripted, after all)."""
         self.calls_seen.append(context)
         last = context.last
-        if last is not None and last.type == "function_call_output":
+        answers = ("function_call_output", "mcp_call", "mcp_approval_response")
+        if last is not None and last.type in answers:
             outputs = []
             for turn in reversed(context.history):
-                if turn.type != "function_call_output":
+                if turn.type not in answers:
                     break
+                if turn.type == "mcp_approval_response" and turn.output == APPROVED:
+                    continue  # the call it approved follows, with the result
                 outputs.append(turn.output or "")
             return _words(self._render(self.after_tool, None, output="; ".join(reversed(outputs))))
         if last is not None and last.role == "system" and last.type == "message":
@@ -241,6 +244,9 @@ class ScriptedReplyEngine:
     async def reply(self, context: ReplyContext) -> AsyncIterator[ReplyChunk]:
         for chunk in self.plan(context):
             yield chunk
+
+
+APPROVED = "the user approved the call"
 
 
 def _words(text: str) -> list[ReplyChunk]:

@@ -50,6 +50,9 @@ class ServerItem:
     def public(self, with_audio: bool = False) -> dict[str, Any]:
         """The item as server events carry it (its audio base64-encoded if ``with_audio``)."""
         out = json.loads(json.dumps(self.data))
+        if str(out.get("type", "")).startswith("mcp_"):  # the GA MCP items have neither
+            out.pop("status", None)
+            out.pop("object", None)
         if with_audio and self.pcm:
             for part in out.get("content", []):
                 if part.get("type") in ("input_audio", "output_audio", "audio"):
@@ -80,7 +83,16 @@ class ServerItem:
             words = f"{seen} {''.join(texts).strip()}".strip()
             return HistoryTurn(role=d["role"], type="message", text=words,
                                audio_ms=self.audio_ms())
-        role = "assistant" if d["type"] == "function_call" else "tool"
+        if d["type"] == "mcp_approval_response":
+            said = "approved" if d.get("approve") else "denied"
+            return HistoryTurn(role="user", type=d["type"], output=f"the user {said} the call",
+                               call_id=d.get("approval_request_id"))
+        if d["type"] == "mcp_call":
+            error = d.get("error") or {}
+            return HistoryTurn(role="tool", type="mcp_call", name=d.get("name"),
+                               arguments=d.get("arguments"),
+                               output=d.get("output") or f"error: {error.get('message', '')}")
+        role = "assistant" if d["type"] in ("function_call", "mcp_approval_request") else "tool"
         return HistoryTurn(role=role, type=d["type"], name=d.get("name"),
                            arguments=d.get("arguments"), output=d.get("output"),
                            call_id=d.get("call_id"))
@@ -146,7 +158,7 @@ class ItemStore:
         public = item.public()
         await self._session.emit({"type": "conversation.item.added",
                                   "previous_item_id": previous, "item": public})
-        if public.get("status") != "in_progress":
+        if item.data.get("status") != "in_progress":
             await self._session.emit({"type": "conversation.item.done",
                                       "previous_item_id": previous, "item": public})
 

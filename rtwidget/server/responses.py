@@ -20,6 +20,7 @@ from ..protocol.configuration import merge_session
 from .engines import DropConnection, HistoryTurn, ReplyContext, TextDelta, ToolCall, count_tokens
 from .faults import EngineFailed, fault, internal_error
 from .item_store import ItemStore, ServerItem
+from .mcp_relay import McpRelay
 from .output import OutputWriter, ServerResponse, TokenLimit
 from .server_session import ServerSession, new_id
 from .validation import MAX_INPUT_ITEMS, Problem, check_item, check_response_fields
@@ -45,6 +46,7 @@ class Responses:
         self._emit = session.emit
         self._items = items
         self._output = OutputWriter(session, items)
+        self.relay = McpRelay(session, items, self._output)
         self._on_start = on_start
         self._on_end = on_end
         self.active: ServerResponse | None = None  # the conversation's response in progress
@@ -176,7 +178,7 @@ class Responses:
         return ReplyContext(
             instructions=str(cfg.get("instructions") or ""),
             history=history,
-            tools=list(cfg.get("tools") or []),
+            tools=self.relay.functions(list(cfg.get("tools") or [])),
             tool_choice=cfg.get("tool_choice", "auto"),
             max_output_tokens=max_tokens if isinstance(max_tokens, int) else None,
             # 0 is a temperature (greedy decoding, the same reply every time), not "unset"
@@ -235,9 +237,24 @@ class Responses:
         return await self._end_early(response)
 
     async def _reply(self, response: ServerResponse) -> bool:
-        """Stream the engine's reply; ``False`` if it dropped the connection."""
+        """Stream the engine's reply, going on after the MCP calls it made (a few rounds at
+        most); ``False`` if it dropped the connection."""
+        tools = list(response.config.get("tools") or [])
+        if response.in_conversation:
+            await self.relay.answer_approvals(response, tools)
+        for _ in range(4):
+            outcome = await self._reply_once(response, tools)
+            if outcome != "mcp_called":
+                return outcome != "dropped"
+            await self._output.finish_message(response, "completed")
+        return True
+
+    async def _reply_once(self, response: ServerResponse, tools: list[Any]) -> str:
+        """One run of the engine: ``"done"``, ``"dropped"``, or ``"mcp_called"`` (it called
+        MCP tools: run it again with their results)."""
         options = self._session.options
         context = self._context(response)
+        called = False
         engine = options.engines.get(context.model, options.engine)
         try:
             chunks = aiter(engine.reply(context))
@@ -252,14 +269,21 @@ class Responses:
                 raise fault("replies", engine, exc) from exc
             if isinstance(chunk, DropConnection):
                 self._session.abort()
-                return False
+                return "dropped"
             if isinstance(chunk, TextDelta):
                 await self._output.text(response, chunk.text, chunk.whole)
             elif isinstance(chunk, ToolCall):
                 await self._output.finish_message(response, "completed")
-                await self._output.tool_call(response, chunk)
+                entry = self.relay.owner(chunk.name, tools) if response.in_conversation \
+                    else None
+                if entry is None:
+                    await self._output.tool_call(response, chunk)
+                elif await self.relay.call_or_ask(response, entry, chunk.name, chunk.arguments):
+                    called = True
+                else:
+                    return "done"  # waiting for the client's approval
             await asyncio.sleep(options.pace)
-        return True
+        return "mcp_called" if called else "done"
 
     async def _end_early(self, response: ServerResponse) -> bool:
         """Close the message a cancelled or failed response was writing; ``False`` if the

@@ -263,6 +263,12 @@ def check_tools(tools: Any, param: str) -> Problem | None:
         where = f"{param}[{i}]"
         if not isinstance(tool, dict):
             return _expect(tool, _DICT, where)
+        if tool.get("type") == "mcp":
+            if not all(isinstance(tool.get(k), str) and tool[k] for k in
+                       ("server_label", "server_url")):
+                return Problem("missing_required_parameter", "An mcp tool needs a "
+                               "'server_label' and a 'server_url'.", where)
+            continue
         if tool.get("type", "function") != "function":
             return Problem("invalid_value", f"Unsupported tool type {tool.get('type')!r}.",
                            f"{where}.type")
@@ -425,6 +431,12 @@ _PART_TYPES = {
 def check_item(item: Mapping[str, Any]) -> Problem | None:
     """An item from ``conversation.item.create``."""
     kind = item.get("type")
+    if kind == "mcp_approval_response":
+        if not isinstance(item.get("approval_request_id"), str) or \
+                not isinstance(item.get("approve"), bool):
+            return Problem("invalid_value", "An mcp_approval_response needs an "
+                           "'approval_request_id' and a boolean 'approve'.", "item")
+        return None
     if kind not in ("message", "function_call", "function_call_output"):
         return Problem("invalid_value", f"Invalid item type {kind!r}; expected 'message', "
                        "'function_call' or 'function_call_output'.", "item.type")

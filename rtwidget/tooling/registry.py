@@ -24,7 +24,8 @@ from typing import Any, TypeVar, overload
 
 import pandas as pd
 
-from ..protocol.errors import NotFound, ToolError
+from ..protocol.errors import ConfigError, NotFound, ToolError
+from ..protocol.mcp_events import check_mcp_tool
 from .schema import DEFAULT_TIMEOUT, SESSION, Tool, build_tool, check_tool_name
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -206,6 +207,11 @@ class ToolSet:
         for spec in specs:
             if isinstance(spec, Tool):
                 self.fixed[spec.name] = spec
+            elif isinstance(spec, dict) and spec.get("type") == "mcp":
+                try:  # an MCP server the provider calls itself (rtwidget.protocol.mcp_events)
+                    self.raw.append(check_mcp_tool(spec))
+                except ConfigError as exc:
+                    raise ToolError(str(exc)) from None
             elif isinstance(spec, dict):
                 if not isinstance(spec.get("name"), str):
                     raise ToolError(f"a tool definition needs a 'name': {spec!r:.80}")
@@ -244,4 +250,8 @@ class ToolSet:
 
     def __bool__(self) -> bool:
         return bool(self.definitions())
+
+    def __repr__(self) -> str:
+        names = [d.get("name") or f"mcp:{d.get('server_label')}" for d in self.definitions()]
+        return f"<ToolSet {names}>"
 
