@@ -17,13 +17,24 @@ from typing import Any
 
 from rtwidget.server import EngineUnavailable
 
-from . import browser, client, evaluation, frame, load, offline, process, profiles, questions
+from . import (
+    browser,
+    client,
+    evaluation,
+    frame,
+    load,
+    offline,
+    process,
+    profiles,
+    questions,
+    tools,
+)
 from ._util import ROOT, collect_tables
 
 SECTIONS: dict[str, ModuleType] = {"client": client, "frame": frame, "offline": offline,
                                    "profiles": profiles, "questions": questions,
                                    "process": process, "load": load, "browser": browser,
-                                   "evaluation": evaluation}
+                                   "evaluation": evaluation, "tools": tools}
 PAGE = ROOT / "docs" / "performance.md"  # the page the tables are written into
 
 

@@ -2,6 +2,44 @@
 // newest rows kept in the page and the older ones one button away.
 import { h } from "./dom.js";
 
+/** A running call's state: "running… reading 40%" and ✕ (which asks the view to cancel it,
+ * through a bubbling ``rtw-cancel-tool`` event), or how it ended. */
+function toolState(tool) {
+  const running = tool.status === "running";
+  let text = running ? (tool.background ? "running in the background…" : "running…") :
+    tool.status;
+  if (running && tool.progress) text += ` ${tool.progress}`;
+  if (running && tool.fraction != null) text += ` ${Math.round(tool.fraction * 100)}%`;
+  const el = h("div", { class: `rtw-tool-state rtw-tool-${tool.status}` }, text);
+  if (running) {
+    const cancel = h("button", { class: "rtw-tool-cancel", title: "cancel this call",
+      onclick: () => el.dispatchEvent(new CustomEvent("rtw-cancel-tool",
+        { bubbles: true, detail: tool.call_id })) }, "✕");
+    el.append(cancel);
+  }
+  return el;
+}
+
+/** An MCP tool's approval request: who asks for what, and Approve / Deny until it is
+ * answered (a bubbling ``rtw-mcp-approval`` event asks the view to send the answer). */
+function approvalElement(approval) {
+  const what = `${approval.server || "MCP"} asks to run ${approval.name}(${approval.arguments || ""})`;
+  const el = h("div", { class: "rtw-approval" }, h("span", { class: "rtw-tool-head" }, what));
+  if (approval.answer != null) {
+    el.append(h("span", { class: "rtw-meta" }, approval.answer ? "approved" : "denied"));
+    return el;
+  }
+  const answer = (approve) => () => {
+    el.dispatchEvent(new CustomEvent("rtw-mcp-approval", { bubbles: true,
+      detail: { request_id: approval.request_id, approve } }));
+    for (const b of el.querySelectorAll("button")) b.disabled = true;
+    el.append(h("span", { class: "rtw-meta" }, approve ? "approved" : "denied"));
+  };
+  el.append(h("button", { class: "rtw-approve", onclick: answer(true) }, "Approve"),
+            h("button", { class: "rtw-deny", onclick: answer(false) }, "Deny"));
+  return el;
+}
+
 /** A row's element, built from its data (the kernel's ``rows`` message). */
 function rowElement(row) {
   const el = h("div", { class: `rtw-row rtw-${row.role || "system"} rtw-${row.kind}` });
@@ -10,10 +48,13 @@ function rowElement(row) {
     const head = row.kind === "function_call" ? `ƒ ${row.name}(${row.arguments || ""})` :
       `→ ${row.name || "tool"}`;
     el.append(h("div", { class: "rtw-tool-head" }, head));
+    if (row.tool) el.append(toolState(row.tool));
     if (row.kind === "function_call_output") {
       el.append(h("div", { class: row.error ? "rtw-tool-error" : "rtw-tool-output" },
                   row.error || row.output || ""));
     }
+  } else if (row.approval) {
+    el.append(approvalElement(row.approval));
   } else {
     const who = row.role === "user" ? "you" : row.role === "assistant" ? "agent" : row.role;
     if (row.image) el.append(imageElement(row.image));

@@ -116,6 +116,10 @@ export function renderView(engine, model, el) {
   // the bottom is kept in view for a few frames after each draw.
   let follow = true;
   let ours = -1; // the scrollTop we set: its scroll event is not the user's
+  transcript.addEventListener("rtw-cancel-tool",
+    (event) => model.send({ type: "cancel_tool", call_id: event.detail }));
+  transcript.addEventListener("rtw-mcp-approval", (event) => model.send({
+    type: "mcp_approval", request_id: event.detail.request_id, approve: event.detail.approve }));
   transcript.addEventListener("scroll", () => {
     if (Math.abs(transcript.scrollTop - ours) < 1) return;
     follow = transcript.scrollTop + transcript.clientHeight >= transcript.scrollHeight - 80;

@@ -59,8 +59,13 @@ class SessionTools:
             self._session.config["tools"] = defs
         options = self._options
         if options.run_tools and self._runner is None:
+            # Inworld's docs list no out-of-band responses (its own filler is providerData's
+            # responsiveness), so rtwidget's spoken filler is for the other providers
+            endpoint = getattr(self._session, "endpoint", None)
+            filler_after = None if getattr(endpoint, "provider", None) == "inworld" \
+                else options.filler_after
             self._runner = ToolRunner(self._session, self.toolset, options.max_tool_rounds,
-                                      options.filler_after, options.filler_instructions)
+                                      filler_after, options.filler_instructions)
         self._watch_registry()
 
     def stop(self) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..protocol import client_events
 from ..protocol.errors import ConnectionClosed
 from ..protocol.floor import ClientTurn, Floor, Steps
-from ..protocol.items import Update
+from ..protocol.items import Update, dict_of
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -25,8 +25,24 @@ class TurnTaking:
 
     def __init__(self, session: Connection) -> None:
         self.floor = Floor()
+        self.floor.covered = self._covered
         self._session = session
         session.hub.on_update(self._saw)
+
+    def _covered(self, turn: ClientTurn, response_id: str) -> bool:
+        """Whether the response the server started answers the turn: every item the turn
+        added was in the conversation when the response began."""
+        conversation = self._session.conversation
+        response = conversation.responses.get(response_id)
+        ids = [str(dict_of(e.get("item")).get("id")) for e in turn.events
+               if e.get("type") == "conversation.item.create"]
+        if response is None or response.answers is None or not ids:
+            return False
+        order = [item.id for item in conversation]
+        if response.answers not in order:
+            return False
+        last = order.index(response.answers)
+        return all(i in order and order.index(i) <= last for i in ids)
 
     def submit(self, sent: list[dict[str, Any]], *, interrupt: bool = False) -> ClientTurn:
         """Send ``sent`` (one turn, in order) once the floor lets it go; with ``interrupt``

@@ -76,9 +76,10 @@ class Interrupts:
         session.call_later(self.report_wait, self._release, session, key)
 
     def shown(self, event: dict[str, Any]) -> bool:
-        """Whether the widget shows this ``error``: not the refusal of a cancel that raced
-        the reply's end (the reply ended, which is all the cancel was for)."""
-        return not self._session_of().aio.turns.floor.too_late(event)
+        """Whether the widget shows this ``error``: not a race the floor handled (a cancel
+        the reply's end overtook; a turn's ``response.create`` refused for a response the
+        server started itself, sent again once it ended)."""
+        return not self._session_of().aio.turns.floor.absorbed(event)
 
     def turn_flushed(self, content: dict[str, Any], _: list[memoryview]) -> None:
         """The page stopped as asked and reported what it played (its ``playback_stopped`` came

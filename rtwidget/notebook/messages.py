@@ -79,6 +79,11 @@ REPLY_AUDIO_ACK = _declare(
     "reply_audio_ack", UP, "The page took reply audio: the kernel stops sending to a page "
     "that stops taking it.", bytes="reply audio bytes taken so far")
 VOICE = _declare("voice", UP, "A voice was picked.", voice="its name")
+MCP_APPROVAL = _declare(
+    "mcp_approval", UP, "Approve or Deny on an MCP tool's approval request row.",
+    request_id="the mcp_approval_request item", approve="whether the call may run")
+CANCEL_TOOL = _declare("cancel_tool", UP, "✕ on a running tool call's row: cancel the call "
+                       "(the model is told it was cancelled).", call_id="the call")
 CONNECT = _declare("connect", UP, "Connect pressed: a new session where the old one ended.")
 DISCONNECT = _declare("disconnect", UP, "Disconnect pressed: the session is closed.")
 CLIENT_ERROR = _declare("client_error", UP, "The page failed (no mic, a denied permission).",

@@ -90,6 +90,8 @@ class PageLink:
             messages.REPLY_AUDIO_ACK: self._on_reply_audio_ack, messages.VOICE: self._on_voice,
             messages.CONNECT: self._on_connect, messages.DISCONNECT: self._on_disconnect,
             messages.CLIENT_ERROR: self._on_client_error,
+            messages.CANCEL_TOOL: self._on_cancel_tool,
+            messages.MCP_APPROVAL: self._on_mcp_approval,
             messages.LATENCY_RESULT: lambda c, _: self.probe.answered(c),
         }
         self._updates: dict[str, Callable[[Update, dict[str, Any]], None]] = {
@@ -176,6 +178,17 @@ class PageLink:
 
     def _on_connect(self, content: dict[str, Any], _: list[memoryview]) -> None:
         threading.Thread(target=self._connect, name="rtwidget-connect", daemon=True).start()
+
+    def _on_cancel_tool(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        call_id = content.get("call_id")
+        if isinstance(call_id, str):
+            self.session.cancel_tool(call_id)
+
+    def _on_mcp_approval(self, content: dict[str, Any], _: list[memoryview]) -> None:
+        request_id = content.get("request_id")
+        if isinstance(request_id, str):
+            approvals = self.session.aio.mcp_approvals
+            self._on_loop(approvals.answer, request_id, content.get("approve") is True)
 
     def _on_client_error(self, content: dict[str, Any], _: list[memoryview]) -> None:
         log.warning("widget: %s", content.get("message"))

@@ -67,7 +67,35 @@ def row(item: Item, pos: int, user: Item | None, conversation: Conversation) -> 
             "pending": pending(item, conversation), "cut": item.truncated_ms is not None,
             "latency": reply_heard_after(item, user),
             "image": ({"src": item.thumbnail, "label": "; ".join(i.label for i in item.images)}
-                      if item.images else None)}
+                      if item.images else None),
+            "tool": tool_state(item, conversation),
+            "approval": approval_state(item, conversation)}
+
+
+def approval_state(item: Item, conversation: Conversation) -> dict[str, Any] | None:
+    """An MCP approval request: which server and tool ask, and the answer if there is one
+    (the page shows Approve and Deny until then)."""
+    if item.type != "mcp_approval_request":
+        return None
+    answer = next((i.approve for i in conversation if i.type == "mcp_approval_response"
+                   and i.approval_request_id == item.id), None)
+    return {"request_id": item.id, "server": item.server_label, "name": item.name,
+            "arguments": item.arguments, "answer": answer}
+
+
+def tool_state(item: Item, conversation: Conversation) -> dict[str, Any] | None:
+    """A function call the session runs: its id, status, newest progress and whether it runs
+    in the background (the page shows them, and ✕ while it runs)."""
+    if item.type != "function_call" or not item.call_id:
+        return None
+    state = conversation.tool_outcomes.get(item.call_id)
+    if not state:
+        return None
+    fraction = state.get("fraction")
+    return {"call_id": item.call_id, "status": state.get("status"),
+            "progress": str(state.get("message") or ""),
+            "fraction": fraction if isinstance(fraction, (int, float)) else None,
+            "background": bool(state.get("background"))}
 
 
 def pending(item: Item, conversation: Conversation) -> bool:

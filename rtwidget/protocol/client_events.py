@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -183,3 +184,17 @@ def response_cancel(response_id: str | None = None) -> dict[str, Any]:
     if response_id:
         return _event("response.cancel", response_id=response_id)
     return _event("response.cancel")
+
+
+BACKGROUND_RESULT = re.compile(
+    r"^The background call (?P<name>[\w-]+)\((?P<arguments>.*)\) \[call (?P<call_id>[^\]]*)\] "
+    r"has finished\. Its result: (?P<output>.*)$", re.S)
+"""A background tool's result as the system message that delivers it (see
+:func:`background_result`); a reply engine may find the output in it."""
+
+
+def background_result(name: str, call_id: str, arguments: str, output: str) -> dict[str, Any]:
+    """The system message item that gives the model a background call's result."""
+    return text_message(f"The background call {name}({arguments}) [call {call_id}] has "
+                        f"finished. Its result: {output}", role="system")
+

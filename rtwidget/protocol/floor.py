@@ -21,6 +21,7 @@ to send and what the server said; it answers with the client events to send now
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +86,11 @@ class Floor:
         self.waiting: deque[ClientTurn] = deque()
         self.out_of_band = 0  # out-of-band responses asked for and not started
         self._cancels: deque[str] = deque(maxlen=64)  # event ids of the cancels sent
+        self._sent: dict[str, ClientTurn] = {}  # the newest turns sent, by their create's id
+        self._absorbed: deque[str] = deque(maxlen=64)  # refusals taken care of here
+        self.covered: Callable[[ClientTurn, str], bool] = lambda turn, response_id: False
+        """Whether a turn's items are answered by a response the server started itself (the
+        session tells, from its conversation); a refused turn that is not is sent again."""
 
     @property
     def busy(self) -> bool:
@@ -172,16 +178,37 @@ class Floor:
         return Steps()
 
     def _refused(self, error: dict[str, Any]) -> Steps:
-        """An ``error``: a refused ``response.create`` is no longer on its way."""
+        """An ``error``: a refused ``response.create`` is no longer on its way. Refused because
+        the server had started a response itself (its VAD ended a spoken turn as the typed one
+        went out), the turn is sent again once that response has ended, unless that response
+        answers the turn's items already; either way the refusal is a race handled here."""
         event_id = error.get("event_id")
+        raced = error.get("code") == ACTIVE_REFUSED
         if event_id in self.creating:
             self.creating.remove(event_id)
-        elif event_id is None and error.get("code") == ACTIVE_REFUSED and self.creating:
+        elif event_id is None and raced and self.creating:
             event_id = self.creating.pop(0)  # a provider that names no event (Inworld)
-        else:
+        elif not (raced and event_id in self._sent):  # (else: taken for the server's own)
             return Steps()
         self.cancel_when_created.discard(event_id)
+        turn = self._sent.pop(str(event_id), None)
+        if raced and turn is not None and turn.create is not None:
+            self._absorbed.append(str(event_id))
+            # once, and only behind a response it knows of (whose end lets it go)
+            if self.active is not None and not str(event_id).endswith("-again") \
+                    and not self.covered(turn, self.active):
+                again = {**turn.create, "event_id": f"{event_id}-again"}
+                self.waiting.appendleft(ClientTurn([again]))
         return self._flow()
+
+    def absorbed(self, event: dict[str, Any]) -> bool:
+        """Whether an ``error`` is a race the floor has handled (a cancel the reply's end
+        overtook, or a ``response.create`` refused for a response the server started itself):
+        not worth showing anyone."""
+        error = dict_of(event.get("error"))
+        if self.too_late(event):
+            return True
+        return error.get("code") == ACTIVE_REFUSED and error.get("event_id") in self._absorbed
 
     def too_late(self, event: dict[str, Any]) -> bool:
         """Whether an ``error`` is the server refusing one of these cancels because the reply
@@ -209,7 +236,11 @@ class Floor:
             create = self.waiting[0].create
             if create is not None and (self.busy or self.holds):
                 break
-            steps.send += self.waiting.popleft().events
+            turn = self.waiting.popleft()
+            steps.send += turn.events
             if create is not None:
                 self.creating.append(str(create["event_id"]))
+                self._sent[str(create["event_id"])] = turn
+                while len(self._sent) > 64:
+                    del self._sent[next(iter(self._sent))]
         return steps

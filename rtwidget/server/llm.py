@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from ..protocol.client_events import BACKGROUND_RESULT
 from ..protocol.errors import EngineUnavailable
 from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, require
 from .reply_prompt import (
@@ -368,6 +369,11 @@ class LlamaReplyEngine:
                     break
                 outputs.append(plain(turn.output or ""))
             yield TextDelta(" ".join(f"{o.rstrip('.')}." for o in reversed(outputs)), whole=True)
+            return
+        found = BACKGROUND_RESULT.match(last.text) if last is not None and \
+            last.role == "system" and not self.phrase_tool_results else None
+        if found is not None:  # a background tool's result, stated the same way
+            yield TextDelta(f"{plain(found['output']).rstrip('.')}.", whole=True)
             return
         tool = self._pick_tool(context)
         if tool is not None:

@@ -101,9 +101,8 @@ class Delivery:
     async def deliver(self, name: str, call_id: str, arguments: str, output: str,
                       mode: str) -> None:
         """A background call's result to the model (see the module docstring)."""
-        message = client_events.item_create(client_events.text_message(
-            f"The background call {name}({arguments}) [call {call_id}] has finished. "
-            f"Its result: {output}", role="system"))
+        message = client_events.item_create(
+            client_events.background_result(name, call_id, arguments, output))
         if mode == "silent":
             self.session.send_nowait(message)
             return

@@ -86,6 +86,7 @@ class Call:
     cancelled: str | None = None  # why: INTERRUPTED or "cancelled"
     duplicate_of: str | None = None
     followers: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
 
     @property
     def background(self) -> bool:
@@ -237,9 +238,8 @@ class ToolRunner:
         except asyncio.CancelledError:
             if call.cancelled is None:
                 raise  # the session is closing
-            output, error, kind = "", self._cancel_text(call), "cancelled"
-        if call.cancelled is not None:  # a sync tool's result, after its cancel
-            output, error, kind = "", self._cancel_text(call), "cancelled"
+        if call.cancelled is not None:  # (a sync tool's result may come after its cancel)
+            return self.results[call.call_id]  # made by cancel()
         if error is not None:
             output = error_result(kind or "error", error)
         status = "cancelled" if kind == "cancelled" else "failed" if error else "done"
@@ -253,17 +253,13 @@ class ToolRunner:
         started, clock = time.time(), time.perf_counter()
         try:
             twin = await asyncio.shield(original)
-            output, error, kind, status = twin.output, twin.error, twin.error_type, twin.status
         except asyncio.CancelledError:
-            if call.cancelled is None and not original.cancelled():
-                raise
-            output, error, kind, status = "", self._cancel_text(call), "cancelled", "cancelled"
-            output = error_result(kind, error)
+            if call.cancelled is None:
+                raise  # the session is closing
         if call.cancelled is not None:
-            error, kind, status = self._cancel_text(call), "cancelled", "cancelled"
-            output = error_result(kind, error)
-        result = ToolResult(call.call_id, call.name, call.arguments, output, error, kind,
-                            started, time.perf_counter() - clock, status)
+            return self.results[call.call_id]  # made by cancel()
+        result = ToolResult(call.call_id, call.name, call.arguments, twin.output, twin.error,
+                            twin.error_type, started, time.perf_counter() - clock, twin.status)
         self._finished(result, call.background)
         return result
 
@@ -327,7 +323,12 @@ class ToolRunner:
             return False
         call.cancelled = reason
         call.context.cancel()
-        call.task.cancel()
+        call.task.cancel()  # (a task cancelled before it began never runs its own code)
+        error = self._cancel_text(call)
+        self._finished(ToolResult(call.call_id, call.name, call.arguments,
+                                  error_result("cancelled", error), error, "cancelled",
+                                  call.started_at, time.time() - call.started_at, "cancelled"),
+                       call.background)
         for follower in list(call.followers):
             self.cancel(follower, reason)
         return True

@@ -97,7 +97,7 @@ def test_approval_requests_are_answered_by_the_callback(server: LocalServer, mcp
 
 def test_inworld_is_refused_mcp_tools_before_anything_is_sent(mcp_url: str) -> None:
     with pytest.raises(rt.ConfigError, match="does not document MCP tools"):
-        rt.RealtimeSession("inworld", api_key="x" * 20, tools=[_mcp_tool(mcp_url)],
+        rt.RealtimeSession("inworld", api_key="inworld-test-key-8c1f", tools=[_mcp_tool(mcp_url)],
                            connect=False)
 
 

@@ -159,3 +159,27 @@ def test_a_cancel_refused_because_the_reply_just_ended_is_harmless() -> None:
         "code": "response_cancel_not_active", "event_id": "evt_someone_elses"}})
     assert not floor.too_late({"type": "error", "error": {"code": "invalid_value",
                                                           "event_id": cancel["event_id"]}})
+
+
+def test_a_create_refused_for_a_response_the_server_started_goes_again_after_it() -> None:
+    for answered in (True, False):
+        floor = Floor()
+        floor.covered = lambda turn, response_id, answered=answered: answered
+        _, steps = floor.submit(turn("typed"))
+        create_id = steps.send[1]["event_id"]
+        # the server's VAD started a response as the typed turn went out: it takes the turn's
+        # place, and the turn's own create is refused
+        floor.received(created("vad", conversation_id="conv_1"))
+        refused = {"type": "error", "error": {
+            "code": "conversation_already_has_active_response", "event_id": create_id}}
+        assert floor.received(refused).send == []
+        assert floor.absorbed(refused)  # a race handled here: not shown
+        again = floor.received(done("vad")).send
+        if answered:  # that response began after the turn's items: it answers them
+            assert again == []
+        else:
+            assert [e["event_id"] for e in again] == [f"{create_id}-again"]
+            refused["error"]["event_id"] = f"{create_id}-again"
+            floor.received(created("vad2", conversation_id="conv_1"))
+            assert floor.received(refused).send == []  # once only
+            assert floor.received(done("vad2")).send == []

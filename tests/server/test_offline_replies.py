@@ -148,3 +148,14 @@ def test_a_whole_sentence_is_spoken_before_the_next_one_is_written() -> None:
         heard.wait()  # while the engine has not written its second sentence yet
         engine.go_on.set()
         assert done.wait()["response"]["status"] == "completed"
+
+
+@needs_model
+def test_a_background_result_is_stated_as_it_came(llama: Any) -> None:
+    from rtwidget.protocol.client_events import background_result
+
+    note = background_result("build_report", "call_1", '{"topic": "sales"}',
+                             '{"topic":"sales","pages":12}')
+    ctx = context([HistoryTurn("user", "message", "Build a report on sales."),
+                   HistoryTurn("system", "message", note["content"][0]["text"])])
+    assert say(llama, ctx) == "topic: sales, pages: 12."

@@ -271,9 +271,11 @@ def test_silent_and_interrupting_background_results(wait_server) -> None:
         time.sleep(0.3)
         assert len(responses(s)) == count and "12 pages" in note[0].text
 
+    release = threading.Event()
+
     def make_report_later(topic: str) -> str:
         """Report."""
-        time.sleep(0.3)
+        release.wait(20)
         return f"{topic}: 12 pages"
 
     loud = rt.build_tool(make_report_later, name="make_report", background=True,
@@ -281,6 +283,8 @@ def test_silent_and_interrupting_background_results(wait_server) -> None:
     with open_session(wait_server, [loud], output_modalities=["text"]) as s:
         s.ask("Make a report on sales.")
         s.say("Tell me a long story.")
+        eventually(lambda: said(s, "Sentence number"))
+        release.set()  # the result comes while the story is being told, and cuts it
         eventually(lambda: said(s, "An update"), timeout=20)
         story = said(s, "Sentence number")[0]
         assert story.status == "incomplete"  # cut for the result
