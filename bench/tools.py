@@ -28,7 +28,7 @@ def _server() -> Any:
 
     rules = [Rule(r"weather in (?P<city>\w+)", calls=[("get_weather", {"city": "{city}"})]),
              Rule(r"slow and poll", calls=[("slow", {}), ("poll", {})]),
-             Rule(r"working on it", say="One moment, let me check that.", on="instructions")]
+             Rule(r"still running", say="One moment, let me check that.", on="instructions")]
     return LocalServer(engine=ScriptedReplyEngine(rules=rules),
                        synthesizer=FliteSynthesizer()).start_in_thread()
 

@@ -61,6 +61,12 @@ function rowElement(row) {
     // words only: "…" while they are on their way, never a stand-in for them
     el.append(h("span", { class: "rtw-who" }, who), h("span", { class: "rtw-text" },
       row.text || (row.pending || row.status === "in_progress" ? "…" : "")));
+    // a diarised turn with several speakers: who said what, under the words
+    if (row.speakers) {
+      el.append(h("div", { class: "rtw-speakers" }, ...row.speakers.map((s) =>
+        h("div", { class: "rtw-speaker-line" }, h("span", { class: "rtw-speaker" },
+          `${s.speaker}:`), ` ${s.text}`))));
+    }
     if (row.role === "user" && row.seconds) {
       el.append(h("span", { class: "rtw-meta", title: "how long you spoke" },
         `${row.seconds.toFixed(1)} s`));

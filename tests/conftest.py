@@ -24,7 +24,7 @@ RULES = [
     Rule(r"long story", say=" ".join(f"Sentence number {i} of the story." for i in range(60))),
     Rule(r"drop", say="I will stop talking right about now, sorry.", drop=True),
     Rule(r"report on (?P<topic>\w+)", calls=[("make_report", {"topic": "{topic}"})]),
-    Rule(r"working on it", say="One moment, let me check that.", on="instructions"),
+    Rule(r"still running", say="One moment, let me check that.", on="instructions"),
 ]
 
 WEATHER_TOOL = {

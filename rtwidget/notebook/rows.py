@@ -68,6 +68,8 @@ def row(item: Item, pos: int, user: Item | None, conversation: Conversation) -> 
             "latency": reply_heard_after(item, user),
             "image": ({"src": item.thumbnail, "label": "; ".join(i.label for i in item.images)}
                       if item.images else None),
+            "speakers": ([{"speaker": s.speaker, "text": s.text} for s in item.segments]
+                         if len(item.speakers) > 1 else None),
             "tool": tool_state(item, conversation),
             "approval": approval_state(item, conversation)}
 

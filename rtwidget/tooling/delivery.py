@@ -23,10 +23,8 @@ from ..protocol.conversation import Conversation
 from ..protocol.items import Response
 from ..protocol.turns import starts_turn
 
-FILLER_INSTRUCTIONS = (
-    "A tool you called is still running. Tell the user in one short sentence of a few words "
-    "that you are working on it, for example: One moment, let me check that. Do not answer "
-    "the question yet.")
+FILLER_INSTRUCTIONS = ('A tool you called is still running. Say exactly this, and nothing '
+                       'else: "One moment, let me check that."')
 """What the agent is told to say while a tool runs (``SessionOptions.filler_instructions``)."""
 
 FILLER = "filler"

@@ -14,8 +14,8 @@ import pytest
 
 import rtwidget as rt
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
-from tests.conftest import eventually, free_port
-from tests.support.mcp_server import start_http
+from tests.conftest import eventually
+from tests.support.mcp_server import serving_http
 
 SECRET = "s3cr3t-mcp-token-0123456789"
 RULES = [Rule(r"weather in (?P<city>\w+)", calls=[("weather", {"city": "{city}"})])]
@@ -23,13 +23,8 @@ RULES = [Rule(r"weather in (?P<city>\w+)", calls=[("weather", {"city": "{city}"}
 
 @pytest.fixture(scope="module")
 def mcp_url() -> Iterator[str]:
-    port = free_port()
-    proc = start_http(port)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    with serving_http() as url:
+        yield url
 
 
 @pytest.fixture

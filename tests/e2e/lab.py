@@ -168,6 +168,25 @@ def fake_mic_page(playwright: Any, wav: Path, name: str) -> Iterator[Any]:
         chromium.close()
 
 
+def open_and_run_all(page: Any, url: str) -> Any:
+    """Open a notebook (JupyterLab or Notebook 7), run all its cells, wait for the widget to be
+    connected and to have agreed on a transport; returns the widget's locator."""
+    page.goto(url, timeout=90_000)
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " return w && w.sessionContext && w.sessionContext.session"
+        " && w.sessionContext.session.kernel"
+        " && w.sessionContext.session.kernel.status === 'idle'; }", timeout=120_000)
+    page.add_style_tag(content=".Toastify { display: none !important; }")
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    widget = page.locator(".rtw[data-ready=true]")
+    widget.wait_for(timeout=120_000)
+    page.wait_for_selector('.rtw[data-status="connected"]', timeout=60_000)
+    page.wait_for_function("() => document.querySelector('.rtw').dataset.transport",
+                           timeout=30_000)
+    return widget
+
+
 KERNEL_RUN = """async (code) => {
     const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
     const future = kernel.requestExecute({code, store_history: false});

@@ -33,6 +33,7 @@ from .lab import (
     lab,
     marimo_app,
     notebook7,
+    open_and_run_all,
     silence,
     speech,
     widget_rows,
@@ -73,25 +74,6 @@ chat.comm.handle_msg = lambda msg: _handle({**msg, "buffers": []})'''
 FACTS = ("{'transport': chat.transport, 'stats': chat.stats, 'error': chat.error, "
          "'rows': _j.loads(chat.df[['role', 'type', 'status', 'text', 'audio_in_s', "
          "'truncated_ms', 'output']].to_json(orient='records'))}")
-
-
-def open_and_run_all(page: Any, url: str) -> Any:
-    """Open a notebook (JupyterLab or Notebook 7), run all its cells, wait for the widget to be
-    connected and to have agreed on a transport; returns the widget's locator."""
-    page.goto(url, timeout=90_000)
-    page.wait_for_function(
-        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-        " return w && w.sessionContext && w.sessionContext.session"
-        " && w.sessionContext.session.kernel"
-        " && w.sessionContext.session.kernel.status === 'idle'; }", timeout=120_000)
-    page.add_style_tag(content=".Toastify { display: none !important; }")
-    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    widget = page.locator(".rtw[data-ready=true]")
-    widget.wait_for(timeout=120_000)
-    page.wait_for_selector('.rtw[data-status="connected"]', timeout=60_000)
-    page.wait_for_function("() => document.querySelector('.rtw').dataset.transport",
-                           timeout=30_000)
-    return widget
 
 
 def wait_for_tool_reply(page: Any, timeout: float = 120_000) -> None:

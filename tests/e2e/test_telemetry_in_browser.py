@@ -19,6 +19,7 @@ from .lab import (
     fake_mic_page,
     kernel_json,
     lab,
+    open_and_run_all,
     silence,
     write_notebook,
     write_wav,
@@ -78,17 +79,7 @@ def test_the_played_first_sample_span_comes_from_the_page(served: tuple[str, Pat
     wav = write_wav(tmp / "quiet.wav", silence(3.0))
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as p, fake_mic_page(p, wav, "telemetry") as page:
-        page.goto(f"{url}/lab/tree/trace.ipynb?reset", timeout=90_000)
-        page.wait_for_function(
-            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-            " return w && w.sessionContext && w.sessionContext.session"
-            " && w.sessionContext.session.kernel"
-            " && w.sessionContext.session.kernel.status === 'idle'; }", timeout=90_000)
-        page.add_style_tag(content=".Toastify { display: none !important; }")  # lab's news
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        widget = page.locator(".rtw[data-ready=true]")
-        widget.wait_for(timeout=90_000)
-        page.wait_for_selector('.rtw[data-status="connected"]', timeout=60_000)
+        widget = open_and_run_all(page, f"{url}/lab/tree/trace.ipynb?reset")
         box = widget.locator(".rtw-text-input")
         box.fill("hello there")
         box.press("Enter")

@@ -21,6 +21,7 @@ from .lab import (
     fake_mic_page,
     kernel_json,
     lab,
+    open_and_run_all,
     silence,
     widget_rows,
     write_notebook,
@@ -41,7 +42,7 @@ import rtwidget as rt
 from rtwidget.server import FliteSynthesizer, LocalServer, Rule, ScriptedReplyEngine
 
 rules = [Rule(r"weather in (?P<city>\\w+)", calls=[("get_weather", {"city": "{city}"})]),
-         Rule(r"working on it", say="One moment, let me check that.", on="instructions")]
+         Rule(r"still running", say="One moment, let me check that.", on="instructions")]
 server = LocalServer(engine=ScriptedReplyEngine(rules=rules),
                      synthesizer=FliteSynthesizer()).start_in_thread()
 
@@ -84,17 +85,7 @@ def test_the_filler_plays_while_the_tool_runs_then_the_result(
     wav = write_wav(tmp / "quiet.wav", silence(5.0))
     OUTPUT.mkdir(exist_ok=True)
     with sync_playwright() as p, fake_mic_page(p, wav, "tool-filler") as page:
-        page.goto(f"{url}/lab/tree/filler.ipynb?reset", timeout=90_000)
-        page.wait_for_function(
-            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-            " return w && w.sessionContext && w.sessionContext.session"
-            " && w.sessionContext.session.kernel"
-            " && w.sessionContext.session.kernel.status === 'idle'; }", timeout=90_000)
-        page.add_style_tag(content=".Toastify { display: none !important; }")
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        widget = page.locator(".rtw[data-ready=true]")
-        widget.wait_for(timeout=90_000)
-        page.wait_for_selector('.rtw[data-status="connected"]', timeout=60_000)
+        widget = open_and_run_all(page, f"{url}/lab/tree/filler.ipynb?reset")
         box = widget.locator(".rtw-text-input")
         box.fill("what is the weather in paris")
         box.press("Enter")

@@ -13,8 +13,7 @@ from support.fake_browser import FakeBrowser
 
 import rtwidget as rt
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
-from tests.conftest import free_port
-from tests.support.mcp_server import start_http
+from tests.support.mcp_server import serving_http
 
 RULES = [Rule(r"slow", calls=[("slow", {})]),
          Rule(r"weather in (?P<city>\w+)", calls=[("weather", {"city": "{city}"})])]
@@ -62,9 +61,12 @@ def test_a_running_call_shows_progress_and_the_pages_cross_cancels_it(tool_serve
 
 
 def test_the_pages_approve_lets_an_mcp_call_run(tool_server) -> None:
-    port = free_port()
-    proc = start_http(port)
-    mcp = {"type": "mcp", "server_label": "tests", "server_url": f"http://127.0.0.1:{port}/mcp",
+    with serving_http() as url:
+        approve_through_the_page(tool_server, url)
+
+
+def approve_through_the_page(tool_server: LocalServer, url: str) -> None:
+    mcp = {"type": "mcp", "server_label": "tests", "server_url": url,
            "require_approval": "always"}
     chat = rt.chat("local", url=tool_server.url, tools=[mcp], output_modalities=["text"])
     browser = FakeBrowser(chat)
@@ -88,6 +90,4 @@ def test_the_pages_approve_lets_an_mcp_call_run(tool_server) -> None:
         assert df.loc[df["type"] == "mcp_approval_response", "text"].tolist() == ["approved"]
     finally:
         chat.close()
-        proc.kill()
-        proc.wait(10)
     assert browser.undeclared == []

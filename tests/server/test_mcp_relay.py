@@ -16,7 +16,7 @@ from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
 from tests.conftest import free_port
 from tests.server.test_ga_events import Talk
 from tests.support.ga_events import ga_problems
-from tests.support.mcp_server import start_http
+from tests.support.mcp_server import serving_http
 
 MCP_RULES = [Rule(r"weather in (?P<city>\w+)", calls=[("weather", {"city": "{city}"})]),
              Rule(r"break it", calls=[("fail", {"reason": "test"})])]
@@ -24,13 +24,8 @@ MCP_RULES = [Rule(r"weather in (?P<city>\w+)", calls=[("weather", {"city": "{cit
 
 @pytest.fixture(scope="module")
 def mcp_url() -> Iterator[str]:
-    port = free_port()
-    proc = start_http(port)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    with serving_http() as url:
+        yield url
 
 
 @pytest.fixture

@@ -159,3 +159,11 @@ def test_a_background_result_is_stated_as_it_came(llama: Any) -> None:
     ctx = context([HistoryTurn("user", "message", "Build a report on sales."),
                    HistoryTurn("system", "message", note["content"][0]["text"])])
     assert say(llama, ctx) == "topic: sales, pages: 12."
+
+
+@needs_model
+def test_a_filler_says_the_quoted_line_with_nothing_to_answer(llama: Any) -> None:
+    from rtwidget.tooling.delivery import FILLER_INSTRUCTIONS
+
+    ctx = context([], instructions=FILLER_INSTRUCTIONS)
+    assert say(llama, ctx) == "One moment, let me check that."

@@ -7,12 +7,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -85,6 +88,20 @@ def start_http(port: int, timeout: float = 60.0) -> subprocess.Popen[bytes]:
                 proc.kill()
                 raise RuntimeError(f"the MCP test server did not start on port {port}") from None
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serving_http() -> Iterator[str]:
+    """The server over streamable HTTP on a free port of 127.0.0.1, for the block: its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = start_http(port)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 if __name__ == "__main__":

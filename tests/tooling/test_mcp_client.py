@@ -11,8 +11,8 @@ import pytest
 
 import rtwidget as rt
 from rtwidget.server import LocalServer, Rule, ScriptedReplyEngine
-from tests.conftest import eventually, free_port
-from tests.support.mcp_server import command, start_http
+from tests.conftest import eventually
+from tests.support.mcp_server import command, serving_http
 
 RULES = [Rule(r"weather in (?P<city>\w+)", calls=[("weather", {"city": "{city}"})]),
          Rule(r"add (\d+) and (\d+)", calls=[("add", {"a": "{0}", "b": "{1}"})]),
@@ -28,13 +28,8 @@ def server() -> Iterator[LocalServer]:
 
 @pytest.fixture(scope="module")
 def http_url() -> Iterator[str]:
-    port = free_port()
-    proc = start_http(port)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    with serving_http() as url:
+        yield url
 
 
 def _ask(server: LocalServer, registry: rt.ToolRegistry, text: str) -> tuple[str, object]:

@@ -24,6 +24,7 @@ WAIT_RULES = [
     Rule(r"slow and nothing", calls=[("slow", {}), ("nothing", {})]),
     Rule(r"slow and quick", calls=[("slow", {}), ("get_weather", {"city": "Paris"})]),
     Rule(r"stream", calls=[("steps", {})]),
+    Rule(r"epic", say=" ".join(f"Verse {i} of the epic." for i in range(400))),  # ~3 s
 ]
 
 
@@ -282,11 +283,11 @@ def test_silent_and_interrupting_background_results(wait_server) -> None:
                          deliver="interrupt")
     with open_session(wait_server, [loud], output_modalities=["text"]) as s:
         s.ask("Make a report on sales.")
-        s.say("Tell me a long story.")
-        eventually(lambda: said(s, "Sentence number"))
+        s.say("Tell me the epic.")
+        eventually(lambda: said(s, "Verse"))
         release.set()  # the result comes while the story is being told, and cuts it
         eventually(lambda: said(s, "An update"), timeout=20)
-        story = said(s, "Sentence number")[0]
+        story = said(s, "Verse")[0]
         assert story.status == "incomplete"  # cut for the result
         assert not [e for e in s.errors if e.code]
 
