@@ -103,15 +103,17 @@ async def off_loop(fn: Callable[..., Any], *args: Any, name: str = "rtwidget-wor
 
 
 async def _drain(generator: Any, context: CallContext | None) -> Any:
-    """An async generator tool: each value it yields is progress, the last one its result."""
+    """An async generator tool: the last value it yields is its result; the text and the
+    fractions (0..1) it yields on the way are shown as its progress."""
     last: Any = None
     async for value in generator:
         last = value
-        if context is not None:
-            if isinstance(value, float) and 0.0 <= value <= 1.0:
-                context.progress("", value)
-            else:
-                context.progress(value)
+        if context is None:
+            continue
+        if isinstance(value, float) and 0.0 <= value <= 1.0:
+            context.progress("", value)
+        elif isinstance(value, str):
+            context.progress(value)
     return last
 
 
