@@ -186,6 +186,9 @@ def response_cancel(response_id: str | None = None) -> dict[str, Any]:
     return _event("response.cancel")
 
 
+FILLER = "filler"
+"""The ``metadata.rtwidget`` of a filler's ``response.create`` (said while a tool runs)."""
+
 BACKGROUND_RESULT = re.compile(
     r"^The background call (?P<name>[\w-]+)\((?P<arguments>.*)\) \[call (?P<call_id>[^\]]*)\] "
     r"has finished\. Its result: (?P<output>.*)$", re.S)

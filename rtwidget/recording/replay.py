@@ -3,7 +3,9 @@
 What is sent again: the user's side — streamed mic audio (appends, commits, clears), user and
 system messages, audio items, the user's own ``response.create`` and ``response.cancel`` —
 with the recorded timing divided by ``speed``. What is *not* sent again: tool outputs and the
-responses that followed them (the current tools answer the new run's calls), ``session.update``
+responses that followed them (the current tools answer the new run's calls), what the session's
+tools said on their own (fillers while a tool ran, background results and their responses: the
+new run's tools make their own), ``session.update``
 (the new run uses the current configuration), history restored after a reconnect, and calls
 that name items of the old run (retrieve, delete, truncate).
 
@@ -95,12 +97,16 @@ def plan(recording: Replayable) -> list[Action]:
             restored = item.get("id") in seen
             if isinstance(item.get("id"), str):
                 seen.add(item["id"])
-            if item.get("type") == "function_call_output":
+            if item.get("type") == "function_call_output" or _background_result(item):
                 after_outputs = after_outputs or not restored
             elif item.get("type", "message") == "message" and not restored:
                 send = dict(event, item=dict(item, id=client_events.new_item_id()))
                 send.pop("previous_item_id", None)
         elif kind == "response.create":
+            response = event.get("response")
+            metadata = response.get("metadata") if isinstance(response, dict) else None
+            if isinstance(metadata, dict) and metadata.get("rtwidget") == client_events.FILLER:
+                continue  # a filler the runner said: the new run's runner says its own
             if not after_outputs:
                 send = dict(event)
             after_outputs = False
@@ -111,6 +117,15 @@ def plan(recording: Replayable) -> list[Action]:
             at = float(entry.get("t", 0.0))
             actions.append(Action(at, send, bisect.bisect_right(answers, at)))
     return actions
+
+
+def _background_result(item: dict[str, Any]) -> bool:
+    """Whether a sent item is a background tool's result, delivered by the session."""
+    content = item.get("content")
+    if item.get("role") != "system" or not isinstance(content, list) or not content:
+        return False
+    text = content[0].get("text") if isinstance(content[0], dict) else None
+    return isinstance(text, str) and client_events.BACKGROUND_RESULT.match(text) is not None
 
 
 async def drive(session: AsyncRealtimeSession, actions: list[Action], answers: list[float],

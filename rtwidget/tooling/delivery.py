@@ -27,8 +27,6 @@ FILLER_INSTRUCTIONS = ('A tool you called is still running. Say exactly this, an
                        'else: "One moment, let me check that."')
 """What the agent is told to say while a tool runs (``SessionOptions.filler_instructions``)."""
 
-FILLER = "filler"
-"""The ``metadata.rtwidget`` of a filler's response."""
 
 MAX_USER_WAIT = 30.0  # seconds a when-idle result waits for the user to stop speaking
 GRACE = 0.3
@@ -93,7 +91,7 @@ class Delivery:
         self.fillers += 1
         self.session.send_nowait(client_events.response_create(
             conversation="none", input=[], instructions=self.filler_instructions,
-            tool_choice="none", metadata={"rtwidget": FILLER}))
+            tool_choice="none", metadata={"rtwidget": client_events.FILLER}))
         self.session.note("rtwidget.filler", response_id=response.id)
 
     async def deliver(self, name: str, call_id: str, arguments: str, output: str,

@@ -331,3 +331,39 @@ def test_progress_from_an_async_generator_and_rows_in_flight(wait_server) -> Non
         reply = eventually(lambda: [i.text for i in s.conversation if i.role == "assistant"
                                     and i.type == "message" and i.status == "completed"])
     assert reply == ['The tool returned {"rows":3}.']
+
+
+def test_a_recorded_session_with_a_filler_and_a_background_result_replays(
+        wait_server, tmp_path) -> None:
+    def get_weather(city: str) -> str:
+        """Weather."""
+        time.sleep(1.5)
+        return f"sunny in {city}"
+
+    def make_report(topic: str) -> str:
+        """Report."""
+        time.sleep(0.2)
+        return f"{topic}: 12 pages"
+
+    tools = [rt.build_tool(get_weather), rt.build_tool(make_report, background=True)]
+    with open_session(wait_server, tools, record=tmp_path / "rec") as s:
+        s.ask("What is the weather in Paris?")
+        s.ask("Make a report on sales.")
+        eventually(lambda: said(s, "An update") and all(
+            r.status != "in_progress" for r in responses(s)))
+        first = s.df
+    recording = rt.load_recording(tmp_path / "rec")
+    replay = recording.replay(provider="local", url=wait_server.url, tools=tools)
+    try:
+        eventually(lambda: len(said(replay.session, "An update")) == 1, timeout=20)
+        eventually(lambda: all(r.status != "in_progress"
+                               for r in replay.session.conversation.responses.values()))
+        again = replay.df
+        assert not replay.problems
+        # the new run's own filler and background result, once each: none sent again
+        for df in (first, again):
+            assert (df["text"] == "One moment, let me check that.").sum() == 1
+            assert (df["role"] == "system").sum() == 1
+        assert replay.diff(only_changed=True).query("aspect == 'tool calls'").empty
+    finally:
+        replay.close()
