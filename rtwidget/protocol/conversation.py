@@ -194,11 +194,13 @@ class Conversation(UserSpeech, HostedMcpEvents):
             call_id = str_or_none(event.get("call_id"))
             if call_id:
                 # one record per call, each stage adding to it: started, progress, result
-                state = {**self.tool_outcomes.get(call_id, {}), **event}
-                state["status"] = TOOL_NOTES[kind] or str_or_none(event.get("status")) or "done"
-                if kind == "rtwidget.tool_delivered":
-                    state["status"] = self.tool_outcomes.get(call_id, {}).get("status", "done")
-                    state["delivered"] = True
+                before = self.tool_outcomes.get(call_id, {})
+                state = {**before, **event}
+                if kind == "rtwidget.tool_delivered":  # a background result reached the model
+                    state["status"], state["delivered"] = before.get("status", "done"), True
+                else:
+                    state["status"] = (TOOL_NOTES[kind] or str_or_none(event.get("status"))
+                                       or "done")
                 self.tool_outcomes[call_id] = state
                 item = self.by_call_id(call_id)
                 if item is not None and kind == "rtwidget.tool_result":

@@ -44,11 +44,7 @@ class HostedMcpEvents:
 
     @staticmethod
     def _on_list_tools(event: dict[str, Any], kind: str, item: Item) -> Update:
-        item.type = "mcp_list_tools"
-        item.status = kind.rpartition(".")[2]
-        if item.status == "failed" and item.error is None:
-            item.error = "the MCP server's tools could not be listed"
-        return Update(type=kind, item=item)
+        return _stage(item, kind, "mcp_list_tools", "the MCP server's tools could not be listed")
 
     @staticmethod
     def _on_mcp_arguments(event: dict[str, Any], kind: str, item: Item) -> Update:
@@ -61,11 +57,17 @@ class HostedMcpEvents:
 
     @staticmethod
     def _on_mcp_call(event: dict[str, Any], kind: str, item: Item) -> Update:
-        item.type = "mcp_call"
-        item.status = kind.rpartition(".")[2]
-        if item.status == "failed" and item.error is None:
-            item.error = "the MCP call failed"
-        return Update(type=kind, item=item)
+        return _stage(item, kind, "mcp_call", "the MCP call failed")
+
+
+def _stage(item: Item, kind: str, item_type: str, failure: str) -> Update:
+    """An ``mcp_*`` stage event: the item's type, its status from the event's last word
+    (``in_progress``, ``completed``, ``failed``), and ``failure`` if it failed saying nothing."""
+    item.type = item_type
+    item.status = kind.rpartition(".")[2]
+    if item.status == "failed" and item.error is None:
+        item.error = failure
+    return Update(type=kind, item=item)
 
 
 def check_mcp_tool(tool: Mapping[str, Any]) -> dict[str, Any]:

@@ -62,7 +62,6 @@ class Delivery:
         self.session = session
         self.filler_instructions = filler_instructions
         self.user_speaking = False
-        self.fillers = 0
 
     @staticmethod
     def started_output(name: str) -> str:
@@ -88,7 +87,6 @@ class Delivery:
         await asyncio.wait(tasks, timeout=delay)
         if all(task.done() for task in tasks) or self._spoke(response) or self.user_speaking:
             return
-        self.fillers += 1
         self.session.send_nowait(client_events.response_create(
             conversation="none", input=[], instructions=self.filler_instructions,
             tool_choice="none", metadata={"rtwidget": client_events.FILLER}))
