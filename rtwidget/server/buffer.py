@@ -234,8 +234,12 @@ class InputBuffer:
                     "item_id": item_id, "content_index": 0, "delta": settled})
 
         transcriber = self._session.options.transcriber
+        def guessed(words: str) -> None:
+            if self._live is live:  # the reply's prompt is read while the silence lasts
+                self._responses.prepare_next(words)
+
         live = LiveTranscript(stream, heard, ear=transcriber if getattr(
-            transcriber, "speculates", False) else None)
+            transcriber, "speculates", False) else None, on_guess=guessed)
         self._live = live
         self.configure_vad()
         live.feed(self._slice(start_ms - self._vad.settings.prefix_padding_ms,

@@ -6,7 +6,8 @@ crashed the first decode on some CPUs), and a one-token generation right after l
 the engine works before the server offers it.
 
 The prompt (:mod:`.reply_prompt`) is the instructions, a few short example exchanges and the
-newest turns. Replies come a sentence at a time, shaped to be spoken (:mod:`.shaping`): one or
+newest turns, read ahead while the user listens and speaks (:meth:`LlamaReplyEngine.prepare`).
+Replies come a sentence at a time, shaped to be spoken (:mod:`.shaping`): one or
 two sentences unless the instructions ask for more, no sentence said twice, never half a
 sentence.
 
@@ -37,12 +38,13 @@ import tempfile
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..protocol.client_events import BACKGROUND_RESULT
 from ..protocol.errors import EngineUnavailable
-from .engines import ReplyChunk, ReplyContext, TextDelta, ToolCall, require
+from .engines import HistoryTurn, ReplyChunk, ReplyContext, TextDelta, ToolCall, require
 from .reply_prompt import (
     DEFAULT_INSTRUCTIONS,
     EXAMPLES,
@@ -110,6 +112,9 @@ def _cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 2
 
+
+_NEXT_TURN = HistoryTurn(role="user", type="message", text="...")
+"""Stands for the user's next turn while its words are not known (:meth:`prepare`)."""
 
 PROMPT_CACHE_MIB = 64  # earlier prompts' states kept for reuse (a few dozen of this model's)
 
@@ -284,6 +289,30 @@ class LlamaReplyEngine:
         """The prompt for a reply in ``context``: instructions, :attr:`examples`, the newest
         turns (:func:`.reply_prompt.build_messages`)."""
         return build_messages(context, self.examples)
+
+    def prepare(self, context: ReplyContext) -> None:
+        """Read ahead the prompt of the reply to come in ``context``, so that when it is asked
+        for llama.cpp has little or nothing left to read: all of it when ``context`` ends with
+        the user's words (a guess at the turn being spoken), else up to the next user turn.
+        Skipped while a reply is being written, and at temperature 0 (where the prompt cache
+        is off, see :meth:`_stream`)."""
+        if context.temperature <= 0:
+            return
+        last = context.last
+        if last is not None and last.role == "user" and last.type == "message":
+            messages = self.messages(context)
+        else:
+            upcoming = replace(context, history=[*context.history, _NEXT_TURN])
+            messages = self.messages(upcoming)[:-1]
+        request = {"messages": messages, "max_tokens": 1, "temperature": 0.0,
+                   "cache_prompt": True}
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self._server is not None:
+                self._server.handle_chat_completions(request)
+        finally:
+            self._lock.release()
 
     # --- generation ----------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class Responses:
         self._on_end = on_end
         self.active: ServerResponse | None = None  # the conversation's response in progress
         self.out_of_band: set[asyncio.Task[None]] = set()
+        self._preparing: set[asyncio.Task[Any]] = set()
         self.done = 0
 
     async def close(self) -> None:
@@ -60,7 +61,7 @@ class Responses:
             tasks.append(self.active.task)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._preparing, return_exceptions=True)
 
     # --- client events -----------------------------------------------------------------------
 
@@ -173,7 +174,35 @@ class Responses:
             audio = int(turn.audio_ms / 100)
             response.input_tokens += tokens + audio
             response.input_audio_tokens += audio
-        cfg = response.config
+        return self._reply_context(response.config, history)
+
+    def prepare_next(self, words: str | None = None) -> None:
+        """Let the reply engine read ahead the prompt of the conversation's next reply, if it
+        can (``prepare(context)``: the prompt cache of :class:`.llm.LlamaReplyEngine`), on a
+        worker thread while the user listens or speaks: the reply to the next turn then starts
+        sooner. ``words``: the user's turn as heard so far, read ahead too. Nothing is sent to
+        the client; a failure is only logged."""
+        settings = self._session.settings
+        config = {k: settings.get(k) for k in _SESSION_KEYS}
+        options = self._session.options
+        prepare = getattr(options.engines.get(str(config.get("model") or ""), options.engine),
+                          "prepare", None)
+        if self.active is not None or not callable(prepare):
+            return
+        history = [item.turn() for item in self._items.items]
+        if words:
+            history.append(HistoryTurn(role="user", type="message", text=words))
+        context = self._reply_context(config, history)
+        task = asyncio.create_task(asyncio.to_thread(prepare, context), name="prepare")
+        self._preparing.add(task)
+        task.add_done_callback(self._prepared)
+
+    def _prepared(self, task: asyncio.Task[Any]) -> None:
+        self._preparing.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("reading ahead the next reply's prompt failed: %s", exc)
+
+    def _reply_context(self, cfg: dict[str, Any], history: list[HistoryTurn]) -> ReplyContext:
         max_tokens = cfg.get("max_output_tokens")
         return ReplyContext(
             instructions=str(cfg.get("instructions") or ""),
@@ -215,6 +244,8 @@ class Responses:
         self.done += 1
         with contextlib.suppress(ConnectionClosed):
             await self._emit({"type": "response.done", "response": response.public()})
+            if response.in_conversation:
+                self.prepare_next()
 
     async def _fail(self, response: ServerResponse, exc: Exception) -> bool:
         """An engine (or the server) failed mid-response: the client gets an ``error`` naming

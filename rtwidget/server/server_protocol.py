@@ -132,6 +132,7 @@ class ServerProtocol:
         await self.input_audio.settings_changed()
         await self._session.emit({"type": "session.updated", "session": self.session})
         await self.responses.relay.sync(self.session.get("tools"))
+        self.responses.prepare_next()
         return None
 
     async def _clear_output_audio(self, event: dict[str, Any]) -> Problem | None:

@@ -4,7 +4,9 @@ A 135M-parameter model's first sentence is usually on topic; what follows tends 
 repeat itself or restate its previous answer. :class:`ReplyShaper` lets text through a whole
 sentence at a time, stops after a sentence limit (short replies unless the instructions ask for
 more), drops sentences the model already said, never ends on half a sentence, and puts capitals
-where the model left them out.
+where the model left them out. The one exception is the reply's first sentence: its first
+clause goes out as soon as it is written (at a comma, or before "and", "but", "because"...
+once it has a few words), so that the voice can start on it while the model writes the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ _LONG_ASKED = re.compile(
     r"\b(long|longer|detailed|in detail|at length|stor(?:y|ies)|paragraphs?|elaborate|"
     r"thorough(?:ly)?|explain (?:fully|everything))\b", re.IGNORECASE)
 _LONE_I = re.compile(r"\bi\b(?=$|[\s',.!?])")
+_CLAUSE_END = re.compile(r"(?<=\w),\s|\s(?=(?:and|but|or|so|because|which|while|when|if|"
+                         r"though|although|unless|until|since)\s)")
+COMMA_CLAUSE_WORDS = 4  # a first clause said early ends at a comma after this many words...
+CONJUNCTION_CLAUSE_WORDS = 6  # ...or before a conjunction after this many
 
 
 def wants_long(instructions: str) -> bool:
@@ -58,12 +64,17 @@ class ReplyShaper:
 
     ``max_sentences`` and ``max_words`` bound the reply (it stops after the sentence that
     reaches either); ``earlier`` is what the agent said before, whose sentences are not said
-    again. :attr:`done` turns true when the model should stop generating.
+    again. :attr:`done` turns true when the model should stop generating. ``first_clause``:
+    the first sentence's first clause is let through as soon as it is written (unless it
+    begins a restatement of an earlier answer); the rest of that sentence follows it.
     """
 
-    def __init__(self, max_sentences: int, max_words: int, earlier: Iterable[str] = ()) -> None:
+    def __init__(self, max_sentences: int, max_words: int, earlier: Iterable[str] = (),
+                 first_clause: bool = True) -> None:
         self.max_sentences = max_sentences
         self.max_words = max_words
+        self.first_clause = first_clause
+        self._open = False  # a sentence was begun (its first clause said) and not finished
         self._earlier = {_key(s) for text in earlier for s in sentences(text)}
         self._said: set[str] = set()
         self._pending = ""
@@ -79,12 +90,32 @@ class ReplyShaper:
         while not self.done:
             match = _SENTENCE.match(self._pending)
             if match is None:
+                out.append(self._early_clause())
                 break
             self._pending = self._pending[match.end():]
             out.append(self._take(match.group(0)))
             if match.group(0).endswith("\n") and self.sentences:
                 self.done = True  # a new paragraph: the model has moved on to something else
         return "".join(out)
+
+    def _early_clause(self) -> str:
+        """The first sentence's first clause, if it is written and may be said now."""
+        if not self.first_clause or self.sentences or self._open or self._skipped:
+            return ""
+        for found in _CLAUSE_END.finditer(self._pending):
+            comma = found.group(0).startswith(",")
+            clause = self._pending[: found.start() + comma]
+            key = _key(clause)
+            if len(key.split()) < (COMMA_CLAUSE_WORDS if comma else CONJUNCTION_CLAUSE_WORDS):
+                continue
+            if _loop_start(clause) is not None or any(
+                    e == key or e.startswith(key + " ") for e in self._earlier):
+                return ""  # its sentence is judged whole, as any other
+            self._pending = self._pending[found.end():]
+            self._open = True
+            self.words += len(key.split())
+            return _polish(clause)
+        return ""
 
     def finish(self, complete: bool, repeat: bool = True) -> str:
         """The end of generation: what is left to say. ``complete`` is false when the model was
@@ -94,6 +125,8 @@ class ReplyShaper:
         if not self.done and complete and _WORD.search(self._pending):
             tail = self._pending.strip()
             out = self._take(tail if tail[-1] in ".!?" else tail + ".")
+        elif not self.done and self._open:  # cut off after its first clause: ended there
+            out = self._take(".")
         if repeat and self.only_repeats:
             out = self._emit(self._skipped)
         self.done = True
@@ -109,6 +142,8 @@ class ReplyShaper:
         if looped is not None:  # the model went round in a loop: keep what came before it
             sentence, self.done = sentence[:looped].rstrip(" ,;:") + ".", True
         key = _key(sentence)
+        if self._open:  # the rest of a sentence begun with its first clause
+            return self._emit(sentence if key else ".")
         if not key:
             return ""
         if key in self._said:  # repeating itself within the reply
@@ -120,9 +155,13 @@ class ReplyShaper:
         return self._emit(sentence)
 
     def _emit(self, sentence: str) -> str:
-        self._said.add(_key(sentence))
         self.sentences += 1
         self.words += len(_WORD.findall(sentence))
         if self.sentences >= self.max_sentences or self.words >= self.max_words:
             self.done = True
+        if self._open:  # goes on from its first clause: no capital
+            self._open = False
+            rest = _LONE_I.sub("I", sentence.strip())
+            return f" {rest}" if _WORD.search(rest) else rest
+        self._said.add(_key(sentence))
         return ("" if self.sentences == 1 else " ") + _polish(sentence)

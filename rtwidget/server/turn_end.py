@@ -94,6 +94,10 @@ def silence_needed_ms(words: str, eagerness: str = "auto") -> int:
 
 _BACKGROUND: set[asyncio.Task[None]] = set()  # streams being released
 
+GUESS_AFTER_MS = 60
+"""Silence (as the VAD counts it) after which the ear decodes the turn so far: soon enough that
+its words are ready when the shortest end-of-turn silence (150-250 ms) has passed."""
+
 
 def loudness(pcm: bytes) -> float:
     """The loudest 20 ms of PCM16 24 kHz audio (RMS of its samples; 0 for none)."""
@@ -114,13 +118,14 @@ class LiveTranscript:
     turn's audio is kept and the ear decodes it once per silence (:meth:`speculate`), apart
     from the stream and without waiting for it: its words become the partial transcript
     ``semantic_vad`` judges and, when nothing louder than a tenth of the turn's speech came
-    after them, the final transcript.
+    after them, the final transcript; ``on_guess`` gets them at once (to start on the reply).
     """
 
     def __init__(self, open_stream: Callable[[], Any],
                  on_words: Callable[[str, str], Awaitable[None]], chunk_ms: int = 100,
-                 ear: Any = None) -> None:
+                 ear: Any = None, on_guess: Callable[[str], None] | None = None) -> None:
         self._open = open_stream
+        self._on_guess = on_guess  # gets the ear's words for the turn so far, when they stand
         self._stream: Any = None
         self._on_words = on_words
         self._chunk_bytes = chunk_ms * BYTES_PER_MS
@@ -161,17 +166,19 @@ class LiveTranscript:
                 self._stream = self._open()
             return str(self._stream.feed(pcm))
 
-    def speculate(self, quiet_ms: int, after_ms: int = 100) -> None:
+    def speculate(self, quiet_ms: int, after_ms: int = GUESS_AFTER_MS) -> None:
         """The speaker has been silent ``quiet_ms``: once it reaches ``after_ms``, let the ear
-        decode the turn so far (once per silence)."""
-        if self._ear is None:
-            return
+        decode the turn so far (once per silence); with no ear, the stream's words so far go
+        to ``on_guess``."""
         if quiet_ms <= 0:
             self._guessed = False
         elif quiet_ms >= after_ms and not self._guessed and not self.failed \
                 and self._guess is None:
             self._guessed = True
-            self._guess = asyncio.create_task(self._speculate())
+            if self._ear is not None:
+                self._guess = asyncio.create_task(self._speculate())
+            elif self.partial and self._on_guess is not None:
+                self._on_guess(self.partial)
 
     async def _speculate(self) -> None:
         try:
@@ -180,6 +187,8 @@ class LiveTranscript:
             if loudness(bytes(self._audio[size:])) > 0.1 * self._peak:
                 return  # the speaker went on while it decoded
             self._words = (size, words)
+            if words and self._on_guess is not None and not self.failed:
+                self._on_guess(words)
             if words and words != self.partial and not self.failed:
                 self.partial = words
                 await self._on_words(words, "")

