@@ -23,6 +23,7 @@ from ..protocol.errors import ErrorInfo, ServerError, WaitTimeout
 from ..protocol.history import continues, reply_text
 from ..protocol.image_parts import image_message, image_part
 from ..protocol.items import Response
+from ..protocol.transcription import check_transcription_for
 from ..tooling.mcp_approvals import McpApprovals
 from ..tooling.registry import ToolSet
 from ..tooling.runner import ToolResult
@@ -203,6 +204,7 @@ class AsyncRealtimeSession(Channel):
                 config["tools"] = self.tools.definitions()
             patch = session_config(**config)
             check_session_for(self.endpoint.provider, patch)
+            check_transcription_for(self.endpoint.provider, merge_session(self.config, patch))
             update = client_events.session_update(patch)
             answer = self._request_nowait(update, self.requests.updated_for(update["event_id"]))
         except BaseException:

@@ -16,6 +16,7 @@ from .audio import SAMPLE_RATE
 from .errors import ConfigError
 from .ga_session import ReasoningEffort, check_ga_fields_for, ga_fields
 from .mcp_events import check_tools_for
+from .transcription import check_transcription, check_transcription_for
 
 
 class _NotGiven:
@@ -164,6 +165,12 @@ def session_config(
     ``"xhigh"``), ``parallel_tool_calls``, ``tracing`` (``"auto"``, ``None`` or
     ``{workflow_name, group_id, metadata}``) and ``include``
     (``["item.input_audio_transcription.logprobs"]``).
+
+    ``transcription`` is a model name or ``{model, language, prompt, keywords, languages,
+    delay}``: ``keywords`` (one-line terms) and ``languages`` (ISO-639-1 codes) for
+    ``gpt-transcribe`` and ``gpt-live-transcribe``, ``delay`` (``"minimal"`` to ``"xhigh"``) for
+    ``gpt-realtime-whisper`` and ``gpt-live-transcribe`` (see
+    :mod:`rtwidget.protocol.transcription`).
     """
     session: dict[str, Any] = {"type": "realtime"}
     if model is not NOT_GIVEN:
@@ -195,7 +202,9 @@ def session_config(
         if isinstance(transcription, str):
             audio_in["transcription"] = {"model": transcription}
         else:
-            audio_in["transcription"] = None if transcription is None else dict(transcription)
+            check_transcription(transcription)
+            audio_in["transcription"] = (
+                None if transcription is None else json.loads(json.dumps(dict(transcription))))
     if noise_reduction is not NOT_GIVEN:
         if isinstance(noise_reduction, str):
             audio_in["noise_reduction"] = {"type": noise_reduction}
@@ -297,9 +306,12 @@ def check_session_for(provider: str, session: Mapping[str, Any]) -> None:
     is documented to reject. OpenAI and Azure speak the GA protocol: no ``temperature``, no
     ``audio.output.model`` (``tts_model``), no ``providerData``, and output is audio *or* text.
     Inworld takes none of OpenAI's GA fields (``prompt``, ``truncation``, ``reasoning``,
-    ``parallel_tool_calls``, ``tracing``, ``include``). The local server and other URLs get
-    what was given."""
+    ``parallel_tool_calls``, ``tracing``, ``include``), nor the transcription settings
+    ``keywords``, ``languages`` and ``delay``, which OpenAI documents for some transcription
+    models only (see :mod:`rtwidget.protocol.transcription`; the local server checks them as
+    OpenAI does). Other URLs get what was given."""
     check_ga_fields_for(provider, session)
+    check_transcription_for(provider, session)
     check_tools_for(provider, session.get("tools") or [])
     if provider not in ("openai", "azure"):
         return

@@ -3,13 +3,13 @@ what one event changed, plus the GA names of beta events. Pure data, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .audio import BYTES_PER_MS, duration_ms
 from .errors import ErrorInfo
-from .heard import Mark, heard_text
+from .heard import Mark, WordTiming, heard_from_timings, heard_text
 from .image_parts import ImageInfo, info_of_part, summarise_part
 
 BETA_ALIASES: dict[str, str] = {
@@ -120,6 +120,7 @@ class Item:
     audio: bytearray | None = None
     transcript_marks: list[Mark] = field(default_factory=list, repr=False)
     heard: str | None = None
+    word_timings: list[WordTiming] = field(default_factory=list, repr=False)
     segments: list[Segment] = field(default_factory=list)
     images: list[ImageInfo] = field(default_factory=list)  # its input_image parts, described
     thumbnail: str | None = field(default=None, repr=False)  # a small data URL for the widget
@@ -142,10 +143,25 @@ class Item:
         return self.transcript if self.heard is None else self.heard
 
     def cut_transcript(self) -> None:
-        """Work out :attr:`heard` from the full transcript and where the audio was cut."""
-        if self.truncated_ms is not None:
-            self.heard = heard_text(self.transcript, self.transcript_marks,
-                                    self.audio_out_bytes, self.truncated_ms * BYTES_PER_MS)
+        """Work out :attr:`heard` from the full transcript and where the audio was cut: from
+        :attr:`word_timings` when the reply's words are timed (see
+        :func:`~rtwidget.protocol.heard.word_timings`), else in proportion to the audio."""
+        if self.truncated_ms is None:
+            return
+        end_bytes = self.truncated_ms * BYTES_PER_MS
+        heard = None
+        if self.word_timings and end_bytes < self.audio_out_bytes:
+            heard = heard_from_timings(self.transcript, self.word_timings,
+                                       self.truncated_ms / 1000)
+        self.heard = heard if heard is not None else heard_text(
+            self.transcript, self.transcript_marks, self.audio_out_bytes, end_bytes)
+
+    def time_words(self, timings: Sequence[WordTiming]) -> None:
+        """Set the reply's word timings (seconds from the start of its audio; see
+        :func:`~rtwidget.protocol.heard.word_timings`) and, if it was already cut, work out
+        again what was heard."""
+        self.word_timings = [(str(w), float(a), float(b)) for w, a, b in timings]
+        self.cut_transcript()
 
     def set(self, facts: dict[str, Any]) -> None:
         """Set attributes by name."""

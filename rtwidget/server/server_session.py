@@ -16,6 +16,7 @@ from typing import Any
 
 from ..protocol.audio import SAMPLE_RATE
 from ..protocol.configuration import merge_session
+from ..protocol.transcription import TranscriptionError, check_transcription
 from .engines import ReplyEngine, Synthesizer, Transcriber
 from .vad import EnergyVad, Vad, VadSettings
 from .validation import (
@@ -137,6 +138,12 @@ class ServerSession:
             return Problem("invalid_value", f"The session object would be {size} bytes; the "
                            f"limit is {MAX_SESSION_BYTES} bytes.", "session")
         audio_in = merged["audio"]["input"]
+        try:  # on the merged object: a patch may name the model or the keywords alone
+            check_transcription(audio_in.get("transcription"), "local")
+        except TranscriptionError as exc:
+            param = "session.audio.input.transcription" + (f".{exc.param}" if exc.param else "")
+            kind = "type" if exc.code == "invalid_type" else "value"
+            return Problem(exc.code, f"Invalid {kind} for '{param}': {exc}.", param)
         for key in _LEFT_OUT_WHEN_OFF:  # off: the GA session object leaves them out
             if audio_in.get(key, "") is None:
                 del audio_in[key]

@@ -211,10 +211,9 @@ def test_a_diarising_model_gets_a_ga_segment_for_the_whole_turn(model: str) -> N
         talk.send(type="session.update", session={
             "type": "realtime", "output_modalities": ["text"],
             "audio": {"input": {"turn_detection": None, "transcription": {
-                "model": model, "keywords": ["rtwidget"], "languages": ["en"], "delay": "low"}}}})
+                "model": model, "language": "en"}}}})
         echoed = talk.until("session.updated")["session"]["audio"]["input"]["transcription"]
-        assert echoed == {"model": model, "keywords": ["rtwidget"], "languages": ["en"],
-                          "delay": "low"}  # the GA transcription settings, kept as asked
+        assert echoed == {"model": model, "language": "en"}  # kept as asked
         talk.send(type="input_audio_buffer.append", audio=_tone(400))
         talk.send(type="input_audio_buffer.commit")
         done = talk.until("conversation.item.input_audio_transcription.completed")
