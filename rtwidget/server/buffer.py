@@ -17,7 +17,7 @@ from ..protocol.audio import BYTES_PER_MS
 from .item_store import ItemStore, ServerItem
 from .responses import Responses
 from .server_session import ServerSession, new_id
-from .turn_end import LiveTranscript, silence_needed_ms
+from .turn_end import LiveTranscript, completeness, silence_needed_ms
 from .vad import Vad, VadSettings
 from .validation import Problem, decode_base64_audio
 
@@ -73,7 +73,8 @@ class InputBuffer:
         """``semantic_vad``: the silence that ends the turn, from the words heard so far. Words
         that do not reach the silence yet (audio sent faster than it is decoded) do not count.
         Once the speaker is silent, a revised last word ("for" heard again as "floor") cannot
-        shorten the wait; a new word (the decoder catching up) can."""
+        shorten the wait; a new word (the decoder catching up) can, and so can the ear's words
+        for the whole turn (Whisper's, decoded in the silence: what the turn ends with)."""
         live, vad = self._live, self._vad
         eagerness = str(td.get("eagerness") or "auto")
         quiet = getattr(vad, "silence_ms", 0) if vad is not None else 0
@@ -82,7 +83,7 @@ class InputBuffer:
         needed = silence_needed_ms(live.partial, eagerness)
         count = len(live.partial.split())
         if vad is not None and quiet > 0 and count <= self._words_judged \
-                and needed < vad.settings.silence_duration_ms:
+                and needed < vad.settings.silence_duration_ms and not live.guessed:
             return vad.settings.silence_duration_ms
         self._words_judged = count
         return needed
@@ -125,7 +126,10 @@ class InputBuffer:
                     await self._speech_stopped(ms)
         if live is not None and live is self._live:
             live.feed(pcm)
-            live.speculate(getattr(self._vad, "silence_ms", 0))
+            quiet_ms = getattr(self._vad, "silence_ms", 0)
+            live.speculate(quiet_ms)
+            if quiet_ms <= 0 and self._responses.has_early:
+                await self._responses.cancel_early()  # the speaker went on: other words
         await self._check_idle()
         self._trim()
         return None
@@ -235,7 +239,13 @@ class InputBuffer:
 
         transcriber = self._session.options.transcriber
         def guessed(words: str) -> None:
-            if self._live is live:  # the reply's prompt is read while the silence lasts
+            if self._live is not live:
+                return
+            td = self._session.turn_detection() or {}
+            # the reply is begun (or its prompt read) while the silence lasts, unless the
+            # words need more (the turn most likely goes on)
+            if not (td.get("create_response", True) and completeness(words) != "incomplete"
+                    and self._responses.start_early(words)):
                 self._responses.prepare_next(words)
 
         live = LiveTranscript(stream, heard, ear=transcriber if getattr(

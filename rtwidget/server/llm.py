@@ -196,6 +196,8 @@ class LlamaReplyEngine:
     before), ``completion_tokens``.
     """
 
+    starts_early = True  # a reply may be begun before its turn ends (see .early_reply)
+
     def __init__(self, model_path: str | Path | None = None, n_ctx: int = 2048,
                  n_threads: int | None = None, phrase_tool_results: bool = False,
                  temperature_scale: float = 0.5, repack: bool = False,

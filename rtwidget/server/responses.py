@@ -17,6 +17,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from ..protocol.configuration import merge_session
+from .early_reply import EarlyReply, context_key
 from .engines import DropConnection, HistoryTurn, ReplyContext, TextDelta, ToolCall, count_tokens
 from .faults import EngineFailed, fault, internal_error
 from .item_store import ItemStore, ServerItem
@@ -52,6 +53,7 @@ class Responses:
         self.active: ServerResponse | None = None  # the conversation's response in progress
         self.out_of_band: set[asyncio.Task[None]] = set()
         self._preparing: set[asyncio.Task[Any]] = set()
+        self._early: EarlyReply | None = None  # a reply to the turn being spoken, begun early
         self.done = 0
 
     async def close(self) -> None:
@@ -62,6 +64,7 @@ class Responses:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, *self._preparing, return_exceptions=True)
+        await self.cancel_early()
 
     # --- client events -----------------------------------------------------------------------
 
@@ -176,17 +179,74 @@ class Responses:
             response.input_audio_tokens += audio
         return self._reply_context(response.config, history)
 
+    def start_early(self, words: str) -> bool:
+        """Start the reply to the user's turn from ``words``, the turn as heard so far (see
+        :mod:`.early_reply`), if the reply engine can be started early and no response is in
+        progress; ``False`` if it was not started."""
+        config = self._session_config()
+        engine = self._engine(config)
+        if self.active is not None or not getattr(engine, "starts_early", False):
+            return False
+        history = [item.turn() for item in self._items.items]
+        history.append(HistoryTurn(role="user", type="message", text=words))
+        context = self._reply_context(config, history)
+        if self._early is not None:
+            if self._early.key == context_key(context) and not self._early.taken:
+                return True
+            self._forget_early()
+        self._early = EarlyReply(engine, context)
+        return True
+
+    async def cancel_early(self) -> None:
+        """Drop the reply begun early, if any (the user went on speaking)."""
+        early, self._early = self._early, None
+        if early is not None:
+            await early.cancel()
+
+    def _forget_early(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            task = asyncio.create_task(early.cancel(), name="cancel early reply")
+            self._preparing.add(task)
+            task.add_done_callback(self._preparing.discard)
+
+    def _taken_early(self, response: ServerResponse, engine: Any,
+                     context: ReplyContext) -> EarlyReply | None:
+        """The reply begun early, if it answers this context (else it is dropped): only a
+        response of the conversation, on its own history, takes it."""
+        early = self._early
+        if early is None or not response.in_conversation or response.input_turns is not None:
+            return None
+        self._early = None
+        if early.engine is engine and not early.taken and early.key == context_key(context):
+            engine.early_replies_used = getattr(engine, "early_replies_used", 0) + 1
+            return early
+        log.debug("a reply begun early was dropped: the turn's final words differ")
+        self._early = early
+        self._forget_early()
+        return None
+
+    @property
+    def has_early(self) -> bool:
+        """Whether a reply begun early waits for its response."""
+        return self._early is not None
+
+    def _session_config(self) -> dict[str, Any]:
+        settings = self._session.settings
+        return {k: settings.get(k) for k in _SESSION_KEYS}
+
+    def _engine(self, config: dict[str, Any]) -> Any:
+        options = self._session.options
+        return options.engines.get(str(config.get("model") or ""), options.engine)
+
     def prepare_next(self, words: str | None = None) -> None:
         """Let the reply engine read ahead the prompt of the conversation's next reply, if it
         can (``prepare(context)``: the prompt cache of :class:`.llm.LlamaReplyEngine`), on a
         worker thread while the user listens or speaks: the reply to the next turn then starts
         sooner. ``words``: the user's turn as heard so far, read ahead too. Nothing is sent to
         the client; a failure is only logged."""
-        settings = self._session.settings
-        config = {k: settings.get(k) for k in _SESSION_KEYS}
-        options = self._session.options
-        prepare = getattr(options.engines.get(str(config.get("model") or ""), options.engine),
-                          "prepare", None)
+        config = self._session_config()
+        prepare = getattr(self._engine(config), "prepare", None)
         if self.active is not None or not callable(prepare):
             return
         history = [item.turn() for item in self._items.items]
@@ -287,8 +347,9 @@ class Responses:
         context = self._context(response)
         called = False
         engine = options.engines.get(context.model, options.engine)
+        early = self._taken_early(response, engine, context)
         try:
-            chunks = aiter(engine.reply(context))
+            chunks = aiter(early.chunks() if early is not None else engine.reply(context))
         except Exception as exc:
             raise fault("replies", engine, exc) from exc
         while True:

@@ -143,6 +143,7 @@ class LiveTranscript:
         self._peak = 0.0  # the loudest 20 ms of it
         self._guess: asyncio.Task[None] | None = None
         self._guessed = False  # in this silence
+        self._handed = ""  # the stream's words last given to on_guess, in this silence
         self._words: tuple[int, str] | None = None  # the ear's guess: bytes heard, words
 
     def feed(self, pcm: bytes) -> None:
@@ -168,17 +169,21 @@ class LiveTranscript:
 
     def speculate(self, quiet_ms: int, after_ms: int = GUESS_AFTER_MS) -> None:
         """The speaker has been silent ``quiet_ms``: once it reaches ``after_ms``, let the ear
-        decode the turn so far (once per silence); with no ear, the stream's words so far go
-        to ``on_guess``."""
+        decode the turn so far (once per silence); with no ear, the stream's words go to
+        ``on_guess`` once it has decoded the speech (again if a later decode changes them)."""
         if quiet_ms <= 0:
             self._guessed = False
-        elif quiet_ms >= after_ms and not self._guessed and not self.failed \
-                and self._guess is None:
-            self._guessed = True
-            if self._ear is not None:
+            self._handed = ""
+        elif quiet_ms < after_ms or self.failed:
+            return
+        elif self._ear is not None:
+            if not self._guessed and self._guess is None:
+                self._guessed = True
                 self._guess = asyncio.create_task(self._speculate())
-            elif self.partial and self._on_guess is not None:
-                self._on_guess(self.partial)
+        elif self._on_guess is not None and self.partial != self._handed \
+                and self.backlog_ms < self._chunk_bytes // BYTES_PER_MS:
+            self._handed = self.partial  # the stream has caught up with the speech
+            self._on_guess(self.partial)
 
     async def _speculate(self) -> None:
         try:
@@ -189,7 +194,7 @@ class LiveTranscript:
             self._words = (size, words)
             if words and self._on_guess is not None and not self.failed:
                 self._on_guess(words)
-            if words and words != self.partial and not self.failed:
+            if words and not self.failed:  # even the same words: they now reach the silence
                 self.partial = words
                 await self._on_words(words, "")
         except Exception as exc:  # the turn is still transcribed when it ends
@@ -214,6 +219,11 @@ class LiveTranscript:
                         exc, exc_info=not isinstance(exc, EngineUnavailable))
         finally:
             self._task = None
+
+    @property
+    def guessed(self) -> bool:
+        """Whether the ear's words for the turn so far stand (nothing was said after them)."""
+        return self._words is not None
 
     @property
     def backlog_ms(self) -> int:

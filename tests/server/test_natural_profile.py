@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,7 @@ def test_a_spoken_turn_is_heard_by_whisper_and_answered_in_piper_s_voice(
     audio = in_room(trim(speak(text, "awb")), 300, 2000)
     ear = natural.options.transcriber
     hits = ear.speculative_hits
+    begun = getattr(natural.options.engine, "early_replies_used", 0)
     with rt.RealtimeSession("local", url=natural.url, tools=False, transcription="local",
                             turn_detection={"type": "semantic_vad"},
                             instructions="Answer in one short sentence.") as s:
@@ -203,14 +205,17 @@ def test_a_spoken_turn_is_heard_by_whisper_and_answered_in_piper_s_voice(
              lambda ev: chunks.append(base64.b64decode(ev["delta"])))
         heard = s.expect("conversation.item.input_audio_transcription.completed", timeout=120)
         done = s.expect("response.done", timeout=180)
-        for i in range(0, len(audio), 4800):
-            s.send_audio(audio[i:i + 4800])
+        start = time.perf_counter()
+        for n, i in enumerate(range(0, len(audio), 960)):  # 20 ms frames at real time
+            s.send_audio(audio[i:i + 960])
+            time.sleep(max(0.0, start + (n + 1) * 0.02 - time.perf_counter()))
         transcript = heard.wait()["transcript"]
         response = done.wait()["response"]
     assert word_error_rate(text, transcript) <= 0.2, transcript
     assert ear.speculative_hits == hits + 1  # the final words were ready from the silence
-    # the reply's prompt was read ahead (at session.update, and from the words guessed in the
-    # silence): at most the user's words were left when the reply was asked for
+    # the reply was begun from the words guessed in the silence (its prompt read ahead at
+    # session.update), and the response took it over: those were the turn's final words
+    assert natural.options.engine.early_replies_used == begun + 1
     usage = natural.options.engine.last_usage
     assert usage["prompt_tokens"] - usage["cached_tokens"] < 30, usage
     spoken = [c.get("transcript") for item in response["output"]
