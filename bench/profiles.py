@@ -6,7 +6,8 @@ For each test voice (Flite slt/awb/rms, Festival HTS; eSpeak NG as the hard case
 ``tests/support/speech.py``), one conversation spoken at real time: the word error rate of
 what was heard, and from the end of the speech as sent: the final transcript and the first
 reply audio (turn 1, the last turn, median). Also: engine load time, memory (RSS) loaded and
-at its peak, the speculative decodes used, the machine's load average, and the installed size
+at its peak, the speculative decodes used, the replies begun early and taken over, the
+machine's load average, and the installed size
 of each extra (its packages and the packages they need, beyond rtwidget's own).
 """
 
@@ -75,6 +76,7 @@ def measure(profile: str, turns: int) -> None:
                 "wer": statistics.fmean(errors), "turns": rows, "misheard": misheard,
                 "median": {k: _median(r[k] for r in rows) for k in stages}}
     out["speculative_hits"] = getattr(server.options.transcriber, "speculative_hits", None)
+    out["early_replies"] = getattr(server.options.engine, "early_replies_used", 0)
     out["rss_peak_mb"] = _peak_mb()
     out["load_average"].append(os.getloadavg()[0])
     print(json.dumps(out))
@@ -184,6 +186,9 @@ def report(results: dict[str, Any]) -> str:
                      f"{got['load_s']:.1f} s / {got['rss_loaded_mb']:.0f} MB / "
                      f"{got['rss_peak_mb']:.0f} MB" + (f" / {hits} of {len(every)}"
                                                        if hits is not None else "")])
+        if "early_replies" in got:
+            rows.append([f"{profile}: turns whose reply was begun in the end-of-turn silence and "
+                         "taken over", f"{got['early_replies']} of {len(every)}"])
         rows.append([f"{profile}: load average (1 min) before / after",
                      " / ".join(f"{x:.1f}" for x in got["load_average"])])
         if got.get("exit"):

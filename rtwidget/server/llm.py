@@ -467,7 +467,10 @@ class LlamaReplyEngine:
             finally:
                 post(None)
 
-        worker = threading.Thread(target=produce, name="rtwidget-llama", daemon=True)
+        # not a daemon: a process that exits while llama.cpp writes waits for its next token
+        # (it stops there once `stop` is set); a daemon thread ended by the exit inside
+        # llama.cpp's callback aborts the process ("FATAL: exception not rethrown")
+        worker = threading.Thread(target=produce, name="rtwidget-llama")
         worker.start()
         finish: str | None = None
         try:
