@@ -69,6 +69,10 @@ def measure(profile: str, turns: int) -> None:
                     assert sent_end is not None
                     rows.append({k: (seen.get(v, float("nan")) - sent_end) * 1000
                                  for k, v in stages.items()})
+                    usage = getattr(server.options.engine, "last_usage", None) or {}
+                    if usage:  # the prompt llama.cpp still had to read when the reply began
+                        rows[-1]["unread_tokens"] = usage.get("prompt_tokens", 0) - usage.get(
+                            "cached_tokens", 0)
                     errors.append(speech.word_error_rate(text, heard[0] if heard else ""))
                     if errors[-1] > 0:
                         misheard.append([text, heard[0] if heard else ""])
@@ -173,6 +177,12 @@ def report(results: dict[str, Any]) -> str:
         rows.append([f"{profile}: first reply audio, median of all {len(every)} turns"
                      + (f" ({silent} with no reply audio, left out)" if silent else ""),
                      f"{_median(t['first_audio'] for t in every):.0f} ms"])
+        unread = [(v["turns"][0].get("unread_tokens"), v["turns"][-1].get("unread_tokens"))
+                  for v in got["voices"].values()]
+        if unread and all(a is not None and b is not None for a, b in unread):
+            rows.append([f"{profile}: prompt tokens left to read when the reply began, turn 1 / "
+                         f"turn {len(every) // len(unread)}, per voice",
+                         ", ".join(f"{a} / {b}" for a, b in unread)])
         rows.append([f"{profile}: final transcript, median of all {len(every)} turns",
                      f"{_median(t['transcript'] for t in every):.0f} ms"])
         natural_wer = [v["wer"] for k, v in got["voices"].items() if k != "espeak"]

@@ -77,7 +77,23 @@ class PocketsphinxStream:
         self._decoder: Any = decoder
         self._resampler = soxr.ResampleStream(SAMPLE_RATE, 16000, 1, dtype="int16")
         self.partial = ""
+        self._settled = ""  # the final words of the parts ended by settle()
         decoder.start_utt()
+
+    def _words(self, hyp: Any) -> str:
+        return f"{self._settled} {hyp.hypstr.strip() if hyp is not None else ''}".strip()
+
+    def settle(self) -> str:
+        """End the part of the utterance heard so far (PocketSphinx's last pass gives its final
+        words) and go on listening in a new part: when the speaker was only pausing, what
+        they say next is added to these words. Returns the words so far."""
+        if self._decoder is None:
+            return self.partial
+        self._decoder.end_utt()
+        self._settled = self._words(self._decoder.hyp())
+        self._decoder.start_utt()
+        self.partial = self._settled
+        return self.partial
 
     def _process(self, audio: np.ndarray[Any, Any]) -> None:
         if len(audio) and self._decoder is not None:
@@ -88,8 +104,7 @@ class PocketsphinxStream:
         later audio can still change them)."""
         self._process(self._resampler.resample_chunk(np.frombuffer(pcm, dtype="<i2")))
         if self._decoder is not None:
-            hyp = self._decoder.hyp()
-            self.partial = hyp.hypstr.strip() if hyp is not None else ""
+            self.partial = self._words(self._decoder.hyp())
         return self.partial
 
     def finish(self) -> str:
@@ -100,8 +115,7 @@ class PocketsphinxStream:
         decoder, self._decoder = self._decoder, None
         try:
             decoder.end_utt()
-            hyp = decoder.hyp()
-            self.partial = hyp.hypstr.strip() if hyp is not None else ""
+            self.partial = self._words(decoder.hyp())
         finally:
             self._owner._give_back(decoder)
         return self.partial

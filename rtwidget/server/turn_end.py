@@ -144,6 +144,7 @@ class LiveTranscript:
         self._guess: asyncio.Task[None] | None = None
         self._guessed = False  # in this silence
         self._handed = ""  # the stream's words last given to on_guess, in this silence
+        self._spoken = 0  # frames of speech fed (to tell whether the speaker went on)
         self._words: tuple[int, str] | None = None  # the ear's guess: bytes heard, words
 
     def feed(self, pcm: bytes) -> None:
@@ -174,6 +175,7 @@ class LiveTranscript:
         if quiet_ms <= 0:
             self._guessed = False
             self._handed = ""
+            self._spoken += 1
         elif quiet_ms < after_ms or self.failed:
             return
         elif self._ear is not None:
@@ -181,9 +183,13 @@ class LiveTranscript:
                 self._guessed = True
                 self._guess = asyncio.create_task(self._speculate())
         elif self._on_guess is not None and self.partial != self._handed \
-                and self.backlog_ms < self._chunk_bytes // BYTES_PER_MS:
+                and self.backlog_ms < self._chunk_bytes // BYTES_PER_MS \
+                and self._guess is None:
             self._handed = self.partial  # the stream has caught up with the speech
-            self._on_guess(self.partial)
+            if completeness(self.partial) == "complete" and hasattr(self._stream, "settle"):
+                self._guess = asyncio.create_task(self._make_final())
+            else:
+                self._on_guess(self.partial)
 
     async def _speculate(self) -> None:
         try:
@@ -199,6 +205,25 @@ class LiveTranscript:
                 await self._on_words(words, "")
         except Exception as exc:  # the turn is still transcribed when it ends
             log.warning("speculative transcription failed (%s)", exc,
+                        exc_info=not isinstance(exc, EngineUnavailable))
+        finally:
+            self._guess = None
+
+    async def _make_final(self) -> None:
+        """The stream's words so far made final (its ``settle()``): when the speaker says no
+        more, they are the turn's final words, ready before the turn ends."""
+        def settle() -> str:
+            with self._lock:
+                return str(self._stream.settle()) if self._stream is not None else ""
+
+        spoken = self._spoken
+        try:
+            words = await asyncio.to_thread(settle)
+            if not self.failed and self._spoken == spoken and self._on_guess is not None:
+                self.partial = self._handed = words
+                self._on_guess(words)
+        except Exception as exc:  # the stream ends the turn as it would have
+            log.warning("settling the words so far failed (%s)", exc,
                         exc_info=not isinstance(exc, EngineUnavailable))
         finally:
             self._guess = None
@@ -252,8 +277,9 @@ class LiveTranscript:
         live decoding failed (the caller transcribes the audio itself)."""
         if self._ear is not None:
             return await self._finish_with_ear()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._task is not None or self._guess is not None:
+            await asyncio.gather(*(t for t in (self._task, self._guess) if t is not None),
+                                 return_exceptions=True)
         if self.failed:
             await self.cancel()
             return None

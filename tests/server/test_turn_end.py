@@ -125,35 +125,43 @@ def test_past_its_live_streams_a_turn_is_transcribed_when_it_ends() -> None:
     assert not any(e["type"].endswith("transcription.delta") for e in seen[:stopped])
 
 
-def test_the_words_so_far_are_handed_on_once_per_silence_to_start_on_the_reply() -> None:
+def test_the_words_so_far_are_made_final_in_the_silence_and_the_turn_can_go_on() -> None:
     ear = PocketsphinxTranscriber()
-    said = "what is the capital of france"
-    pcm = trim(speak(said))
+    first, then = "what is the capital of france", "and of spain"
 
-    async def turn() -> list[str]:
+    async def turn() -> tuple[list[str], str | None]:
         guesses: list[str] = []
 
         async def heard(partial: str, settled: str) -> None:
             pass
 
         live = LiveTranscript(ear.stream, heard, on_guess=guesses.append)
-        for i in range(0, len(pcm), 4800):
-            live.feed(pcm[i:i + 4800])
-            live.speculate(0)
-            await asyncio.sleep(0.05)  # the stream decodes as it goes
-        await eventually_async(lambda: live.backlog_ms < 100)  # all but a part-chunk
-        live.speculate(GUESS_AFTER_MS - 20)  # too soon
-        assert guesses == []
-        live.speculate(GUESS_AFTER_MS)
-        live.speculate(GUESS_AFTER_MS + 100)  # once per silence
-        live.speculate(0)  # the speaker went on...
-        live.speculate(GUESS_AFTER_MS)  # ...and stopped again
-        await live.cancel()
-        return guesses
 
-    guesses = asyncio.run(turn())
-    assert len(guesses) == 2 and guesses[0] == guesses[1]
-    assert word_error_rate(said, guesses[0]) <= 0.34, guesses
+        async def say(text: str) -> None:
+            pcm = trim(speak(text)) + silence(200)
+            for i in range(0, len(pcm), 4800):
+                live.feed(pcm[i:i + 4800])
+                live.speculate(0)
+                await asyncio.sleep(0.05)  # the stream decodes as it goes
+            await eventually_async(lambda: live.backlog_ms < 100)  # all but a part-chunk
+
+        await say(first)
+        live.speculate(GUESS_AFTER_MS - 20)  # too soon
+        await asyncio.sleep(0.3)
+        assert guesses == []
+        live.speculate(GUESS_AFTER_MS)  # the words so far are made final, once per silence
+        live.speculate(GUESS_AFTER_MS + 100)
+        await eventually_async(lambda: len(guesses) == 1)
+        await say(then)  # the speaker was only pausing
+        live.speculate(GUESS_AFTER_MS)
+        await eventually_async(lambda: len(guesses) == 2)
+        return guesses, await live.finish()
+
+    guesses, final = asyncio.run(turn())
+    assert word_error_rate(first, guesses[0]) <= 0.34, guesses
+    assert guesses[1].startswith(guesses[0]) and len(guesses[1].split()) > len(guesses[0].split())
+    assert word_error_rate(f"{first} {then}", guesses[1]) <= 0.34, guesses
+    assert final == guesses[1]  # nothing said after the last guess: it is the final transcript
 
 
 async def eventually_async(check: Any, timeout: float = 20) -> None:
