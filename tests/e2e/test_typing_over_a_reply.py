@@ -108,10 +108,16 @@ def test_typing_while_the_agent_talks_cuts_the_reply_and_answers(
         played_before = int(widget.get_attribute("data-played-ms") or 0)
         box.fill(TYPED)
         box.press("Enter")
-        page.wait_for_function(
-            "(typed) => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
-            ".some(e => e.textContent.includes('You said: ' + typed))", arg=TYPED,
-            timeout=60_000)
+        try:
+            page.wait_for_function(
+                "(typed) => [...document.querySelectorAll('.rtw-assistant .rtw-text')]"
+                ".some(e => e.textContent.includes('You said: ' + typed))", arg=TYPED,
+                timeout=60_000)
+        except Exception:  # say what the kernel and the page had, to tell why
+            widget.screenshot(path=str(OUTPUT / f"{name}-no-answer.png"))
+            raise AssertionError(f"the typed turn was not answered on the page: "
+                                 f"{json.dumps(facts(page))[-3000:]}; rows: "
+                                 f"{json.dumps(widget_rows(page))[-1500:]}") from None
 
         def finished(seen: dict[str, Any]) -> bool:
             return all(s != "in_progress" for s in seen["responses"].values())
