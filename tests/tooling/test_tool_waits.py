@@ -24,7 +24,8 @@ WAIT_RULES = [
     Rule(r"slow and nothing", calls=[("slow", {}), ("nothing", {})]),
     Rule(r"slow and quick", calls=[("slow", {}), ("get_weather", {"city": "Paris"})]),
     Rule(r"stream", calls=[("steps", {})]),
-    Rule(r"epic", say=" ".join(f"Verse {i} of the epic." for i in range(400))),  # ~3 s
+    # ~10 s: long enough that a result coming while it is told always finds it under way
+    Rule(r"epic", say=" ".join(f"Verse {i} of the epic." for i in range(1200))),
 ]
 
 
