@@ -52,7 +52,7 @@ class Responses:
         self._on_end = on_end
         self.active: ServerResponse | None = None  # the conversation's response in progress
         self.out_of_band: set[asyncio.Task[None]] = set()
-        self._preparing: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()  # read-aheads, early replies' cancels
         self._early: EarlyReply | None = None  # a reply to the turn being spoken, begun early
         self.done = 0
 
@@ -63,7 +63,7 @@ class Responses:
             tasks.append(self.active.task)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, *self._preparing, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._background, return_exceptions=True)
         await self.cancel_early()
 
     # --- client events -----------------------------------------------------------------------
@@ -207,8 +207,8 @@ class Responses:
         early, self._early = self._early, None
         if early is not None:
             task = asyncio.create_task(early.cancel(), name="cancel early reply")
-            self._preparing.add(task)
-            task.add_done_callback(self._preparing.discard)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _taken_early(self, response: ServerResponse, engine: Any,
                      context: ReplyContext) -> EarlyReply | None:
@@ -217,12 +217,11 @@ class Responses:
         early = self._early
         if early is None or not response.in_conversation or response.input_turns is not None:
             return None
-        self._early = None
         if early.engine is engine and not early.taken and early.key == context_key(context):
+            self._early = None
             engine.early_replies_used = getattr(engine, "early_replies_used", 0) + 1
             return early
         log.debug("a reply begun early was dropped: the turn's final words differ")
-        self._early = early
         self._forget_early()
         return None
 
@@ -254,11 +253,11 @@ class Responses:
             history.append(HistoryTurn(role="user", type="message", text=words))
         context = self._reply_context(config, history)
         task = asyncio.create_task(asyncio.to_thread(prepare, context), name="prepare")
-        self._preparing.add(task)
+        self._background.add(task)
         task.add_done_callback(self._prepared)
 
     def _prepared(self, task: asyncio.Task[Any]) -> None:
-        self._preparing.discard(task)
+        self._background.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.warning("reading ahead the next reply's prompt failed: %s", exc)
 
