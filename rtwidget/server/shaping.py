@@ -5,7 +5,7 @@ repeat itself or restate its previous answer. :class:`ReplyShaper` lets text thr
 sentence at a time, stops after a sentence limit (short replies unless the instructions ask for
 more), drops sentences the model already said, never ends on half a sentence, and puts capitals
 where the model left them out. The one exception is the reply's first sentence: its first
-clause goes out as soon as it is written (at a comma, or before "and", "but", "because"...
+clause goes out as soon as it is written (at a comma, or before "and", "because", "with", "is"...
 once it has a few words), so that the voice can start on it while the model writes the rest.
 """
 
@@ -20,10 +20,15 @@ _LONG_ASKED = re.compile(
     r"\b(long|longer|detailed|in detail|at length|stor(?:y|ies)|paragraphs?|elaborate|"
     r"thorough(?:ly)?|explain (?:fully|everything))\b", re.IGNORECASE)
 _LONE_I = re.compile(r"\bi\b(?=$|[\s',.!?])")
-_CLAUSE_END = re.compile(r"(?<=\w),\s|\s(?=(?:and|but|or|so|because|which|while|when|if|"
-                         r"though|although|unless|until|since)\s)")
-COMMA_CLAUSE_WORDS = 4  # a first clause said early ends at a comma after this many words...
-CONJUNCTION_CLAUSE_WORDS = 6  # ...or before a conjunction after this many
+_CLAUSE_END = re.compile(  # where a first clause may end: at a mark, or before a word
+    r"(?P<mark>(?<=\w)[,;:](?=\s)|\s(?=[(\u2013\u2014]|-\s))"
+    r"|\s(?=(?:and|but|or|so|because|which|while|when|if|though|although|unless|until|since|"
+    r"about|above|across|after|against|along|among|around|at|before|behind|below|beside|"
+    r"between|beyond|by|during|for|from|in|inside|into|near|on|onto|over|through|toward|"
+    r"towards|under|within|without|with|is|are|was|were|will|would|can|could|should|may|"
+    r"might|has|have|had)\s)")
+MARK_CLAUSE_WORDS = 4  # a first clause said early ends at a comma (; : dash, bracket) after
+WORD_CLAUSE_WORDS = 6  # this many words, or before a conjunction, preposition or verb after this
 
 
 def wants_long(instructions: str) -> bool:
@@ -103,10 +108,10 @@ class ReplyShaper:
         if not self.first_clause or self.sentences or self._open or self._skipped:
             return ""
         for found in _CLAUSE_END.finditer(self._pending):
-            comma = found.group(0).startswith(",")
-            clause = self._pending[: found.start() + comma]
+            mark = found.group("mark")
+            clause = self._pending[: found.start() + bool(mark and mark[0] in ",;:")]
             key = _key(clause)
-            if len(key.split()) < (COMMA_CLAUSE_WORDS if comma else CONJUNCTION_CLAUSE_WORDS):
+            if len(key.split()) < (MARK_CLAUSE_WORDS if mark else WORD_CLAUSE_WORDS):
                 continue
             if _loop_start(clause) is not None or any(
                     e == key or e.startswith(key + " ") for e in self._earlier):

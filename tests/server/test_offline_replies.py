@@ -66,6 +66,15 @@ def test_the_first_sentence_s_first_clause_goes_out_while_the_rest_is_written() 
         " It is cold and windy up there."]  # only the first sentence is cut
     assert said_as_it_came("you can brew tea in a pot or you can buy it in bottles.") == [
         "You can brew tea in a pot", " or you can buy it in bottles."]
+    # a long run of words with no comma goes out before a preposition or a verb; a bracket
+    # or a dash ends a clause as a comma does
+    assert said_as_it_came("the closest you will ever get to the moon's orbit around earth "
+                           "will be far.") == [
+        "The closest you will ever get to the moon's orbit", " around earth will be far."]
+    assert said_as_it_came("the moon is about 384,400 kilometres away (or 238,855 miles).") == [
+        "The moon is about 384,400 kilometres away", " (or 238,855 miles)."]
+    assert said_as_it_came("mount everest is the highest peak - it is in nepal.") == [
+        "Mount everest is the highest peak", " - it is in nepal."]
     # too short to stand alone; a number's comma is not a clause's
     assert said_as_it_came("well, it is 8,848 metres high.") == ["Well, it is 8,848 metres high."]
     # a first sentence that may restate an earlier answer is judged whole, and dropped
