@@ -5,10 +5,11 @@ memory is its own), with SmolLM2 replies and semantic VAD, as a new user meets t
 For each test voice (Flite slt/awb/rms, Festival HTS; eSpeak NG as the hard case, from
 ``tests/support/speech.py``), one conversation spoken at real time: the word error rate of
 what was heard, and from the end of the speech as sent: the final transcript and the first
-reply audio (turn 1, the last turn, median). Also: engine load time, memory (RSS) loaded and
-at its peak, the speculative decodes used, the replies begun early and taken over, the
-machine's load average, and the installed size
-of each extra (its packages and the packages they need, beyond rtwidget's own).
+reply audio (turn 1, the last turn, median; each voice asks the questions from one further
+on, so that over the voices the first and the last turns see nearly the same questions).
+Also: engine load time, memory (RSS) loaded and at its peak, the speculative decodes used, the
+replies begun early and taken over, the machine's load average, and the installed size of
+each extra (its packages and the packages they need, beyond rtwidget's own).
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ def measure(profile: str, turns: int) -> None:
               "first_audio": "response.output_audio.delta"}
     out["voices"] = {}
     with server:
-        for voice in [v for v in VOICES if speech.available(v)]:
+        for n, voice in enumerate(v for v in VOICES if speech.available(v)):
+            # each voice starts one question further on: turn 1 and turn 10 (over the
+            # voices) then see nearly the same questions, and compare the turns, not the
+            # questions' answers (a long first clause is slower to start, at any turn)
+            asked = [*QUESTIONS[:turns][n % turns:], *QUESTIONS[:turns][:n % turns]]
             rows: list[dict[str, float]] = []
             errors: list[float] = []
             heard: list[str] = []
@@ -59,7 +64,7 @@ def measure(profile: str, turns: int) -> None:
                 seen: dict[str, float] = {}
                 s.on("*", lambda ev, seen=seen: seen.setdefault(ev["type"], time.perf_counter()))
                 s.on(stages["transcript"], lambda ev, heard=heard: heard.append(ev["transcript"]))
-                for text in QUESTIONS[:turns]:
+                for text in asked:
                     audio = speech.in_room(speech.trim(speech.speak(text, voice)), 300, 2500)
                     done = s.expect("response.done", timeout=180)
                     seen.clear()
@@ -78,6 +83,7 @@ def measure(profile: str, turns: int) -> None:
                         misheard.append([text, heard[0] if heard else ""])
             out["voices"][voice] = {
                 "wer": statistics.fmean(errors), "turns": rows, "misheard": misheard,
+                "asked": asked,
                 "median": {k: _median(r[k] for r in rows) for k in stages}}
     out["speculative_hits"] = getattr(server.options.transcriber, "speculative_hits", None)
     out["early_replies"] = getattr(server.options.engine, "early_replies_used", 0)
@@ -173,6 +179,12 @@ def report(results: dict[str, Any]) -> str:
                          f"{first['first_audio']:.0f}, {last['first_audio']:.0f}, "
                          f"{med['first_audio']:.0f} ms"])
         every = [t for v in got["voices"].values() for t in v["turns"]]
+        turn1, turn_n = (_median(v["turns"][at]["first_audio"] for v in got["voices"].values())
+                         for at in (0, -1))
+        rows.append([f"{profile}: first reply audio, turn 1 / turn "
+                     f"{len(every) // len(got['voices'])}, median over the voices (each voice's "
+                     "questions begin one further on)",
+                     f"{turn1:.0f} / {turn_n:.0f} ms ({turn_n / turn1 - 1:+.0%})"])
         silent = sum(1 for t in every if t["first_audio"] != t["first_audio"])
         rows.append([f"{profile}: first reply audio, median of all {len(every)} turns"
                      + (f" ({silent} with no reply audio, left out)" if silent else ""),
