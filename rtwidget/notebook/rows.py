@@ -1,5 +1,7 @@
 """The transcript rows the widget sends to the page: only the items an event changed, laid out
-(position, turn) from the conversation once per item added, not once per delta."""
+(position, turn) incrementally: the items added since the last layout are laid out after it, and
+the whole conversation again only when an item was deleted, placed before the newest or changed
+whether it begins a turn."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 from ..protocol.conversation import Conversation
 from ..protocol.items import Item, Update
-from ..protocol.turns import Layout, layout, reply_heard_after, role_of
+from ..protocol.turns import Layout, reply_heard_after, role_of, starts_turn
 from . import messages
 
 
@@ -18,6 +20,11 @@ class RowFeed:
         self._dirty: set[str] = set()
         self._layout_key: tuple[int, int] | None = None
         self._layout = Layout({}, {})
+        self._starts: set[str] = set()  # the laid-out items that begin a turn
+        self._newest: str | None = None  # the newest item laid out, deleted or not
+        self._shown = 0  # items laid out and not deleted: the next one's position
+        self._user: Item | None = None  # the newest item that begins a turn
+        self.relayouts = 0  # layouts of the whole conversation (one per reset, at least)
 
     def mark(self, update: Update) -> bool:
         """Note the rows an event may have changed, to send at the next flush; whether any."""
@@ -40,16 +47,45 @@ class RowFeed:
             removed = [i.id for i in found if i is not None and i.deleted]
         if not (items or removed or reset):
             return None
-        laid = self._laid_out(conversation, reset or bool(removed))
+        # every change to an item comes as an event about it: only one of these, laid out
+        # already, can have come to begin a turn, or stopped, since
+        laid_out = self._layout.position
+        turned = any(i.id in laid_out and starts_turn(i) != (i.id in self._starts)
+                     for i in items)
+        laid = self._laid_out(conversation, reset or bool(removed) or turned)
         rows = [row(item, laid.position.get(item.id, 0), laid.turn_of.get(item.id), conversation)
                 for item in items]
         return {"type": messages.ROWS, "rows": rows, "removed": removed, "reset": reset}
 
     def _laid_out(self, conversation: Conversation, fresh: bool) -> Layout:
         key = (id(conversation), conversation.items_seen)
-        if fresh or self._layout_key != key:
-            self._layout, self._layout_key = layout(conversation), key
+        if not fresh and self._layout_key == key:
+            return self._layout
+        added = None if fresh or self._layout_key is None or self._layout_key[0] != key[0] \
+            else conversation.items_after(self._layout_key[1], self._newest)
+        if added is None:  # the whole conversation again
+            self._layout, self._starts = Layout({}, {}), set()
+            self._shown, self._user, self._newest = 0, None, None
+            self.relayouts += 1
+            added = conversation.all_items()
+        self._extend(added)
+        self._layout_key = key
         return self._layout
+
+    def _extend(self, items: list[Item]) -> None:
+        """Lay ``items`` out after those laid out already, as :func:`layout` would."""
+        position, turn_of = self._layout.position, self._layout.turn_of
+        for item in items:
+            self._newest = item.id
+            if item.deleted:
+                continue
+            position[item.id] = self._shown
+            self._shown += 1
+            if starts_turn(item):
+                self._user = item
+                self._starts.add(item.id)
+            elif self._user is not None:
+                turn_of[item.id] = self._user
 
 
 def row(item: Item, pos: int, user: Item | None, conversation: Conversation) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import traitlets
 from ..client.local_process import local_server
 from ..client.recorder import next_free_folder
 from ..client.sync import RealtimeSession
-from ..data.cost import Cost, cost_label
+from ..data.cost import Cost, CostTally
 from ..data.frame import LiveView
 from ..protocol.items import Update
 from .notices import Notices
@@ -58,6 +58,7 @@ class VoiceChat(anywidget.AnyWidget):
     def __init__(self, session: RealtimeSession, *, connect: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._notices = Notices(self)
+        self._costs = CostTally()
         self._lifecycle, self._closed = threading.Lock(), False  # Connect, Disconnect, close
         self._offs: list[Any] = []
         self._link = PageLink(self, connect=self._reconnect, disconnect=self._disconnect)
@@ -162,7 +163,9 @@ class VoiceChat(anywidget.AnyWidget):
 
     def _on_response_done(self, update: Update, event: dict[str, Any]) -> None:
         self._set_phase("listening" if self._link.mic_on else "idle")
-        self.cost_text = cost_label(self.session.cost)
+        # the label alone, not session.cost: that builds the whole DataFrame, every response
+        self.cost_text = self._costs.label(self.session.conversation,
+                                           self.session.endpoint.provider)
 
     def _on_closed(self, update: Update, event: dict[str, Any]) -> None:
         self.status = "closed"

@@ -127,6 +127,15 @@ class Conversation(UserSpeech, HostedMcpEvents):
         when an item comes (a layout keyed on it is redone once per item, not per delta)."""
         return len(self._order.ids)
 
+    def items_after(self, seen: int, last_id: str | None) -> list[Item] | None:
+        """The items placed since the conversation held ``seen`` items (deleted ones
+        included), in order, when all of them came after ``last_id`` (the newest of those
+        ``seen``, ``None`` for none); ``None`` when one was placed before it."""
+        ids = self._order.ids
+        if len(ids) < seen or (ids[seen - 1] if seen else None) != last_id:
+            return None
+        return [self._items[i] for i in ids[seen:]]
+
     def all_items(self) -> list[Item]:
         """Every item in conversation order, deleted ones included."""
         return [self._items[i] for i in list(self._order.ids)]

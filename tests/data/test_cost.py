@@ -181,3 +181,54 @@ def test_turn_costs_take_rows_without_a_role() -> None:
         "cost_usd": [float("nan"), 0.5, 0.25, float("nan")],
     })
     assert turn_costs(df).tolist()[0] == 0.75
+
+
+def _label(conv: Conversation, provider: str | None) -> str:
+    from rtwidget.data.cost import cost_label, summarise
+
+    return cost_label(summarise(conversation_frame(conv, provider=provider)))
+
+
+def test_the_widgets_running_label_says_what_the_dataframe_says() -> None:
+    from rtwidget.data.cost import CostTally
+
+    tally = CostTally()
+    done = DOCUMENTED["openai_ga"]["message"]
+    conv = one_turn(done)
+    cases: list[tuple[str, str, str | None]] = []
+
+    def check(what: str, provider: str | None) -> None:
+        cases.append((what, tally.label(conv, provider), provider))
+        assert tally.label(conv, provider) == _label(conv, provider), what
+
+    for provider in ("openai", "url", "local", None, "openai"):
+        check(f"one priced response for {provider}", provider)
+    assert cases[0][1].startswith("cost: $") and cases[1][1] == "" and \
+        cases[2][1] == "cost: free (local)"
+    # a second response with usage that has no text/audio split: the total is not known
+    rid = "resp_totals"
+    conv.apply({"type": "response.created", "response": {"id": rid}})
+    check("a response with no item yet is not counted", "openai")
+    conv.apply({"type": "response.output_item.added", "response_id": rid, "output_index": 0,
+                "item": {"id": "item_b", "type": "message", "role": "assistant",
+                         "content": []}})
+    conv.apply({**DOCUMENTED["openai_ga_totals_only"]["message"],
+                "response": {**DOCUMENTED["openai_ga_totals_only"]["message"]["response"],
+                             "id": rid, "output": []}})
+    check("one response not priced", "openai")
+    assert cases[-1][1] == ""
+    conv.apply({"type": "conversation.item.deleted", "item_id": "item_b"})
+    check("its only item deleted, it no longer counts", "openai")
+    assert cases[-1][1].startswith("cost: $")
+    conv.apply({"type": "session.updated", "session": {"model": "my-deployment"}})
+    check("another model, not in the table", "openai")
+    rt.prices.update("openai", "my-deployment", text_in=1, text_cached_in=0.1, text_out=2,
+                     audio_in=3, audio_cached_in=0.3, audio_out=4)
+    check("priced once the table has it", "openai")
+    rt.prices.update("openai", "my-deployment", audio_out=400)
+    check("re-priced when the table changes", "openai")
+    assert cases[-1][1] != cases[-2][1]
+    conv.apply({"type": "conversation.item.deleted", "item_id": "item_a"})
+    check("no response left", "openai")
+    assert cases[-1][1] == ""
+    assert _label(Conversation(), "local") == CostTally().label(Conversation(), "local") == ""

@@ -14,6 +14,7 @@ from conftest import eventually, frames, utterance
 from support.fake_browser import FakeBrowser
 
 import rtwidget as rt
+from rtwidget.data.cost import cost_label
 from rtwidget.notebook.magics import chat_kwargs
 from rtwidget.server import LocalServer
 
@@ -49,6 +50,8 @@ def test_typed_turn_streams_rows_and_audio_to_the_browser(widget) -> None:
     assert rows[-1]["text"] == "You said: Hello widget."
     assert list(chat.df["text"]) == ["Hello widget.", "You said: Hello widget."]
     assert chat.status == "connected" and "local" in chat.provider
+    # the label shown, kept as replies end, says what the DataFrame's cost says
+    assert chat.cost_text == cost_label(chat.cost) == "cost: free (local)"
 
 
 def test_mic_frames_reach_the_server_and_are_acknowledged(widget) -> None:

@@ -85,6 +85,29 @@ def test_item_create_places_items_with_previous_item_id() -> None:
     assert client_events.text_message("a", "assistant")["content"][0]["type"] == "output_text"
 
 
+def test_items_after_gives_the_newest_items_or_none_when_one_went_before() -> None:
+    conv = Conversation()
+
+    def add(item_id: str, **previous: Any) -> None:
+        conv.apply({"type": "conversation.item.added", **previous, "item": {
+            "id": item_id, "type": "message", "role": "user", "content": []}})
+
+    add("a")
+    add("b")
+    assert [i.id for i in conv.items_after(0, None) or []] == ["a", "b"]
+    add("c", previous_item_id="b")
+    add("d")
+    assert [i.id for i in conv.items_after(2, "b") or []] == ["c", "d"]
+    assert conv.items_after(4, "d") == []
+    conv.apply({"type": "conversation.item.deleted", "item_id": "d"})
+    assert [i.id for i in conv.items_after(3, "c") or []] == ["d"]  # deleted ones too
+    add("e", previous_item_id="a")  # placed before the newest: a layout starts again
+    assert conv.items_after(4, "d") is None and conv.items_after(5, "d") is not None
+    add("f", previous_item_id=None)
+    assert conv.items_after(5, "d") is None
+    assert conv.items_after(7, "d") is None  # more than it holds
+
+
 # --- audio ------------------------------------------------------------------------------------
 
 
