@@ -81,13 +81,16 @@ def section_markdown(name: str, entry: dict[str, Any]) -> str:
     return "\n\n".join([where, *(t.markdown() for t in tables)])
 
 
-def write_markdown(results: dict[str, Any], page: Path) -> list[str]:
+def write_markdown(results: dict[str, Any], page: Path,
+                   only: list[str] | None = None) -> list[str]:
     """Replace what is between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` in
-    ``page`` with the tables of section NAME; returns the sections written. Running it
-    twice on the same figures changes nothing."""
+    ``page`` with the tables of section NAME (of the sections ``only``, if given); returns the
+    sections written. Running it twice on the same figures changes nothing."""
     text = page.read_text()
     written = []
     for name, entry in results.items():
+        if only and name not in only:
+            continue
         pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.S)
         if not pattern.search(text):
             print(f"{page.name} has no <!-- bench:{name} --> markers: {name} not written")
@@ -107,12 +110,13 @@ def main() -> int:
     parser.add_argument("--only", choices=list(SECTIONS), action="append",
                         help="run this section (may be repeated)")
     parser.add_argument("--markdown", action="store_true",
-                        help="run nothing: write the kept figures' tables into docs/performance.md")
+                        help="run nothing: write the kept figures' tables into docs/performance.md "
+                        "(those of the --only sections, if given)")
     args = parser.parse_args()
     out = Path(args.out)
     results = load_results(out)
     if args.markdown:
-        written = write_markdown(results, PAGE)
+        written = write_markdown(results, PAGE, args.only)
         print(f"{PAGE.relative_to(ROOT)}: {', '.join(written) or 'nothing'} written from {out}")
         return 0
     print(f"machine: {machine()}")
