@@ -16,6 +16,11 @@ const AUDIO_ACK_EVERY = 5; // audio chunks between acknowledgements to the kerne
 const ECHO_TAIL_MS = 300;
 // push-to-talk: the mic keeps sending this long after release, so the last word is not clipped
 const PTT_TAIL_MS = 200;
+// sound the paused mic did not send (the user's voice, or the agent's own echo: they cannot be
+// told apart here): this many 40 ms frames, net, at least this loud (RMS, about -34 dBFS)
+const UNHEARD_LEVEL = 0.02;
+const UNHEARD_FRAMES = 8;
+const UNHEARD_SHOW_MS = 10000; // how long the widget says so after the last such frame
 // the transport probe, sent with "ready": the kernel says whether it arrived intact
 export const PROBE = [0x52, 0x54, 0x00, 0xff];
 
@@ -50,6 +55,8 @@ export class Engine {
     this.agentBusy = false; // the player has agent audio playing, queued or still owed
     this.gated = false; // the mic sends silence (the agent is speaking, no headphones)
     this.gateTimer = null;
+    this.loudWhileGated = 0; // frames of speech level the gate kept from the agent
+    this.unheardAt = null; // when the paused mic last picked up sound (speech, or echo)
     this.message = "";
     this.stats = { framesSent: 0, bytesSent: 0, pushedBytes: 0, started: 0, playedMs: 0,
                    flushes: 0, underruns: 0 };
@@ -243,6 +250,7 @@ export class Engine {
   }
 
   setGate(on) {
+    if (!on) this.loudWhileGated = 0;
     this.gated = on;
     if (this.capture) this.capture.port.postMessage({ type: "gate", on });
     this.emit();
@@ -351,6 +359,7 @@ export class Engine {
     if (msg.type !== "frame" || !this.micOn || this.probing) return;
     if (this.pttMode && !this.pttHeld) return;
     this.level = msg.level;
+    if (this.gated) this.noteUnheard(msg.level);
     this.seq++;
     this.stats.framesSent++;
     this.stats.bytesSent += msg.buf.byteLength;
@@ -362,6 +371,27 @@ export class Engine {
       this.model.send({ type: "mic_audio", seq: this.seq, t }, undefined, [msg.buf]);
     }
     if (this.seq % 5 === 0) this.emit();
+  }
+
+  /**
+   * A frame the echo gate replaced with silence: once the mic has been loud for a moment (a
+   * third of a second, net of quiet frames) the user may have been speaking, and the widget
+   * says that anything said then was not heard.
+   */
+  noteUnheard(level) {
+    // a leaky count: the pauses between words do not reset it, a stray loud frame fades
+    this.loudWhileGated = Math.max(0, this.loudWhileGated + (level >= UNHEARD_LEVEL ? 1 : -1));
+    if (this.loudWhileGated < UNHEARD_FRAMES) return;
+    const first = !this.unheard;
+    this.unheardAt = performance.now();
+    clearTimeout(this.unheardTimer);
+    this.unheardTimer = setTimeout(() => this.emit(), UNHEARD_SHOW_MS);
+    if (first) this.emit();
+  }
+
+  /** Whether the paused mic picked up sound in the last few seconds. */
+  get unheard() {
+    return this.unheardAt !== null && performance.now() - this.unheardAt < UNHEARD_SHOW_MS;
   }
 
   stopMic() {

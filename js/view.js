@@ -174,6 +174,9 @@ export function renderView(engine, model, el) {
     setText(notice, [ended ? "This chat is closed: its transcript stays here and in " +
       "chat.df. Start a new chat to talk again." : "", model.get("notice"), engine.pttMode ? "Push-to-talk: hold the " +
       "button (or Space) to talk; the agent stops, and answers when you let go." :
+      engine.unheard && engine.micOn ? "The mic was paused while the agent spoke (no " +
+      "headphones) and picked up sound: anything you said then was not heard. Say it again, " +
+      "or tick headphones to interrupt by voice (■ Stop and Hold to talk work too)." :
       engine.gated && engine.micOn ?
       "Mic paused while the agent speaks (headphones recommended; ■ Stop interrupts)." : "",
       probeText(engine)].filter(Boolean).join(" "));

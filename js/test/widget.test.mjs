@@ -268,3 +268,26 @@ test("the default export is a factory: each widget model gets its own engine", a
   b.feed({ type: "transport_check", up: false, probe: mod.PROBE }, []);
   assert.deepEqual(b.sent.at(-1)[0], { type: "transport", up: false, down: false });
 });
+
+test("sound the paused mic kept from the agent is said in the widget, not lost in silence",
+  () => {
+    const model = fakeModel();
+    const engine = new mod.Engine(model, {});
+    engine.capture = { port: { postMessage() {} } };
+    engine.micOn = true;
+    const frame = (level) => engine.onFrame({ type: "frame", level, buf: new ArrayBuffer(1920) });
+    // ungated, loud frames are the user's turn, sent as they are
+    for (let i = 0; i < 20; i++) frame(0.2);
+    assert.equal(engine.unheard, false);
+    engine.onPlayer({ type: "progress", playing: true, busy: true, played: 0 });
+    assert.equal(engine.gated, true);
+    // quiet frames, and a stray loud one, are no speech
+    for (let i = 0; i < 20; i++) frame(i % 5 ? 0.001 : 0.2);
+    assert.equal(engine.unheard, false);
+    // words with short pauses between them
+    for (let i = 0; i < 20; i++) frame(i % 4 === 3 ? 0.001 : 0.1);
+    assert.equal(engine.unheard, true);
+    engine.setHeadphones(true); // the gate opens: what was said before stays said
+    assert.equal(engine.unheard, true);
+    clearTimeout(engine.unheardTimer);
+  });
