@@ -83,7 +83,9 @@ try:
     facts["recording"] = "equal"
 except AssertionError as exc:
     facts["recording"] = str(exc)
-json.dump(facts, open("facts.json", "w"), default=str)""",
+with open("facts.tmp", "w") as out:  # whole, then renamed: the test reads it once it exists
+    json.dump(facts, out, default=str)
+os.replace("facts.tmp", "facts.json")""",
 ]
 
 
