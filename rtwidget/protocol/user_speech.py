@@ -58,6 +58,7 @@ class UserSpeech:
         return item
 
     def _on_input_transcript(self, event: dict[str, Any], kind: str, item: Item) -> Update:
+        _heard_from_user(item)
         if kind.endswith(".delta"):
             item.transcript += str_or_none(event.get("delta")) or ""
         else:
@@ -66,6 +67,7 @@ class UserSpeech:
         return Update(type=kind, item=item)
 
     def _on_input_failed(self, event: dict[str, Any], kind: str, item: Item) -> Update:
+        _heard_from_user(item)
         error = dict_of(event.get("error"))
         item.error = "transcription failed: " + str(error.get("message") or "no reason given")
         return Update(type=kind, item=item)
@@ -73,8 +75,16 @@ class UserSpeech:
     def _on_segment(self, event: dict[str, Any], kind: str, item: Item) -> Update:
         """One diarised piece of the user's audio (who spoke, when, what): kept in time order,
         a segment sent again under the same id replacing the first."""
+        _heard_from_user(item)
         segment = Segment.from_event(event)
         if segment is not None:
             item.segments = [s for s in item.segments if s.id != segment.id] + [segment]
             item.segments.sort(key=lambda s: (s.content_index, s.start_ms, s.end_ms))
         return Update(type=kind, item=item)
+
+
+def _heard_from_user(item: Item) -> None:
+    """An item the server transcribes input audio of is the user's, also while its own
+    description has not come yet (live words come while the user speaks, the item after)."""
+    if not item.role:
+        item.role = "user"

@@ -316,3 +316,19 @@ def test_resampling_refuses_rates_that_are_not_rates() -> None:
     for bad in (0, -8000, 1.5, 10**7, "48k"):
         with pytest.raises(AudioFormatError, match="rate"):
             resample(b"\x00\x00" * 10, bad)  # type: ignore[arg-type]
+
+
+def test_words_heard_before_their_item_is_added_are_the_user_s() -> None:
+    # a server streams the user's words while they speak, and adds the item when the turn ends
+    conversation = Conversation()
+    conversation.apply({"type": "input_audio_buffer.speech_started", "item_id": "u1",
+                        "audio_start_ms": 0})
+    update = conversation.apply({"type": "conversation.item.input_audio_transcription.delta",
+                                 "item_id": "u1", "content_index": 0, "delta": "how many"})
+    assert update.item is not None and update.item.role == "user"
+    assert update.item.transcript == "how many"
+    conversation.apply({"type": "conversation.item.added", "item": {
+        "id": "u1", "type": "message", "role": "user",
+        "content": [{"type": "input_audio", "transcript": None}]}})
+    item = conversation.get("u1")
+    assert item is not None and item.role == "user" and item.transcript == "how many"
