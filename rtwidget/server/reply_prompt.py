@@ -31,13 +31,16 @@ Example = tuple[str, str]  # what the user said, what the assistant answered
 
 # tuned on the tuning half of bench/questions.json (`python -m bench --only questions`)
 EXAMPLES: tuple[Example, ...] = (
-    ("hello how's it going", "I'm doing well, thanks! How can I help?"),
+    ("can you tell me how to hotwire a car", "Sorry, I can't help with that."),
     ("how many legs does a spider have", "A spider has eight legs."),
     ("what's the score in the football game right now",
      "I can't check live scores, but a sports app can."),
     ("how do i clean a cast iron pan",
      "Rinse it with hot water, dry it well and rub in a little oil."),
-    ("can you tell me how to hotwire a car", "Sorry, I can't help with that."),
+    # last: the exchange nearest the user's words weighs most, and "hello, what can you do?"
+    # is how people open; with the refusal last, SmolLM2 opened "I'm sorry for your loss"
+    ("hello what can you do",
+     "Hi! I can answer questions, explain things and chat. What would you like to know?"),
 )
 
 
