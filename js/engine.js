@@ -57,6 +57,7 @@ export class Engine {
     this.gateTimer = null;
     this.loudWhileGated = 0; // frames of speech level the gate kept from the agent
     this.unheardAt = null; // when the paused mic last picked up sound (speech, or echo)
+    this.unheardTimer = null; // redraws when the notice of it is due to go
     this.message = "";
     this.stats = { framesSent: 0, bytesSent: 0, pushedBytes: 0, started: 0, playedMs: 0,
                    flushes: 0, underruns: 0 };
@@ -409,6 +410,7 @@ export class Engine {
   }
 
   destroy() {
+    clearTimeout(this.unheardTimer);
     this.stopMic();
     if (this.playCtx) this.playCtx.close();
   }

@@ -136,11 +136,16 @@ class Cost:
 def cost_label(cost: Cost) -> str:
     """The session's cost as the widget shows it: ``"$0.0123"``, ``"free (local)"`` for the
     local server, or ``""`` while any response's price is unknown."""
-    if not cost.known or cost.responses.empty:
+    return _label(cost.usd if cost.known else None, len(cost.responses), cost.provider)
+
+
+def _label(usd: float | None, priced: int, provider: str | None) -> str:
+    """:func:`cost_label` of ``usd`` over ``priced`` responses (``None``: one is not known)."""
+    if usd is None or not priced:
         return ""
-    if cost.usd == 0.0 and cost.provider in FREE_PROVIDERS:
+    if usd == 0.0 and provider in FREE_PROVIDERS:
         return "cost: free (local)"
-    return f"cost: ${cost.usd:.4f}"
+    return f"cost: ${usd:.4f}"
 
 
 class CostTally:
@@ -168,6 +173,7 @@ class CostTally:
         if key != self._basis_key or self._basis is None:
             self._basis_key, self._basis = key, basis(provider, model, self._prices)
             self._priced.clear()
+        on = self._basis
         # in conversation order, as the DataFrame sums them
         named = dict.fromkeys(item.response_id for item in conversation if item.response_id)
         total, priced = 0.0, 0
@@ -176,22 +182,17 @@ class CostTally:
             if response is None:
                 continue
             priced += 1
-            value = self._price(response_id, response.usage)
+            value = self._price(response_id, response.usage, on)
             if value is None:
-                return ""  # one response's price is unknown: the total is not known
+                return _label(None, priced, provider)  # one unknown: so is the total
             total += value
-        if not priced:
-            return ""
-        if total == 0.0 and provider in FREE_PROVIDERS:
-            return "cost: free (local)"
-        return f"cost: ${total:.4f}"
+        return _label(total, priced, provider)
 
-    def _price(self, response_id: str, usage: dict[str, Any]) -> float | None:
+    def _price(self, response_id: str, usage: dict[str, Any], on: Basis) -> float | None:
         kept = self._priced.get(response_id)
         if kept is not None and kept[0] is usage:
             return kept[1]
-        assert self._basis is not None
-        value = price_usage(split_usage(usage), self._basis)[0]
+        value = price_usage(split_usage(usage), on)[0]
         self._priced[response_id] = (usage, value)
         return value
 

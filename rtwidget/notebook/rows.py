@@ -19,11 +19,7 @@ class RowFeed:
     def __init__(self) -> None:
         self._dirty: set[str] = set()
         self._layout_key: tuple[int, int] | None = None
-        self._layout = Layout({}, {})
-        self._starts: set[str] = set()  # the laid-out items that begin a turn
-        self._newest: str | None = None  # the newest item laid out, deleted or not
-        self._shown = 0  # items laid out and not deleted: the next one's position
-        self._user: Item | None = None  # the newest item that begins a turn
+        self._layout = Layout()
         self.relayouts = 0  # layouts of the whole conversation (one per reset, at least)
 
     def mark(self, update: Update) -> bool:
@@ -49,8 +45,8 @@ class RowFeed:
             return None
         # every change to an item comes as an event about it: only one of these, laid out
         # already, can have come to begin a turn, or stopped, since
-        laid_out = self._layout.position
-        turned = any(i.id in laid_out and starts_turn(i) != (i.id in self._starts)
+        laid_out = self._layout
+        turned = any(i.id in laid_out.position and starts_turn(i) != (i.id in laid_out.starts)
                      for i in items)
         laid = self._laid_out(conversation, reset or bool(removed) or turned)
         rows = [row(item, laid.position.get(item.id, 0), laid.turn_of.get(item.id), conversation)
@@ -62,30 +58,14 @@ class RowFeed:
         if not fresh and self._layout_key == key:
             return self._layout
         added = None if fresh or self._layout_key is None or self._layout_key[0] != key[0] \
-            else conversation.items_after(self._layout_key[1], self._newest)
+            else conversation.items_after(self._layout_key[1], self._layout.newest)
         if added is None:  # the whole conversation again
-            self._layout, self._starts = Layout({}, {}), set()
-            self._shown, self._user, self._newest = 0, None, None
+            self._layout = Layout()
             self.relayouts += 1
             added = conversation.all_items()
-        self._extend(added)
+        self._layout.extend(added)
         self._layout_key = key
         return self._layout
-
-    def _extend(self, items: list[Item]) -> None:
-        """Lay ``items`` out after those laid out already, as :func:`layout` would."""
-        position, turn_of = self._layout.position, self._layout.turn_of
-        for item in items:
-            self._newest = item.id
-            if item.deleted:
-                continue
-            position[item.id] = self._shown
-            self._shown += 1
-            if starts_turn(item):
-                self._user = item
-                self._starts.add(item.id)
-            elif self._user is not None:
-                turn_of[item.id] = self._user
 
 
 def row(item: Item, pos: int, user: Item | None, conversation: Conversation) -> dict[str, Any]:

@@ -7,7 +7,7 @@ of the reply is timed from the end of the user's turn (``Item.turn_ended_at``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .items import Item, Response
 
@@ -34,26 +34,36 @@ def starts_turn(item: Item) -> bool:
     return item.role == "user" and item.type == "message"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Layout:
-    """Each item's position in the conversation, and the user message its turn began with."""
+    """Each item's position in the conversation, and the user message its turn began with;
+    built item by item (:meth:`extend`), so that a growing conversation is laid out once."""
 
-    position: dict[str, int]
-    turn_of: dict[str, Item]
+    position: dict[str, int] = field(default_factory=dict)
+    turn_of: dict[str, Item] = field(default_factory=dict)
+    starts: set[str] = field(default_factory=set)  # the items laid out that begin a turn
+    newest: str | None = None  # the last item laid out, deleted or not
+    _user: Item | None = None  # the newest item that begins a turn
+
+    def extend(self, items: Iterable[Item]) -> Layout:
+        """Lay ``items`` (in conversation order, after those laid out) out; deleted ones
+        take no position."""
+        for item in items:
+            self.newest = item.id
+            if item.deleted:
+                continue
+            self.position[item.id] = len(self.position)
+            if starts_turn(item):
+                self._user = item
+                self.starts.add(item.id)
+            elif self._user is not None:
+                self.turn_of[item.id] = self._user
+        return self
 
 
 def layout(items: Iterable[Item]) -> Layout:
     """The :class:`Layout` of ``items`` (in conversation order)."""
-    position: dict[str, int] = {}
-    turn_of: dict[str, Item] = {}
-    user: Item | None = None
-    for pos, item in enumerate(items):
-        position[item.id] = pos
-        if starts_turn(item):
-            user = item
-        elif user is not None:
-            turn_of[item.id] = user
-    return Layout(position, turn_of)
+    return Layout().extend(items)
 
 
 def _earliest(*times: float | None) -> float | None:
