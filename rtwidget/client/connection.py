@@ -22,6 +22,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake
 
+from ..aio.deadlines import within
 from ..protocol import client_events
 from ..protocol.acks import Acknowledgements
 from ..protocol.conversation import Conversation
@@ -135,7 +136,7 @@ class Connection:
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), timeout=2)
+                await within(ws.close(), 2)
         self._stopped()
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -331,7 +332,7 @@ class Connection:
         )
         self._ws, self._largest_sent = ws, None
         self.items_before_connect = frozenset(item.id for item in self.conversation)
-        created = await asyncio.wait_for(self._recv_until_created(ws), options.open_timeout)
+        created = await within(self._recv_until_created(ws), options.open_timeout)
         self._handle(created, 0)
         if not first:
             self.reconnects += 1
@@ -372,7 +373,7 @@ class Connection:
                     return None if err is None else str(err.get("message"))
 
         try:
-            return await asyncio.wait_for(answer(), self._options.open_timeout)
+            return await within(answer(), self._options.open_timeout)
         except asyncio.TimeoutError:
             log.warning("no answer to the configuration within %g s", self._options.open_timeout)
             return None

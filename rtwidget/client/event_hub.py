@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..aio.deadlines import within
 from ..protocol.errors import WaitTimeout
 from ..protocol.items import BETA_ALIASES, Update
 from ..protocol.requests import Predicate
@@ -89,7 +90,7 @@ class EventHub:
         """The event the waiter takes; :class:`WaitTimeout` (a ``TimeoutError``) after
         ``timeout`` seconds."""
         try:
-            return await asyncio.wait_for(entry[1], timeout)
+            return await within(entry[1], timeout)
         except asyncio.TimeoutError:
             raise WaitTimeout(f"no matching server event within {timeout} s") from None
         finally:

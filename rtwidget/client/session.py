@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..aio.deadlines import within
 from ..data.cost import Cost, summarise
 from ..data.frame import FrameCache, LiveView, events_frame, export, segments_frame
 from ..protocol import client_events
@@ -336,7 +337,7 @@ class AsyncRealtimeSession(Channel):
                 created.close()
                 raise
             try:
-                response_id = await asyncio.wait_for(created, left())
+                response_id = await within(created, left())
             except asyncio.TimeoutError:
                 self.turns.withdraw(turn)
                 raise
@@ -348,8 +349,8 @@ class AsyncRealtimeSession(Channel):
                 if response is None or not continues(self.conversation, response, self._handles):
                     return reply_text(self.conversation, response) if response is not None else ""
                 follow_up = self._follow_up(response_id)
-                next_create = await asyncio.wait_for(asyncio.shield(follow_up), left())
-                response_id = await asyncio.wait_for(self._created(next_create), left())
+                next_create = await within(asyncio.shield(follow_up), left())
+                response_id = await within(self._created(next_create), left())
         except asyncio.TimeoutError:
             raise WaitTimeout(f"no complete reply within {timeout:g} s") from None
 

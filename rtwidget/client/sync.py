@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from ..aio.deadlines import within
 from ..data.cost import Cost
 from ..data.frame import LiveView
 from ..protocol import client_events
@@ -285,7 +286,7 @@ class RealtimeSession:
                 self._run(self.aio.close(), timeout=10)
         elif not self._loop.is_running():  # the loop's thread is gone: clean up from here
             with contextlib.suppress(Exception):
-                self._loop.run_until_complete(asyncio.wait_for(self.aio.close(), 10))
+                self._loop.run_until_complete(within(self.aio.close(), 10))
         self._loop_thread.stop()
         self._detach_messages()
 

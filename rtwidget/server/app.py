@@ -28,6 +28,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from ..aio.deadlines import within
 from ..protocol.errors import ConfigError, UsageError
 from ..protocol.redact import mask_secrets, wire_logger
 from .engines import ReplyEngine, ScriptedReplyEngine, Synthesizer, ToneSynthesizer, Transcriber
@@ -395,7 +396,7 @@ class LocalServer:
 
         async def send(text: str) -> None:
             try:
-                await asyncio.wait_for(ws.send(text), self.send_timeout)
+                await within(ws.send(text), self.send_timeout)
             except asyncio.TimeoutError:
                 log.warning("a client read nothing for %g s; disconnecting it", self.send_timeout)
                 abort()

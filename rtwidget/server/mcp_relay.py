@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..aio.deadlines import within
 from .item_store import ItemStore, ServerItem
 from .output import OutputWriter, ServerResponse
 from .server_session import ServerSession, new_id
@@ -107,7 +108,7 @@ class McpRelay:
                                       f"only (127.0.0.1, localhost, ::1), not "
                                       f"{urlsplit(url).hostname or url!r}")
             async with self._client(entry) as client:
-                listed = await asyncio.wait_for(client.list_tools(), CALL_TIMEOUT)
+                listed = await within(client.list_tools(), CALL_TIMEOUT)
         except Exception as exc:
             self.listed.pop(label, None)
             await emit({"type": "mcp_list_tools.failed", "item_id": item.id})
@@ -231,7 +232,7 @@ class McpRelay:
         try:
             args = json.loads(arguments or "{}")
             async with self._client(entry) as client:
-                result = await asyncio.wait_for(client.call_tool(name, args), CALL_TIMEOUT)
+                result = await within(client.call_tool(name, args), CALL_TIMEOUT)
             text = _text(result)
             if getattr(result, "is_error", False):
                 error = {"type": "tool_execution_error", "message": text or "the tool failed"}

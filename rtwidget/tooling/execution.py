@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..aio.deadlines import within
 from ..protocol.errors import RealtimeError
 from .call_context import CallContext
 
@@ -127,11 +128,11 @@ async def call_tool(tool: Tool, args: list[Any], kwargs: dict[str, Any],
     if tool.context_param is not None:
         kwargs = {**kwargs, tool.context_param: context or CallContext("", tool.name)}
     if inspect.isasyncgenfunction(tool.fn):
-        return await asyncio.wait_for(_guarded(_drain(tool.fn(*args, **kwargs), context)),
+        return await within(_guarded(_drain(tool.fn(*args, **kwargs), context)),
                                       tool.timeout)
     if tool.is_async:
-        return await asyncio.wait_for(_guarded(tool.fn(*args, **kwargs)), tool.timeout)
-    return await asyncio.wait_for(
+        return await within(_guarded(tool.fn(*args, **kwargs)), tool.timeout)
+    return await within(
         off_loop(lambda: tool.fn(*args, **kwargs), name=f"rtwidget-tool-{tool.name}"),
         tool.timeout)
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..aio.deadlines import within
 from ..protocol.errors import RealtimeError, ToolError
 from ..protocol.redact import mask_secrets, mask_url, remember_secret
 from .registry import ToolRegistry, tools
@@ -296,7 +297,7 @@ class McpServer:
 
         async def run() -> None:
             try:
-                result = await asyncio.wait_for(self._client.call_tool(name, arguments),
+                result = await within(self._client.call_tool(name, arguments),
                                                 self.timeout)
             except BaseException as exc:  # it is the call's outcome
                 if "Connection closed" in str(exc):  # the process exited, the socket went

@@ -169,7 +169,9 @@ def test_a_typed_turn_cancels_the_wait_and_is_answered(wait_server) -> None:
 
     with open_session(wait_server, [slow, get_weather], output_modalities=["text"]) as s:
         s.say("slow and quick")
-        eventually(lambda: len(s.running_tools) == 1)
+        # the quick call has been answered and the slow one runs (the calls come one by one)
+        eventually(lambda: "done" in s.df["tool_status"].dropna().tolist()
+                   and len(s.running_tools) == 1)
         s.say("Never mind. Hello there.")  # a typed turn that interrupts, as in the widget
         assert seen.wait(5)
         eventually(lambda: [i for i in s.conversation if i.text == "You said: Never mind. "
