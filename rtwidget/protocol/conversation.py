@@ -45,6 +45,15 @@ TOOL_NOTES: dict[str, str | None] = {
 """The client's notes of a tool call's stages, and the status each sets (a result's own)."""
 
 
+class EventLog(deque[LogEntry]):
+    """The event log: bounded, appended to on the session's thread. Iterating it goes over a
+    copy taken at once, so reading it from another thread while the talk goes on never fails
+    with "deque mutated during iteration"."""
+
+    def __iter__(self) -> Iterator[LogEntry]:
+        return iter(list(deque.__iter__(self)))
+
+
 class Conversation(UserSpeech, HostedMcpEvents):
     """Items in conversation order, responses, errors and the event log of one session.
 
@@ -67,7 +76,7 @@ class Conversation(UserSpeech, HostedMcpEvents):
         self.errors: list[ErrorInfo] = []
         self.problems: list[str] = []
         self.rate_limits: list[dict[str, Any]] = []
-        self.log: deque[LogEntry] = deque(maxlen=max_log)
+        self.log = EventLog(maxlen=max_log)
         self.unknown_events = 0
         self.version = 0
         self._items: dict[str, Item] = {}
