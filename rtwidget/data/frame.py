@@ -268,7 +268,7 @@ def segments_frame(conversation: Conversation) -> pd.DataFrame:
 
 def events_frame(conversation: Conversation) -> pd.DataFrame:
     """The event log as a DataFrame (:data:`EVENT_COLUMNS`); audio is summarised, not kept."""
-    rows = [(e.direction, e.type, e.at, e.size, e.payload) for e in list(conversation.log)]
+    rows = [(e.direction, e.type, e.at, e.size, e.payload) for e in conversation.log]
     return _typed(rows, EVENT_COLUMNS)
 
 

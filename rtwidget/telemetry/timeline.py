@@ -70,7 +70,7 @@ class Turn:
 
 
 def _tool_notes(conversation: Conversation) -> dict[str, float]:
-    return {str(e.payload.get("call_id")): e.at for e in list(conversation.log)
+    return {str(e.payload.get("call_id")): e.at for e in conversation.log
             if e.direction == "local" and e.type == "rtwidget.tool_result"}
 
 
@@ -142,7 +142,7 @@ def reconnects(conversation: Conversation) -> list[ConnectionGap]:
     out: list[ConnectionGap] = []
     lost: float | None = None
     reason, attempts = "", 0
-    for entry in list(conversation.log):
+    for entry in conversation.log:
         if entry.direction != "local":
             continue
         if entry.type == "rtwidget.connection_lost" and lost is None:

@@ -50,7 +50,8 @@ SHOW = """chat = rt.chat(url=server.url, transcription=None)
 chat"""
 CASES = {"being made": (0.05, "cancelled"), "made, still playing": (0.0, "completed")}
 
-# copies (list(...)) of what the session's thread changes while this reads it
+# a copy (list(...)) of the responses, which the session's thread adds to while this reads them
+# (the event log copies itself when iterated)
 FACTS = """(lambda c: {
     "error": chat.error, "errors": [str(e) for e in chat.session.errors],
     "stats": chat.stats,
@@ -59,7 +60,7 @@ FACTS = """(lambda c: {
                "truncated_ms": i.truncated_ms, "response_id": i.response_id} for i in c],
     "responses": {r.id: r.status for r in list(c.responses.values())},
     "log": [[e.direction, e.type, e.payload.get("audio_end_ms"),
-             (e.payload.get("response") or {}).get("id")] for e in list(c.log)
+             (e.payload.get("response") or {}).get("id")] for e in c.log
             if e.type in ("response.create", "response.cancel", "response.done",
                           "conversation.item.create", "conversation.item.truncate",
                           "conversation.item.truncated", "error")],
